@@ -1,0 +1,140 @@
+"""Run the course's chapters headless: the HTML book, and re-executing paired notebooks.
+
+Chapters live in ``chapters/NN_slug.py`` (jupytext percent format, the reviewed source) next to
+``chapters/NN_slug.ipynb`` (what people open; committed with outputs).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+KERNEL = "python3"
+
+
+def default_chapters_dir() -> Path:
+    """``chapters/`` of the checkout this package was installed from (editable install)."""
+    here = Path(__file__).resolve().parents[1] / "chapters"
+    if here.is_dir():
+        return here
+    return Path.cwd() / "chapters"
+
+
+def chapter_sources(chapters_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The chapter sources ``NN_*.py``, in order."""
+    folder = Path(chapters_dir) if chapters_dir else default_chapters_dir()
+    paths = sorted(p for p in folder.glob("[0-9][0-9]_*.py"))
+    if not paths:
+        raise FileNotFoundError(
+            f"no chapters (NN_slug.py) found in {folder}; run from a checkout of spectral_lab or "
+            "pass --chapters PATH"
+        )
+    return paths
+
+
+@dataclass(frozen=True)
+class ChapterRun:
+    path: Path
+    seconds: float
+    error: str | None
+    notebook: object  # nbformat.NotebookNode
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def execute_chapter(path: str | os.PathLike, timeout: int = 900) -> ChapterRun:
+    """Execute one chapter (``.py`` or ``.ipynb``) top to bottom in a fresh kernel."""
+    import jupytext
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    path = Path(path)
+    nb = jupytext.read(path)
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name=KERNEL,
+        record_timing=False,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    start = time.perf_counter()
+    error = None
+    try:
+        client.execute()
+    except CellExecutionError as err:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
+        error = text.splitlines()[-1] if text else repr(err)
+    except Exception as err:  # kernel died, timeout, ...
+        error = f"{type(err).__name__}: {err}"
+    return ChapterRun(path, time.perf_counter() - start, error, clean_notebook(nb))
+
+
+def clean_notebook(nb):
+    """Drop per-run noise (widget state, execution timestamps) so re-runs diff cleanly."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+    return nb
+
+
+def sync_chapter(path: str | os.PathLike, timeout: int = 900) -> ChapterRun:
+    """Execute ``NN_slug.py`` and write the paired ``NN_slug.ipynb`` with fresh outputs."""
+    import nbformat
+
+    path = Path(path).with_suffix(".py")
+    run = execute_chapter(path, timeout)
+    if run.ok:
+        run.notebook.metadata.setdefault("jupytext", {})["formats"] = "ipynb,py:percent"
+        nbformat.write(run.notebook, path.with_suffix(".ipynb"))
+    return run
+
+
+def build_book(
+    out_dir: str | os.PathLike = "build/book", chapters_dir=None, timeout: int = 900, progress=print
+) -> list[ChapterRun]:
+    """Execute every chapter and write ``out_dir/NN_slug.html`` plus an ``index.html``."""
+    from nbconvert import HTMLExporter
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    exporter = HTMLExporter()
+    runs = []
+    for path in chapter_sources(chapters_dir):
+        progress(f"running {path.name} ...")
+        run = execute_chapter(path, timeout)
+        body, _ = exporter.from_notebook_node(run.notebook)
+        (out / f"{path.stem}.html").write_text(body, encoding="utf-8")
+        progress(
+            f"  {'ok' if run.ok else 'FAILED'} in {run.seconds:.1f}s"
+            + ("" if run.ok else f": {run.error}")
+        )
+        runs.append(run)
+    rows = "\n".join(
+        f"<tr><td><a href='{r.path.stem}.html'>{html.escape(_title(r.notebook, r.path))}</a></td>"
+        f"<td>{'ok' if r.ok else 'FAILED: ' + html.escape(r.error or '')}</td>"
+        f"<td>{r.seconds:.1f} s</td></tr>"
+        for r in runs
+    )
+    (out / "index.html").write_text(
+        "<!doctype html><meta charset='utf-8'><title>spectral_lab</title>"
+        "<style>body{font-family:sans-serif;max-width:52em;margin:2em auto}"
+        "td{padding:.3em 1em}</style><h1>spectral_lab &mdash; the course</h1>"
+        f"<table><tr><th>chapter</th><th>status</th><th>time</th></tr>{rows}</table>",
+        encoding="utf-8",
+    )
+    return runs
+
+
+def _title(nb, path: Path) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return path.stem
