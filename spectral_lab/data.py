@@ -254,7 +254,7 @@ def _torchvision(name: str, split: str, root, download: bool, verify: bool) -> A
         "cifar100": torchvision.datasets.CIFAR100,
     }[name]
     if name != "mnist" and not verify:
-        cls = type(cls.__name__ + "Unverified", (cls,), {"_check_integrity": _files_exist})
+        cls = _without_checksums(cls)
     folder = base / _FOLDER[name]
     try:
         tv = cls(root=str(base), train=train, download=download)
@@ -275,9 +275,18 @@ def _torchvision(name: str, split: str, root, download: bool, verify: bool) -> A
     )
 
 
-def _files_exist(self) -> bool:
-    folder = Path(self.root) / self.base_folder
-    return all((folder / fname).is_file() for fname, _ in self.train_list + self.test_list)
+def _without_checksums(cls):
+    """The same torchvision class with every MD5 set to ``None`` (torchvision then only checks
+    that the files exist), so re-packed copies in CIFAR's format load through the real code."""
+    return type(
+        cls.__name__ + "Unverified",
+        (cls,),
+        {
+            "train_list": [[name, None] for name, _ in cls.train_list],
+            "test_list": [[name, None] for name, _ in cls.test_list],
+            "meta": {**cls.meta, "md5": None},
+        },
+    )
 
 
 def _not_found_message(

@@ -236,6 +236,8 @@ class ConvResNet(nn.Module):
 def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwargs) -> nn.Module:
     """A reference model by name (``mlp``, ``cnn``, ``resmlp``, ``resnet``) sized for the data."""
     shape = tuple(input_shape)
+    if name not in ("mlp", "cnn", "resmlp", "resnet"):
+        raise ValueError(f"unknown model {name!r}; choose one of mlp, cnn, resmlp, resnet")
     if name == "mlp":
         return MLP(math.prod(shape), num_classes, **kwargs)
     if name == "resmlp":
@@ -244,6 +246,4 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwarg
         raise ValueError(f"{name} needs (channels, height, width) inputs, got input_shape={shape}")
     if name == "cnn":
         return SmallCNN(shape[0], num_classes, image_size=shape[1], **kwargs)
-    if name == "resnet":
-        return ConvResNet(shape[0], num_classes, image_size=shape[1], **kwargs)
-    raise ValueError(f"unknown model {name!r}; choose one of mlp, cnn, resmlp, resnet")
+    return ConvResNet(shape[0], num_classes, image_size=shape[1], **kwargs)

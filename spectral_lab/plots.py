@@ -28,6 +28,13 @@ STYLE = {
 }
 
 
+def to_numpy(values) -> np.ndarray:
+    """A float numpy array from a tensor (any device, with or without grad), list or array."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().double().numpy()
+    return np.asarray(values, dtype=float)
+
+
 def use_style() -> None:
     """Apply the course style globally (chapters call this once at the top)."""
     mpl.rcParams.update(STYLE)
@@ -68,7 +75,7 @@ def plot_spectra(
     title: str = "singular values",
 ):
     """Rank-ordered singular values, one line per row of ``spectra`` (log scale)."""
-    s = np.atleast_2d(np.asarray(spectra, dtype=float))
+    s = np.atleast_2d(to_numpy(spectra))
     if ax is None:
         fig, ax = plt.subplots(figsize=(5, 3.4))
     if normalize:
