@@ -66,7 +66,8 @@ def execute_chapter(path: str | os.PathLike, timeout: int = 900) -> ChapterRun:
     start = time.perf_counter()
     error = None
     try:
-        client.execute()
+        # headless kernel: progress bars off (a saved widget bar would show "0%" forever)
+        client.execute(env={**os.environ, "SPECTRAL_LAB_HEADLESS": "1"})
     except CellExecutionError as err:
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
         error = text.splitlines()[-1] if text else repr(err)
@@ -104,6 +105,9 @@ def build_book(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     exporter = HTMLExporter()
+    local = _local_mathjax(out)
+    if local:
+        exporter.mathjax_url = local
     runs = []
     for path in chapter_sources(chapters_dir):
         progress(f"running {path.name} ...")
@@ -129,6 +133,21 @@ def build_book(
         encoding="utf-8",
     )
     return runs
+
+
+def _local_mathjax(out: Path) -> str | None:
+    """Copy MathJax (from ``jupyter_server_mathjax``) next to the book so formulas render offline."""
+    import shutil
+
+    try:
+        import jupyter_server_mathjax
+    except ImportError:  # the HTML then loads MathJax from nbconvert's default CDN
+        return None
+    src = Path(jupyter_server_mathjax.__file__).parent / "static"
+    dst = out / "mathjax"
+    if not (dst / "MathJax.js").exists():
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+    return "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 
 
 def _title(nb, path: Path) -> str:

@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ._checks import check_logits, check_tensor
+from ._progress import progress_bar
 from .models import build_model
 
 ExtraLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -144,9 +145,7 @@ def train(
     opt = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay)
     g = torch.Generator().manual_seed(seed)
     hist = History()
-    from tqdm.auto import tqdm
-
-    bar = tqdm(range(epochs), desc="training", disable=not progress, leave=False)
+    bar = progress_bar(range(epochs), desc="training", enabled=progress)
     step = 0
     for epoch in bar:
         model.train()

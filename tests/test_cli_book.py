@@ -47,6 +47,8 @@ def test_book_writes_html_with_figures_and_fails_on_error(tmp_path, capsys):
     png = page.split("data:image/png;base64,", 1)[1].split('"', 1)[0]
     assert base64.b64decode(png)[:4] == b"\x89PNG"
     assert "00_ok.html" in (out / "index.html").read_text()
+    # formulas render offline: MathJax is copied next to the pages and referenced relatively
+    assert (out / "mathjax" / "MathJax.js").is_file() and 'src="mathjax/MathJax.js' in page
 
     _chapter(chapters, "01_bad.py", "# %%\nraise RuntimeError('boom')\n")
     assert cli.main(["book", "--out", str(out), "--chapters", str(chapters)]) == 1
@@ -62,3 +64,12 @@ def test_no_chapters_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no chapters"):
         chapter_sources(tmp_path)
     assert cli.main(["book", "--out", str(tmp_path / "b"), "--chapters", str(tmp_path)]) == 2
+
+
+def test_headless_runs_switch_progress_bars_off(monkeypatch):
+    from spectral_lab._progress import progress_bar
+
+    monkeypatch.delenv("SPECTRAL_LAB_HEADLESS", raising=False)
+    assert not progress_bar(range(2), desc="x").disable
+    monkeypatch.setenv("SPECTRAL_LAB_HEADLESS", "1")
+    assert progress_bar(range(2), desc="x").disable
