@@ -583,3 +583,10 @@ def test_small_residual_scale_keeps_spectra_near_identity():
         rs.append(g.exponent_profile(m).r.mean())
     assert rs[0] < rs[1] < rs[2]
     assert rs[1] / rs[0] == pytest.approx(10, rel=0.2)  # first order in the scale
+
+
+def test_docstring_examples():
+    import doctest
+
+    res = doctest.testmod(g, verbose=False)
+    assert res.failed == 0 and res.attempted > 10
