@@ -668,6 +668,11 @@ def rank_summary(
 # --------------------------------------------------------------------------------------------
 
 
+def _top_sv(m: torch.Tensor) -> torch.Tensor:
+    """Largest singular value via the top eigenvalue of ``MᵀM`` (cheaper than a full SVD)."""
+    return torch.linalg.eigvalsh(m.transpose(-1, -2) @ m)[..., -1].clamp_min(0).sqrt()
+
+
 def _factor_stack(factors, name: str = "factors") -> torch.Tensor:
     if isinstance(factors, (list, tuple)):
         if not factors:
@@ -737,10 +742,10 @@ def chain_slack(factors, trace: str = "d") -> ChainSlack:
     if f.dim() != 3:
         raise ValueError(f"factors must have shape (L, d, d), got {tuple(f.shape)}")
     a = frobenius_normalize(f.to(torch.float64), trace)
-    s1 = torch.linalg.matrix_norm(a, ord=2)
+    s1 = _top_sv(a)
     r = torch.log(s1)
     pairs = a[1:] @ a[:-1]
-    s_int = r[:-1] + r[1:] - torch.log(torch.linalg.matrix_norm(pairs, ord=2))
+    s_int = r[:-1] + r[1:] - torch.log(_top_sv(pairs))
     # product with running rescaling (no overflow for long chains)
     p = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
     log_scale = 0.0
@@ -749,7 +754,7 @@ def chain_slack(factors, trace: str = "d") -> ChainSlack:
         n = torch.linalg.matrix_norm(p).item()
         p = p / n
         log_scale += math.log(n)
-    log_chain = log_scale + math.log(torch.linalg.matrix_norm(p, ord=2).item())
+    log_chain = log_scale + math.log(_top_sv(p).item())
     rr = r.cpu().numpy()
     return ChainSlack(
         r=rr,
@@ -1097,7 +1102,7 @@ def chain_profile(
 ) -> ExponentProfile:
     """Exponent profile of one chain of square factors ``(L, d, d)`` (``A_1`` first).
 
-    Per layer: singular values of ``Ā_l``, :func:`power_law_fit` (exponent by ``chart``, ML by
+    Per layer: eigenvalues of ``A_lᵀA_l`` (symmetric eigensolve), :func:`power_law_fit` (exponent by ``chart``, ML by
     default), ``k_τ``; per chain: :func:`chain_slack` and :func:`depth_budget` (which always uses
     the ML exponents, the chart for which ``ρ`` is defined). Cost ``O(L d³)``.
     """
@@ -1105,8 +1110,10 @@ def chain_profile(
     if f.dim() != 3:
         raise ValueError(f"factors must have shape (L, d, d), got {tuple(f.shape)}")
     tau = _check_tau(tau)
-    sv = torch.linalg.svdvals(f.detach().to(torch.float64)).cpu().numpy()
-    fits = tuple(power_law_fit(s, "singular", window=window, chart=chart) for s in sv)
+    f64 = f.detach().to(torch.float64)
+    # eigenvalues of AᵀA (= σ², unnormalised): a symmetric eigensolve is much cheaper than an SVD
+    sv = torch.linalg.eigvalsh(f64.transpose(-1, -2) @ f64).flip(-1).clamp_min(0).cpu().numpy()
+    fits = tuple(power_law_fit(s, "eigen", window=window, chart=chart) for s in sv)
     sl = chain_slack(f.detach(), trace)
     d = f.shape[-1]
     a_mle = np.array([ft.alpha_mle for ft in fits])
@@ -1124,7 +1131,7 @@ def chain_profile(
         rho=np.array([ft.rho for ft in fits]),
         res_hel=np.array([ft.res_hel for ft in fits]),
         ls_r2=np.array([ft.ls_r2 for ft in fits]),
-        k_tau=np.array([effective_rank(s, tau) for s in sv]),
+        k_tau=np.array([effective_rank(s, tau, kind="eigen") for s in sv]),
         power_law=np.array([ft.is_power_law for ft in fits], dtype=float),
         d=d,
         tau=tau,
