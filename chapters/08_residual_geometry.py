@@ -56,6 +56,9 @@ import spectral_lab as sl
 from spectral_lab import geometry as geo
 
 sl.plots.use_style()
+# every matrix in this chapter is small (d <= 256): one thread avoids threading overhead, which
+# dominates at this size (a speed setting only; remove it for large models)
+torch.set_num_threads(1)
 torch.manual_seed(0)
 rng = np.random.default_rng(0)
 print(f"torch {torch.__version__}, spectral_lab {sl.__version__}")

@@ -522,7 +522,10 @@ def power_law_fit(
     # metric (Hellinger) chart on the full spectrum
     hi = max(4.0, 3.0 * a_mle + 2.0, 3.0 * a_top + 2.0)
     grid = np.linspace(0.0, min(hi, ALPHA_MAX), 121)
-    vals = [_hel2(p, logk, g) for g in grid]
+    w = -np.outer(grid, logk)
+    q_grid = np.exp(w - w.max(1, keepdims=True))
+    q_grid /= q_grid.sum(1, keepdims=True)
+    vals = np.sum((np.sqrt(p) - np.sqrt(q_grid)) ** 2, axis=1)
     i = int(np.argmin(vals))
     lo, up = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
     res = optimize.minimize_scalar(
