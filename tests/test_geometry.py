@@ -187,11 +187,13 @@ def test_fisher_rao_length_and_actions():
     assert math.isclose(g.fisher_rao_length(0.2, 1.4, D), ref, rel_tol=1e-6)
     coarse = g.orbit_actions(np.linspace(0.2, 1.4, 6), D)
     fine = g.orbit_actions(np.linspace(0.2, 1.4, 60), D)
+
     def err(a):
         return (
             abs(a.kl_action / a.fisher_action - 1),
             abs(a.bures_action / (D / 4 * a.fisher_action) - 1),
         )  # noqa: E731
+
     assert all(f < c for f, c in zip(err(fine), err(coarse)))
     assert max(err(fine)) < 5e-3
     assert coarse.cauchy_schwarz_holds and fine.cauchy_schwarz_holds
@@ -590,3 +592,38 @@ def test_docstring_examples():
 
     res = doctest.testmod(g, verbose=False)
     assert res.failed == 0 and res.attempted > 10
+
+
+def test_rank_deficient_spectrum_uses_numerical_rank():
+    lam = np.r_[g.power_law_spectrum(1.0, 20), np.zeros(12)]
+    fit = g.power_law_fit(lam, kind="eigen")
+    assert fit.d == 20 and fit.alpha == pytest.approx(1.0, abs=1e-8)
+    assert g.top_radial(lam, kind="eigen") == pytest.approx(g.orbit_top_radial(1.0, 20))
+
+
+def test_chain_and_budget_error_paths():
+    with pytest.raises(ValueError, match="square"):
+        g.chain_slack(torch.randn(3, 4, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match="empty"):
+        g.chain_slack([])
+    with pytest.raises(ValueError, match="equal length"):
+        g.depth_budget([0.1, 0.2, 0.3], [0.1, 0.2], D, 0.3, 0.0)
+    with pytest.raises(ValueError, match="finite"):
+        g.depth_budget([0.1, float("nan")], [0.1, 0.2], D, 0.3, 0.0)
+    with pytest.raises(ValueError, match="square"):
+        g.near_identity_cartan(torch.randn(3, 4, dtype=torch.float64), 0.1)
+    with pytest.raises(ValueError, match="two exponents"):
+        g.orbit_actions([0.5], D)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_profiles_on_cuda_match_cpu():
+    torch.manual_seed(0)
+    m = ResidualMLP(8, 3, width=16, depth=4, residual_scale=0.2).double()
+    x = torch.randn(3, 8, dtype=torch.float64)
+    cpu = g.exponent_profile(m, x, kind="jacobian")
+    f = g.layer_factors(m.cuda(), x.cuda(), kind="jacobian")
+    assert f.device.type == "cuda"
+    gpu = g.exponent_profile(m, x.cuda(), kind="jacobian")
+    assert np.allclose(cpu.alpha, gpu.alpha, atol=1e-8)
