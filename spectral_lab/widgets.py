@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 
 def explorer(draw: Callable[..., object], **controls):
@@ -60,3 +61,94 @@ def jacobian_spectrum_explorer(model, x, y=None):
         return fig
 
     return explorer(draw, index=w.IntSlider(0, 0, len(x) - 1, 1, description="sample"))
+
+
+def residual_profile_explorer(in_features: int = 64, num_classes: int = 10, seed: int = 0, x=None):
+    """Depth, residual scale and width -> the exponent profile of a (random-init) ``ResidualMLP``
+    and its adjacent-layer drift against the depth budget ``(log M)/L``.
+
+    Static-weight factors by default; choose "jacobian" to use the data-dependent factors at the
+    rows of ``x`` (random inputs when ``x`` is None; slower).
+    """
+    import ipywidgets as w
+    import torch
+
+    from . import geometry as geo
+    from .models import ResidualMLP
+    from .plots import plot_depth_budget
+
+    def draw(
+        depth: int = 12, residual_scale: float = 0.1, width: int = 32, factors: str = "static"
+    ):
+        torch.manual_seed(seed)
+        model = ResidualMLP(
+            in_features, num_classes, width=width, depth=depth, residual_scale=residual_scale
+        ).double()
+        if factors == "static":
+            prof = geo.exponent_profile(model)
+            budget, slack = prof.budget, prof.slack
+        else:
+            xs = (
+                x
+                if x is not None
+                else torch.randn(4, in_features, generator=torch.Generator().manual_seed(seed))
+            )
+            prof = geo.exponent_profile(model, xs.double(), kind="jacobian")
+            budget, slack = prof.per_sample[0].budget, prof.per_sample[0].slack
+        fig, (a0, a1) = plt.subplots(1, 2, figsize=(10, 3.4))
+        layers = range(1, prof.L + 1)
+        a0.plot(layers, prof.alpha, "o-", ms=3, label=r"$\hat\alpha_l$ (ML)")
+        a0.plot(layers, prof.alpha_ls, "s--", ms=3, label=r"$\hat\alpha_l$ (log-log LS)")
+        a0.set(
+            xlabel="layer l",
+            ylabel="exponent",
+            title=f"{factors} factors: power law in {prof.power_law.mean():.0%} of layers",
+        )
+        a0.legend()
+        plot_depth_budget(
+            budget,
+            ax=a1,
+            title=f"S = {slack.total_slack:.3f}, (log M)/L = {budget.budget:.4f}",
+        )
+        fig.tight_layout()
+        return fig
+
+    return explorer(
+        draw,
+        depth=w.IntSlider(12, 2, 32, 1, description="depth L"),
+        residual_scale=w.FloatLogSlider(0.1, base=10, min=-2.5, max=0.3, description="scale"),
+        width=w.IntSlider(32, 8, 96, 8, description="width d"),
+        factors=w.Dropdown(options=["static", "jacobian"], value="static", description="factors"),
+    )
+
+
+def power_law_fit_explorer(d: int = 64, seed: int = 0):
+    """Pick a spectrum shape (power law, two-level, exponential), its exponent and noise; see the
+    four fitted charts and the verdict of :func:`spectral_lab.geometry.power_law_fit`."""
+    import ipywidgets as w
+
+    from . import geometry as geo
+    from .plots import plot_power_law_fit
+
+    def draw(shape: str = "power law", alpha: float = 1.0, noise: float = 0.05):
+        rng = np.random.default_rng(seed)
+        k = np.arange(1, d + 1)
+        if shape == "power law":
+            lam = geo.power_law_spectrum(alpha, d)
+        elif shape == "two-level":
+            lam = np.where(k <= d // 4, 1.0 + 4 * alpha, 1.0)
+        else:
+            lam = np.exp(-alpha * 4 * (k - 1) / d)
+        lam = lam * np.exp(noise * rng.standard_normal(d))
+        fit = geo.power_law_fit(lam, kind="eigen")
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        plot_power_law_fit(lam, fit, kind="eigen", ax=ax)
+        fig.tight_layout()
+        return fig
+
+    return explorer(
+        draw,
+        shape=w.Dropdown(options=["power law", "two-level", "exponential"], description="shape"),
+        alpha=w.FloatSlider(1.0, min=0.0, max=3.0, step=0.05, description="alpha / steepness"),
+        noise=w.FloatSlider(0.05, min=0.0, max=0.5, step=0.01, description="log-noise"),
+    )
