@@ -110,9 +110,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         print(paper_table("cifar10"))
     print("\nWhich of the paper's claims this run supports (thresholds: see assess_claims):")
     print(format_claims(assess_claims(res)))
-    print(
-        f"\n{len(res.runs)} runs ({res.cached} from cache) in {time.perf_counter() - t0:.1f} s"
-    )
+    print(f"\n{len(res.runs)} runs ({res.cached} from cache) in {time.perf_counter() - t0:.1f} s")
     return 0
 
 
