@@ -152,10 +152,9 @@ def spectral_entropy(
     if normalized:
         r = (p > 0).sum(-1)
         logr = torch.log(r.clamp_min(1).to(p.dtype))
-        return torch.where(
-            r > 1, h / logr.clamp_min(torch.finfo(p.dtype).tiny), torch.zeros_like(h)
-        )
-    return h / scale
+        h = torch.where(r > 1, h / logr.clamp_min(torch.finfo(p.dtype).tiny), torch.zeros_like(h))
+        return h + 0.0  # turns -0.0 into 0.0
+    return h / scale + 0.0  # rank one: 0.0, not -0.0
 
 
 def effective_rank(
