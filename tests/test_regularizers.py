@@ -116,9 +116,6 @@ def test_input_gradient_penalty_matches_autograd():
 
 
 def test_spectral_entropy_penalty_is_nonnegative_and_zero_for_a_flat_spectrum():
-    spectral_entropy = pytest.importorskip("spectral_lab.spectra").__dict__.get("spectral_entropy")
-    if spectral_entropy is None:
-        pytest.skip("spectral_entropy not merged yet")
     from spectral_lab.regularizers import spectral_entropy_penalty
 
     m = _mlp()
@@ -137,11 +134,6 @@ def test_spectral_entropy_penalty_is_nonnegative_and_zero_for_a_flat_spectrum():
 
 @pytest.mark.parametrize("name", [n for n in REGULARIZERS if n not in ("none",)])
 def test_every_regularizer_trains_and_lowers_its_target(name):
-    if name == "spectral_entropy":
-        import spectral_lab.spectra as sp
-
-        if not hasattr(sp, "spectral_entropy"):
-            pytest.skip("spectral_entropy not merged yet")
     ds = sl.load_dataset("gaussian_mixture", n_samples=128, dim=6, num_classes=4)
     reg = sl.make_regularizer(name, strength=0.1, max_samples=16)
     torch.manual_seed(0)
