@@ -211,3 +211,120 @@ def entropy_explorer(J, eps: float = 0.1):
         t=w.FloatSlider(0.0, min=0.0, max=1.0, step=0.05, description="flatten t"),
         base=w.Dropdown(options=["e", "2"], value="e", description="log base"),
     )
+
+
+# --------------------------------------------------------------------------- chapters 06-07
+def attribution_draw(model, x, y=None):
+    """``draw(index, noise, method, seed)`` for :func:`attribution_explorer` (testable directly)."""
+    import numpy as np
+
+    from .attribution import attribution, cosine_distance, relative_change, topk_overlap
+    from .plots import _as_heat, _as_image
+
+    pred = model(x).argmax(1).detach()
+
+    def draw(index: int = 0, noise: float = 0.05, method: str = "saliency", seed: int = 0):
+        xi = x[index : index + 1]
+        t = pred[index : index + 1]
+        g = torch.Generator(device=x.device).manual_seed(int(seed))
+        xp = xi + noise * torch.randn(xi.shape, generator=g, device=x.device, dtype=x.dtype)
+        a0 = attribution(model, xi, method, t).detach()
+        a1 = attribution(model, xp, method, t).detach()
+        h0, h1 = _as_heat(a0[0]), _as_heat(a1[0])
+        vmax = max(h0.max(), h1.max(), 1e-12)
+        fig, axes = plt.subplots(1, 4, figsize=(9.5, 2.6))
+        cmap = "gray_r" if np.ndim(_as_image(xi[0])) == 2 else None
+        axes[0].imshow(_as_image(xi[0]), cmap=cmap)
+        axes[1].imshow(_as_image(xp[0].clamp(0, 1)), cmap=cmap)
+        axes[2].imshow(h0, cmap="magma", vmin=0, vmax=vmax)
+        axes[3].imshow(h1, cmap="magma", vmin=0, vmax=vmax)
+        lab = "" if y is None else f" (label {int(y[index])})"
+        titles = [
+            f"x: predicted {int(t)}{lab}",
+            f"x + δ, s={noise:g}",
+            f"{method}(x)",
+            f"{method}(x + δ)",
+        ]
+        for ax, title in zip(axes, titles):
+            ax.set_title(title, fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+        fig.suptitle(
+            f"Δgrad = {float(relative_change(a0, a1)):.3f},  cosine distance = "
+            f"{float(cosine_distance(a0, a1)):.3f},  top-10% overlap = "
+            f"{float(topk_overlap(a0, a1, 0.1)):.2f}",
+            fontsize=9,
+        )
+        fig.tight_layout()
+        return fig
+
+    return draw
+
+
+def attribution_explorer(model, x, y=None):
+    """Pick a sample, a noise scale and an attribution method; see the clean and perturbed maps."""
+    import ipywidgets as w
+
+    from .attribution import METHODS
+
+    return explorer(
+        attribution_draw(model, x, y),
+        index=w.IntSlider(0, 0, len(x) - 1, 1, description="sample"),
+        noise=w.FloatLogSlider(value=0.05, base=10, min=-3, max=0, step=0.1, description="noise s"),
+        method=w.Dropdown(options=list(METHODS), value="saliency", description="method"),
+        seed=w.IntSlider(0, 0, 9, 1, description="noise seed"),
+    )
+
+
+def study_draw(sweep: dict):
+    """``draw(strength, scale)`` for :func:`study_explorer`: spectra tails and the metric ratios of
+    the study at one regularisation strength (``sweep``: strength -> ``StudyResult``)."""
+    from .plots import plot_spectrum_tails, plot_study_comparison
+
+    def draw(strength: float, scale: float | None = None):
+        res = sweep[strength]
+        sc = res.config.scales[len(res.config.scales) // 2] if scale is None else scale
+        fig, (a0, a1) = plt.subplots(
+            1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [1, 1.5]}
+        )
+        seed = res.config.seeds[0]
+        plot_spectrum_tails(
+            res.record("standard", seed)["sigma"].numpy(),
+            res.record("stable", seed)["sigma"].numpy(),
+            ax=a0,
+            title=f"λ={strength:g}: σ_k/σ_1 (seed {seed})",
+        )
+        plot_study_comparison(
+            res,
+            [
+                ("accuracy", None),
+                ("SE", None),
+                ("ACN", None),
+                ("sigma1", None),
+                ("FD", sc),
+                ("FD_shape", sc),
+                ("delta_grad", sc),
+            ],
+            ax=a1,
+            title=f"stable / standard at λ={strength:g}, s={sc:g}",
+        )
+        fig.tight_layout()
+        return fig
+
+    return draw
+
+
+def study_explorer(sweep: dict):
+    """A slider over the regularisation strengths of a sweep (see :func:`study_draw`)."""
+    import ipywidgets as w
+
+    strengths = sorted(sweep)
+    scales = list(next(iter(sweep.values())).config.scales)
+    return explorer(
+        study_draw(sweep),
+        strength=w.SelectionSlider(
+            options=strengths, value=strengths[len(strengths) // 2], description="strength λ"
+        ),
+        scale=w.Dropdown(options=scales, value=scales[len(scales) // 2], description="noise s"),
+    )

@@ -188,15 +188,17 @@ def _fake(fd_std, fd_stab, se_std=3.0, se_stab=3.0, acc=(0.95, 0.948), rho_noise
 
 def test_claims_verdicts_follow_the_numbers():
     good = assess_claims(_fake(200.0, 50.0))
-    assert all(isinstance(c, Claim) for c in good) and len(good) == 5
+    assert all(isinstance(c, Claim) for c in good) and len(good) == 6
     assert good[0].verdict == "supported"  # FD ratio 0.25
-    assert good[1].verdict == "supported"  # SE unchanged
-    assert good[2].verdict == "supported"  # 0.2 point accuracy drop
+    assert good[1].verdict == "mixed"  # FD_shape drops (0.25) but delta_grad does not
+    assert good[2].verdict == "supported"  # SE unchanged
+    assert good[3].verdict == "supported"  # 0.2 point accuracy drop
     assert "0.25" in good[0].evidence
     assert assess_claims(_fake(200.0, 160.0))[0].verdict == "mixed"
     assert assess_claims(_fake(200.0, 260.0))[0].verdict == "not supported"
-    assert assess_claims(_fake(200.0, 50.0, se_stab=3.6))[1].verdict == "not supported"
-    assert assess_claims(_fake(200.0, 50.0, acc=(0.95, 0.90)))[2].verdict == "not supported"
+    assert assess_claims(_fake(200.0, 260.0))[1].verdict == "not supported"
+    assert assess_claims(_fake(200.0, 50.0, se_stab=3.6))[2].verdict == "not supported"
+    assert assess_claims(_fake(200.0, 50.0, acc=(0.95, 0.90)))[3].verdict == "not supported"
     rel = entropy_instability_relation(_fake(200.0, 50.0))
     assert len(rel["rho"]) == 3 and all(abs(r) < 0.3 for r in rel["rho"])
 
