@@ -18,6 +18,7 @@ from .attribution import (
     relative_change,
     saliency,
     smoothgrad,
+    spearman,
     topk_overlap,
     upper_envelope,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "run_study",
     "saliency",
     "smoothgrad",
+    "spearman",
     "strength_sweep",
     "study_preset",
     "topk_overlap",

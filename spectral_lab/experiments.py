@@ -133,7 +133,7 @@ def study_preset(dataset: str, quick: bool = False) -> StudyConfig:
             model_kwargs={"width": 256, "depth": 3},
             epochs=5,
             n_eval=500,
-            strength=0.01,
+            strength=0.001,
         )
         if quick:
             cfg = cfg.replace(
@@ -152,7 +152,7 @@ def study_preset(dataset: str, quick: bool = False) -> StudyConfig:
         model_kwargs={"channels": (32, 64, 128)},
         epochs=10,
         n_eval=500,
-        strength=0.01,
+        strength=0.001,
         fd_pca_dim=64,
     )
     if quick:
