@@ -330,7 +330,7 @@ print(
 # %% [markdown]
 # **What we find.** In the run stored with this notebook (MNIST subset, ReLU MLP, three seeds) the
 # per-sample rank correlation between entropy and instability is **weak** (ρ between about 0.1
-# and 0.2) and **changes from seed to seed** — that part of the paper's finding holds here. The
+# and 0.25) and **changes from seed to seed** — that part of the paper's finding holds here. The
 # envelope does **not** fall consistently: it is nearly flat, and its trend changes sign between
 # seeds, so "low entropy caps the unstable regime" is **not supported** by these networks. Read the
 # printed verdicts above for your own run. Two caveats: the paper's metric definitions, models and

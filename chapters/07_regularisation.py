@@ -83,7 +83,8 @@ print(cfg)
 #
 # plus hard layer-weight spectral normalisation, `sl.apply_spectral_norm(model)`. Measured cost
 # (`python benchmarks/bench_regularizers.py`, MLP 784-256-256-10, batch 128, penalty on 32
-# samples, one CPU thread): R1 ≈ 2×, R2 ≈ 5×, R4 ≈ 1.2×, R5 ≈ 3.7× a plain step. We use **R1**,
+# samples, one CPU thread of a busy shared machine, so ±30 %): R1 ≈ 1.9×, R2 ≈ 5.8×, R3 ≈ 1.0×,
+# R4 ≈ 2.1×, R5 ≈ 5.7×, hard spectral normalisation ≈ 1.5× a plain step. We use **R1**,
 # the spec's recommended default; the choice is ours, not the paper's.
 #
 # First, check the two Jacobian estimators against exact SVDs on a small network.

@@ -124,7 +124,7 @@ def study_preset(dataset: str, quick: bool = False) -> StudyConfig:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     if dataset == "digits":
         cfg = StudyConfig(
-            dataset="digits", epochs=30, batch_size=64, lr=3e-3, n_eval=360, strength=0.01
+            dataset="digits", epochs=30, batch_size=64, lr=3e-3, n_eval=360, strength=0.003
         )
         return cfg.replace(epochs=10, seeds=(0, 1), n_draws=4) if quick else cfg
     if dataset == "mnist":
