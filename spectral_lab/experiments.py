@@ -101,11 +101,11 @@ class StudyConfig:
         return dataclasses.replace(self, **kw)
 
     def run_key(self, variant: str, seed: int) -> str:
-        """Hash of everything that changes one (variant, seed) run; the standard run ignores the
-        regulariser so a strength sweep reuses it."""
+        """Hash of everything that changes one (variant, seed) run, including the data root and
+        ``verify``; the standard run ignores the regulariser so a strength sweep reuses it.
+        (Bump ``CACHE_FORMAT`` when the measurement code changes.)"""
         d = dataclasses.asdict(self)
-        for k in ("seeds", "data_root", "verify"):
-            d.pop(k)
+        d.pop("seeds")  # data_root and verify stay: re-packed test files never alias real data
         if variant == "standard":
             d.update(regularizer="none", strength=0.0, reg_samples=None, reg_kwargs={})
         d.update(variant=variant, seed=int(seed), format=CACHE_FORMAT)

@@ -149,6 +149,18 @@ def test_study_table_cache_and_sweep(tmp_path):
     assert fixed.cached == 0 and fixed.table()[0]["mean"] == pytest.approx(rows[0]["mean"])
 
 
+def test_cache_keys_separate_what_changes_a_run():
+    cfg = _digits_cfg()
+    key = cfg.run_key("stable", 0)
+    assert key != cfg.run_key("stable", 1) and key != cfg.run_key("standard", 0)
+    assert key != cfg.replace(strength=0.1).run_key("stable", 0)
+    assert key != cfg.replace(data_root="/elsewhere").run_key("stable", 0)
+    assert key != cfg.replace(verify=False).run_key("stable", 0)
+    # the standard run does not depend on the regulariser: sweeps share it
+    assert cfg.run_key("standard", 0) == cfg.replace(strength=0.1).run_key("standard", 0)
+    assert key == cfg.replace(seeds=(0, 5)).run_key("stable", 0)
+
+
 def test_training_is_reproducible_without_cache():
     cfg = _digits_cfg().replace(seeds=(3,), epochs=1)
     a = sl.run_study(cfg, cache_dir=False, progress=False)
