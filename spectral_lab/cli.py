@@ -98,7 +98,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         print(
             f"spectral-lab reproduce: {args.dataset} is not available here, so nothing was run "
             f"and no {args.dataset} numbers are shown.\n{err}\n"
-            "The paper's reported numbers (not measured here): " + paper_table("cifar10"),
+            "The paper's reported numbers (not measured here): "
+            + paper_table(args.dataset if args.dataset.startswith("cifar") else "cifar10"),
             file=sys.stderr,
         )
         return 2
