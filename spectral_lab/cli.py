@@ -3,6 +3,8 @@
 spectral-lab info                 versions, device, where data is looked for
 spectral-lab book [--out DIR]     execute every chapter, write an HTML book
 spectral-lab sync CHAPTER.py ...  re-execute chapters and rewrite their paired .ipynb
+spectral-lab reproduce --dataset {digits,mnist,cifar10,cifar100} [--quick]
+                                  standard vs spectrally regularised models (chapter 07)
 """
 
 from __future__ import annotations
@@ -67,6 +69,52 @@ def _sync(args: argparse.Namespace) -> int:
     return status
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    import time
+
+    from .data import DatasetNotFoundError
+    from .experiments import (
+        assess_claims,
+        format_claims,
+        paper_table,
+        run_study,
+        study_preset,
+    )
+
+    cfg = study_preset(args.dataset, quick=args.quick)
+    changes = {"data_root": args.root, "verify": not args.no_verify}
+    if args.seeds:
+        changes["seeds"] = tuple(int(s) for s in args.seeds.split(","))
+    for key in ("epochs", "strength", "regularizer", "n_eval", "n_train"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
+    cfg = cfg.replace(**changes)
+    t0 = time.perf_counter()
+    try:
+        from .experiments import load_study_data
+
+        data = load_study_data(cfg)
+    except DatasetNotFoundError as err:
+        print(
+            f"spectral-lab reproduce: {args.dataset} is not available here, so nothing was run "
+            f"and no {args.dataset} numbers are shown.\n{err}\n"
+            "The paper's reported numbers (not measured here): "
+            + paper_table(args.dataset if args.dataset.startswith("cifar") else "cifar10"),
+            file=sys.stderr,
+        )
+        return 2
+    cache = False if args.no_cache else args.cache
+    res = run_study(cfg, cache_dir=cache, force=args.force, progress=not args.quiet, data=data)
+    print(res.format_table())
+    if args.dataset in ("digits", "mnist"):
+        print(f"(no paper numbers for {args.dataset}; the paper reports only CIFAR-10:)")
+        print(paper_table("cifar10"))
+    print("\nWhich of the paper's claims this run supports (thresholds: see assess_claims):")
+    print(format_claims(assess_claims(res)))
+    print(f"\n{len(res.runs)} runs ({res.cached} from cache) in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spectral-lab",
@@ -86,7 +134,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help="chapter .py files (default: all)")
     p.add_argument("--timeout", type=int, default=900)
     p.set_defaults(func=_sync)
-    # later subcommands register here (diagnose, reproduce)
+    p = sub.add_parser(
+        "reproduce", help="standard vs spectrally regularised models: table and claims"
+    )
+    p.add_argument("--dataset", required=True, choices=["digits", "mnist", "cifar10", "cifar100"])
+    p.add_argument("--quick", action="store_true", help="small, fast settings (seconds on MNIST)")
+    p.add_argument("--root", default=None, help="data root (default: SPECTRAL_LAB_DATA or cache)")
+    p.add_argument("--cache", default=None, help="cache folder for runs (default: user cache)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    p.add_argument("--force", action="store_true", help="retrain even when runs are cached")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--strength", type=float, default=None, help="regulariser strength")
+    p.add_argument("--regularizer", default=None, help="see spectral_lab.regularizers")
+    p.add_argument("--n-eval", dest="n_eval", type=int, default=None)
+    p.add_argument("--n-train", dest="n_train", type=int, default=None)
+    p.add_argument("--no-verify", action="store_true", help="accept re-packed CIFAR files")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_reproduce)
+    # later subcommands register here (diagnose)
     return parser
 
 

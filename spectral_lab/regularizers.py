@@ -1,0 +1,256 @@
+"""Spectral penalties that plug into any training loop (spec §7; every choice here is "choice, not
+from the paper": the paper's regulariser and its strength are not visible).
+
+Each penalty is a differentiable function of the model's parameters. :func:`make_regularizer`
+wraps one as ``extra_loss(model, x, y, logits) -> scalar`` for :func:`spectral_lab.train`:
+
+| name | penalty | estimator | cost per step (on the ``b`` penalised samples) |
+| --- | --- | --- | --- |
+| ``jacobian_frobenius`` (R1, default) | ``lam * E_x ||J_f(x)||_F^2`` | ``C ||v^T J||^2``, ``v`` uniform on the sphere of ``R^C`` (Hoffman, Roberts & Yaida 2019) | 1 forward + 1 double-backward per projection |
+| ``jacobian_spectral`` (R2) | ``lam * E_x sigma_1(J_f(x))^2`` | power iteration with JVP/VJP, stop-gradient on the iterate | ``n_iter`` JVP+VJP pairs without graph, then 1 double-backward |
+| ``weight_spectral`` (R3) | ``lam * sum_l sigma_1(W_l)^2`` | one power iteration per step on a persistent vector (Miyato et al. 2018; conv kernels reshaped to ``out x in*k*k``) | two mat-vecs per layer, data free |
+| ``input_gradient`` (R4) | ``lam * E_x ||grad_x loss||^2`` | double back-prop (Drucker & LeCun 1992) | 1 forward + 1 double-backward |
+| ``spectral_entropy`` (R5) | ``lam * (log r - SE(J_f(x)))`` (``direction="increase"``) or ``lam * SE`` | full Jacobian (``C`` double-backwards) and its SVD | ``C`` double-backwards |
+
+Hard layer-weight spectral normalisation (Miyato et al. 2018) is :func:`apply_spectral_norm`.
+``benchmarks/bench_regularizers.py`` measures the cost of each against a plain training step.
+
+Example:
+    >>> from spectral_lab import MLP, load_dataset, train
+    >>> reg = make_regularizer("jacobian_frobenius", strength=0.01)
+    >>> hist = train(MLP(64, 10), load_dataset("digits"), epochs=1, extra_loss=reg, progress=False)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call, jvp
+
+from ._checks import check_logits, check_tensor
+
+REGULARIZERS = (
+    "none",
+    "jacobian_frobenius",
+    "jacobian_spectral",
+    "weight_spectral",
+    "input_gradient",
+    "spectral_entropy",
+)
+
+
+def _gen(generator: torch.Generator | None, seed: int, device) -> torch.Generator:
+    if generator is not None:
+        return generator
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
+def _forward_with_input_grad(model: nn.Module, x: torch.Tensor):
+    x = check_tensor(x, "x", min_dim=2)
+    xg = x.detach().requires_grad_(True)
+    return xg, check_logits(model(xg))
+
+
+def jacobian_frobenius_norm(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    n_proj: int = 1,
+    generator: torch.Generator | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Unbiased estimate of ``||J_f(x)||_F^2`` per sample ``(N,)``, differentiable in the parameters.
+
+    ``||J||_F^2 = C E_v ||v^T J||^2`` for ``v`` uniform on the unit sphere of ``R^C`` (since
+    ``E v v^T = I / C``); averaged over ``n_proj`` projections (Hoffman, Roberts & Yaida 2019).
+    Cost: one forward and ``n_proj`` backward passes with ``create_graph=True``.
+    """
+    if n_proj < 1:
+        raise ValueError(f"n_proj must be >= 1, got {n_proj}")
+    xg, out = _forward_with_input_grad(model, x)
+    n, c = out.shape
+    g = _gen(generator, seed, out.device)
+    total = out.new_zeros(n)
+    for _ in range(n_proj):  # a few projections, each batched over all samples
+        v = torch.randn((n, c), generator=g, device=out.device, dtype=out.dtype)
+        v = v / v.norm(dim=1, keepdim=True)
+        (vj,) = torch.autograd.grad((out * v).sum(), xg, create_graph=True, retain_graph=True)
+        total = total + c * vj.flatten(1).pow(2).sum(1)
+    return total / n_proj
+
+
+def jacobian_spectral_norm(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    n_iter: int = 3,
+    generator: torch.Generator | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Power-iteration estimate of ``sigma_1(J_f(x))`` per sample ``(N,)``, differentiable.
+
+    Iterate ``u <- J v / ||J v||`` (JVP, ``torch.func.jvp``) and ``v <- J^T u / ||J^T u||`` (VJP) with
+    the parameters detached, starting from a random ``v``; then return ``||J^T u||`` computed with
+    ``create_graph=True`` so its gradient is the gradient of ``sigma_1`` at the converged singular
+    pair (stop-gradient on the iterate, spec §7 R2). The estimate is a lower bound that increases
+    with ``n_iter``. Cost: ``n_iter`` JVP+VJP pairs (no graph) plus one double-backward.
+    """
+    if n_iter < 1:
+        raise ValueError(f"n_iter must be >= 1, got {n_iter}")
+    x = check_tensor(x, "x", min_dim=2)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = dict(model.named_buffers())
+
+    def f(z):
+        return functional_call(model, (params, buffers), (z,))
+
+    g = _gen(generator, seed, x.device)
+    v = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
+    v = v / v.flatten(1).norm(dim=1).view(-1, *([1] * (x.dim() - 1)))
+    xd = x.detach()
+    for _ in range(n_iter):
+        _, ju = jvp(f, (xd,), (v,))
+        u = ju / ju.norm(dim=1, keepdim=True).clamp_min(1e-30)
+        with torch.enable_grad():
+            xr = xd.clone().requires_grad_(True)
+            (jt,) = torch.autograd.grad((f(xr) * u).sum(), xr)
+        v = jt / jt.flatten(1).norm(dim=1).view(-1, *([1] * (x.dim() - 1))).clamp_min(1e-30)
+    _, ju = jvp(f, (xd,), (v,))
+    u = (ju / ju.norm(dim=1, keepdim=True).clamp_min(1e-30)).detach()
+    xg, out = _forward_with_input_grad(model, x)
+    (jt,) = torch.autograd.grad((out * u).sum(), xg, create_graph=True)
+    return jt.flatten(1).norm(dim=1)
+
+
+def differentiable_input_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``J_f(x)`` ``(N, C, d)`` with the graph kept (for penalties on its spectrum).
+    Cost: ``C`` backward passes with ``create_graph=True``."""
+    xg, out = _forward_with_input_grad(model, x)
+    rows = [
+        torch.autograd.grad(out[:, k].sum(), xg, create_graph=True, retain_graph=True)[0].flatten(1)
+        for k in range(out.shape[1])
+    ]
+    return torch.stack(rows, 1)
+
+
+def _spectral_entropy(J: torch.Tensor, base: float) -> torch.Tensor:
+    """The ONE call site of :func:`spectral_lab.spectra.spectral_entropy` in this module."""
+    from .spectra import spectral_entropy
+
+    return spectral_entropy(J, base=base)
+
+
+def spectral_entropy_penalty(
+    model: nn.Module, x: torch.Tensor, *, direction: str = "increase", base: float = math.e
+) -> torch.Tensor:
+    """Per-sample spectral-entropy penalty on ``J_f(x)`` (spec §7 R5; experimental, direction
+    unknown in the paper): ``log r - SE(J)`` (>= 0, pushes towards a flat spectrum) for
+    ``direction="increase"``, ``SE(J)`` for ``"decrease"``. Energy normalisation (spec §4.1 E2).
+    Cost: ``C`` double-backwards plus batched SVDs of ``C x d`` matrices."""
+    if direction not in ("increase", "decrease"):
+        raise ValueError(f"direction must be 'increase' or 'decrease', got {direction!r}")
+    J = differentiable_input_jacobian(model, x)
+    se = _spectral_entropy(J, base)
+    if direction == "decrease":
+        return se
+    r = min(J.shape[-2:])
+    return math.log(r) / math.log(base) - se
+
+
+def weight_spectral_penalty(model: nn.Module, state: dict | None = None) -> torch.Tensor:
+    """``sum_l sigma_1(W_l)^2`` over Linear and Conv2d weights (spec §7 R3, Yoshida & Miyato 2017);
+    conv kernels are reshaped to ``(out, in*k*k)`` (a proxy, not the conv operator's norm).
+
+    ``state=None``: exact ``sigma_1`` by SVD (one SVD per layer). With a ``state`` dict (kept by the
+    caller across steps, as :func:`make_regularizer` does): one power iteration per call on a
+    persistent left vector ``u`` and ``sigma_1 ≈ u^T W v`` (Miyato et al. 2018), two mat-vecs per
+    layer. Data free either way."""
+    terms = []
+    for m in model.modules():
+        if not isinstance(m, (nn.Linear, nn.Conv2d)):
+            continue
+        W = m.weight.flatten(1)
+        if state is None:
+            terms.append(torch.linalg.matrix_norm(W, ord=2) ** 2)
+            continue
+        key = id(m)
+        with torch.no_grad():
+            u = state.get(key)
+            if u is None or u.shape[0] != W.shape[0]:
+                g = torch.Generator(device=W.device).manual_seed(0)
+                u = torch.randn(W.shape[0], generator=g, device=W.device, dtype=W.dtype)
+            v = W.T @ u
+            v = v / v.norm().clamp_min(1e-30)
+            u = W @ v
+            u = u / u.norm().clamp_min(1e-30)
+            state[key] = u
+        terms.append((u @ W @ v) ** 2)
+    if not terms:
+        raise ValueError("model has no Linear or Conv2d layers to penalise")
+    return torch.stack(terms).sum()
+
+
+def input_gradient_penalty(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``||grad_x CE(f(x), y)||^2`` per sample (spec §7 R4, double back-prop).
+    Cost: one forward and one backward pass with ``create_graph=True``."""
+    xg, out = _forward_with_input_grad(model, x)
+    loss = nn.functional.cross_entropy(out, y, reduction="sum")
+    (gx,) = torch.autograd.grad(loss, xg, create_graph=True)
+    return gx.flatten(1).pow(2).sum(1)
+
+
+def apply_spectral_norm(model: nn.Module, n_power_iterations: int = 1) -> nn.Module:
+    """Hard layer-weight spectral normalisation (Miyato et al. 2018) on every Linear/Conv2d, in place:
+    ``W <- W / sigma_1(W)`` via ``torch.nn.utils.parametrizations.spectral_norm`` (one power
+    iteration per forward pass in train mode). Returns the model."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for m in list(model.modules()):
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            spectral_norm(m, n_power_iterations=n_power_iterations)
+    return model
+
+
+def make_regularizer(
+    name: str = "jacobian_frobenius",
+    strength: float = 0.01,
+    *,
+    max_samples: int | None = 32,
+    seed: int = 0,
+    **kwargs,
+) -> Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """``extra_loss(model, x, y, logits)`` adding ``strength * penalty`` (see module table).
+
+    ``max_samples``: penalise only the first ``b`` samples of each batch (batches are shuffled, so
+    this is an unbiased subsample; choice, not from the paper) to bound the cost. ``kwargs`` go to
+    the penalty (``n_proj``, ``n_iter``, ``direction``, ``base``). ``name="none"`` returns None.
+    """
+    if name not in REGULARIZERS:
+        raise ValueError(f"regulariser must be one of {REGULARIZERS}, got {name!r}")
+    if strength < 0 or not math.isfinite(strength):
+        raise ValueError(f"strength must be a finite number >= 0, got {strength}")
+    if name == "none" or strength == 0:
+        return None
+    state: dict = {"gen": None, "weights": {}}
+
+    def extra_loss(model, x, y, logits):
+        if state["gen"] is None:
+            state["gen"] = torch.Generator(device=x.device).manual_seed(seed)
+        xs, ys = (x, y) if max_samples is None else (x[:max_samples], y[:max_samples])
+        if name == "jacobian_frobenius":
+            pen = jacobian_frobenius_norm(model, xs, generator=state["gen"], **kwargs).mean()
+        elif name == "jacobian_spectral":
+            pen = jacobian_spectral_norm(model, xs, generator=state["gen"], **kwargs).pow(2).mean()
+        elif name == "weight_spectral":
+            pen = weight_spectral_penalty(model, state["weights"])
+        elif name == "input_gradient":
+            pen = input_gradient_penalty(model, xs, ys).mean()
+        else:
+            pen = spectral_entropy_penalty(model, xs, **kwargs).mean()
+        return strength * pen
+
+    extra_loss.name, extra_loss.strength = name, strength
+    return extra_loss

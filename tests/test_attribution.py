@@ -1,0 +1,297 @@
+"""Attributions and their stability metrics against independent references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from torch import nn
+
+import spectral_lab as sl
+from spectral_lab.attribution import (
+    finite_difference_sensitivity,
+    spearman,
+    topk_overlap,
+    upper_envelope,
+)
+
+torch.set_default_dtype(torch.float32)
+
+
+def _tanh_mlp(d=6, c=4, seed=0):
+    torch.manual_seed(seed)
+    return sl.MLP(d, c, width=12, depth=3, activation="tanh").double().eval()
+
+
+def _linear(d=5, c=3, seed=0):
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Linear(d, c)).double().eval()
+    return m
+
+
+# --------------------------------------------------------------------------- attributions
+def test_saliency_matches_finite_differences_for_predicted_and_given_class():
+    m = _tanh_mlp()
+    x = torch.randn(7, 6, dtype=torch.float64)
+    pred = m(x).argmax(1)
+    h = 1e-6
+    eye = torch.eye(6, dtype=torch.float64)
+
+    # central differences of f_c along every coordinate: (N, d)
+    def f_c(z):  # z: (N, d, d) -> f_pred(z) as (N, d)
+        out = m(z.reshape(-1, 6)).reshape(7, 6, -1)
+        return out.gather(2, pred[:, None, None].expand(-1, 6, 1))[..., 0]
+
+    fd = (f_c(x[:, None, :] + h * eye) - f_c(x[:, None, :] - h * eye)) / (2 * h)
+    assert torch.allclose(sl.saliency(m, x), fd, atol=1e-8)
+    J = sl.input_jacobian(m, x)
+    assert torch.allclose(sl.saliency(m, x, target=2), J[:, 2], atol=1e-12)
+    t = torch.tensor([0, 1, 2, 3, 0, 1, 2])
+    assert torch.allclose(sl.saliency(m, x, target=t), J[torch.arange(7), t], atol=1e-12)
+
+
+def test_saliency_keeps_image_shape_and_is_batched():
+    torch.manual_seed(0)
+    cnn = sl.SmallCNN(1, 10, image_size=8, channels=(4,)).double().eval()
+    x = torch.rand(5, 1, 8, 8, dtype=torch.float64)
+    a = sl.saliency(cnn, x)
+    assert a.shape == x.shape
+    # batching does not mix samples: each row equals the single-sample computation
+    a2 = sl.saliency(cnn, x[2:3])
+    assert torch.allclose(a[2:3], a2, atol=1e-12)
+
+
+def test_linear_model_attributions_are_constant_and_exact():
+    m = _linear()
+    W = m[0].weight.detach()
+    x = torch.randn(9, 5, dtype=torch.float64)
+    c = 1
+    for method in ("saliency", "smoothgrad"):
+        a = sl.attribution(m, x, method, target=c)
+        assert torch.allclose(a, W[c].expand_as(a), atol=1e-12), method
+    assert torch.allclose(sl.gradient_x_input(m, x, target=c), x * W[c], atol=1e-12)
+    ig = sl.integrated_gradients(m, x, target=c, steps=3)
+    assert torch.allclose(ig, x * W[c], atol=1e-12)
+    # constant attributions are perfectly stable under any noise
+    inst = sl.attribution_instability(m, x, scales=(0.1, 1.0), n_draws=3, target=c)
+    assert float(inst.delta_grad.abs().max()) < 1e-12
+    assert float(inst.cosine_distance.abs().max()) < 1e-12
+    assert float(inst.topk_overlap.min()) == 1.0
+
+
+def test_integrated_gradients_completeness_on_a_smooth_network():
+    m = _tanh_mlp()
+    x = torch.randn(4, 6, dtype=torch.float64)
+    base = torch.randn(1, 6, dtype=torch.float64) * 0.1
+    c = m(x).argmax(1)
+    ig = sl.integrated_gradients(m, x, baseline=base, steps=256)
+    gap = (m(x) - m(base.expand_as(x))).gather(1, c[:, None])[:, 0]
+    assert torch.allclose(ig.sum(1), gap, rtol=1e-4, atol=1e-6)
+    # a deliberately coarse rule is detectably less accurate
+    coarse = sl.integrated_gradients(m, x, baseline=base, steps=1)
+    assert (coarse.sum(1) - gap).abs().max() > (ig.sum(1) - gap).abs().max()
+
+
+def test_smoothgrad_is_the_mean_of_noisy_gradients_and_seeded():
+    m = _tanh_mlp()
+    x = torch.randn(3, 6, dtype=torch.float64)
+    g = torch.Generator().manual_seed(5)
+    noise = torch.randn((4, 3, 6), generator=g, dtype=torch.float64)
+    c = m(x).argmax(1)
+    ref = torch.stack([sl.saliency(m, x + 0.2 * noise[j], target=c) for j in range(4)]).mean(0)
+    sg = sl.smoothgrad(m, x, sigma=0.2, n_samples=4, seed=5)
+    assert torch.allclose(sg, ref, atol=1e-12)
+    sg_chunked = sl.smoothgrad(m, x, sigma=0.2, n_samples=4, seed=5, chunk_size=3)
+    assert torch.allclose(sg_chunked, ref, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- metrics
+def test_per_sample_metrics_against_numpy():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(6, 20))
+    b = a + 0.3 * rng.normal(size=(6, 20))
+    ta, tb = torch.tensor(a), torch.tensor(b)
+    rel = np.linalg.norm(b - a, axis=1) / np.linalg.norm(a, axis=1)
+    cos = 1 - (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert np.allclose(sl.relative_change(ta, tb).numpy(), rel)
+    assert np.allclose(sl.cosine_distance(ta, tb).numpy(), cos)
+    k = 5
+    ref = [
+        len(set(np.argsort(-np.abs(a[i]))[:k]) & set(np.argsort(-np.abs(b[i]))[:k])) / k
+        for i in range(6)
+    ]
+    assert np.allclose(topk_overlap(ta, tb, k).numpy(), ref)
+    assert np.allclose(topk_overlap(ta, tb, 0.25).numpy(), ref)  # 25% of 20 features = 5
+    assert torch.allclose(topk_overlap(ta, ta, 3), torch.ones(6, dtype=torch.float64))
+
+
+def test_attribution_condition_number_median_and_classical():
+    torch.manual_seed(0)
+    J = torch.randn(5, 4, 30, dtype=torch.float64)
+    s = np.linalg.svd(J.numpy(), compute_uv=False)
+    ref = s[:, 0] / np.median(s, axis=1)
+    assert np.allclose(sl.attribution_condition_number(J).numpy(), ref)
+    assert np.allclose(
+        sl.attribution_condition_number(J, kind="classical").numpy(), s[:, 0] / s[:, -1]
+    )
+    m = _tanh_mlp()
+    x = torch.randn(5, 6, dtype=torch.float64)
+    via_model = sl.attribution_condition_number(m, x)
+    assert torch.allclose(via_model, sl.attribution_condition_number(sl.input_jacobian(m, x)))
+    assert (via_model >= 1).all()
+    # a flat spectrum has kappa = 1
+    Q = torch.linalg.qr(torch.randn(30, 4, dtype=torch.float64)).Q.T
+    assert torch.allclose(
+        sl.attribution_condition_number(3 * Q), torch.tensor(1.0, dtype=torch.float64)
+    )
+
+
+def test_finite_difference_sensitivity_of_a_linear_map():
+    m = _linear()
+    W = m[0].weight.detach()
+    x = torch.randn(4, 5, dtype=torch.float64)
+    d = torch.randn(4, 5, dtype=torch.float64)
+    ref = (d @ W.T).norm(dim=1) / d.norm(dim=1)
+    assert torch.allclose(finite_difference_sensitivity(m, x, d), ref)
+
+
+# --------------------------------------------------------------------------- Fréchet distance
+def _scipy_fd(mu1, c1, mu2, c2):
+    covmean = scipy.linalg.sqrtm(c1 @ c2)
+    covmean = np.real(covmean)
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(c1 + c2 - 2 * covmean))
+
+
+def test_gaussian_frechet_distance_matches_scipy_sqrtm_and_1d_closed_form():
+    rng = np.random.default_rng(1)
+    d = 6
+    A = rng.normal(size=(d, d))
+    B = rng.normal(size=(d, d))
+    c1, c2 = A @ A.T + 0.1 * np.eye(d), B @ B.T + 0.1 * np.eye(d)
+    mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+    ours = sl.gaussian_frechet_distance(*map(torch.tensor, (mu1, c1, mu2, c2)))
+    assert abs(float(ours) - _scipy_fd(mu1, c1, mu2, c2)) < 1e-8 * max(
+        1, _scipy_fd(mu1, c1, mu2, c2)
+    )
+    # 1-D closed form: (m1 - m2)^2 + (s1 - s2)^2
+    one = sl.gaussian_frechet_distance(
+        torch.tensor([1.0]), torch.tensor([[4.0]]), torch.tensor([-1.0]), torch.tensor([[9.0]])
+    )
+    assert abs(float(one) - (4.0 + 1.0)) < 1e-12
+    # commuting covariances: sum (sqrt(l1) - sqrt(l2))^2
+    l1, l2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 4.0, 1.0])
+    dia = sl.gaussian_frechet_distance(
+        torch.zeros(3), torch.diag(torch.tensor(l1)), torch.zeros(3), torch.diag(torch.tensor(l2))
+    )
+    assert abs(float(dia) - ((np.sqrt(l1) - np.sqrt(l2)) ** 2).sum()) < 1e-10
+
+
+def test_frechet_distance_of_samples_matches_closed_form_of_their_moments():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(400, 5)) @ rng.normal(size=(5, 5))
+    Y = rng.normal(size=(300, 5)) * 2 + 1
+    ref = _scipy_fd(X.mean(0), np.cov(X.T), Y.mean(0), np.cov(Y.T))
+    ours = float(sl.frechet_distance(torch.tensor(X), torch.tensor(Y)))
+    assert abs(ours - ref) < 1e-8 * ref
+    assert (
+        abs(float(sl.frechet_distance(torch.tensor(X), torch.tensor(Y), squared=False)) - ref**0.5)
+        < 1e-8
+    )
+    # samples of known Gaussians approach the population value: N(0, I) vs N(m, I) -> ||m||^2
+    g = torch.Generator().manual_seed(0)
+    m = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    P = torch.randn(20000, 3, generator=g, dtype=torch.float64)
+    Q = torch.randn(20000, 3, generator=g, dtype=torch.float64) + m
+    assert abs(float(sl.frechet_distance(P, Q)) - float(m @ m)) < 0.05
+    assert float(sl.frechet_distance(P, P)) < 1e-9  # identical clouds: zero (no negative round-off)
+
+
+def test_frechet_distance_normalisation_and_pca_projection():
+    rng = np.random.default_rng(3)
+    A = torch.tensor(rng.normal(size=(50, 40)))
+    B = A * 3.0  # same shapes, three times larger
+    assert float(sl.frechet_distance(A, B, normalize=True)) < 1e-9
+    assert float(sl.frechet_distance(A, B)) > 1.0
+    # projection onto the top-k PCs of A equals FD of the explicitly projected clouds
+    k = 7
+    mean = A.mean(0)
+    V = torch.linalg.svd(A - mean, full_matrices=False).Vh[:k].T
+    ref = sl.frechet_distance((A - mean) @ V, (B - mean) @ V)
+    assert torch.allclose(sl.frechet_distance(A, B, pca_dim=k), ref)
+    # with n < d the full covariance is singular; the eigh route still returns a finite number
+    assert torch.isfinite(sl.frechet_distance(A, B + 0.1))
+
+
+def test_attribution_instability_shapes_fd_and_monotone_in_noise():
+    m = _tanh_mlp()
+    x = torch.randn(40, 6, dtype=torch.float64)
+    inst = sl.attribution_instability(m, x, scales=(0.01, 0.3), n_draws=4, fd_pca_dim=4)
+    assert inst.delta_grad.shape == (2, 40) and inst.fd.shape == (2,)
+    assert inst.perturbed.shape == (2, 40, 6) and inst.clean.shape == (40, 6)
+    assert (inst.delta_grad[1].mean() > inst.delta_grad[0].mean()).item()
+    assert (inst.fd[1] > inst.fd[0]).item()
+    # Delta_grad for small noise ~ ||H delta|| / ||a||: scales linearly with s for a smooth net
+    i2 = sl.attribution_instability(m, x, scales=(1e-4, 2e-4), n_draws=4)
+    ratio = float(i2.delta_grad[1].mean() / i2.delta_grad[0].mean())
+    assert abs(ratio - 2.0) < 0.05
+    assert "Δgrad" in repr(inst) and len(inst.summary()) == 2
+
+
+def test_spearman_and_upper_envelope():
+    x = np.arange(40.0)
+    assert spearman(x, x**3) == pytest.approx(1.0)
+    assert spearman(x, -x) == pytest.approx(-1.0)
+    rng = np.random.default_rng(0)
+    # y uniform under a falling cap: the envelope falls although rank correlation is weak-ish
+    xs = rng.uniform(0, 1, 4000)
+    ys = rng.uniform(0, 1, 4000) * (1 - xs)
+    env = upper_envelope(xs, ys, bins=8, q=0.95)
+    assert env.trend == pytest.approx(-1.0)
+    assert np.all(np.diff(env.upper) < 0) and env.counts.sum() == 4000
+    flat = upper_envelope(xs, rng.uniform(0, 1, 4000), bins=8)
+    assert abs(flat.trend) < 1.0
+
+
+# --------------------------------------------------------------------------- errors
+def test_errors_are_clear():
+    m = _tanh_mlp()
+    x = torch.randn(3, 6, dtype=torch.float64)
+    with pytest.raises(TypeError, match="integer"):
+        sl.saliency(m, torch.ones(3, 6, dtype=torch.long))
+    with pytest.raises(ValueError, match="NaN"):
+        sl.saliency(m, x.clone().fill_(float("nan")))
+    with pytest.raises(ValueError, match="target must have shape"):
+        sl.saliency(m, x, target=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="outside"):
+        sl.saliency(m, x, target=9)
+    with pytest.raises(ValueError, match="method must be one of"):
+        sl.attribution(m, x, "lime")
+    with pytest.raises(ValueError, match="same number of features"):
+        sl.frechet_distance(torch.randn(5, 3), torch.randn(5, 4))
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        sl.frechet_distance(torch.randn(1, 3), torch.randn(5, 3))
+    with pytest.raises(ValueError, match="pca_dim"):
+        sl.frechet_distance(torch.randn(5, 3), torch.randn(5, 3), pca_dim=4)
+    with pytest.raises(ValueError, match="k must select"):
+        topk_overlap(torch.randn(2, 3), torch.randn(2, 3), 4)
+    with pytest.raises(ValueError, match="same shape"):
+        sl.relative_change(torch.randn(2, 3), torch.randn(2, 4))
+    with pytest.raises(ValueError, match="kind"):
+        sl.attribution_condition_number(torch.randn(2, 3, 4), kind="max")
+    with pytest.raises(ValueError, match="scales"):
+        sl.attribution_instability(m, x, scales=())
+    with pytest.raises(ValueError, match="steps"):
+        sl.integrated_gradients(m, x, steps=0)
+    with pytest.raises(ValueError, match="has no parameters"):
+        sl.saliency(nn.Identity(), x)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_attributions_follow_the_device():
+    m = _tanh_mlp().cuda()
+    x = torch.randn(8, 6, dtype=torch.float64, device="cuda")
+    inst = sl.attribution_instability(m, x, scales=(0.1,), n_draws=2)
+    assert inst.delta_grad.device.type == "cuda"
+    assert sl.smoothgrad(m, x, n_samples=2).device.type == "cuda"
