@@ -202,7 +202,8 @@ def plot_depth_spectra(partial_spectra, ax=None, normalize: bool = False, title:
     """Singular values of the partial products ``F_k ... F_1`` through depth.
 
     ``partial_spectra`` is ``[(name, s), ...]`` from ``OperatorProduct.partial_spectra``; one line
-    per partial product, coloured from light (shallow) to dark (deep), log scale.
+    per partial product, coloured from dark (shallow) to light (deep), log scale. Singular values
+    below ``1e-12 sigma_1`` (numerical zeros of a rank-deficient product) are left out.
     """
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -210,6 +211,7 @@ def plot_depth_spectra(partial_spectra, ax=None, normalize: bool = False, title:
     cmap = plt.get_cmap("viridis")
     for i, (name, s) in enumerate(partial_spectra):
         s = np.asarray(s.detach().cpu() if hasattr(s, "detach") else s, dtype=float)
+        s = s[s > s[0] * 1e-12]  # numerical zeros (rank-deficient products) are not drawn
         if normalize:
             s = s / s[0]
         ax.plot(np.arange(1, len(s) + 1), s, color=cmap(i / max(1, n - 1)), lw=1.4, label=name)

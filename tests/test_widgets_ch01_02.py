@@ -25,8 +25,10 @@ def test_depth_spectra_draw(digits, activation):
     fig = draw(gain=2.0, width=16, depth=3, activation=activation, normalize=True)
     a0, a1 = fig.axes[:2]
     assert len(a0.lines) == 3  # one line per weight factor W1..W3
-    # the last partial product is the C x d Jacobian: 10 singular values
-    assert len(a0.lines[-1].get_xdata()) == 10
+    # the last partial product is the C x d Jacobian: 10 singular values (ReLU gates may switch
+    # off so many units that some are numerical zeros, which are not drawn)
+    n_last = len(a0.lines[-1].get_xdata())
+    assert n_last == 10 if activation != "relu" else 1 <= n_last <= 10
     assert activation in a0.get_title()
     # normalized: every curve starts at 1
     assert all(abs(line.get_ydata()[0] - 1) < 1e-12 for line in a0.lines)
