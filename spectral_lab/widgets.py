@@ -60,3 +60,31 @@ def jacobian_spectrum_explorer(model, x, y=None):
         return fig
 
     return explorer(draw, index=w.IntSlider(0, 0, len(x) - 1, 1, description="sample"))
+
+
+def stability_explorer(profile, key: str = "jac_top"):
+    """Chapter 05: slide the quantile level ``q`` and switch ``max``/``geomean`` aggregation; see
+    the index terms move and where ``Q_q`` falls in the per-sample histogram (no recomputation)."""
+    import ipywidgets as w
+
+    from .plots import plot_index_terms, plot_profile_samples
+    from .stability import stability_index
+
+    sup = stability_index(profile)
+
+    def draw(q: float = 1.0, agg: str = "max"):
+        fig, (a0, a1) = plt.subplots(1, 2, figsize=(9.5, 3.2))
+        idx = stability_index(profile.with_q(q), agg=agg)
+        plot_index_terms(sup if agg == "max" else stability_index(profile, agg=agg), idx, ax=a0)
+        plot_profile_samples(profile, key, q=q, ax=a1)
+        a0.set_title(
+            rf"$\Gamma$(sup) = {sup.value:.3g},  $\Gamma$(q={q:g}, {agg}) = {idx.value:.3g}"
+        )
+        fig.tight_layout()
+        return fig
+
+    return explorer(
+        draw,
+        q=w.FloatSlider(1.0, min=0.5, max=1.0, step=0.01, description="quantile q"),
+        agg=w.Dropdown(options=["max", "geomean"], value="max", description="aggregate"),
+    )
