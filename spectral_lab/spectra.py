@@ -1,18 +1,251 @@
-"""Singular spectra and the summaries built on them.
+"""Singular spectra and the summaries built on them (spec §4.1, §4.2, §4.3).
+
+Every function is batched over leading dimensions: a ``(..., m, n)`` stack of matrices gives
+``(...)`` summaries. Functions that summarise a spectrum accept either matrices or, with
+``is_spectrum=True``, singular values ``(..., k)`` you already computed.
+
+Conventions (spec §2, §4.1): ``sigma_1 >= ... >= sigma_r > 0`` are the singular values above the
+rank tolerance ``max(m, n) * eps * sigma_1``; logs are natural (nats) unless ``base=2``; the
+default spectral entropy is the energy (E2) normalisation ``p_k = sigma_k^2 / sum_j sigma_j^2``.
 
 Example:
     >>> singular_values(torch.diag(torch.tensor([3.0, 1.0]))).tolist()
     [3.0, 1.0]
+    >>> round(float(spectral_entropy(torch.eye(4))), 4)  # flat spectrum: log 4
+    1.3863
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import torch
 
 from ._checks import check_tensor
 
+SV_METHODS = ("auto", "svd", "gram")
+# Gram route: singular values below GRAM_RELATIVE_FLOOR * sigma_1 are not trusted (see below).
+GRAM_WIDE_RATIO = 4
 
-def singular_values(m: torch.Tensor) -> torch.Tensor:
-    """Singular values, descending, batched over leading dimensions: ``(..., min(rows, cols))``."""
+
+def _gram_floor(dtype: torch.dtype) -> float:
+    # eigvalsh(M M^T) has absolute error ~ eps * sigma_1^2, so sigma_k is accurate to ~1% only while
+    # sigma_k / sigma_1 >= ~10 sqrt(eps): 1.5e-7 in float64, 3.5e-3 in float32.
+    return 10.0 * math.sqrt(torch.finfo(dtype).eps)
+
+
+def singular_values(m: torch.Tensor, method: str = "auto") -> torch.Tensor:
+    """Singular values, descending, batched over leading dimensions: ``(..., min(rows, cols))``.
+
+    ``method``:
+
+    * ``"svd"``: ``torch.linalg.svdvals`` (backward-stable; cost ``O(m n min(m, n))``).
+    * ``"gram"``: ``sqrt(eigvalsh(M M^T))`` on the ``k x k`` Gram, ``k = min(m, n)``; cost
+      ``O(k^2 max(m, n))``, ~10x cheaper for a ``10 x 784`` Jacobian. **Accuracy caveat:** squaring
+      loses half the digits; a singular value is accurate only while
+      ``sigma_k / sigma_1 >= 10 sqrt(eps)`` (about ``1.5e-7`` in float64, ``3.5e-3`` in float32);
+      smaller ones come out as noise (or 0).
+    * ``"auto"`` (default): the Gram route for wide or tall matrices (aspect ratio >= 4), then a
+      fallback: every matrix whose smallest Gram singular value falls below that floor is
+      recomputed with ``svdvals``. So ``"auto"`` is always as accurate as ``"svd"`` (to ~1e-2
+      relative on the smallest values in the worst case just above the floor, far better typically).
+      Choice, not from the paper.
+
+    >>> singular_values(torch.ones(2, 8)).round(decimals=4).tolist()
+    [4.0, 0.0]
+    """
     m = check_tensor(m, "m", min_dim=2)
-    return torch.linalg.svdvals(m)
+    if method not in SV_METHODS:
+        raise ValueError(f"method must be one of {SV_METHODS}, got {method!r}")
+    rows, cols = m.shape[-2], m.shape[-1]
+    k, big = min(rows, cols), max(rows, cols)
+    if method == "svd" or (method == "auto" and big < GRAM_WIDE_RATIO * k):
+        return torch.linalg.svdvals(m)
+    g = m @ m.mT if rows <= cols else m.mT @ m
+    s = torch.linalg.eigvalsh(g).flip(-1).clamp_min(0).sqrt()
+    if method == "gram":
+        return s
+    bad = s[..., -1] < _gram_floor(m.dtype) * s[..., 0]
+    if bool(bad.any()):
+        s = s.clone()
+        s[bad] = torch.linalg.svdvals(m[bad])
+    return s
+
+
+def _spectrum(m: torch.Tensor, is_spectrum: bool, shape: tuple[int, int] | None = None):
+    """Descending nonnegative singular values ``(..., k)`` and the rank tolerance ``(..., 1)``."""
+    if is_spectrum:
+        s = check_tensor(m, "s", min_dim=1)
+        if bool((s < 0).any()):
+            raise ValueError(
+                "singular values must be nonnegative; pass is_spectrum=False for a matrix"
+            )
+        s = s.sort(dim=-1, descending=True).values
+        big = max(shape) if shape is not None else s.shape[-1]
+    else:
+        s = singular_values(m)
+        big = max(m.shape[-2:])
+    tol = big * torch.finfo(s.dtype).eps * s[..., :1]
+    return s, tol
+
+
+def numerical_rank(m: torch.Tensor, *, is_spectrum: bool = False) -> torch.Tensor:
+    """``r = #{k : sigma_k > max(m, n) * eps * sigma_1}`` (spec §2), as an integer tensor ``(...)``."""
+    s, tol = _spectrum(m, is_spectrum)
+    return ((s > tol) & (s > 0)).sum(-1)
+
+
+def _log(base) -> float:
+    if base in ("e", math.e):
+        return 1.0
+    if base in (2, 2.0, "2"):
+        return math.log(2.0)
+    raise ValueError(f"base must be 'e' or 2, got {base!r}")
+
+
+def spectral_distribution(
+    m: torch.Tensor, normalization: str = "energy", *, is_spectrum: bool = False
+) -> torch.Tensor:
+    """The probability vector ``p`` behind the spectral entropy, ``(..., k)``.
+
+    ``"energy"`` (E2, default): ``p_k = sigma_k^2 / sum sigma_j^2``; ``"amplitude"`` (E1):
+    ``p_k = sigma_k / sum sigma_j``. Values below the rank tolerance get ``p_k = 0``. An all-zero
+    matrix gives ``p = 0``.
+    """
+    if normalization not in ("energy", "amplitude"):
+        raise ValueError(f"normalization must be 'energy' or 'amplitude', got {normalization!r}")
+    s, tol = _spectrum(m, is_spectrum)
+    s = torch.where(s > tol, s, torch.zeros_like(s))
+    w = s**2 if normalization == "energy" else s
+    total = w.sum(-1, keepdim=True)
+    return torch.where(
+        total > 0, w / total.clamp_min(torch.finfo(s.dtype).tiny), torch.zeros_like(w)
+    )
+
+
+def spectral_entropy(
+    m: torch.Tensor,
+    normalization: str = "energy",
+    base: str | float = "e",
+    normalized: bool = False,
+    *,
+    is_spectrum: bool = False,
+) -> torch.Tensor:
+    """Spectral entropy ``SE(M) = -sum_k p_k log p_k`` (spec §4.1), batched: ``(...)``.
+
+    ``normalization="energy"`` (E2, the spec's default: ``p_k = sigma_k^2/sum sigma^2``, the one
+    under which the typical-sensitivity theorem is exact) or ``"amplitude"`` (E1,
+    ``p_k = sigma_k / sum sigma``, Roy & Vetterli's effective rank). ``base`` ``"e"`` (nats,
+    default) or ``2`` (bits). ``normalized=True`` returns ``SE / log r in [0, 1]`` with ``r`` the
+    numerical rank (0 when ``r <= 1``). Zero singular values contribute ``0 log 0 = 0``;
+    ``SE = 0`` for rank one, ``log r`` for a flat spectrum, and ``SE`` is unchanged by scaling
+    ``M``. For a PSD operator with eigenvalues ``lam``, ``spectral_entropy(lam.sqrt(),
+    is_spectrum=True)`` gives ``p_k = lam_k / sum lam``. Cost: one SVD (see :func:`singular_values`).
+
+    >>> spectral_entropy(torch.eye(4), base=2).item()
+    2.0
+    """
+    scale = _log(base)
+    p = spectral_distribution(m, normalization, is_spectrum=is_spectrum)
+    h = -torch.where(p > 0, p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny)), 0.0).sum(-1)
+    if normalized:
+        r = (p > 0).sum(-1)
+        logr = torch.log(r.clamp_min(1).to(p.dtype))
+        return torch.where(
+            r > 1, h / logr.clamp_min(torch.finfo(p.dtype).tiny), torch.zeros_like(h)
+        )
+    return h / scale
+
+
+def effective_rank(
+    m: torch.Tensor, normalization: str = "energy", *, is_spectrum: bool = False
+) -> torch.Tensor:
+    """Entropy-effective rank ``erank = exp(SE)`` (spec §4.2; E2 by default), ``1 <= erank <= r``."""
+    return torch.exp(spectral_entropy(m, normalization, is_spectrum=is_spectrum))
+
+
+def stable_rank(m: torch.Tensor, *, is_spectrum: bool = False) -> torch.Tensor:
+    """``srank = ||M||_F^2 / ||M||_2^2 = sum sigma^2 / sigma_1^2 = 1 / max_k p_k`` (spec §4.2)."""
+    s, _ = _spectrum(m, is_spectrum)
+    return (s**2).sum(-1) / (s[..., 0] ** 2).clamp_min(torch.finfo(s.dtype).tiny)
+
+
+def participation_ratio(m: torch.Tensor, *, is_spectrum: bool = False) -> torch.Tensor:
+    """``PR = (sum sigma^2)^2 / sum sigma^4 = 1 / sum p_k^2`` (spec §4.2)."""
+    s, _ = _spectrum(m, is_spectrum)
+    e = s**2
+    return e.sum(-1) ** 2 / (e**2).sum(-1).clamp_min(torch.finfo(s.dtype).tiny)
+
+
+def condition_number(
+    m: torch.Tensor, kind: str = "classical", *, is_spectrum: bool = False
+) -> torch.Tensor:
+    """Condition number, batched: ``(...)``.
+
+    * ``"classical"``: ``sigma_1 / sigma_r`` with ``r`` the numerical rank (the smallest singular
+      value above the rank tolerance), so it is finite for a rank-deficient ``M``; ``inf`` for 0.
+    * ``"median"``: the attribution condition number ``sigma_1 / median_k sigma_k`` over all
+      ``min(m, n)`` singular values (spec §4.3 and the seed's ``kappa_attr``); the median of an even
+      number of values is the mean of the two middle ones (choice, not from the paper). ``inf`` if
+      the median is 0.
+
+    >>> condition_number(torch.diag(torch.tensor([4.0, 2.0, 1.0]))).item()
+    4.0
+    """
+    if kind not in ("classical", "median"):
+        raise ValueError(f"kind must be 'classical' or 'median', got {kind!r}")
+    s, tol = _spectrum(m, is_spectrum)
+    top = s[..., 0]
+    if kind == "median":
+        k = s.shape[-1]
+        asc = s.flip(-1)
+        med = asc[..., (k - 1) // 2] if k % 2 else 0.5 * (asc[..., k // 2 - 1] + asc[..., k // 2])
+        return torch.where(med > 0, top / med.clamp_min(torch.finfo(s.dtype).tiny), torch.inf)
+    kept = torch.where(s > tol, s, torch.full_like(s, torch.inf))
+    low = kept.min(-1).values
+    return torch.where(torch.isfinite(low) & (top > 0), top / low, torch.inf)
+
+
+@dataclass(frozen=True)
+class SpectralSummary:
+    """Every rank-type summary of a (batch of) matrices; fields are tensors of the batch shape."""
+
+    sigma_1: torch.Tensor
+    frobenius_sq: torch.Tensor
+    rank: torch.Tensor
+    stable_rank: torch.Tensor
+    participation_ratio: torch.Tensor
+    entropy: torch.Tensor
+    effective_rank: torch.Tensor
+    condition: torch.Tensor
+    condition_median: torch.Tensor
+
+    def __repr__(self) -> str:
+        def f(t):
+            t = t.double()
+            return f"{t.item():.4g}" if t.numel() == 1 else f"mean {t.mean().item():.4g}"
+
+        parts = ", ".join(f"{k}={f(getattr(self, k))}" for k in self.__dataclass_fields__)
+        return f"SpectralSummary({parts})"
+
+
+def spectral_summary(m: torch.Tensor, *, is_spectrum: bool = False) -> SpectralSummary:
+    """``sigma_1``, ``||M||_F^2``, rank, srank, PR, SE (E2, nats), erank, both condition numbers.
+
+    The chain ``1 <= srank <= PR <= erank <= rank`` (spec §4.2) holds for every matrix.
+    """
+    s = m if is_spectrum else singular_values(m)
+    kw = {"is_spectrum": True}
+    se = spectral_entropy(s, **kw)
+    return SpectralSummary(
+        sigma_1=s.sort(-1, descending=True).values[..., 0],
+        frobenius_sq=(s**2).sum(-1),
+        rank=numerical_rank(s, **kw),
+        stable_rank=stable_rank(s, **kw),
+        participation_ratio=participation_ratio(s, **kw),
+        entropy=se,
+        effective_rank=torch.exp(se),
+        condition=condition_number(s, "classical", **kw),
+        condition_median=condition_number(s, "median", **kw),
+    )

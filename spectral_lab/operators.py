@@ -1,0 +1,531 @@
+"""A network at one input as a product of linear operators (spec §3.1, §6.1).
+
+By the chain rule, a network ``f = z_L`` built from affine maps and coordinate-wise activations has
+the input Jacobian
+
+    J_f(x) = W_L D_{L-1}(x) W_{L-1} ... D_1(x) W_1,      D_l(x) = diag(phi'(z_l(x))),
+
+exact for smooth ``phi`` and almost everywhere for ReLU-type ``phi`` (biases enter only through
+``D_l``). :func:`operator_product` walks ``model.layers`` and returns the factors in the order they
+act: dense weights (``nn.Linear``), matrix-free convolutions (``nn.Conv2d``) with ``.dense()`` for
+small inputs, pooling (max pool = a 0/1 selection matrix at ``x``; average pool = a fixed linear
+map), the diagonal gates, and residual blocks ``h + scale * branch(h)`` as ``I + scale * J_branch``.
+
+Example:
+    >>> from spectral_lab import MLP
+    >>> model = MLP(4, 3, width=8, depth=2).double()
+    >>> op = operator_product(model, torch.randn(4, dtype=torch.float64))
+    >>> op
+    OperatorProduct(3 x 4 = W2 · D1 · W1)
+    >>> op.dense().shape
+    torch.Size([3, 4])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import check_model, check_tensor
+
+__all__ = [
+    "ACTIVATION_SUP_DERIVATIVE",
+    "Factor",
+    "OperatorProduct",
+    "activation_derivative",
+    "operator_product",
+]
+
+# sup_z |phi'(z)| for the supported activations (used by the data-free bound of spec §6.2).
+# GELU: max of Phi(z) + z phi(z), at z = sqrt(2); SiLU: max of s + z s (1 - s), at z ~ 2.3994.
+ACTIVATION_SUP_DERIVATIVE = {
+    "ReLU": 1.0,
+    "Tanh": 1.0,
+    "Sigmoid": 0.25,
+    "GELU": 0.5 * (1 + math.erf(1.0)) + math.sqrt(2) * math.exp(-1.0) / math.sqrt(2 * math.pi),
+    "SiLU": 1.0998393194474928,
+}
+
+_GATES = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU)
+_SKIP = (nn.Flatten, nn.Identity, nn.Dropout)  # identity on flattened vectors (Dropout: eval only)
+
+
+def activation_derivative(module: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """``phi'(z)`` elementwise, in closed form, for ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU.
+
+    ReLU-type derivatives at the kink follow PyTorch's convention (``phi'(0) = 0`` for ReLU, the
+    negative slope for LeakyReLU). Cost ``O(numel)``.
+
+    >>> activation_derivative(nn.Tanh(), torch.zeros(2)).tolist()
+    [1.0, 1.0]
+    """
+    if isinstance(module, nn.ReLU):
+        return (z > 0).to(z.dtype)
+    if isinstance(module, nn.LeakyReLU):
+        return torch.where(z > 0, torch.ones_like(z), torch.full_like(z, module.negative_slope))
+    if isinstance(module, nn.Tanh):
+        return 1 - torch.tanh(z) ** 2
+    if isinstance(module, nn.Sigmoid):
+        s = torch.sigmoid(z)
+        return s * (1 - s)
+    if isinstance(module, nn.GELU):
+        if module.approximate == "tanh":
+            c = math.sqrt(2 / math.pi)
+            u = c * (z + 0.044715 * z**3)
+            t = torch.tanh(u)
+            return 0.5 * (1 + t) + 0.5 * z * (1 - t**2) * c * (1 + 3 * 0.044715 * z**2)
+        cdf = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
+        pdf = torch.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
+        return cdf + z * pdf
+    if isinstance(module, nn.SiLU):
+        s = torch.sigmoid(z)
+        return s + z * s * (1 - s)
+    raise TypeError(f"no closed-form derivative for activation {type(module).__name__}")
+
+
+def _sup_derivative(module: nn.Module) -> float:
+    if isinstance(module, nn.LeakyReLU):
+        return max(1.0, abs(module.negative_slope))
+    if isinstance(module, nn.GELU) and module.approximate == "tanh":
+        z = torch.linspace(-10, 10, 200001, dtype=torch.float64)
+        return float(activation_derivative(module, z).abs().max())
+    return ACTIVATION_SUP_DERIVATIVE[type(module).__name__]
+
+
+@dataclass(eq=False)
+class Factor:
+    """One linear factor ``R^{n_in} -> R^{n_out}`` acting on flattened vectors.
+
+    ``kind`` is ``"weight"``, ``"gate"``, ``"pool"`` or ``"residual"``. Subclasses implement
+    :meth:`matvec` on a batch of row vectors ``(k, n_in) -> (k, n_out)``; :meth:`rmatvec` (the
+    transpose) defaults to a vector-Jacobian product of that linear map.
+    """
+
+    name: str
+    kind: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    module: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def n_in(self) -> int:
+        return math.prod(self.in_shape)
+
+    @property
+    def n_out(self) -> int:
+        return math.prod(self.out_shape)
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def rmatvec(self, u: torch.Tensor) -> torch.Tensor:
+        """``u @ M``: rows ``(k, n_out) -> (k, n_in)``, i.e. ``M^T`` applied to each row.
+
+        Default: the vector-Jacobian product of the (row-wise, linear) map ``matvec``.
+        """
+        zero = u.new_zeros(len(u), self.n_in)
+        return torch.func.vjp(self.matvec, zero)[1](u)[0]
+
+    def dense(self, max_entries: int = 50_000_000) -> torch.Tensor:
+        """The ``n_out x n_in`` matrix (refused above ``max_entries`` entries)."""
+        if self.n_out * self.n_in > max_entries:
+            raise ValueError(
+                f"{self.name} is {self.n_out} x {self.n_in}; dense() refuses more than "
+                f"{max_entries} entries: use matvec/rmatvec or pass a larger max_entries"
+            )
+        p = self._param()
+        return self.matvec(torch.eye(self.n_in, dtype=p.dtype, device=p.device)).T
+
+    def spectral_norm(self) -> float:
+        """``||M||_2`` at this input (exact SVD of the dense form)."""
+        return float(torch.linalg.matrix_norm(self.dense(), ord=2))
+
+    def sup_norm(self) -> float:
+        """An upper bound of ``||M||_2`` valid at *every* input (the data-free bound of §6.2)."""
+        return self.spectral_norm()
+
+    def _param(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name}: {self.n_out} x {self.n_in})"
+
+
+@dataclass(eq=False, repr=False)
+class DenseFactor(Factor):
+    """A weight matrix ``W`` (``nn.Linear``); ``matvec(v) = v W^T``."""
+
+    weight: torch.Tensor = None  # type: ignore[assignment]
+
+    def matvec(self, v):
+        return v @ self.weight.T
+
+    def rmatvec(self, u):
+        return u @ self.weight
+
+    def dense(self, max_entries: int = 50_000_000):
+        return self.weight
+
+    def _param(self):
+        return self.weight
+
+
+@dataclass(eq=False, repr=False)
+class GateFactor(Factor):
+    """The diagonal gate ``D(x) = diag(phi'(z))``: which units are on, and how much."""
+
+    diag: torch.Tensor = None  # type: ignore[assignment]
+
+    def matvec(self, v):
+        return v * self.diag
+
+    def rmatvec(self, u):
+        return u * self.diag
+
+    def dense(self, max_entries: int = 50_000_000):
+        return torch.diag(self.diag)
+
+    def spectral_norm(self):
+        return float(self.diag.abs().max())
+
+    def sup_norm(self):
+        return _sup_derivative(self.module)
+
+    def _param(self):
+        return self.diag
+
+
+@dataclass(eq=False, repr=False)
+class MapFactor(Factor):
+    """A matrix-free linear map given by a function on ``(k, *in_shape)`` tensors (conv, avg pool)."""
+
+    fn: object = None
+    ref: torch.Tensor = None  # type: ignore[assignment]
+    bound: float | None = None
+
+    def matvec(self, v):
+        return self.fn(v.reshape(len(v), *self.in_shape)).reshape(len(v), -1)
+
+    def sup_norm(self):
+        return self.spectral_norm() if self.bound is None else self.bound
+
+    def _param(self):
+        return self.ref
+
+
+@dataclass(eq=False, repr=False)
+class SelectionFactor(Factor):
+    """Max pooling at ``x``: row ``i`` of the matrix picks the input entry ``index[i]``."""
+
+    index: torch.Tensor = None  # type: ignore[assignment]
+    ref: torch.Tensor = None  # type: ignore[assignment]
+    overlap: int = 1
+
+    def matvec(self, v):
+        return v[:, self.index]
+
+    def rmatvec(self, u):
+        out = u.new_zeros(len(u), self.n_in)
+        return out.index_add_(1, self.index, u)
+
+    def dense(self, max_entries: int = 50_000_000):
+        m = self.ref.new_zeros(self.n_out, self.n_in)
+        m[torch.arange(self.n_out, device=m.device), self.index] = 1
+        return m
+
+    def spectral_norm(self):
+        # S S^T = I (one pick per row); ||S||_2^2 = max number of times one input is picked
+        return math.sqrt(int(torch.bincount(self.index, minlength=self.n_in).max()))
+
+    def sup_norm(self):
+        return float(self.overlap)
+
+    def _param(self):
+        return self.ref
+
+
+@dataclass(eq=False, repr=False)
+class ResidualFactor(Factor):
+    """A residual block ``h + scale * branch(h)``: the factor ``I + scale * J_branch(h)``."""
+
+    scale: float = 1.0
+    branch: OperatorProduct = None  # type: ignore[assignment]
+
+    def matvec(self, v):
+        return v + self.scale * self.branch.matvec(v)
+
+    def rmatvec(self, u):
+        return u + self.scale * self.branch.rmatvec(u)
+
+    def dense(self, max_entries: int = 50_000_000):
+        b = self.branch.dense(max_entries)
+        return torch.eye(self.n_in, dtype=b.dtype, device=b.device) + self.scale * b
+
+    def sup_norm(self):
+        # ||I + s B|| <= 1 + |s| ||B|| <= 1 + |s| prod ||branch factors||_sup
+        return 1.0 + abs(self.scale) * math.prod(f.sup_norm() for f in self.branch.factors)
+
+    def _param(self):
+        return self.branch._ref
+
+
+def _pool_params(m: nn.Module) -> tuple[int, int, int]:
+    def one(v):
+        if isinstance(v, (tuple, list)):
+            if len(set(v)) != 1:
+                raise TypeError(f"{type(m).__name__} with non-square {v} is not supported")
+            return int(v[0])
+        return int(v)
+
+    k = one(m.kernel_size)
+    s = one(m.stride if m.stride is not None else m.kernel_size)
+    p = one(m.padding)
+    return k, s, p
+
+
+class OperatorProduct:
+    """``J_f(x) = F_K ... F_2 F_1`` at one input ``x``; ``factors[0]`` acts first.
+
+    Attributes: ``factors`` (tuple of :class:`Factor`), ``input_shape``, ``d`` (input size),
+    ``n_outputs`` (``C``). Methods: ``matvec``/``rmatvec`` (matrix-free ``J v``, ``u J``),
+    ``dense()`` (the ``C x d`` Jacobian, built by ``C`` transposed products: cost ``C`` backward
+    sweeps), ``partial_products()`` and ``partial_spectra()`` (``F_k ... F_1`` through depth).
+    """
+
+    def __init__(self, factors: Sequence[Factor], input_shape: tuple[int, ...], ref: torch.Tensor):
+        self.factors = tuple(factors)
+        self.input_shape = tuple(input_shape)
+        self._ref = ref
+
+    @property
+    def d(self) -> int:
+        return math.prod(self.input_shape)
+
+    @property
+    def n_outputs(self) -> int:
+        return self.factors[-1].n_out if self.factors else self.d
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.factors]
+
+    def __len__(self) -> int:
+        return len(self.factors)
+
+    def __repr__(self) -> str:
+        chain = " · ".join(f.name for f in reversed(self.factors)) or "I"
+        return f"OperatorProduct({self.n_outputs} x {self.d} = {chain})"
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """``J v`` for rows ``v``: ``(k, d) -> (k, C)``."""
+        for f in self.factors:
+            v = f.matvec(v)
+        return v
+
+    def rmatvec(self, u: torch.Tensor) -> torch.Tensor:
+        """``u J`` for rows ``u``: ``(k, C) -> (k, d)``."""
+        for f in reversed(self.factors):
+            u = f.rmatvec(u)
+        return u
+
+    def dense(self, max_entries: int = 50_000_000) -> torch.Tensor:
+        """The ``C x d`` Jacobian, multiplied out from the output side (``C`` rows)."""
+        eye = torch.eye(self.n_outputs, dtype=self._ref.dtype, device=self._ref.device)
+        return self.rmatvec(eye)
+
+    def partial_products(self, max_entries: int = 50_000_000) -> list[torch.Tensor]:
+        """``[F_1, F_2 F_1, ..., F_K ... F_1]``: dense ``n_k x d`` matrices through depth.
+
+        Cost: ``d`` forward sweeps (the identity pushed through); memory ``max_k n_k * d``.
+        """
+        biggest = max((f.n_out for f in self.factors), default=self.d) * self.d
+        if biggest > max_entries:
+            raise ValueError(
+                f"partial products need {biggest} entries (> max_entries={max_entries}); "
+                "use a smaller input or pass a larger max_entries"
+            )
+        p = torch.eye(self.d, dtype=self._ref.dtype, device=self._ref.device)
+        out = []
+        for f in self.factors:
+            p = f.matvec(p)
+            out.append(p.T)
+        return out
+
+    def partial_spectra(self, kinds: Sequence[str] | None = None) -> list[tuple[str, torch.Tensor]]:
+        """``(name, singular values)`` of each partial product ``F_k ... F_1`` whose last factor's
+        kind is in ``kinds`` (default: all). Descending; ``min(n_k, d)`` values each."""
+        out = []
+        for f, p in zip(self.factors, self.partial_products()):
+            if kinds is None or f.kind in kinds:
+                out.append((f.name, torch.linalg.svdvals(p)))
+        return out
+
+    def factor_norms(self) -> list[float]:
+        """``||F_k||_2`` at this input for every factor."""
+        return [f.spectral_norm() for f in self.factors]
+
+    def norm_bound(self) -> float:
+        """``prod_k ||F_k||_2`` at this input: the first inequality of spec §6.2."""
+        return math.prod(self.factor_norms())
+
+    def sup_norm_bound(self) -> float:
+        """``prod_k sup_x ||F_k(x)||_2``: gates replaced by ``sup |phi'|``, max pool by its worst
+        overlap; a bound on ``||J_f(x)||_2`` valid at every ``x`` (a global Lipschitz constant)."""
+        return math.prod(f.sup_norm() for f in self.factors)
+
+
+def _walk(
+    layers: Sequence[nn.Module],
+    h: torch.Tensor,
+    factors: list[Factor],
+    counters: dict[str, int],
+    prefix: str,
+) -> torch.Tensor:
+    """Append the factors of ``layers`` applied to ``h`` (batch of one); return the output."""
+
+    def name(kind: str) -> str:
+        counters[kind] = counters.get(kind, 0) + 1
+        return f"{prefix}{kind}{counters[kind]}"
+
+    for m in layers:
+        in_shape = tuple(h.shape[1:])
+        if isinstance(m, nn.Sequential):
+            h = _walk(list(m), h, factors, counters, prefix)
+            continue
+        if isinstance(m, _SKIP):
+            h = m(h)
+            continue
+        if isinstance(m, nn.Linear):
+            if h.dim() != 2:
+                raise ValueError(f"nn.Linear received shape {tuple(h.shape)}; flatten before it")
+            h = m(h)
+            factors.append(
+                DenseFactor(name("W"), "weight", in_shape, tuple(h.shape[1:]), m, m.weight.detach())
+            )
+        elif isinstance(m, nn.Conv2d):
+            w, stride, pad, dil, groups = (
+                m.weight.detach(),
+                m.stride,
+                m.padding,
+                m.dilation,
+                m.groups,
+            )
+            if m.padding_mode != "zeros":
+                raise TypeError(f"Conv2d with padding_mode={m.padding_mode!r} is not supported")
+
+            def conv(v, w=w, stride=stride, pad=pad, dil=dil, groups=groups):
+                return F.conv2d(v, w, None, stride, pad, dil, groups)
+
+            h = m(h)
+            factors.append(MapFactor(name("W"), "weight", in_shape, tuple(h.shape[1:]), m, conv, w))
+        elif isinstance(m, _GATES):
+            diag = activation_derivative(m, h).reshape(-1)
+            h = m(h)
+            factors.append(GateFactor(name("D"), "gate", in_shape, in_shape, m, diag))
+        elif isinstance(m, nn.MaxPool2d):
+            k, s, p = _pool_params(m)
+            if m.dilation not in (1, (1, 1)) or m.ceil_mode:
+                raise TypeError("MaxPool2d with dilation or ceil_mode is not supported")
+            out, idx = F.max_pool2d(h, k, s, p, return_indices=True)
+            c, hh, ww = in_shape
+            # idx indexes the flattened (H, W) plane of each channel; make it a flat index
+            offs = torch.arange(c, device=h.device).view(1, c, 1, 1) * (hh * ww)
+            index = (idx + offs).reshape(-1)
+            h = out
+            overlap = math.ceil(k / s)
+            factors.append(
+                SelectionFactor(
+                    name("P"), "pool", in_shape, tuple(h.shape[1:]), m, index, h, overlap
+                )
+            )
+        elif isinstance(m, nn.AvgPool2d):
+            k, s, p = _pool_params(m)
+
+            def avg(v, k=k, s=s, p=p, m=m):
+                return F.avg_pool2d(
+                    v, k, s, p, m.ceil_mode, m.count_include_pad, m.divisor_override
+                )
+
+            h = m(h)
+            bound = math.ceil(k / s) / k if p == 0 and not m.ceil_mode else None
+            factors.append(
+                MapFactor(name("P"), "pool", in_shape, tuple(h.shape[1:]), m, avg, h, bound)
+            )
+        elif _is_residual(m):
+            sub: list[Factor] = []
+            inner = f"{prefix}R{counters.get('R', 0) + 1}."
+            counters["R"] = counters.get("R", 0) + 1
+            b_out = _walk(list(_as_seq(m.branch)), h, sub, {}, inner)
+            if b_out.shape != h.shape:
+                raise ValueError(
+                    f"residual branch changes the shape {tuple(h.shape)} -> {tuple(b_out.shape)}"
+                )
+            branch = OperatorProduct(sub, in_shape, h)
+            factors.append(
+                ResidualFactor(
+                    inner[:-1], "residual", in_shape, in_shape, m, float(m.scale), branch
+                )
+            )
+            h = h + float(m.scale) * b_out
+        else:
+            raise TypeError(
+                f"operator_product does not support layer {prefix}{type(m).__name__} ({m!r}); "
+                "supported: Linear, Conv2d, MaxPool2d, AvgPool2d, Flatten, Identity, Dropout (eval), "
+                "ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, ResidualBlock and nested Sequential"
+            )
+    return h
+
+
+def _is_residual(m: nn.Module) -> bool:
+    from .models import ResidualBlock
+
+    return isinstance(m, ResidualBlock)
+
+
+def _as_seq(m: nn.Module) -> Sequence[nn.Module]:
+    return list(m) if isinstance(m, nn.Sequential) else [m]
+
+
+def operator_product(model: nn.Module, x: torch.Tensor) -> OperatorProduct:
+    """The network at ONE input ``x`` (shape ``input_shape``, no batch dimension) as the product
+    ``J_f(x) = W_L D_{L-1}(x) ... D_1(x) W_1`` (spec §3.1), walking ``model.layers``.
+
+    Cost: one forward pass plus the factors' bookkeeping; every factor is stored matrix-free or as
+    its own (small) dense matrix. ``dense()`` costs ``C`` transposed sweeps.
+
+    >>> from spectral_lab import SmallCNN
+    >>> op = operator_product(SmallCNN(1, 10, image_size=8, channels=(4,)), torch.randn(1, 8, 8))
+    >>> op.names
+    ['W1', 'D1', 'P1', 'W2']
+    """
+    check_model(model)
+    x = check_tensor(x, "x")
+    layers = getattr(model, "layers", model if isinstance(model, nn.Sequential) else None)
+    if not isinstance(layers, nn.Sequential):
+        raise TypeError(
+            f"{type(model).__name__} has no `.layers` nn.Sequential to walk; build the model as a "
+            "Sequential of supported layers (see spectral_lab.models)"
+        )
+    p = next(model.parameters())
+    if x.dtype != p.dtype or x.device != p.device:
+        raise TypeError(
+            f"x is {x.dtype} on {x.device} but the model is {p.dtype} on {p.device}; "
+            "use x.to(model's dtype/device) or model.to(x.dtype)"
+        )
+    factors: list[Factor] = []
+    with torch.no_grad():
+        try:
+            out = _walk(list(layers), x.detach()[None], factors, {}, "")
+        except RuntimeError as err:
+            raise ValueError(
+                f"the model could not run on x of shape {tuple(x.shape)}: pass ONE input without a "
+                f"batch dimension (e.g. X[0], not X[:1]) ({err})"
+            ) from err
+    if out.dim() != 2:
+        raise ValueError(f"model output must be (1, C) logits, got shape {tuple(out.shape)}")
+    return OperatorProduct(factors, tuple(x.shape), x)

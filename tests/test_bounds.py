@@ -1,0 +1,119 @@
+"""Sensitivity bounds (spec §6.4, seed Theorem 5.1) and Schur-concavity helpers (Prop. 5.7)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import spectral_lab as sl
+
+D64 = torch.float64
+
+
+def test_typical_sensitivity_by_monte_carlo_matrix():
+    g = torch.Generator().manual_seed(0)
+    J = torch.randn(1, 10, 784, dtype=D64, generator=g) * torch.rand(784, dtype=D64, generator=g)
+    b = sl.sensitivity_bounds(J, eps=0.1)
+    for dist in ("gaussian", "sphere"):
+        mc = sl.monte_carlo_sensitivity(J, None, 0.1, 20000, dist, generator=g)
+        assert abs(float(mc[0] / b.typical[0]) - 1) < 0.03, dist
+    assert bool(b.holds().all())
+    # closed form: (eps^2/d)||J||_F^2, not eps^2 ||J||_F^2 (a wrong constant would be caught)
+    assert torch.allclose(b.typical, 0.01 * (J**2).sum((1, 2)) / 784)
+    assert torch.allclose(b.worst_case, 0.01 * torch.linalg.matrix_norm(J, 2) ** 2)
+    assert bool((b.typical < b.worst_case / 10).all())
+
+
+def test_typical_sensitivity_network_first_order():
+    torch.manual_seed(0)
+    model = sl.MLP(20, 5, width=32, depth=3, activation="tanh").double()
+    x = torch.randn(3, 20, dtype=D64)
+    J = sl.input_jacobian(model, x)
+    gaps = []
+    for eps in (1e-1, 1e-3):
+        g = torch.Generator().manual_seed(1)
+        mc = sl.monte_carlo_sensitivity(model, x, eps, 4000, generator=g)
+        g = torch.Generator().manual_seed(1)
+        lin = sl.monte_carlo_sensitivity(J, None, eps, 4000, generator=g)  # same draws
+        gaps.append(float(((mc - lin).abs() / lin).max()))
+    assert gaps[1] < 1e-3 and gaps[1] < gaps[0]
+
+
+def test_entropy_bound_holds_tight_and_loose():
+    # flat spectrum: srank = exp(SE) = rank, so the entropy bound is tight
+    flat = torch.eye(4, 50, dtype=D64)
+    b = sl.sensitivity_bounds(flat, 1.0)
+    assert math.isclose(float(b.typical), float(b.entropy_bound), rel_tol=1e-12)
+    # one dominant + a flat tail: exp(SE) ~ 3 srank (bound loose but valid)
+    s = torch.tensor([1.0] + [0.3] * 9, dtype=D64)
+    m = torch.cat([torch.diag(s), torch.zeros(10, 40, dtype=D64)], 1)
+    b = sl.sensitivity_bounds(m, 1.0)
+    assert bool(b.holds()) and float(b.entropy_bound / b.typical) > 2.5
+
+
+def test_entropy_bound_constant_over_a_dataset():
+    torch.manual_seed(1)
+    model = sl.MLP(16, 4, width=16, depth=3).double()
+    J = sl.input_jacobian(model, torch.randn(30, 16, dtype=D64))
+    K = sl.entropy_bound_constant(J)
+    eps = 0.05
+    lhs = (eps**2 / 16 * (J**2).sum((1, 2))).mean()
+    rhs = K * eps**2 * sl.effective_rank(J).mean()
+    assert lhs <= rhs
+    assert math.isclose(float(K), float(sl.singular_values(J)[:, 0].max() ** 2 / 16))
+
+
+def test_isotropic_perturbations_have_isotropic_covariance():
+    g = torch.Generator().manual_seed(3)
+    for dist in ("gaussian", "sphere"):
+        d = sl.isotropic_perturbations((2, 3), 0.5, 200000, dist, generator=g, dtype=D64)
+        flat = d.reshape(len(d), -1)
+        cov = flat.T @ flat / len(flat)
+        assert torch.allclose(cov, torch.eye(6, dtype=D64) * 0.25 / 6, atol=2e-3)
+    sphere = sl.isotropic_perturbations((5,), 0.5, 10, "sphere", generator=g, dtype=D64)
+    assert torch.allclose(sphere.norm(dim=1), torch.full((10,), 0.5, dtype=D64))
+
+
+def test_schur_concavity_helpers():
+    s = torch.tensor([5.0, 2.0, 1.0, 0.5], dtype=D64)
+    e = lambda v: v**2 / (v**2).sum()  # noqa: E731
+    prev_h, prev_k = -1.0, math.inf
+    for t in torch.linspace(0, 1, 11).tolist():
+        st = sl.mix_toward_uniform(s, t)
+        assert math.isclose(float((st**2).sum()), float((s**2).sum()), rel_tol=1e-12)
+        h, k = (
+            float(sl.spectral_entropy(st, is_spectrum=True)),
+            float(sl.condition_number(st, is_spectrum=True)),
+        )
+        assert h >= prev_h - 1e-12 and k <= prev_k + 1e-12
+        assert sl.majorizes(e(s), e(st))
+        prev_h, prev_k = h, k
+    assert math.isclose(prev_h, math.log(4), rel_tol=1e-12) and math.isclose(prev_k, 1.0)
+    r = sl.robin_hood_transfer(s, 0, 3, 0.5)
+    assert sl.majorizes(e(s), e(r)) and not sl.majorizes(e(r), e(s))
+    assert sl.spectral_entropy(r, is_spectrum=True) > sl.spectral_entropy(s, is_spectrum=True)
+    assert sl.condition_number(r, is_spectrum=True) <= sl.condition_number(s, is_spectrum=True)
+
+
+def test_entropy_lower_bound_from_condition_number():
+    g = torch.Generator().manual_seed(4)
+    for _ in range(100):
+        m = torch.randn(6, 9, dtype=D64, generator=g) * torch.rand(9, dtype=D64, generator=g)
+        kappa = sl.condition_number(m)
+        assert float(sl.spectral_entropy(m)) >= float(sl.entropy_lower_bound(kappa, 6)) - 1e-12
+    assert math.isclose(float(sl.entropy_lower_bound(1.0, 5)), math.log(5))
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="eps"):
+        sl.sensitivity_bounds(torch.eye(3), eps=0)
+    with pytest.raises(ValueError, match="distribution"):
+        sl.isotropic_perturbations((3,), 0.1, 5, "cauchy")
+    with pytest.raises(ValueError, match="fraction"):
+        sl.robin_hood_transfer(torch.ones(3), 0, 1, 2.0)
+    with pytest.raises(ValueError, match="same length"):
+        sl.majorizes(torch.ones(3), torch.ones(4))
+    with pytest.raises(ValueError, match="n_draws"):
+        sl.isotropic_perturbations((3,), 0.1, 0)

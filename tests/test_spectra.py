@@ -1,0 +1,144 @@
+"""Singular spectra and their summaries against closed forms, numpy and invariances (spec §4)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import spectral_lab as sl
+
+D64 = torch.float64
+
+
+def test_singular_values_match_numpy_all_methods():
+    g = torch.Generator().manual_seed(0)
+    for shape in [(7, 7), (3, 40), (40, 3), (5, 10, 200)]:
+        m = torch.randn(*shape, dtype=D64, generator=g)
+        ref = torch.from_numpy(np.linalg.svd(m.numpy(), compute_uv=False))
+        for method in ("auto", "svd", "gram"):
+            s = sl.singular_values(m, method=method)
+            assert torch.allclose(s, ref, rtol=1e-9, atol=1e-12), (shape, method)
+
+
+def test_gram_route_caveat_and_auto_fallback():
+    # singular values spanning 1 .. 1e-10: the Gram route loses the small ones, auto falls back
+    u, _ = torch.linalg.qr(torch.randn(10, 10, dtype=D64))
+    v, _ = torch.linalg.qr(torch.randn(200, 10, dtype=D64))
+    s_true = torch.logspace(0, -10, 10, dtype=D64)
+    m = (u * s_true) @ v.T
+    gram = sl.singular_values(m, method="gram")
+    auto = sl.singular_values(m)
+    assert (gram[-1] - s_true[-1]).abs() / s_true[-1] > 1e-2  # the caveat is real
+    assert torch.allclose(auto, s_true, rtol=1e-5)  # and the fallback fixes it
+    # batched: only the bad matrix is recomputed, the good one keeps its Gram values
+    good = torch.randn(10, 200, dtype=D64)
+    both = sl.singular_values(torch.stack([good, m]))
+    assert torch.allclose(both[1], s_true, rtol=1e-5)
+    assert torch.allclose(both[0], torch.linalg.svdvals(good), rtol=1e-10)
+
+
+def test_orthogonal_invariance_and_scaling():
+    g = torch.Generator().manual_seed(1)
+    m = torch.randn(6, 30, dtype=D64, generator=g)
+    q1, _ = torch.linalg.qr(torch.randn(6, 6, dtype=D64, generator=g))
+    q2, _ = torch.linalg.qr(torch.randn(30, 30, dtype=D64, generator=g))
+    assert torch.allclose(sl.singular_values(q1 @ m @ q2), sl.singular_values(m), rtol=1e-10)
+    for fn in (sl.spectral_entropy, sl.stable_rank, sl.participation_ratio, sl.effective_rank):
+        assert torch.allclose(fn(7.5 * m), fn(m), rtol=1e-10), fn.__name__
+    assert torch.allclose(sl.condition_number(3 * m), sl.condition_number(m), rtol=1e-10)
+
+
+def test_entropy_closed_forms_on_diagonal_matrices():
+    s = torch.tensor([3.0, 2.0, 1.0, 0.0], dtype=D64)
+    m = torch.diag(s)
+    p2 = s[:3] ** 2 / (s[:3] ** 2).sum()
+    p1 = s[:3] / s[:3].sum()
+    h2 = float(-(p2 * p2.log()).sum())
+    h1 = float(-(p1 * p1.log()).sum())
+    assert math.isclose(float(sl.spectral_entropy(m)), h2, rel_tol=1e-12)
+    assert math.isclose(float(sl.spectral_entropy(m, "amplitude")), h1, rel_tol=1e-12)
+    assert math.isclose(float(sl.spectral_entropy(m, base=2)), h2 / math.log(2), rel_tol=1e-12)
+    # normalised by log r, with r = 3 (the zero singular value is dropped)
+    assert math.isclose(
+        float(sl.spectral_entropy(m, normalized=True)), h2 / math.log(3), rel_tol=1e-12
+    )
+    assert math.isclose(float(sl.spectral_entropy(s, is_spectrum=True)), h2, rel_tol=1e-12)
+    # flat spectrum: log r; rank one: 0; zero matrix: 0
+    assert math.isclose(
+        float(sl.spectral_entropy(torch.eye(5, dtype=D64))), math.log(5), rel_tol=1e-12
+    )
+    assert float(sl.spectral_entropy(torch.eye(5, dtype=D64), normalized=True)) == pytest.approx(
+        1.0
+    )
+    assert float(sl.spectral_entropy(torch.ones(4, 6, dtype=D64))) == pytest.approx(0.0, abs=1e-12)
+    assert float(sl.spectral_entropy(torch.zeros(3, 3, dtype=D64))) == 0.0
+    assert float(sl.spectral_entropy(torch.ones(4, 6, dtype=D64), normalized=True)) == 0.0
+    # a deliberately wrong normalisation would be caught
+    assert not math.isclose(h1, h2, rel_tol=1e-3)
+
+
+def test_rank_summaries_closed_forms():
+    m = torch.diag(torch.tensor([4.0, 2.0, 1.0, 1.0], dtype=D64))
+    e = torch.tensor([16.0, 4.0, 1.0, 1.0], dtype=D64)
+    assert float(sl.stable_rank(m)) == pytest.approx(22 / 16)
+    assert float(sl.participation_ratio(m)) == pytest.approx(22**2 / float((e**2).sum()))
+    assert float(sl.condition_number(m)) == pytest.approx(4.0)
+    assert float(sl.condition_number(m, "median")) == pytest.approx(4.0 / 1.5)
+    odd = torch.diag(torch.tensor([9.0, 3.0, 1.0], dtype=D64))
+    assert float(sl.condition_number(odd, "median")) == pytest.approx(3.0)
+    # classical uses the smallest NONZERO singular value; median counts all min(m, n)
+    sing = torch.diag(torch.tensor([2.0, 1.0, 0.0], dtype=D64))
+    assert float(sl.condition_number(sing)) == pytest.approx(2.0)
+    assert float(sl.condition_number(torch.zeros(2, 2, dtype=D64))) == math.inf
+    assert int(sl.numerical_rank(sing)) == 2
+
+
+def test_renyi_chain_on_100_random_matrices():
+    g = torch.Generator().manual_seed(2)
+    for _ in range(100):
+        r, c = torch.randint(1, 12, (2,), generator=g).tolist()
+        m = torch.randn(r, c, dtype=D64, generator=g) * torch.rand(c, dtype=D64, generator=g) ** 3
+        s = sl.spectral_summary(m)
+        tol = 1 + 1e-10
+        assert 1 <= s.stable_rank * tol
+        assert s.stable_rank <= s.participation_ratio * tol
+        assert s.participation_ratio <= s.effective_rank * tol
+        assert s.effective_rank <= s.rank * tol
+        assert torch.allclose(s.frobenius_sq, (m**2).sum())
+
+
+def test_batched_leading_dimensions():
+    m = torch.randn(2, 3, 4, 9, dtype=D64)
+    for fn in (
+        sl.spectral_entropy,
+        sl.stable_rank,
+        sl.participation_ratio,
+        sl.effective_rank,
+        sl.condition_number,
+    ):
+        out = fn(m)
+        assert out.shape == (2, 3)
+        assert torch.allclose(out[1, 2], fn(m[1, 2]))
+    assert "SpectralSummary(" in repr(sl.spectral_summary(m))
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="normalization"):
+        sl.spectral_entropy(torch.eye(2), "bits")
+    with pytest.raises(ValueError, match="base"):
+        sl.spectral_entropy(torch.eye(2), base=10)
+    with pytest.raises(ValueError, match="kind"):
+        sl.condition_number(torch.eye(2), "worst")
+    with pytest.raises(ValueError, match="method"):
+        sl.singular_values(torch.eye(2), method="qr")
+    with pytest.raises(ValueError, match="at least 2"):
+        sl.singular_values(torch.ones(3))
+    with pytest.raises(TypeError, match="integer"):
+        sl.stable_rank(torch.eye(3, dtype=torch.int64))
+    with pytest.raises(ValueError, match="NaN"):
+        sl.spectral_entropy(torch.tensor([[1.0, float("nan")]]))
+    with pytest.raises(ValueError, match="nonnegative"):
+        sl.spectral_entropy(torch.tensor([1.0, -1.0]), is_spectrum=True)
