@@ -230,7 +230,7 @@ class StabilityProfile:
 def _entropy(s: torch.Tensor, base: float) -> torch.Tensor:
     from .spectra import spectral_entropy
 
-    return spectral_entropy(s, kind="energy", base=base)
+    return spectral_entropy(s, "energy", base=base, is_spectrum=True)
 
 
 def _param_top(model: nn.Module, x: torch.Tensor, budget: int) -> torch.Tensor:
@@ -664,27 +664,60 @@ def measure_forward_sensitivity(
     return best
 
 
+def _flat_to_dict(model: nn.Module, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Split rows of ``flat`` (``(..., p)``, parameters in ``named_parameters`` order) into a dict."""
+    out, i = {}, 0
+    for k, v in model.named_parameters():
+        out[k] = flat[..., i : i + v.numel()].reshape(*flat.shape[:-1], *v.shape)
+        i += v.numel()
+    return out
+
+
 def measure_parameter_sensitivity(
     model: nn.Module,
     x: torch.Tensor,
     delta_norm: float,
     *,
     draws: int = 8,
+    direction: str = "random",
     seed: int = 0,
 ) -> torch.Tensor:
-    """Measured ``max_draws ||f_{theta+Delta}(x) - f_theta(x)||`` per sample for random parameter
-    perturbations of norm ``delta_norm`` (over all parameters jointly), shape ``(N,)``.
-    Cost: ``draws`` forward passes; the model is left unchanged."""
-    from torch.func import functional_call
+    """Measured ``||f_{theta+Delta}(x) - f_theta(x)||`` per sample for ``||Delta|| = delta_norm``
+    (all parameters jointly), shape ``(N,)``; the model is left unchanged.
+
+    ``direction="random"``: the max over ``draws`` isotropic ``Delta`` (shared by all samples).
+    ``direction="worst"``: per sample, ``Delta = +-delta_norm * v_1``, the top right singular vector
+    of ``J_theta(x_i)`` (where the first-order bound is tight). Cost: ``draws`` forward passes, or
+    one ``C x p`` parameter Jacobian and two forward passes per sample.
+    """
+    from torch.func import functional_call, vmap
 
     check_model(model)
     x = check_tensor(x, "x", min_dim=2)
     _positive_eps(delta_norm)
-    g = torch.Generator().manual_seed(seed)
     params = {k: v.detach() for k, v in model.named_parameters()}
-    best = None
     with torch.no_grad():
         f0 = model(x)
+    if direction == "worst":
+        from .jacobians import parameter_jacobian
+
+        Jt = parameter_jacobian(model, x).detach()
+        v = torch.linalg.svd(Jt, full_matrices=False).Vh[:, 0, :]
+
+        def one(vi, xi, sign):
+            moved = {
+                k: params[k] + sign * delta_norm * d for k, d in _flat_to_dict(model, vi).items()
+            }
+            return functional_call(model, moved, (xi.unsqueeze(0),)).squeeze(0)
+
+        with torch.no_grad():
+            outs = [vmap(one, in_dims=(0, 0, None))(v, x, s) for s in (1.0, -1.0)]
+        return torch.stack([(o - f0).norm(dim=1) for o in outs]).amax(0)
+    if direction != "random":
+        raise ValueError(f"direction must be 'worst' or 'random', got {direction!r}")
+    g = torch.Generator().manual_seed(seed)
+    best = None
+    with torch.no_grad():
         for _ in range(draws):
             noise = {
                 k: torch.randn(v.shape, generator=g, dtype=torch.float64).to(v)
@@ -739,29 +772,30 @@ def gd_diverges(
     y: torch.Tensor,
     lr: float,
     *,
-    loss="cross_entropy",
+    loss: str | LossFn = "cross_entropy",
     steps: int = 100,
     blowup: float = 10.0,
 ) -> bool:
     """Whether full-batch gradient descent with step ``lr`` from the model's current weights blows
-    up within ``steps`` steps (loss non-finite or above ``blowup`` times its start). The model is
-    left unchanged."""
-    from torch.func import functional_call, grad
+    up within ``steps`` steps (loss non-finite or above ``blowup`` times its start). Runs on a
+    copy; the model is left unchanged. Cost: ``steps`` forward/backward passes over ``x``."""
+    import copy
 
     loss_fn = _loss_fn(loss)
-    params = {k: v.detach().clone() for k, v in model.named_parameters()}
-
-    def L(p):
-        return loss_fn(functional_call(model, p, (x,)), y)
-
-    g = grad(L)
-    start = float(L(params))
-    for _ in range(steps):
-        gr = g(params)
-        params = {k: v - lr * gr[k] for k, v in params.items()}
-        val = float(L(params))
-        if not math.isfinite(val) or val > blowup * max(start, 1e-12):
+    m = copy.deepcopy(model)
+    params = [p for p in m.parameters() if p.requires_grad]
+    start = None
+    for _ in range(steps + 1):
+        value = loss_fn(m(x), y)
+        v = float(value)
+        if start is None:
+            start = v
+        if not math.isfinite(v) or v > blowup * max(start, 1e-12):
             return True
+        grads = torch.autograd.grad(value, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p.sub_(lr * g)
     return False
 
 
