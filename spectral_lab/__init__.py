@@ -19,8 +19,42 @@ from .bounds import (
     sensitivity_bounds,
 )
 from .data import ArrayDataset, DatasetNotFoundError, load_dataset, resolve_root
-from .jacobians import input_jacobian
+from .hessian import (
+    SharpnessTrace,
+    dense_hessian,
+    gd_quadratic,
+    gd_with_sharpness,
+    gnvp,
+    half_mse,
+    hessian_density,
+    hessian_eigs,
+    hessian_operator,
+    hessian_trace,
+    hvp,
+)
+from .jacobians import input_jacobian, parameter_jacobian, parameter_jvp, parameter_vjp
+from .linalg import (
+    EigResult,
+    LinearOperator,
+    SpectralDensity,
+    TraceResult,
+    hutchinson,
+    hutchpp,
+    lanczos,
+    power_iteration,
+    spectral_density,
+)
 from .models import MLP, ConvResNet, ResidualBlock, ResidualMLP, SmallCNN, build_model
+from .ntk import (
+    block_to_matrix,
+    gd_residuals,
+    label_noise_filter,
+    label_noise_response,
+    linearized_residuals,
+    ntk_eigs,
+    ntk_gram,
+    ntk_operator,
+)
 from .operators import OperatorProduct, activation_derivative, operator_product
 from .spectra import (
     SpectralSummary,
@@ -80,4 +114,36 @@ __all__ = [
     "spectral_entropy",
     "spectral_summary",
     "stable_rank",
+    # issue 4: linalg, parameter Jacobians, NTK, Hessian
+    "SharpnessTrace",
+    "dense_hessian",
+    "gd_quadratic",
+    "gd_with_sharpness",
+    "gnvp",
+    "half_mse",
+    "hessian_density",
+    "hessian_eigs",
+    "hessian_operator",
+    "hessian_trace",
+    "hvp",
+    "parameter_jacobian",
+    "parameter_jvp",
+    "parameter_vjp",
+    "EigResult",
+    "LinearOperator",
+    "SpectralDensity",
+    "TraceResult",
+    "hutchinson",
+    "hutchpp",
+    "lanczos",
+    "power_iteration",
+    "spectral_density",
+    "block_to_matrix",
+    "gd_residuals",
+    "label_noise_filter",
+    "label_noise_response",
+    "linearized_residuals",
+    "ntk_eigs",
+    "ntk_gram",
+    "ntk_operator",
 ]
