@@ -84,7 +84,9 @@ def _loss_fn(loss: str | LossFn) -> LossFn:
     if loss == "cross_entropy":
         return F.cross_entropy
     if loss == "mse":
-        return lambda out, y: 0.5 * F.mse_loss(out, y, reduction="sum") / out.shape[0]
+        from .hessian import half_mse
+
+        return half_mse
     raise ValueError(f"loss must be one of {LOSSES} or a callable(logits, y), got {loss!r}")
 
 
@@ -259,9 +261,8 @@ def _ntk_spectrum(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _hess_top(model, loss_fn, x, y, steps: int, seed: int) -> float:
     from .hessian import hessian_eigs
 
-    res = hessian_eigs(model, loss_fn, (x, y), k=1, steps=steps, seed=seed)
-    vals = getattr(res, "eigenvalues", res)
-    return float(torch.as_tensor(vals).flatten()[0])
+    res = hessian_eigs(model, loss_fn, (x, y), k=1, max_iter=steps, seed=seed)
+    return float(res.eigenvalues[0])
 
 
 @torch.no_grad()
@@ -668,6 +669,8 @@ def _flat_to_dict(model: nn.Module, flat: torch.Tensor) -> dict[str, torch.Tenso
     """Split rows of ``flat`` (``(..., p)``, parameters in ``named_parameters`` order) into a dict."""
     out, i = {}, 0
     for k, v in model.named_parameters():
+        if not v.requires_grad:
+            continue
         out[k] = flat[..., i : i + v.numel()].reshape(*flat.shape[:-1], *v.shape)
         i += v.numel()
     return out
@@ -787,7 +790,7 @@ def gd_diverges(
     start = None
     for _ in range(steps + 1):
         value = loss_fn(m(x), y)
-        v = float(value)
+        v = float(value.detach())
         if start is None:
             start = v
         if not math.isfinite(v) or v > blowup * max(start, 1e-12):
