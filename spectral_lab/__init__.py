@@ -19,6 +19,7 @@ from .bounds import (
     sensitivity_bounds,
 )
 from .data import ArrayDataset, DatasetNotFoundError, load_dataset, resolve_root
+from .diagnose import StabilityReport, diagnose
 from .hessian import (
     SharpnessTrace,
     dense_hessian,
@@ -67,6 +68,21 @@ from .spectra import (
     spectral_entropy,
     spectral_summary,
     stable_rank,
+)
+from .stability import (
+    StabilityIndex,
+    StabilityProfile,
+    attribution_change_bound,
+    forward_sensitivity_bound,
+    measure_attribution_change,
+    measure_forward_sensitivity,
+    measure_max_stable_lr,
+    measure_parameter_sensitivity,
+    ntk_condition_bound,
+    parameter_sensitivity_bound,
+    stability_index,
+    stability_profile,
+    stable_step_size,
 )
 from .training import History, evaluate, load_checkpoint, save_checkpoint, train
 
@@ -146,4 +162,20 @@ __all__ = [
     "ntk_eigs",
     "ntk_gram",
     "ntk_operator",
+    # issue 5: stability profile, index, bounds, diagnose
+    "StabilityIndex",
+    "StabilityProfile",
+    "StabilityReport",
+    "attribution_change_bound",
+    "diagnose",
+    "forward_sensitivity_bound",
+    "measure_attribution_change",
+    "measure_forward_sensitivity",
+    "measure_max_stable_lr",
+    "measure_parameter_sensitivity",
+    "ntk_condition_bound",
+    "parameter_sensitivity_bound",
+    "stability_index",
+    "stability_profile",
+    "stable_step_size",
 ]
