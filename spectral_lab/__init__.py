@@ -70,6 +70,7 @@ from .spectra import (
     stable_rank,
 )
 from .stability import (
+    ConsequenceCheck,
     StabilityIndex,
     StabilityProfile,
     attribution_change_bound,
@@ -83,6 +84,7 @@ from .stability import (
     stability_index,
     stability_profile,
     stable_step_size,
+    verify_consequences,
 )
 from .training import History, evaluate, load_checkpoint, save_checkpoint, train
 
@@ -178,4 +180,6 @@ __all__ = [
     "stability_index",
     "stability_profile",
     "stable_step_size",
+    "verify_consequences",
+    "ConsequenceCheck",
 ]

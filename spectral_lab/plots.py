@@ -144,10 +144,11 @@ def plot_profile_samples(profile, key: str = "jac_top", q: float = 0.95, ax=None
 
 
 def plot_bound_check(measured, bound, ax=None, labels=None, title: str = "", xlabel: str = "bound",
-                     ylabel: str = "measured", color=None):  # fmt: skip
+                     ylabel: str = "measured", color=None, lower: bool = False):  # fmt: skip
     """Measured value against its bound, one point per configuration, log-log, with ``y = x``.
 
-    Every point must lie on or below the diagonal; its distance below says how loose the bound is.
+    An upper bound: every point must lie on or below the diagonal; its distance below says how
+    loose the bound is. ``lower=True`` (a certified minimum, e.g. a stable step size): on or above.
     """
     m = np.asarray(measured, dtype=float)
     b = np.asarray(bound, dtype=float)
@@ -162,7 +163,8 @@ def plot_bound_check(measured, bound, ax=None, labels=None, title: str = "", xla
     pos = np.concatenate([m[m > 0], b[b > 0]])
     lo, hi = (pos.min() / 2, pos.max() * 2) if pos.size else (1e-3, 1)
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="measured = bound")
-    ax.fill_between([lo, hi], [lo, hi], [hi, hi], color=COLORS[3], alpha=0.08, label="violation")
+    ax.fill_between([lo, hi], [lo, hi], [lo, lo] if lower else [hi, hi], color=COLORS[3],
+                    alpha=0.08, label="violation")  # fmt: skip
     ax.set(
         xscale="log",
         yscale="log",
@@ -190,5 +192,44 @@ def plot_stability_report(report, figsize=(12, 3.4)):
         plot_profile_samples(report.profile, "jac_entropy", q=q, ax=ax[2])
     name = f"{report.model.get('name', 'model')} on {report.data.get('name', 'data')}"
     fig.suptitle(f"stability report: {name}", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+_CONSEQUENCES = {
+    "forward": ("forward sensitivity", r"$\Gamma\,\varepsilon$", r"max $\|f(x+\delta)-f(x)\|$"),
+    "parameter": ("parameter sensitivity", r"$\Gamma\,\|\Delta\|$", r"max $\|f_{\theta+\Delta}-f_\theta\|$"),
+    "attribution": ("saliency change", r"$2\Gamma$", r"max $\|a(x+\delta)-a(x)\|$"),
+    "ntk_condition": ("NTK condition number", r"$\Gamma^2 n/\lambda_{min}(K)$", r"$\kappa(K)$"),
+    "stable_lr": ("stable step size", r"largest stable $\eta$ (measured)", r"certified $2/\Gamma^2$"),
+}  # fmt: skip
+
+
+def plot_consequences(checks, labels=None, operator: bool = False, figsize=(15, 3.3)):
+    """One panel per consequence of Theorem 4.2: measured against bound for a list of
+    :class:`~spectral_lab.stability.ConsequenceCheck` (one point each). ``operator=True`` adds the
+    single-operator bounds as hollow points."""
+    fig, axes = plt.subplots(1, len(_CONSEQUENCES), figsize=figsize)
+    for ax, (key, (title, bl, ml)) in zip(axes, _CONSEQUENCES.items()):
+        m = [c.measured[key] for c in checks]
+        b = [c.bound[key] for c in checks]
+        if key == "stable_lr":  # lower bound: plot the certified step against the measured one
+            plot_bound_check(b, m, ax=ax, labels=labels, title=title, xlabel=bl, ylabel=ml)
+            if operator:
+                ob = [c.operator_bound[key] for c in checks]
+                ax.scatter(m, ob, s=22, facecolors="none", edgecolors=COLORS[1], zorder=3,
+                           label=r"$2/\lambda_{max}(H)$")  # fmt: skip
+        else:
+            plot_bound_check(m, b, ax=ax, labels=labels, title=title, xlabel=bl, ylabel=ml)
+            if operator:
+                ob = [c.operator_bound[key] for c in checks]
+                ax.scatter(ob, m, s=22, facecolors="none", edgecolors=COLORS[1], zorder=3,
+                           label="operator term alone")  # fmt: skip
+        if operator:
+            vals = np.array([v for v in m + b + [c.operator_bound[key] for c in checks] if v > 0])
+            lo, hi = vals.min() / 2, vals.max() * 2
+            ax.set(xlim=(lo, hi), ylim=(lo, hi))
+            ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.legend(fontsize=6, loc="upper left")
     fig.tight_layout()
     return fig

@@ -640,7 +640,7 @@ def measure_forward_sensitivity(
     Cost: one input Jacobian per sample (worst) or ``draws`` forward passes (random).
     """
     check_model(model)
-    x = check_tensor(x, "x", min_dim=2)
+    x = check_tensor(x, "x", min_dim=2).to(next(model.parameters()))
     _positive_eps(eps)
     with torch.no_grad():
         f0 = model(x)
@@ -696,7 +696,7 @@ def measure_parameter_sensitivity(
     from torch.func import functional_call, vmap
 
     check_model(model)
-    x = check_tensor(x, "x", min_dim=2)
+    x = check_tensor(x, "x", min_dim=2).to(next(model.parameters()))
     _positive_eps(delta_norm)
     params = {k: v.detach() for k, v in model.named_parameters()}
     with torch.no_grad():
@@ -747,7 +747,7 @@ def measure_attribution_change(
     from .jacobians import input_jacobian
 
     check_model(model)
-    x = check_tensor(x, "x", min_dim=2)
+    x = check_tensor(x, "x", min_dim=2).to(next(model.parameters()))
     _positive_eps(eps)
     g = torch.Generator().manual_seed(seed)
     J0 = input_jacobian(model, x).detach()
@@ -841,8 +841,138 @@ def measure_max_stable_lr(
     return math.exp(a)
 
 
+@dataclass(frozen=True, repr=False)
+class ConsequenceCheck:
+    """Each consequence of Theorem 4.2 measured on a model next to its bound (see
+    :func:`verify_consequences`). ``measured[k]`` and ``bound[k]`` are floats; for ``"stable_lr"``
+    the bound is a *lower* bound (the certified step must not exceed the measured largest stable
+    one), for the others an upper bound. ``operator_bound[k]`` uses the single operator's own term
+    instead of ``Gamma``. ``tightness[k]`` is ``measured/bound`` (upper) or ``bound/measured``
+    (lower): 1 means tight, small means loose."""
+
+    measured: Mapping[str, float]
+    bound: Mapping[str, float]
+    operator_bound: Mapping[str, float]
+    index: StabilityIndex
+    profile: StabilityProfile
+
+    first_order_rtol: float = 1e-2
+
+    @property
+    def holds(self) -> dict[str, bool]:
+        """Whether each bound holds. ``forward`` and ``parameter`` are first-order statements:
+        where ``Gamma`` is set by that very operator the measured change is ``Gamma eps (1 +
+        O(eps))``, so they are checked to ``first_order_rtol`` (1 %, the spec's 1.01 safety
+        factor); the others exactly (to 1e-9)."""
+        out = {}
+        for k, m in self.measured.items():
+            b = self.bound[k]
+            tol = self.first_order_rtol if k in ("forward", "parameter") else 1e-9
+            out[k] = b <= m * (1 + tol) if k == "stable_lr" else m <= b * (1 + tol)
+        return out
+
+    @property
+    def tightness(self) -> dict[str, float]:
+        out = {}
+        for k, m in self.measured.items():
+            b = self.bound[k]
+            out[k] = (
+                (b / m if m > 0 else math.inf) if k == "stable_lr" else (m / b if b > 0 else 0.0)
+            )
+        return out
+
+    def __repr__(self) -> str:
+        rows = ", ".join(
+            f"{k}: {self.measured[k]:.3g} {'>=' if k == 'stable_lr' else '<='} {self.bound[k]:.3g}"
+            for k in self.measured
+        )
+        return f"ConsequenceCheck(Gamma={self.index.value:.4g}; {rows}; all hold={all(self.holds.values())})"
+
+
+def verify_consequences(
+    model: nn.Module,
+    data,
+    *,
+    eps: float = 1e-4,
+    delta_norm: float = 1e-4,
+    attribution_eps: float = 0.5,
+    attribution_draws: int = 2,
+    loss: str | LossFn = "cross_entropy",
+    lr_steps: int = 20,
+    lr_iters: int = 6,
+    lr_range: tuple[float, float] = (1e-2, 1e3),
+    lanczos_steps: int = 30,
+    seed: int = 0,
+) -> ConsequenceCheck:
+    """Measure every consequence of Theorem 4.2 on ``data = (x, y)`` and pair it with its bound
+    from the supremum index ``Gamma`` of the same data (spec 6.8).
+
+    * ``forward``: ``max_i ||f(x_i + delta) - f(x_i)||`` along each sample's worst direction,
+      ``||delta|| = eps``, against ``Gamma eps`` (first order: use a small ``eps``).
+    * ``parameter``: the same for parameters along each sample's worst direction, against
+      ``Gamma ||Delta||``.
+    * ``attribution``: ``max ||a(x + delta) - a(x)||`` for ``attribution_draws`` isotropic
+      ``||delta|| = attribution_eps``, against ``2 Gamma`` with the input term taken over the clean
+      *and* perturbed points (the bound needs both in the support).
+    * ``ntk_condition``: ``kappa(K)`` against ``Gamma^2 / (lambda_min(K)/n)``.
+    * ``stable_lr``: the largest full-batch GD step that does not blow up in ``lr_steps`` steps
+      (log-bisection, ``lr_iters`` halvings) against the certified ``2 / Gamma^2`` (a lower bound).
+
+    Cost: one full profile, two worst-direction measurements, ``attribution_draws + 1`` input
+    Jacobians and ``lr_iters + 2`` short GD runs.
+    """
+    from .jacobians import input_jacobian
+    from .spectra import singular_values
+
+    x, y = next(iter_batches(data, batch_size=10**9))
+    if y is None:
+        raise ValueError("verify_consequences needs labels: pass (x, y)")
+    p0 = next(model.parameters())
+    x = x.to(p0)
+    prof = stability_profile(
+        model, (x, y), loss=loss, ntk_samples=len(x), hessian_samples=len(x),
+        lanczos_steps=lanczos_steps, seed=seed,
+    )  # fmt: skip
+    idx = stability_index(prof)
+    g = torch.Generator().manual_seed(seed)
+    xp = torch.cat(
+        [x + _directions(x.shape, attribution_eps, g, x) for _ in range(attribution_draws)]
+    )
+    sig_p = float(singular_values(input_jacobian(model, xp))[:, 0].max())
+    attr = measure_attribution_change(model, x, attribution_eps, draws=attribution_draws, seed=seed)
+    lr = measure_max_stable_lr(
+        model, (x, y), loss=loss, lo=lr_range[0], hi=lr_range[1], steps=lr_steps, iters=lr_iters
+    )
+    fw = float(measure_forward_sensitivity(model, x, eps).max())
+    pw = float(measure_parameter_sensitivity(model, x, delta_norm, direction="worst").max())
+    measured = {
+        "forward": fw,
+        "parameter": pw,
+        "attribution": float(attr.max()),
+        "ntk_condition": prof.ntk_condition,
+        "stable_lr": lr,
+    }
+    gamma_attr = max(idx.value, sig_p)
+    bound = {
+        "forward": forward_sensitivity_bound(idx, eps),
+        "parameter": parameter_sensitivity_bound(idx, delta_norm),
+        "attribution": attribution_change_bound(gamma_attr),
+        "ntk_condition": ntk_condition_bound(idx, prof.ntk_min),
+        "stable_lr": stable_step_size(idx),
+    }
+    operator_bound = {
+        "forward": forward_sensitivity_bound(idx, eps, scale="operator"),
+        "parameter": parameter_sensitivity_bound(idx, delta_norm, scale="operator"),
+        "attribution": attribution_change_bound(max(prof.jac_top, sig_p)),
+        "ntk_condition": ntk_condition_bound(idx, prof.ntk_min, scale="operator"),
+        "stable_lr": stable_step_size(idx, scale="operator"),
+    }
+    return ConsequenceCheck(measured, bound, operator_bound, idx, prof)
+
+
 __all__ = [
     "AGGREGATIONS",
+    "ConsequenceCheck",
     "OPERATORS",
     "StabilityIndex",
     "StabilityProfile",
@@ -861,4 +991,5 @@ __all__ = [
     "stability_index",
     "stability_profile",
     "stable_step_size",
+    "verify_consequences",
 ]
