@@ -174,6 +174,8 @@ def plot_bound_check(measured, bound, ax=None, labels=None, title: str = "", xla
         ylabel=ylabel,
         title=title,
     )
+    ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
+    ax.yaxis.set_minor_formatter(mpl.ticker.NullFormatter())
     ax.legend(fontsize=7, loc="upper left")
     return ax.figure
 

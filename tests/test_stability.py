@@ -28,6 +28,7 @@ from spectral_lab.stability import (
     stability_index,
     stability_profile,
     stable_step_size,
+    verify_consequences,
 )
 
 torch.set_default_dtype(torch.float64)
@@ -293,6 +294,32 @@ def test_bounds_refuse_a_non_dominating_index(setup):
     assert forward_sensitivity_bound(2.0, 0.5) == 1.0
     with pytest.raises(ValueError, match="finite number"):
         forward_sensitivity_bound(-1.0, 0.5)
+
+
+def test_verify_consequences_all_hold_and_a_wrong_bound_is_caught(setup):
+    from dataclasses import replace
+
+    model, x, y, _ = setup
+    chk = verify_consequences(model, (x, y), lr_steps=10, lr_iters=4)
+    assert set(chk.measured) == {
+        "forward",
+        "parameter",
+        "attribution",
+        "ntk_condition",
+        "stable_lr",
+    }
+    assert all(chk.holds.values()), chk
+    assert all(0 < t <= 1.01 for t in chk.tightness.values())
+    assert chk.bound["forward"] == forward_sensitivity_bound(chk.index, 1e-4)
+    # the operator's own parameter bound is tight along the worst direction
+    assert chk.measured["parameter"] / chk.operator_bound["parameter"] > 0.99
+    # shrink every upper bound below its measurement (and raise the certified step): all fail
+    bad = replace(
+        chk,
+        bound={k: (2 * m if k == "stable_lr" else 0.9 * m) for k, m in chk.measured.items()},
+    )
+    assert not any(bad.holds.values())
+    assert "all hold=True" in repr(chk)
 
 
 # --------------------------------------------------------------------------- input errors
