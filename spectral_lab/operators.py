@@ -128,8 +128,10 @@ class Factor:
 
         Default: the vector-Jacobian product of the (row-wise, linear) map ``matvec``.
         """
-        zero = u.new_zeros(len(u), self.n_in)
-        return torch.func.vjp(self.matvec, zero)[1](u)[0]
+        with torch.enable_grad():
+            v = u.new_zeros(len(u), self.n_in, requires_grad=True)
+            (g,) = torch.autograd.grad(self.matvec(v), v, u)
+        return g
 
     def dense(self, max_entries: int = 50_000_000) -> torch.Tensor:
         """The ``n_out x n_in`` matrix (refused above ``max_entries`` entries)."""

@@ -87,6 +87,85 @@ def plot_spectra(
     return ax.figure
 
 
+# --- chapters 01-02: operator products, spectra through depth, sensitivity bounds -------------
+
+
+def plot_depth_spectra(partial_spectra, ax=None, normalize: bool = False, title: str = ""):
+    """Singular values of the partial products ``F_k ... F_1`` through depth.
+
+    ``partial_spectra`` is ``[(name, s), ...]`` from ``OperatorProduct.partial_spectra``; one line
+    per partial product, coloured from dark (shallow) to light (deep), log scale. Singular values
+    below ``1e-12 sigma_1`` (numerical zeros of a rank-deficient product) are left out.
+    """
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    n = len(partial_spectra)
+    cmap = plt.get_cmap("viridis")
+    for i, (name, s) in enumerate(partial_spectra):
+        s = np.asarray(s.detach().cpu() if hasattr(s, "detach") else s, dtype=float)
+        s = s[s > s[0] * 1e-12]  # numerical zeros (rank-deficient products) are not drawn
+        if normalize:
+            s = s / s[0]
+        ax.plot(np.arange(1, len(s) + 1), s, color=cmap(i / max(1, n - 1)), lw=1.4, label=name)
+    ax.set(
+        xlabel="rank k",
+        ylabel=r"$\sigma_k / \sigma_1$" if normalize else r"$\sigma_k$",
+        yscale="log",
+        xscale="log",
+        title=title or "singular values of the partial products",
+    )
+    if n <= 10:
+        ax.legend(ncol=2, fontsize=8)
+    return ax.figure
+
+
+def plot_depth_summary(names, values, ax=None, ylabel: str = "", title: str = "", label=None):
+    """One number per partial product (e.g. sigma_1, condition number) against depth."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    ax.plot(range(len(names)), values, "o-", ms=4, label=label)
+    ax.set_xticks(range(len(names)), names, rotation=90 if len(names) > 12 else 0, fontsize=8)
+    ax.set(xlabel="partial product up to factor", ylabel=ylabel, yscale="log", title=title)
+    if label is not None:
+        ax.legend()
+    return ax.figure
+
+
+def plot_gates(gates, ax=None, title: str = "gates D_l(x): which units are on"):
+    """Gate diagonals ``phi'(z_l(x))`` as an image: rows = inputs, columns = units."""
+    g = np.asarray(gates.detach().cpu() if hasattr(gates, "detach") else gates, dtype=float)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 2.6))
+    im = ax.imshow(g, aspect="auto", cmap="magma", vmin=0, interpolation="nearest")
+    ax.set(xlabel="hidden unit", ylabel="input", title=title)
+    ax.grid(False)
+    ax.figure.colorbar(im, ax=ax, label=r"$\phi'(z)$")
+    return ax.figure
+
+
+def plot_sensitivity_bounds(bounds, monte_carlo=None, ax=None, title: str = ""):
+    """Per sample: Monte-Carlo mean squared change, typical ``eps^2||J||_F^2/d``, entropy bound
+    ``K eps^2 exp(SE)``, rank bound and worst case ``eps^2 sigma_1^2`` (log scale)."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    n = len(bounds.typical)
+    idx = np.arange(n)
+    rows = [
+        ("worst case $\\epsilon^2\\sigma_1^2$", bounds.worst_case, "v", COLORS[3]),
+        ("rank bound", bounds.rank_bound, "s", COLORS[5]),
+        ("entropy bound $K\\epsilon^2 e^{SE}$", bounds.entropy_bound, "^", COLORS[1]),
+        ("typical $\\epsilon^2\\|J\\|_F^2/d$", bounds.typical, "o", COLORS[0]),
+    ]
+    for label, v, marker, color in rows:
+        ax.plot(idx, np.asarray(v.detach().cpu(), float), marker, color=color, ms=5, label=label)
+    if monte_carlo is not None:
+        mc = np.asarray(monte_carlo.detach().cpu(), float)
+        ax.plot(idx, mc, "x", color="k", ms=6, label="Monte Carlo")
+    ax.set(xlabel="sample", ylabel=r"$\|\Delta f\|^2$", yscale="log", title=title)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return ax.figure
+
+
 # --------------------------------------------------------------------------- stability (chapter 05)
 _OPERATOR_NAMES = {
     "input_jacobian": r"$J_f$",

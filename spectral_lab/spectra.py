@@ -2,7 +2,8 @@
 
 Every function is batched over leading dimensions: a ``(..., m, n)`` stack of matrices gives
 ``(...)`` summaries. Functions that summarise a spectrum accept either matrices or, with
-``is_spectrum=True``, singular values ``(..., k)`` you already computed.
+``is_spectrum=True``, singular values ``(..., k)`` you already computed (then the rank tolerance
+uses ``k`` in place of ``max(m, n)``).
 
 Conventions (spec §2, §4.1): ``sigma_1 >= ... >= sigma_r > 0`` are the singular values above the
 rank tolerance ``max(m, n) * eps * sigma_1``; logs are natural (nats) unless ``base=2``; the
@@ -50,7 +51,9 @@ def singular_values(m: torch.Tensor, method: str = "auto") -> torch.Tensor:
       fallback: every matrix whose smallest Gram singular value falls below that floor is
       recomputed with ``svdvals``. So ``"auto"`` is always as accurate as ``"svd"`` (to ~1e-2
       relative on the smallest values in the worst case just above the floor, far better typically).
-      Choice, not from the paper.
+      When ``m`` requires grad (e.g. inside a spectral regulariser), ``"auto"`` uses ``svdvals``,
+      whose backward is better behaved than ``sqrt(eigvalsh)`` at small values. Choice, not from
+      the paper.
 
     >>> singular_values(torch.ones(2, 8)).round(decimals=4).tolist()
     [4.0, 0.0]
@@ -60,7 +63,10 @@ def singular_values(m: torch.Tensor, method: str = "auto") -> torch.Tensor:
         raise ValueError(f"method must be one of {SV_METHODS}, got {method!r}")
     rows, cols = m.shape[-2], m.shape[-1]
     k, big = min(rows, cols), max(rows, cols)
-    if method == "svd" or (method == "auto" and big < GRAM_WIDE_RATIO * k):
+    if method == "svd" or (
+        method == "auto"
+        and (big < GRAM_WIDE_RATIO * k or (m.requires_grad and torch.is_grad_enabled()))
+    ):
         return torch.linalg.svdvals(m)
     g = m @ m.mT if rows <= cols else m.mT @ m
     s = torch.linalg.eigvalsh(g).flip(-1).clamp_min(0).sqrt()
@@ -152,10 +158,9 @@ def spectral_entropy(
     if normalized:
         r = (p > 0).sum(-1)
         logr = torch.log(r.clamp_min(1).to(p.dtype))
-        return torch.where(
-            r > 1, h / logr.clamp_min(torch.finfo(p.dtype).tiny), torch.zeros_like(h)
-        )
-    return h / scale
+        h = torch.where(r > 1, h / logr.clamp_min(torch.finfo(p.dtype).tiny), torch.zeros_like(h))
+        return h + 0.0  # turns -0.0 into 0.0
+    return h / scale + 0.0  # rank one: 0.0, not -0.0
 
 
 def effective_rank(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import matplotlib.pyplot as plt
+import torch
 
 
 def explorer(draw: Callable[..., object], **controls):
@@ -60,6 +61,156 @@ def jacobian_spectrum_explorer(model, x, y=None):
         return fig
 
     return explorer(draw, index=w.IntSlider(0, 0, len(x) - 1, 1, description="sample"))
+
+
+# --- chapters 01-02 -----------------------------------------------------------------------------
+
+
+def depth_spectra_draw(x, num_classes: int = 10, seed: int = 0):
+    """The drawing function of :func:`depth_spectra_explorer` (testable without a kernel).
+
+    ``draw(gain, width, depth, activation, normalize)`` builds a random float64 MLP with those
+    knobs, takes the operator product at ``x[0]`` and plots the singular values of every partial
+    product after each weight, plus ``sigma_1`` and ``sigma_1/sigma_r`` against depth.
+    """
+    from .models import MLP
+    from .operators import operator_product
+    from .plots import plot_depth_spectra, plot_depth_summary
+
+    x0 = x[0].detach().to(torch.float64).cpu()
+    d = x0.numel()
+
+    def draw(
+        gain: float = 1.0,
+        width: int = 64,
+        depth: int = 4,
+        activation: str = "tanh",
+        normalize: bool = False,
+    ):
+        torch.manual_seed(seed)
+        model = MLP(
+            d,
+            num_classes,
+            width=int(width),
+            depth=int(depth),
+            activation=activation,
+            gain=float(gain),
+        ).double()
+        op = operator_product(model, x0)
+        sp = op.partial_spectra(kinds=("weight",))
+        fig, (a0, a1) = plt.subplots(1, 2, figsize=(10, 3.6))
+        plot_depth_spectra(
+            sp,
+            ax=a0,
+            normalize=normalize,
+            title=f"{activation}, gain {gain:g}, width {width}, depth {depth}",
+        )
+        names = [n for n, _ in sp]
+        top = [float(s[0]) for _, s in sp]
+        cond = [float(s[0] / s[s > s[0] * 1e-12][-1]) for _, s in sp]
+        plot_depth_summary(names, top, ax=a1, label=r"$\sigma_1$")
+        plot_depth_summary(
+            names, cond, ax=a1, label=r"$\sigma_1/\sigma_r$", ylabel="value", title="through depth"
+        )
+        fig.tight_layout()
+        return fig
+
+    return draw
+
+
+def depth_spectra_explorer(x, num_classes: int = 10, seed: int = 0):
+    """Sliders for initialisation gain, width, depth and activation; redraws the spectra of the
+    partial products ``W_l D_{l-1} ... W_1`` at the first input of ``x`` (chapter 01)."""
+    import ipywidgets as w
+
+    draw = depth_spectra_draw(x, num_classes, seed)
+    return explorer(
+        draw,
+        gain=w.FloatLogSlider(value=1.0, base=2, min=-2, max=2, step=0.25, description="gain"),
+        width=w.IntSlider(64, 8, 256, 8, description="width"),
+        depth=w.IntSlider(4, 1, 12, 1, description="depth"),
+        activation=w.Dropdown(
+            options=["relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu", "identity"],
+            value="tanh",
+            description="activation",
+        ),
+        normalize=w.Checkbox(False, description=r"divide by sigma_1"),
+    )
+
+
+def entropy_draw(J, eps: float = 0.1):
+    """The drawing function of :func:`entropy_explorer` (testable without a kernel).
+
+    ``draw(index, t, base)``: the spectrum of ``J[index]`` flattened toward uniform by ``t``
+    (energy mix ``(1 - t) p + t/k``, same Frobenius norm, :func:`spectral_lab.mix_toward_uniform`);
+    left: the singular values; right: the energy distribution ``p`` with SE (in the chosen base),
+    srank, erank, both condition numbers and the typical / entropy / worst-case sensitivities.
+    """
+    from .bounds import mix_toward_uniform
+    from .spectra import (
+        condition_number,
+        effective_rank,
+        singular_values,
+        spectral_distribution,
+        spectral_entropy,
+        stable_rank,
+    )
+
+    S = singular_values(J.detach()).cpu().double()
+    d = J.shape[-1]
+
+    def draw(index: int = 0, t: float = 0.0, base: str = "e"):
+        s0 = S[int(index)]
+        s = mix_toward_uniform(s0, float(t))
+        kw = {"is_spectrum": True}
+        p = spectral_distribution(s, **kw).numpy()
+        se = float(spectral_entropy(s, base=2 if base == "2" else "e", **kw))
+        sr, er = float(stable_rank(s, **kw)), float(effective_rank(s, **kw))
+        k_cl, k_med = float(condition_number(s, **kw)), float(condition_number(s, "median", **kw))
+        s1sq = float(s[0] ** 2)
+        typ, ent, worst = eps**2 * float((s**2).sum()) / d, eps**2 * s1sq * er / d, eps**2 * s1sq
+        fig, (a0, a1) = plt.subplots(1, 2, figsize=(10, 3.4))
+        ks = range(1, len(s) + 1)
+        a0.semilogy(ks, s0.numpy(), "o--", color="0.6", label="original")
+        a0.semilogy(ks, s.numpy(), "o-", label=f"flattened, t={float(t):.2f}")
+        a0.set(xlabel="rank k", ylabel=r"$\sigma_k$", title=f"sample {int(index)}")
+        a0.legend()
+        a1.bar(ks, p)
+        unit = "bits" if base == "2" else "nats"
+        a1.set(
+            xlabel="rank k",
+            ylabel=r"$p_k=\sigma_k^2/\sum\sigma^2$",
+            title=f"SE={se:.3f} {unit}, srank={sr:.2f}, erank={er:.2f}",
+        )
+        a1.text(
+            0.98,
+            0.95,
+            f"cond {k_cl:.3g}, cond_median {k_med:.3g}\n"
+            f"typical {typ:.3g} <= entropy bound {ent:.3g}\n<= worst case {worst:.3g}"
+            f"  (eps={eps:g})",
+            transform=a1.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8,
+        )
+        fig.tight_layout()
+        return fig
+
+    return draw
+
+
+def entropy_explorer(J, eps: float = 0.1):
+    """Pick a Jacobian, flatten its spectrum with a slider, watch SE, ranks, condition numbers and
+    the sensitivity bounds move (chapter 02)."""
+    import ipywidgets as w
+
+    draw = entropy_draw(J, eps)
+    return explorer(
+        draw,
+        index=w.IntSlider(0, 0, len(J) - 1, 1, description="sample"),
+        t=w.FloatSlider(0.0, min=0.0, max=1.0, step=0.05, description="flatten t"),
+        base=w.Dropdown(options=["e", "2"], value="e", description="log base"),
+    )
 
 
 def stability_explorer(profile, key: str = "jac_top"):

@@ -98,3 +98,24 @@ def test_errors():
     drop = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Dropout(0.5))
     with pytest.raises(ValueError, match="eval"):
         sl.input_jacobian(drop.train(), torch.randn(2, 4))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_routes_and_operator_product():
+    model = sl.SmallCNN(1, 5, image_size=8, channels=(3,)).double().cuda()
+    x = torch.randn(4, 1, 8, 8, dtype=D64, device="cuda")
+    ref = reference(model.cpu(), x.cpu())
+    model.cuda()
+    for route in ("backward", "vmap"):
+        J = sl.input_jacobian(model, x, route=route)
+        assert J.device.type == "cuda"
+        assert torch.allclose(J.cpu(), ref, atol=1e-12)
+    op = sl.operator_product(model, x[0])
+    assert op.dense().device.type == "cuda"
+    assert torch.allclose(op.dense().cpu(), ref[0], atol=1e-12)
+    s = sl.singular_values(J)
+    assert s.device.type == "cuda" and sl.spectral_entropy(J).device.type == "cuda"
+    b = sl.sensitivity_bounds(J, 0.1)
+    mc = sl.monte_carlo_sensitivity(model, x, 0.1, 100)
+    assert b.typical.device.type == "cuda" and mc.device.type == "cuda"

@@ -142,3 +142,11 @@ def test_errors():
         sl.spectral_entropy(torch.tensor([[1.0, float("nan")]]))
     with pytest.raises(ValueError, match="nonnegative"):
         sl.spectral_entropy(torch.tensor([1.0, -1.0]), is_spectrum=True)
+
+
+def test_auto_route_is_differentiable():
+    m = torch.randn(3, 40, dtype=D64, requires_grad=True)
+    s = sl.singular_values(m)
+    s.sum().backward()
+    u, _, vh = torch.linalg.svd(m.detach(), full_matrices=False)
+    assert torch.allclose(m.grad, u @ vh, atol=1e-10)

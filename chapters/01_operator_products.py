@@ -1,0 +1,366 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 — A network is a product of linear operators
+#
+# > At any input $x$, a ReLU, tanh or GELU network is *locally* a matrix: the product of its
+# > weight matrices and of diagonal "gates" that record which units are on. Everything later in the
+# > course — spectra, entropy, stability, attribution — is a statement about this product.
+#
+# **Learning objectives.** After this chapter you can
+#
+# 1. derive $J_f(x) = W_L D_{L-1}(x) W_{L-1} \cdots D_1(x) W_1$ from the chain rule, and say why
+#    biases do not appear;
+# 2. read a gate $D_l(x) = \operatorname{diag}(\phi'(z_l(x)))$ as "which units are on, and how much";
+# 3. build the product for MLPs, CNNs (convolutions and pooling as linear maps) and residual
+#    networks with `sl.operator_product`, and check it against autograd to $10^{-10}$;
+# 4. watch singular values spread through depth, and explain the role of the initialisation gain,
+#    the width, the depth and the activation;
+# 5. bound the worst-case amplification $\|J_f(x)\|_2$ by the product of factor norms.
+
+# %% tags=["nbval-ignore-output"]
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+
+import spectral_lab as sl
+
+sl.plots.use_style()
+torch.manual_seed(0)
+D64 = torch.float64
+print(f"torch {torch.__version__}, spectral_lab {sl.__version__}")
+
+# %% [markdown]
+# ## 1. From the chain rule to a product
+#
+# Take a multilayer perceptron with pre-activations $z_l = W_l h_{l-1} + b_l$, activations
+# $h_l = \phi(z_l)$, input $h_0 = x$ and logits $f = z_L$ (no nonlinearity at the output). A small
+# change $\delta$ of the input propagates layer by layer:
+#
+# $$\delta z_1 = W_1 \delta, \qquad \delta h_l = \phi'(z_l) \odot \delta z_l = D_l(x)\, \delta z_l,
+# \qquad \delta z_{l+1} = W_{l+1}\, \delta h_l .$$
+#
+# The bias $b_l$ shifts $z_l$ but does not multiply $\delta$: it enters only through the *point*
+# $z_l(x)$ at which $\phi'$ is evaluated. Chaining the steps,
+#
+# $$J_f(x) = \frac{\partial f}{\partial x} = W_L\, D_{L-1}(x)\, W_{L-1}\, D_{L-2}(x) \cdots D_1(x)\, W_1
+# \in \mathbb{R}^{C \times d}, \qquad D_l(x) = \operatorname{diag}\big(\phi'(z_l(x))\big).$$
+#
+# For smooth $\phi$ (tanh, sigmoid, GELU, SiLU) this holds at every $x$; for ReLU and leaky ReLU it
+# holds *almost everywhere* — except on the kinks $z_{l,i}(x) = 0$, which random inputs avoid with
+# probability one. The network is "a product of linear operators", but the gates depend on $x$:
+# the product is different at every input.
+#
+# `sl.operator_product(model, x)` walks `model.layers` at one input and returns these factors in the
+# order they act.
+
+# %%
+train_set = sl.load_dataset("digits", split="train")
+test_set = sl.load_dataset("digits", split="test")
+x_test, y_test = test_set.tensors()
+x64 = x_test[:8].double()
+
+mlp = sl.MLP(64, 10, width=32, depth=3, activation="relu", gain=2**0.5).double()
+op = sl.operator_product(mlp, x64[0])
+print(op)
+for f in op.factors:
+    print(f"  {f.name:3s} {f.kind:7s} {f.n_out:3d} x {f.n_in:3d}")
+
+# %% [markdown]
+# ## 2. Gates: which units are on
+#
+# For ReLU, $\phi'(z) \in \{0, 1\}$: $D_l(x)$ is a 0/1 diagonal that *switches units off*. The
+# product keeps only the rows and columns of the weights that pass through active units, so each
+# input sees its own sub-network. For tanh the gates are soft, $\phi'(z) = 1 - \tanh^2 z \in (0, 1]$:
+# a unit is never fully off, only attenuated when saturated. The picture shows $D_1(x)$ for eight
+# test digits (rows) and the 32 hidden units (columns).
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(10, 2.8))
+for ax, act in zip(axes, ["relu", "tanh"]):
+    torch.manual_seed(0)
+    m = sl.MLP(64, 10, width=32, depth=3, activation=act).double()
+    gates = torch.stack([sl.operator_product(m, xi).factors[1].diag for xi in x64])
+    sl.plots.plot_gates(gates, ax=ax, title=f"{act}: $D_1(x)$ for 8 digits")
+plt.show()
+
+# %% [markdown]
+# The closed-form derivatives behind the gates are in `sl.activation_derivative`. For the six
+# supported activations they agree with a central finite difference:
+
+# %% tags=["nbval-check-output"]
+# check: phi'(z) in closed form equals a central finite difference, for every activation
+z = torch.linspace(-4, 4, 201, dtype=D64) + 1e-3  # stay off the ReLU kink at 0
+deriv_ok = {}
+for act in ["relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu"]:
+    phi = sl.models.activation(act)
+    fd = (phi(z + 1e-6) - phi(z - 1e-6)) / 2e-6
+    deriv_ok[act] = bool(torch.allclose(sl.activation_derivative(phi, z), fd, atol=1e-8))
+print("closed-form phi' matches finite differences:", all(deriv_ok.values()))
+assert all(deriv_ok.values()), deriv_ok
+
+# %% [markdown]
+# ## 3. Convolutions, pooling and residual blocks are factors too
+#
+# * A **convolution** is linear in its input, so it is a (huge, sparse, structured) matrix — the
+#   "unrolled" convolution. `operator_product` keeps it *matrix-free*: `matvec` runs the
+#   convolution without bias, `rmatvec` its transpose, and `.dense()` builds the explicit matrix for
+#   small inputs.
+# * **Max pooling** picks one entry per window: at $x$ it is a 0/1 *selection matrix* (one 1 per
+#   row), chosen by where the maxima are — a gate of another kind. **Average pooling** is a fixed
+#   averaging matrix. **Flatten** is the identity on flattened vectors.
+# * A **residual block** $h \mapsto h + s\, g(h)$ has Jacobian $I + s\, J_g(h)$: one factor that is
+#   itself "identity plus a product".
+
+# %%
+cnn = sl.SmallCNN(1, 10, image_size=8, channels=(4, 8), pool="max").double()
+res = sl.ResidualMLP(64, 10, width=32, depth=3, residual_scale=0.5, activation="gelu").double()
+for m in (cnn, res):
+    print(sl.operator_product(m, x64[0]))
+pool = sl.operator_product(cnn, x64[0]).factors[2]
+print(f"{pool.name}: {pool.n_out} x {pool.n_in} selection matrix, row sums",
+      pool.dense().sum(1).unique().tolist())
+
+# %% [markdown]
+# **The main check.** For every model family of the course and every supported activation, in
+# float64, the multiplied-out product equals the Jacobian that autograd computes independently
+# (`torch.autograd.functional.jacobian`), to a relative error below $10^{-10}$ at several random
+# inputs and several digits (spec §6.1).
+
+# %% tags=["nbval-check-output"]
+# check: dense(product of factors) == autograd Jacobian, relative error < 1e-10
+def autograd_jacobian(model, x):
+    j = torch.autograd.functional.jacobian(lambda v: model(v[None])[0], x)
+    return j.reshape(j.shape[0], -1)
+
+
+torch.manual_seed(1)
+zoo = {f"MLP {a}": sl.MLP(64, 10, width=32, depth=4, activation=a)
+       for a in ["relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu"]}
+zoo["SmallCNN max pool"] = sl.SmallCNN(1, 10, 8, (4, 8), pool="max")
+zoo["SmallCNN avg pool"] = sl.SmallCNN(1, 10, 8, (4, 8), pool="avg", activation="silu")
+zoo["ResidualMLP"] = sl.ResidualMLP(64, 10, width=32, depth=4, hidden=16)
+zoo["ConvResNet"] = sl.ConvResNet(1, 10, 8, channels=4, depth=3, pool=4)
+inputs = torch.cat([x64[:2], torch.randn(2, 1, 8, 8, dtype=D64)])
+def rel_err(m, xi):
+    ref = autograd_jacobian(m, xi)
+    return float((sl.operator_product(m, xi).dense() - ref).norm() / ref.norm())
+
+
+worst = {}
+for name, m in zoo.items():
+    m = m.double().eval()
+    worst[name] = max(rel_err(m, xi) for xi in inputs)
+for name, err in worst.items():
+    print(f"{name:18s} product == autograd Jacobian:", err < 1e-10)
+assert max(worst.values()) < 1e-10
+
+# %% [markdown]
+# A closed form to keep us honest: with the identity "activation", every gate is $I$ and the
+# network is linear, so its Jacobian must be the plain weight product $W_3 W_2 W_1$ at every input.
+
+# %% tags=["nbval-check-output"]
+lin = sl.MLP(64, 10, width=32, depth=3, activation="identity").double()
+W = [m.weight.detach() for m in lin.layers if isinstance(m, nn.Linear)]
+lin_ok = all(torch.allclose(sl.operator_product(lin, xi).dense(), W[2] @ W[1] @ W[0], atol=1e-12)
+             for xi in x64)
+print("linear network: Jacobian == W3 W2 W1 at every input:", lin_ok)
+assert lin_ok
+
+# %% [markdown]
+# ## 4. Singular values through depth
+#
+# The *partial products* $P_k = F_k \cdots F_1$ show how the map builds up layer by layer.
+# `op.partial_spectra()` returns the singular values of each. For a linear network with Gaussian
+# weights $W_l \sim \mathcal{N}(0, g^2/n_{l-1})$, every layer multiplies the expected squared norm of
+# a vector by $g^2 n_l / n_{l-1}$, so
+#
+# $$\mathbb{E}\, \|P_l\|_F^2 = n_l\, g^{2l} \qquad(\text{widths after the first layer equal}),$$
+#
+# which **grows or decays geometrically** with depth unless $g = 1$. But even at $g = 1$ the
+# *shape* of the spectrum changes: products of random matrices get more and more ill-conditioned,
+# $\sigma_1/\sigma_r$ grows with depth. Nonlinear gates change both effects: ReLU switches half the
+# units off, so the critical gain becomes $\sqrt 2$ (He initialisation); tanh saturates for large
+# gains.
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+for ax, gain in zip(axes, [0.5, 1.0, 2.0]):
+    torch.manual_seed(0)
+    m = sl.MLP(64, 10, width=64, depth=6, activation="identity", gain=gain).double()
+    sl.plots.plot_depth_spectra(sl.operator_product(m, x64[0]).partial_spectra(), ax=ax,
+                                title=f"linear MLP, gain {gain}")
+fig.tight_layout()
+plt.show()
+
+# %% tags=["nbval-check-output"]
+# check: E||P_l||_F^2 = n_l g^(2l) for linear Gaussian networks (Monte Carlo over 40 networks)
+ratios = {}
+for gain in (0.7, 1.0, 1.5):
+    acc = torch.zeros(5, dtype=D64)
+    for seed in range(40):
+        torch.manual_seed(seed)
+        m = sl.MLP(64, 10, width=48, depth=5, activation="identity", gain=gain).double()
+        parts = sl.operator_product(m, x64[0]).partial_products()
+        widths = [48, 48, 48, 48, 10]
+        acc += torch.tensor([float((p**2).sum()) / (n * gain ** (2 * (i + 1)))
+                             for i, (p, n) in enumerate(zip(parts, widths))], dtype=D64)
+    ratios[gain] = acc / 40
+ok = all(bool(((r - 1).abs() < 0.15).all()) for r in ratios.values())
+print("E||P_l||_F^2 / (n_l g^(2l)) within 15% of 1 at every depth and gain:", ok)
+assert ok
+
+# %% [markdown]
+# Now nonlinear networks. Each curve below is a partial product after a weight factor
+# (dark = shallow, light = deep), at one digit. Compare how fast the top singular value moves and how
+# quickly the spectrum steepens.
+
+# %%
+fig, axes = plt.subplots(2, 3, figsize=(13, 6.4))
+for row, act in zip(axes, ["relu", "tanh"]):
+    for ax, gain in zip(row, [0.5, 2**0.5, 3.0]):
+        torch.manual_seed(0)
+        m = sl.MLP(64, 10, width=64, depth=8, activation=act, gain=gain).double()
+        sp = sl.operator_product(m, x64[0]).partial_spectra(kinds=("weight",))
+        sl.plots.plot_depth_spectra(sp, ax=ax, title=f"{act}, gain {gain:.2g}")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# What to read off: the ReLU curves end early because each gate switches off about half the
+# units, so the partial products are rank-deficient (numerical zeros are not drawn). With ReLU the top singular value is roughly stable through depth at the He gain
+# $\sqrt 2$ and decays (explodes) below (above) it. With tanh, large gains saturate many units
+# (gates near 0), which cuts off directions: the bottom of the spectrum falls away — the product
+# becomes effectively low rank.
+#
+# Widths matter too: the condition number of a product of $L$ random $n \times n$ Gaussian matrices
+# grows with $L$ but more slowly for larger $n$. The figure shows $\sigma_1 / \sigma_r$ of the
+# partial products (linear networks, averaged over 10 seeds).
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.4))
+for width in (16, 64, 256):
+    conds = []
+    for seed in range(10):
+        torch.manual_seed(seed)
+        m = sl.MLP(64, 10, width=width, depth=8, activation="identity").double()
+        sp = sl.operator_product(m, x64[0]).partial_spectra()
+        conds.append([float(sl.condition_number(s, is_spectrum=True)) for _, s in sp[:-1]])
+    ax.plot(range(1, 8), np.exp(np.log(conds).mean(0)), "o-", label=f"width {width}")
+ax.set(xlabel="depth l", ylabel=r"$\sigma_1/\sigma_r$ of $P_l$", yscale="log",
+       title="products of random matrices grow ill-conditioned")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# ## 5. Play: the depth explorer
+#
+# Sliders: initialisation gain, width, depth and activation of a random MLP (float64) taking the
+# first test digit. Left: spectra of the partial products after each weight; right: $\sigma_1$
+# and $\sigma_1/\sigma_r$ through depth. Try: ReLU at gain 1 vs $\sqrt 2$; tanh at gain 4; depth 12
+# with width 8 vs 256.
+
+# %% tags=["nbval-ignore-output"]
+sl.widgets.depth_spectra_explorer(x64)
+
+# %% [markdown]
+# ## 6. The worst-case bound as a product of norms
+#
+# Submultiplicativity of the operator norm turns the product into a bound (spec §6.2):
+#
+# $$\|J_f(x)\|_2 \;\le\; \prod_k \|F_k(x)\|_2 \;\le\; \prod_k \sup_x \|F_k(x)\|_2
+# = (\sup|\phi'|)^{L-1} \prod_l \|W_l\|_2 \quad\text{(MLP)},$$
+#
+# and, integrating along the segment from $x$ to $x + \delta$,
+# $\|f(x+\delta) - f(x)\| \le \sup_{t\in[0,1]} \|J_f(x + t\delta)\|_2\, \|\delta\|$. For ReLU and tanh
+# $\sup|\phi'| = 1$, for sigmoid $1/4$; max pooling has norm 1 (non-overlapping windows), a $k\times k$
+# average pool $1/k$, a residual block at most $1 + s\,\|J_g\|$. `sl.norm_bounds(op)` returns all three
+# numbers. How loose is the chain? We check it on random *and trained* models.
+
+# %%
+trained = {}
+for name, make in {
+    "MLP relu": lambda: sl.MLP(64, 10, width=64, depth=3, gain=2**0.5),
+    "SmallCNN": lambda: sl.SmallCNN(1, 10, 8, (8, 16), pool="max"),
+    "ResidualMLP": lambda: sl.ResidualMLP(64, 10, width=32, depth=4, residual_scale=0.5),
+}.items():
+    torch.manual_seed(0)
+    m = make()
+    sl.train(m, train_set, epochs=4, lr=3e-3, batch_size=64, seed=0, progress=False)
+    trained[name] = m.double().eval()
+    print(f"{name:12s} test accuracy {sl.evaluate(trained[name], test_set.subset(360))[1]:.2f}")
+
+# %% tags=["nbval-check-output"]
+# check: ||J(x)||_2 <= prod ||F_k(x)||_2 <= prod sup ||F_k|| on random and trained models,
+# and ||f(x+delta) - f(x)|| <= 1.01 sup_t ||J(x + t delta)||_2 ||delta|| (256-point grid of t)
+models_to_check = {**{f"random {k}": v for k, v in zoo.items()},
+                   **{f"trained {k}": v for k, v in trained.items()}}
+slack = {}
+for name, m in models_to_check.items():
+    bounds = [sl.norm_bounds(sl.operator_product(m, xi)) for xi in x64[:4]]
+    assert all(b.holds() for b in bounds), name
+    slack[name] = float(np.mean([b.product_at_x / b.jacobian_norm for b in bounds]))
+    delta = 0.5 * torch.randn(2, 1, 8, 8, dtype=D64)
+    ts = torch.linspace(0, 1, 256, dtype=D64)
+    for xi, di in zip(x64[:2], delta):
+        path = xi[None] + ts[:, None, None, None] * di
+        sup = float(torch.linalg.matrix_norm(sl.input_jacobian(m, path), ord=2).max())
+        with torch.no_grad():
+            change = float((m((xi + di)[None]) - m(xi[None])).norm())
+        assert change <= 1.01 * sup * float(di.norm()), name
+print("norm chain and path bound hold on", len(models_to_check), "models:", True)
+
+# %%
+fig, ax = plt.subplots(figsize=(7, 3.4))
+ax.barh(list(slack), list(slack.values()))
+ax.set(xscale="log", xlabel=r"$\prod_k\|F_k(x)\|_2 \,/\, \|J_f(x)\|_2$ (mean over 4 digits)",
+       title="how loose the product-of-norms bound is")
+plt.show()
+
+# %% [markdown]
+# The product of norms is often loose by orders of magnitude, and looser for deeper and trained
+# models: the top singular directions of consecutive factors do not line up. This is the
+# motivation for chapter 02: look at the *whole spectrum* of the product, not only at a bound on its
+# largest singular value.
+#
+# ## Exercises
+#
+# 1. Show that for a ReLU network $f(\lambda x) = \lambda f(x)$ when all biases are zero
+#    (`bias=False`) and $\lambda > 0$, and hence $J_f(\lambda x) = J_f(x)$. Check it with
+#    `operator_product`.
+# 2. For a trained ReLU MLP, what fraction of hidden units is on, on average over the test digits?
+#    Does the fraction differ between layers?
+# 3. Build `nn.Sequential(nn.Linear(64, 32), nn.ELU(), nn.Linear(32, 10))` and call
+#    `sl.operator_product`. Read the error. Which lines of `spectral_lab/operators.py` would you add
+#    to support ELU?
+# 4. For a residual block $I + sB$ with $\|B\|_2 = b$, show
+#    $1 - s b \le \sigma_{\min}(I + sB) \le \sigma_1(I + sB) \le 1 + s b$. What does this say about
+#    deep residual networks with small $s$? Check it on `sl.ResidualMLP(..., residual_scale=0.1)`.
+#
+# ### Solutions
+#
+# 1. With zero biases every layer is positively homogeneous: $\mathrm{ReLU}(\lambda z) = \lambda\,
+#    \mathrm{ReLU}(z)$, so $f(\lambda x) = \lambda f(x)$; the gates depend only on signs, which do not
+#    change, so $J_f(\lambda x) = J_f(x)$:
+#    `m = sl.MLP(64, 10, bias=False).double(); torch.allclose(sl.operator_product(m, 3 * x).dense(),
+#    sl.operator_product(m, x).dense())`.
+# 2. `[f.diag.mean() for f in sl.operator_product(m, x).factors if f.kind == "gate"]`, averaged over
+#    inputs; typically about half the units are on at initialisation, and trained networks often have
+#    sparser deep layers.
+# 3. `TypeError: operator_product does not support layer ELU ...`. Add ELU to `_GATES`, its
+#    derivative (`1` for $z > 0$, $\alpha e^{z}$ otherwise) to `activation_derivative`, and its
+#    $\sup|\phi'| = \max(1, \alpha)$ to the sup table.
+# 4. $\|(I + sB)v\| \ge \|v\| - s\|Bv\| \ge (1 - sb)\|v\|$ and $\le (1 + sb)\|v\|$. With $L$ blocks
+#    the product's singular values lie in $[(1 - sb)^L, (1 + sb)^L]$: for $s \sim 1/L$ they stay
+#    bounded, so deep residual networks with small scales stay well conditioned (chapter 08).
+#    Check: `r = sl.operator_product(res, x).factors[1]; s = sl.singular_values(r.dense());
+#    b = sl.singular_values(r.branch.dense())[0]`.
