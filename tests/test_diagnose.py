@@ -168,3 +168,14 @@ def test_cli_exit_code_in_a_real_process(tmp_path):
     )
     assert proc.returncode == 2
     assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_diagnose_on_cuda_matches_cpu(report_and_data):
+    model, x, y, rep = report_and_data
+    rep_gpu = sl.diagnose(model.to("cuda"), (x.cuda(), y.cuda()), max_samples=32, ntk_samples=16,
+                          hessian_samples=32, lanczos_steps=30, progress=False)  # fmt: skip
+    model.to("cpu")
+    assert rep_gpu.index.value == pytest.approx(rep.index.value, rel=1e-6)
+    assert rep_gpu.profile.samples["jac_top"].device.type == "cpu"  # kept on the host for plots
