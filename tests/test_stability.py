@@ -31,7 +31,14 @@ from spectral_lab.stability import (
     verify_consequences,
 )
 
-torch.set_default_dtype(torch.float64)
+
+@pytest.fixture(scope="module", autouse=True)
+def _float64():
+    """float64 inside this module only (the default dtype is global: restore it afterwards)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def _model(act="tanh", width=7, depth=3, d=5, c=3, seed=0, gain=1.3):
@@ -67,8 +74,7 @@ def _dense_param_jacobian(model, xi):
 
 
 @pytest.fixture(scope="module")
-def setup():
-    torch.set_default_dtype(torch.float64)
+def setup(_float64):
     model, (x, y) = _model(), _data()
     prof = stability_profile(model, (x, y), lanczos_steps=200)
     return model, x, y, prof
