@@ -211,14 +211,14 @@ for lab, c in zip(labels, checks):
 #
 # * **Forward and parameter sensitivity** are tight *for their own operator* (hollow points sit on
 #   the diagonal: the worst direction attains $\sigma_1$ to first order) but with $\Gamma$ they are
-#   loose by whatever factor separates that operator's term from the largest one — often $5$–$100\times$
-#   for the input Jacobian, because $\Gamma$ is usually set by a parameter-space operator.
+#   loose by whatever factor separates that operator's term from the largest one — here $2$–$12\times$
+#   for the input Jacobian, because $\Gamma$ is set by a parameter-space operator on every model.
 # * **Saliency change** is a worst-case bound: for small noise on a smooth network the saliency
-#   barely moves, so $2\Gamma$ is loose by one to three orders of magnitude. Chapter 06 shows that
+#   barely moves, so $2\Gamma$ is loose by a factor of $10$–$300$ here. Chapter 06 shows that
 #   attribution change is governed by margins and curvature, not by $\sigma_1$ alone.
 # * **NTK conditioning**: tight when the NTK term sets $\Gamma$, otherwise loose by
 #   $\Gamma^2 n/\lambda_{\max}(K)$.
-# * **Step size**: $2/\Gamma^2$ is always safe, but typically 10–1000 $\times$ smaller than the
+# * **Step size**: $2/\Gamma^2$ is always safe, but $40$–$1000\times$ smaller than the
 #   largest step that works; even $2/\lambda_{\max}(H)$ (hollow) is conservative for cross-entropy
 #   networks, which tolerate larger steps than their local quadratic model suggests.
 #
@@ -313,6 +313,9 @@ for k in rows[0][1].terms:
 ax.plot(alphas, [idx.value for _, idx in rows], "k--", label=r"$\Gamma$")
 ax.set(xscale="log", yscale="log", xlabel=r"rescaling $\alpha$ (same function)", ylabel="term",
        title="a reparametrisation moves $\\Gamma$")  # fmt: skip
+ax.set_xticks(alphas, [f"{a:g}" for a in alphas])
+ax.xaxis.set_minor_formatter(plt.NullFormatter())
+ax.yaxis.set_minor_formatter(plt.NullFormatter())
 ax.legend(fontsize=7)
 plt.show()
 
