@@ -218,7 +218,7 @@ for lab, c in zip(labels, checks):
 #   attribution change is governed by margins and curvature, not by $\sigma_1$ alone.
 # * **NTK conditioning**: tight when the NTK term sets $\Gamma$, otherwise loose by
 #   $\Gamma^2 n/\lambda_{\max}(K)$.
-# * **Step size**: $2/\Gamma^2$ is always safe, but $40$–$1000\times$ smaller than the
+# * **Step size**: $2/\Gamma^2$ is always safe, but roughly $100$–$1000\times$ smaller than the
 #   largest step that works; even $2/\lambda_{\max}(H)$ (hollow) is conservative for cross-entropy
 #   networks, which tolerate larger steps than their local quadratic model suggests.
 #
@@ -402,9 +402,9 @@ sl.widgets.stability_explorer(prof_odd)
 # %% [markdown]
 # ### Solutions
 #
-# 1. `sl.verify_consequences(m, (xs, ys), eps=0.5)`. For tanh networks the measured change along
-#    the worst direction falls *below* $\sigma_1\varepsilon$ (saturation bends the path), so the
-#    bound usually still holds, but it is no longer a theorem: $f(x+\delta)-f(x)$ is governed by
+# 1. `sl.verify_consequences(m, (xs, ys), eps=0.5)`. For tanh networks saturation often bends the
+#    path so that the change stays below $\sigma_1\varepsilon$, and with $\Gamma$ (set by another
+#    operator) there is plenty of slack — but nothing guarantees it any more: $f(x+\delta)-f(x)$ is governed by
 #    $\sup_t \|J_f(x+t\delta)\|$ along the segment (spec 6.2), and points on the segment are not in
 #    the sample. For ReLU networks a kink on the segment can switch to a region with a larger
 #    Jacobian.
