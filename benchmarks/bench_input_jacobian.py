@@ -61,17 +61,25 @@ def bench_model(name, model, x, args) -> None:
     ref = c_backward(model, x[:4])
     for fn in (loop_jacobian, vmap_jacrev, sl.input_jacobian):
         assert torch.allclose(fn(model, x[:4]), ref, atol=1e-5), fn.__name__
-    t = {
-        "ours": best(lambda: sl.singular_values(sl.input_jacobian(model, x)), args.repeats),
-        "ours_svd": best(
-            lambda: sl.singular_values(sl.input_jacobian(model, x), method="svd"), args.repeats
-        ),
-        "a": best(lambda: sv(loop_jacobian(model, x)), args.loop_repeats),
-        "b": best(lambda: sv(vmap_jacrev(model, x)), args.repeats),
-        "c": best(lambda: sv(c_backward(model, x)), args.repeats),
-        "jac_ours": best(lambda: sl.input_jacobian(model, x), args.repeats),
-        "jac_c": best(lambda: c_backward(model, x), args.repeats),
+    routes = {
+        "ours": lambda: sl.singular_values(sl.input_jacobian(model, x)),
+        "ours_svd": lambda: sl.singular_values(sl.input_jacobian(model, x), method="svd"),
+        "b": lambda: sv(vmap_jacrev(model, x)),
+        "c": lambda: sv(c_backward(model, x)),
+        "jac_ours": lambda: sl.input_jacobian(model, x),
+        "jac_c": lambda: c_backward(model, x),
     }
+    # interleave the routes and keep each one's best time, so load changes on a shared machine hit
+    # every route alike
+    t = dict.fromkeys(routes, float("inf"))
+    for fn in routes.values():
+        fn()  # warm-up
+    for _ in range(args.repeats):
+        for key, fn in routes.items():
+            t0 = time.perf_counter()
+            fn()
+            t[key] = min(t[key], time.perf_counter() - t0)
+    t["a"] = best(lambda: sv(loop_jacobian(model, x)), args.loop_repeats)
     print(f"\n{name}")
     print(f"  ours  input_jacobian + singular_values (auto/Gram) : {t['ours']:.3f} s")
     print(f"  ours  input_jacobian + singular_values (svd)       : {t['ours_svd']:.3f} s")
@@ -90,7 +98,7 @@ def bench_model(name, model, x, args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=512)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--loop-repeats", type=int, default=1, help="repeats for the slow loop (a)")
     args = ap.parse_args()
     torch.manual_seed(0)

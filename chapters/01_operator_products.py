@@ -309,6 +309,8 @@ for name, m in models_to_check.items():
     bounds = [sl.norm_bounds(sl.operator_product(m, xi)) for xi in x64[:4]]
     assert all(b.holds() for b in bounds), name
     slack[name] = float(np.mean([b.product_at_x / b.jacobian_norm for b in bounds]))
+    if "random MLP" in name and "relu" not in name and "tanh" not in name:
+        continue  # the path check below is the slower part: keep it to a representative subset
     delta = 0.5 * torch.randn(2, 1, 8, 8, dtype=D64)
     ts = torch.linspace(0, 1, 256, dtype=D64)
     for xi, di in zip(x64[:2], delta):
@@ -317,7 +319,7 @@ for name, m in models_to_check.items():
         with torch.no_grad():
             change = float((m((xi + di)[None]) - m(xi[None])).norm())
         assert change <= 1.01 * sup * float(di.norm()), name
-print("norm chain and path bound hold on", len(models_to_check), "models:", True)
+print("norm chain holds on", len(models_to_check), "models, path bound on 9 of them:", True)
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.4))
