@@ -133,17 +133,17 @@ def iter_batches(
             f"got {type(data).__name__}"
         )
     seen = 0
+    # (the generators above close over ``x``/``y``: the loop must not rebind those names)
     for item in source:
         if seen >= cap:
             break
         if isinstance(item, (tuple, list)):
-            x, y = (item[0], item[1]) if len(item) > 1 else (item[0], None)
+            xb, yb = (item[0], item[1]) if len(item) > 1 else (item[0], None)
         else:
-            x, y = item, None
-        take = int(min(len(x), cap - seen))
-        x, y = move(x[:take], None if y is None else y[:take])
+            xb, yb = item, None
+        take = int(min(len(xb), cap - seen))
         seen += take
-        yield x, y
+        yield move(xb[:take], None if yb is None else yb[:take])
 
 
 # --------------------------------------------------------------------------- the profile

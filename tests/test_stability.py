@@ -146,6 +146,19 @@ def test_dataloader_streaming_and_caps_agree_with_tensors(setup):
     assert only_x.settings["labels"] == "predicted by the model"
 
 
+def test_iter_batches_covers_every_sample_for_every_input_kind(setup):
+    from spectral_lab.stability import iter_batches
+
+    model, x, y, prof = setup
+    ds = sl.ArrayDataset(x, y, num_classes=3, name="t")
+    for data in ((x, y), x, ds, TensorDataset(x, y), DataLoader(TensorDataset(x, y), batch_size=5)):
+        got = torch.cat([b[0] for b in iter_batches(data, batch_size=5)])
+        assert torch.equal(got, x), type(data).__name__
+        assert sum(len(b[0]) for b in iter_batches(data, batch_size=5, max_samples=7)) == 7
+    small = stability_profile(model, (x, y), batch_size=5, operators=("input_jacobian",))
+    assert torch.allclose(small.samples["jac_top"], prof.samples["jac_top"], rtol=1e-12)
+
+
 def test_profile_repr_and_dict(setup):
     *_, prof = setup
     assert "StabilityProfile(q=1" in repr(prof) and "lambda_max(H)" in repr(prof)
