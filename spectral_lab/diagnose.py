@@ -263,6 +263,7 @@ def diagnose(
     loss: str | LossFn = "cross_entropy",
     max_samples: int | None = 512,
     ntk_samples: int = 128,
+    ntk_kind: str = "scalar",
     hessian_samples: int = 512,
     lanczos_steps: int = 20,
     operators: Sequence[str] = OPERATORS,
@@ -279,8 +280,9 @@ def diagnose(
     Streams ``data`` (tensors, ``(x, y)``, a Dataset or a DataLoader) in batches of ``batch_size``
     with a progress bar; ``max_samples`` caps the per-sample statistics, ``ntk_samples`` the dense
     NTK Gram (``O(n^2 p)``), ``hessian_samples`` and ``lanczos_steps`` the matrix-free Hessian
-    eigen-solve. The index is :func:`~spectral_lab.stability.stability_index` (spec 5.2, a choice,
-    not from the paper; swap it with ``agg=``/``weights=``).
+    eigen-solve; ``ntk_kind`` picks the scalar (default) or block NTK. The index is
+    :func:`~spectral_lab.stability.stability_index` (spec 5.2, a choice, not from the paper; swap
+    it with ``agg=``/``weights=``).
 
     Cost: that of :func:`~spectral_lab.stability.stability_profile` plus one forward pass.
     """
@@ -294,6 +296,7 @@ def diagnose(
         operators=operators,
         max_samples=max_samples,
         ntk_samples=ntk_samples,
+        ntk_kind=ntk_kind,
         hessian_samples=hessian_samples,
         lanczos_steps=lanczos_steps,
         batch_size=batch_size,

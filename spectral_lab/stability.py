@@ -250,11 +250,13 @@ def _param_top(model: nn.Module, x: torch.Tensor, budget: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-def _ntk_spectrum(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """All eigenvalues of the scalar NTK Gram on ``x`` (ascending)."""
-    from .ntk import ntk_gram
+def _ntk_spectrum(model: nn.Module, x: torch.Tensor, kind: str = "scalar") -> torch.Tensor:
+    """All eigenvalues of the scalar (``n x n``) or block (``nC x nC``) NTK Gram on ``x``."""
+    from .ntk import block_to_matrix, ntk_gram
 
-    k = ntk_gram(model, x).detach().double()
+    k = ntk_gram(model, x, kind=kind).detach().double()
+    if kind == "block":
+        k = block_to_matrix(k)
     return torch.linalg.eigvalsh(0.5 * (k + k.T))
 
 
@@ -279,6 +281,7 @@ def stability_profile(
     operators: Sequence[str] = OPERATORS,
     max_samples: int | None = None,
     ntk_samples: int = 256,
+    ntk_kind: str = "scalar",
     hessian_samples: int = 512,
     lanczos_steps: int = 30,
     entropy_base: float = math.e,
@@ -299,6 +302,10 @@ def stability_profile(
         operators: which of ``input_jacobian``, ``parameter_jacobian``, ``ntk``, ``hessian`` to
             compute (the others are ``None``).
         max_samples: cap on the samples streamed for the per-sample statistics.
+        ntk_kind: ``"scalar"`` (default, the spec's reported NTK: ``K_ij = tr J_i J_j^T``) or
+            ``"block"`` (the ``nC x nC`` NTK that drives linearised dynamics; its
+            ``lambda_max / n`` is at most ``max_i sigma_1(J_theta(x_i))^2``, whereas the scalar
+            one can exceed that by up to a factor ``C``). A choice, not from the paper.
         ntk_samples, hessian_samples: the NTK Gram (dense, ``n x n``) and the Hessian (matrix-free,
             Lanczos) use the first ``ntk_samples`` / ``hessian_samples`` streamed samples.
         lanczos_steps: cap on Lanczos iterations (= Hessian-vector products) for
@@ -321,6 +328,8 @@ def stability_profile(
             f"operators must include 'input_jacobian' and be drawn from {OPERATORS}; got "
             f"{tuple(operators)}"
         )
+    if ntk_kind not in ("scalar", "block"):
+        raise ValueError(f"ntk_kind must be 'scalar' or 'block', got {ntk_kind!r}")
     if ntk_samples < 2 or hessian_samples < 1 or lanczos_steps < 1:
         raise ValueError(
             "need ntk_samples >= 2, hessian_samples >= 1 and lanczos_steps >= 1; got "
@@ -390,7 +399,7 @@ def stability_profile(
                 warnings.warn("the NTK needs at least 2 samples; skipped", stacklevel=2)
             else:
                 n_ntk = min(ntk_samples, len(xs))
-                lam = _ntk_spectrum(model, xs[:n_ntk])
+                lam = _ntk_spectrum(model, xs[:n_ntk], ntk_kind)
                 ntk_top = float(lam[-1]) / n_ntk
                 ntk_min = max(float(lam[0]), 0.0) / n_ntk
                 ntk_entropy = float(_entropy(lam.clamp_min(0).sqrt(), entropy_base))
@@ -434,7 +443,7 @@ def stability_profile(
             "lanczos_steps": lanczos_steps,
             "hessian_converged": hess_converged,
             "hessian_matvecs": hess_matvecs,
-            "ntk": "scalar (trace over outputs)",
+            "ntk": "scalar (trace over outputs)" if ntk_kind == "scalar" else "block (nC x nC)",
             "quantile_rule": "higher",
             "labels": "given" if labels_given else "predicted by the model",
         },

@@ -276,6 +276,18 @@ def test_ntk_condition_bound_and_block_ntk_domination(setup):
     assert ntk_condition_bound(idx, 0.0) == math.inf
 
 
+def test_block_ntk_option(setup):
+    model, x, y, prof = setup
+    blk = stability_profile(model, (x, y), ntk_kind="block", operators=("input_jacobian", "ntk"))
+    Kb = sl.block_to_matrix(sl.ntk_gram(model, x, kind="block"))
+    assert math.isclose(blk.ntk_top, torch.linalg.eigvalsh(Kb)[-1].item() / len(x), rel_tol=1e-10)
+    assert blk.ntk_top <= prof.param_top**2 * (1 + 1e-10) and blk.settings["ntk"].startswith(
+        "block"
+    )
+    with pytest.raises(ValueError, match="ntk_kind"):
+        stability_profile(model, (x, y), ntk_kind="full")
+
+
 def test_stable_step_size_on_quadratic_and_linear_model():
     # a linear model under 1/2-MSE is exactly quadratic: H = [X 1]^T [X 1] / n (per output)
     torch.manual_seed(0)
