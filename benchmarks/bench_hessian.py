@@ -36,22 +36,32 @@ def main() -> None:
     x, y = ds.tensors(args.n)
     data = (x.double(), y)
     p = sum(q.numel() for q in model.parameters())
-    print(f"model: MLP 64-{args.width}-{args.width}-10 tanh, p = {p}, loss = cross-entropy on {args.n} digits")
+    print(
+        f"model: MLP 64-{args.width}-{args.width}-10 tanh, p = {p}, loss = cross-entropy on {args.n} digits"
+    )
 
     ref = sl.hessian_eigs(model, "cross_entropy", data, k=5, tol=1e-10, max_iter=400)
-    print(f"reference top-5 (Lanczos, tol 1e-10): {[round(v, 6) for v in ref.eigenvalues.tolist()]}")
+    print(
+        f"reference top-5 (Lanczos, tol 1e-10): {[round(v, 6) for v in ref.eigenvalues.tolist()]}"
+    )
     print()
     print(f"{'k':>2} {'method':<8} {'HVPs':>6} {'time s':>8} {'max rel err':>12}")
     rows = {}
     for k in (1, 5):
         for method in ("lanczos", "power"):
             t0 = time.perf_counter()
-            r = sl.hessian_eigs(model, "cross_entropy", data, k=k, method=method, tol=1e-4, max_iter=5000)
+            r = sl.hessian_eigs(
+                model, "cross_entropy", data, k=k, method=method, tol=1e-4, max_iter=5000
+            )
             dt = time.perf_counter() - t0
             # power iteration finds largest |lambda|; compare with the top-k by magnitude of the reference
-            err = float(((r.eigenvalues - ref.eigenvalues[:k]).abs() / ref.eigenvalues[:k].abs()).max())
+            err = float(
+                ((r.eigenvalues - ref.eigenvalues[:k]).abs() / ref.eigenvalues[:k].abs()).max()
+            )
             rows[k, method] = (r.matvecs, dt)
-            print(f"{k:>2} {method:<8} {r.matvecs:>6} {dt:>8.2f} {err:>12.2e}   converged={r.converged}")
+            print(
+                f"{k:>2} {method:<8} {r.matvecs:>6} {dt:>8.2f} {err:>12.2e}   converged={r.converged}"
+            )
     for k in (1, 5):
         (ml, tl), (mp, tp) = rows[k, "lanczos"], rows[k, "power"]
         print(f"top-{k}: power/Lanczos = {mp / ml:.1f}x HVPs, {tp / tl:.1f}x wall time")
@@ -60,14 +70,25 @@ def main() -> None:
     t0 = time.perf_counter()
     H = hessian_operator(model, "cross_entropy", data).dense()
     exact = float(torch.trace(H))
-    print(f"exact trace {exact:.6g} from the dense Hessian ({time.perf_counter() - t0:.1f} s, {p} HVPs)")
+    print(
+        f"exact trace {exact:.6g} from the dense Hessian ({time.perf_counter() - t0:.1f} s, {p} HVPs)"
+    )
     ev = torch.linalg.eigvalsh(0.5 * (H + H.T))
-    print(f"spectrum: lambda_max {float(ev[-1]):.4g}, lambda_min {float(ev[0]):.4g}, ||H||_F {float(ev.norm()):.4g}")
-    Hm = 0.5 * (H + H.T)  # dense matrix: the estimators' statistics do not depend on how A v is computed
+    print(
+        f"spectrum: lambda_max {float(ev[-1]):.4g}, lambda_min {float(ev[0]):.4g}, ||H||_F {float(ev.norm()):.4g}"
+    )
+    Hm = 0.5 * (
+        H + H.T
+    )  # dense matrix: the estimators' statistics do not depend on how A v is computed
     print(f"{'budget':>6} {'Hutchinson rel err':>19} {'Hutch++ rel err':>16} {'ratio':>6}")
     for b in args.budgets:
-        eh = [abs(sl.hutchinson(Hm, b, seed=s).estimate - exact) / abs(exact) for s in range(args.seeds)]
-        ep = [abs(sl.hutchpp(Hm, b, seed=s).estimate - exact) / abs(exact) for s in range(args.seeds)]
+        eh = [
+            abs(sl.hutchinson(Hm, b, seed=s).estimate - exact) / abs(exact)
+            for s in range(args.seeds)
+        ]
+        ep = [
+            abs(sl.hutchpp(Hm, b, seed=s).estimate - exact) / abs(exact) for s in range(args.seeds)
+        ]
         mh, mp_ = sum(eh) / len(eh), sum(ep) / len(ep)
         print(f"{b:>6} {mh:>19.3e} {mp_:>16.3e} {mh / mp_:>6.1f}x  (mean over {args.seeds} seeds)")
 

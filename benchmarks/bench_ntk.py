@@ -64,8 +64,20 @@ def worker(task: str, n: int, kind: str, chunk: int, device: str) -> dict:
 
 
 def run(task: str, n: int, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", task, "--n", str(n), "--kind", args.kind,
-           "--chunk", str(args.chunk), "--device", args.device]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        task,
+        "--n",
+        str(n),
+        "--kind",
+        args.kind,
+        "--chunk",
+        str(args.chunk),
+        "--device",
+        args.device,
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if res.returncode != 0:
         raise RuntimeError(res.stderr[-2000:])
@@ -88,18 +100,26 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.n, args.kind, args.chunk, args.device)))
         return
     p = sum(q.numel() for q in sl.SmallCNN(1, 10, image_size=28, channels=(8, 16)).parameters())
-    print(f"SmallCNN(1, 10, 28x28, channels 8-16): p = {p}, C = 10, device {args.device}, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"SmallCNN(1, 10, 28x28, channels 8-16): p = {p}, C = 10, device {args.device}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     if "gram" not in args.skip:
         jb = run("jacobian", args.n_gram, args)
         nv = run("ntvp", args.n_ntvp, args)
         print(f"data: {jb['data']}")
         print(f"{'method':<10} {'N':>6} {'time s':>9} {'peak MB above base':>19}")
-        print(f"{'jacobian':<10} {args.n_gram:>6} {jb['seconds']:>9.2f} {jb['peak_mb'] - jb['base_mb']:>19.0f}")
-        print(f"{'ntvp':<10} {args.n_ntvp:>6} {nv['seconds']:>9.2f} {nv['peak_mb'] - nv['base_mb']:>19.0f}")
+        print(
+            f"{'jacobian':<10} {args.n_gram:>6} {jb['seconds']:>9.2f} {jb['peak_mb'] - jb['base_mb']:>19.0f}"
+        )
+        print(
+            f"{'ntvp':<10} {args.n_ntvp:>6} {nv['seconds']:>9.2f} {nv['peak_mb'] - nv['base_mb']:>19.0f}"
+        )
         extra = nv["seconds"] * (args.n_gram / args.n_ntvp) ** 2
-        print(f"ntvp extrapolated to N={args.n_gram}: ~{extra:.0f} s "
-              f"(= {extra / jb['seconds']:.0f}x the Jacobian route; NOT measured)")
+        print(
+            f"ntvp extrapolated to N={args.n_gram}: ~{extra:.0f} s "
+            f"(= {extra / jb['seconds']:.0f}x the Jacobian route; NOT measured)"
+        )
         a, b = torch.tensor(jb["corner"]), torch.tensor(nv["corner"])
         m = min(len(a), len(b))
         rel = float((a[:m, :m] - b[:m, :m]).norm() / a[:m, :m].norm())
@@ -107,13 +127,17 @@ def main() -> None:
     if "eigs" not in args.skip:
         r = run("eigs", args.n_eigs, args)
         print()
-        print(f"top-10 {args.kind} NTK eigenvalues, N = {args.n_eigs}, matrix-free Lanczos "
-              f"(chunk {args.chunk}): {r['matvecs']} NTK-vector products, {r['seconds']:.0f} s, "
-              f"converged={r['converged']}")
+        print(
+            f"top-10 {args.kind} NTK eigenvalues, N = {args.n_eigs}, matrix-free Lanczos "
+            f"(chunk {args.chunk}): {r['matvecs']} NTK-vector products, {r['seconds']:.0f} s, "
+            f"converged={r['converged']}"
+        )
         print("  eigenvalues:", [f"{v:.5g}" for v in r["eigs"]])
-        print(f"  peak memory above base: {r['peak_mb'] - r['base_mb']:.0f} MB "
-              f"(a dense {args.kind} Gram would need "
-              f"{(args.n_eigs * (10 if args.kind == 'block' else 1)) ** 2 * 4 / 2**20:.0f} MB)")
+        print(
+            f"  peak memory above base: {r['peak_mb'] - r['base_mb']:.0f} MB "
+            f"(a dense {args.kind} Gram would need "
+            f"{(args.n_eigs * (10 if args.kind == 'block' else 1)) ** 2 * 4 / 2**20:.0f} MB)"
+        )
 
 
 if __name__ == "__main__":

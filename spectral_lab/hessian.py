@@ -50,6 +50,7 @@ from .linalg import (
 __all__ = [
     "SharpnessTrace",
     "dense_hessian",
+    "gd_losses",
     "gd_quadratic",
     "gd_with_sharpness",
     "gnvp",
@@ -390,6 +391,7 @@ def gd_with_sharpness(
     every: int = 10,
     tol: float = 1e-3,
     seed: int = 0,
+    measure: bool = True,
 ) -> SharpnessTrace:
     """Train ``model`` **in place** by full-batch gradient descent with step ``lr`` on ``data`` and
     record the loss each step and the sharpness ``lambda_max(H)`` (Lanczos, relative accuracy
@@ -409,7 +411,7 @@ def gd_with_sharpness(
     losses, sh_steps, sh = [], [], []
     v0 = None
     for t in range(steps + 1):
-        if t % every == 0 or t == steps:
+        if measure and (t % every == 0 or t == steps):
             g = torch.Generator(device=x.device).manual_seed(seed)
             r = lanczos(hessian_operator(model, loss, (x, y)), 1, tol=tol, v0=v0, generator=g)
             v0 = r.eigenvectors[:, 0]
@@ -419,7 +421,7 @@ def gd_with_sharpness(
             value = _scalar(loss(model(x), y))
             if t < steps:
                 grads = torch.autograd.grad(value, [ps[k] for k in names])
-        losses.append(float(value))
+        losses.append(float(value.detach()))
         if not math.isfinite(losses[-1]):
             break
         if t < steps:
@@ -453,3 +455,21 @@ def gd_quadratic(H: torch.Tensor, x0: torch.Tensor, lr: float, steps: int) -> to
         out.append(0.5 * x @ H @ x)
         x = x - lr * (H @ x)
     return torch.stack(out)
+
+
+def gd_losses(
+    model: nn.Module,
+    loss_fn: Loss | str,
+    data: tuple[torch.Tensor, torch.Tensor],
+    lr: float,
+    steps: int,
+) -> torch.Tensor:
+    """Losses of ``steps`` full-batch gradient-descent steps with step ``lr`` on a **copy** of
+    ``model`` (the model is not changed): shape ``(steps+1,)``, stopping (``inf``) on overflow."""
+    import copy
+
+    m = copy.deepcopy(model)
+    tr = gd_with_sharpness(m, loss_fn, data, lr, steps, every=steps + 1, measure=False)
+    out = torch.full((steps + 1,), math.inf, dtype=torch.float64)
+    out[: len(tr.loss)] = tr.loss
+    return out

@@ -86,9 +86,13 @@ class LinearOperator:
     def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
         return self.mv(v) if v.dim() == 1 else self.mm(v)
 
-    def dense(self) -> torch.Tensor:
-        """The full ``dim x dim`` matrix from ``dim`` products (toy sizes only)."""
-        return self.mm(torch.eye(self.dim, dtype=self.dtype, device=self.device))
+    def dense(self, block_size: int = 256) -> torch.Tensor:
+        """The full ``dim x dim`` matrix from ``dim`` products, ``block_size`` columns at a time
+        (toy sizes only)."""
+        eye = torch.eye(self.dim, dtype=self.dtype, device=self.device)
+        return torch.cat(
+            [self.mm(eye[:, i : i + block_size]) for i in range(0, self.dim, block_size)], dim=1
+        )
 
     def __repr__(self) -> str:
         return (

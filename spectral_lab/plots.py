@@ -166,6 +166,113 @@ def plot_sensitivity_bounds(bounds, monte_carlo=None, ax=None, title: str = ""):
     return ax.figure
 
 
+# --- chapters 03-04: NTK and Hessian figures (issue 4) -----------------------------------------
+
+
+def _axis(ax, figsize=(5, 3.4)):
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def plot_eigenvalues(
+    eigenvalues,
+    ax=None,
+    labels: Sequence[str] | None = None,
+    normalize: bool = False,
+    title: str = "eigenvalues",
+    ylabel: str = r"$\lambda_k$",
+):
+    """Rank-ordered eigenvalues (descending), one line per entry of ``eigenvalues`` (log scale)."""
+    ax = _axis(ax)
+    for i, ev in enumerate(eigenvalues):
+        e = np.sort(np.asarray(ev, dtype=float).ravel())[::-1]
+        if normalize:
+            e = e / e[0]
+        ax.plot(
+            np.arange(1, len(e) + 1), e, "o-", ms=2.5, label=None if labels is None else labels[i]
+        )
+    ax.set(xlabel="rank k", ylabel=ylabel + (r" / $\lambda_1$" if normalize else ""), title=title)
+    ax.set_yscale("log")
+    if labels is not None:
+        ax.legend()
+    return ax.figure
+
+
+def plot_residuals(predicted, actual=None, ax=None, title: str = "training residual", labels=None):
+    """``||r_k||`` against step ``k``: predicted (line) and, optionally, actual (dots)."""
+    ax = _axis(ax)
+    lp, la = labels or ("predicted $(I-\\eta\\tilde K)^k r_0$", "actual gradient descent")
+    ax.plot(np.linalg.norm(np.asarray(predicted, dtype=float), axis=1), label=lp)
+    if actual is not None:
+        a = np.linalg.norm(np.asarray(actual, dtype=float), axis=1)
+        step = max(1, len(a) // 25)
+        ax.plot(np.arange(len(a))[::step], a[::step], "o", ms=4, label=la)
+    ax.set(xlabel="step k", ylabel=r"$\|r_k\|$", yscale="log", title=title)
+    ax.legend()
+    return ax.figure
+
+
+def plot_convergence(results: dict, reference, ax=None, title: str = "convergence"):
+    """Relative error of the top eigenvalue estimate against the number of matrix-vector products,
+    for each ``EigResult`` in ``results`` (``{label: result}``)."""
+    ax = _axis(ax)
+    ref = float(np.asarray(reference).ravel()[0])
+    for label, r in results.items():
+        h = np.asarray(r.history, dtype=float)[:, 0]
+        err = np.abs(h - ref) / abs(ref)
+        ax.plot(np.asarray(r.history_matvecs), np.maximum(err, 1e-16), "-", label=label)
+    ax.set(
+        xlabel="matrix-vector products",
+        ylabel=r"$|\hat\lambda_1 - \lambda_1| / \lambda_1$",
+        yscale="log",
+        title=title,
+    )
+    ax.legend()
+    return ax.figure
+
+
+def plot_density(density, exact=None, ax=None, title: str = "spectral density", label: str = "SLQ"):
+    """A :class:`~spectral_lab.linalg.SpectralDensity`, with an optional histogram of exact
+    eigenvalues for comparison."""
+    ax = _axis(ax)
+    if exact is not None:
+        ax.hist(
+            np.asarray(exact, dtype=float),
+            bins=80,
+            density=True,
+            color="0.8",
+            label="exact eigenvalues",
+        )
+    ax.plot(np.asarray(density.grid), np.asarray(density.density), label=label)
+    ax.set(xlabel=r"$\lambda$", ylabel="density", yscale="log", title=title)
+    ax.set_ylim(bottom=1e-4)
+    ax.legend()
+    return ax.figure
+
+
+def plot_sharpness(trace, ax=None, title: str = "sharpness during gradient descent"):
+    """Loss (left) and sharpness ``lambda_max(H)`` with the ``2/eta`` line (right) of a
+    :class:`~spectral_lab.hessian.SharpnessTrace`."""
+    if ax is None:
+        fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax = np.atleast_1d(ax)
+    ax[0].plot(np.asarray(trace.steps), np.asarray(trace.loss))
+    ax[0].set(xlabel="step", ylabel="loss", yscale="log", title="training loss")
+    ax[1].plot(
+        np.asarray(trace.sharpness_steps),
+        np.asarray(trace.sharpness),
+        "o-",
+        ms=3,
+        label=r"$\lambda_{\max}(H)$",
+    )
+    ax[1].axhline(2 / trace.lr, color="C3", ls="--", label=r"$2/\eta$")
+    ax[1].set(xlabel="step", ylabel="sharpness", title=title)
+    ax[1].legend()
+    ax[0].figure.tight_layout()
+    return ax[0].figure
+
+
 # --------------------------------------------------------------------------- stability (chapter 05)
 _OPERATOR_NAMES = {
     "input_jacobian": r"$J_f$",

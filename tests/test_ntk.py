@@ -156,3 +156,24 @@ def test_errors(mlp):
         linearized_residuals(torch.eye(3, dtype=D), torch.ones(4, dtype=D), 0.1, 3)
     with pytest.raises(ValueError, match="output's shape"):
         gd_residuals(mlp, x, torch.zeros(3, 1, dtype=D), 0.1, 2)
+
+
+def test_auto_switches_to_ntvp_under_a_tiny_memory_budget(mlp):
+    x = torch.randn(4, 4, dtype=D)
+    torch.testing.assert_close(
+        ntk_gram(mlp, x, method="auto", memory_budget=1), ntk_gram(mlp, x, method="jacobian")
+    )
+
+
+def test_contraction_bound_of_linearised_gd():
+    """||r_k|| <= max_i |1 - eta lambda_i|^k ||r_0||; fails for a kernel with a wrong scale."""
+    m, x, y = spec66_setup()
+    K = block_to_matrix(ntk_gram(m, x, kind="block"))
+    lam = torch.linalg.eigvalsh(K)
+    eta = 1.5 / float(lam[-1])
+    r = gd_residuals(m, x, y, eta, 30, linearized=True)
+    rate = float((1 - eta * lam).abs().max())
+    k = torch.arange(31, dtype=D)
+    assert (r.norm(dim=1) <= rate**k * r[0].norm() * (1 + 1e-9)).all()
+    wrong = float((1 - eta * lam[-1]).abs())  # the top mode's rate alone: too optimistic
+    assert not (r.norm(dim=1)[1:] <= wrong ** k[1:] * r[0].norm()).all()
