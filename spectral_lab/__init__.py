@@ -36,6 +36,7 @@ from .bounds import (
     sensitivity_bounds,
 )
 from .data import ArrayDataset, DatasetNotFoundError, load_dataset, resolve_root
+from .diagnose import StabilityReport, diagnose
 from .experiments import (
     PAPER_REPORTED,
     StudyConfig,
@@ -62,8 +63,42 @@ from .geometry import (
     power_law_spectrum,
     top_radial,
 )
-from .jacobians import input_jacobian
+from .hessian import (
+    SharpnessTrace,
+    dense_hessian,
+    gd_quadratic,
+    gd_with_sharpness,
+    gnvp,
+    half_mse,
+    hessian_density,
+    hessian_eigs,
+    hessian_operator,
+    hessian_trace,
+    hvp,
+)
+from .jacobians import input_jacobian, parameter_jacobian, parameter_jvp, parameter_vjp
+from .linalg import (
+    EigResult,
+    LinearOperator,
+    SpectralDensity,
+    TraceResult,
+    hutchinson,
+    hutchpp,
+    lanczos,
+    power_iteration,
+    spectral_density,
+)
 from .models import MLP, ConvResNet, ResidualBlock, ResidualMLP, SmallCNN, build_model
+from .ntk import (
+    block_to_matrix,
+    gd_residuals,
+    label_noise_filter,
+    label_noise_response,
+    linearized_residuals,
+    ntk_eigs,
+    ntk_gram,
+    ntk_operator,
+)
 from .operators import OperatorProduct, activation_derivative, operator_product
 from .regularizers import (
     apply_spectral_norm,
@@ -82,6 +117,23 @@ from .spectra import (
     spectral_entropy,
     spectral_summary,
     stable_rank,
+)
+from .stability import (
+    ConsequenceCheck,
+    StabilityIndex,
+    StabilityProfile,
+    attribution_change_bound,
+    forward_sensitivity_bound,
+    measure_attribution_change,
+    measure_forward_sensitivity,
+    measure_max_stable_lr,
+    measure_parameter_sensitivity,
+    ntk_condition_bound,
+    parameter_sensitivity_bound,
+    stability_index,
+    stability_profile,
+    stable_step_size,
+    verify_consequences,
 )
 from .training import History, evaluate, load_checkpoint, save_checkpoint, train
 
@@ -171,4 +223,54 @@ __all__ = [
     "spectral_entropy",
     "spectral_summary",
     "stable_rank",
+    # issue 4: linalg, parameter Jacobians, NTK, Hessian
+    "SharpnessTrace",
+    "dense_hessian",
+    "gd_quadratic",
+    "gd_with_sharpness",
+    "gnvp",
+    "half_mse",
+    "hessian_density",
+    "hessian_eigs",
+    "hessian_operator",
+    "hessian_trace",
+    "hvp",
+    "parameter_jacobian",
+    "parameter_jvp",
+    "parameter_vjp",
+    "EigResult",
+    "LinearOperator",
+    "SpectralDensity",
+    "TraceResult",
+    "hutchinson",
+    "hutchpp",
+    "lanczos",
+    "power_iteration",
+    "spectral_density",
+    "block_to_matrix",
+    "gd_residuals",
+    "label_noise_filter",
+    "label_noise_response",
+    "linearized_residuals",
+    "ntk_eigs",
+    "ntk_gram",
+    "ntk_operator",
+    # issue 5: stability profile, index, bounds, diagnose
+    "StabilityIndex",
+    "StabilityProfile",
+    "StabilityReport",
+    "attribution_change_bound",
+    "diagnose",
+    "forward_sensitivity_bound",
+    "measure_attribution_change",
+    "measure_forward_sensitivity",
+    "measure_max_stable_lr",
+    "measure_parameter_sensitivity",
+    "ntk_condition_bound",
+    "parameter_sensitivity_bound",
+    "stability_index",
+    "stability_profile",
+    "stable_step_size",
+    "verify_consequences",
+    "ConsequenceCheck",
 ]

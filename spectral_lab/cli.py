@@ -5,6 +5,7 @@ spectral-lab book [--out DIR]     execute every chapter, write an HTML book
 spectral-lab sync CHAPTER.py ...  re-execute chapters and rewrite their paired .ipynb
 spectral-lab reproduce --dataset {digits,mnist,cifar10,cifar100} [--quick]
                                   standard vs spectrally regularised models (chapter 07)
+spectral-lab diagnose CKPT|--model NAME --data NAME   stability report (JSON + PNG)
 """
 
 from __future__ import annotations
@@ -115,6 +116,101 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_value(text: str):
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    import math
+
+    import matplotlib.pyplot as plt
+    import torch
+
+    from .data import load_dataset
+    from .diagnose import diagnose
+    from .models import build_model
+    from .training import load_checkpoint
+
+    if (args.checkpoint is None) == (args.model is None):
+        raise ValueError("give either a checkpoint file or --model NAME (not both, not neither)")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.checkpoint is not None:
+        if args.model_arg:
+            raise ValueError("--model-arg applies to --model only; a checkpoint knows its model")
+        model, info = load_checkpoint(args.checkpoint, map_location=device)
+        spec = info["model"]
+        data_name = args.data or info.get("dataset") or "digits"
+        name = f"{spec['name']} ({Path(args.checkpoint).name})"
+        stem = Path(args.checkpoint).with_suffix("")
+        stem = stem.with_name(stem.name + ".stability")
+    else:
+        spec = None
+        data_name = args.data or "digits"
+        name = f"{args.model} (untrained, seed {args.seed})"
+        stem = Path(f"stability_{args.model}_{data_name}")
+    ds = load_dataset(data_name, split=args.split, seed=args.seed)
+    if args.checkpoint is None:
+        kwargs = {}
+        for item in args.model_arg:
+            if "=" not in item:
+                raise ValueError(f"--model-arg takes KEY=VALUE, got {item!r}")
+            k, v = item.split("=", 1)
+            kwargs[k.strip()] = _parse_value(v.strip())
+        torch.manual_seed(args.seed)
+        if ds.num_classes is None:
+            raise ValueError(f"data set {data_name!r} has no classes; diagnose needs a classifier")
+        model = build_model(args.model, ds.input_shape, ds.num_classes, **kwargs).to(device).eval()
+    else:
+        want = tuple(spec["input_shape"])
+        if math.prod(want) != math.prod(ds.input_shape) or (
+            spec["name"] not in ("mlp", "resmlp") and want != tuple(ds.input_shape)
+        ):
+            raise ValueError(
+                f"checkpoint {args.checkpoint} expects inputs of shape {want} but data set "
+                f"{data_name!r} has {tuple(ds.input_shape)}; pass the --data it was trained on"
+            )
+        if ds.num_classes is not None and spec["num_classes"] != ds.num_classes:
+            raise ValueError(
+                f"checkpoint {args.checkpoint} has {spec['num_classes']} outputs but data set "
+                f"{data_name!r} has {ds.num_classes} classes; pass the --data it was trained on"
+            )
+    if args.out is not None:
+        stem = Path(args.out)
+        if stem.suffix in (".json", ".png"):
+            stem = stem.with_suffix("")
+    report = diagnose(
+        model,
+        ds,
+        q=args.q,
+        robust_q=args.robust_q,
+        loss=args.loss,
+        max_samples=args.samples,
+        ntk_samples=args.ntk_samples,
+        hessian_samples=args.hessian_samples,
+        lanczos_steps=args.lanczos_steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=not args.no_progress,
+        name=name,
+        data_name=f"{data_name} ({args.split})",
+    )
+    json_path = stem.with_name(stem.name + ".json")
+    png_path = stem.with_name(stem.name + ".png")
+    report.to_json(json_path)
+    plt.switch_backend("Agg")
+    fig = report.plot()
+    fig.savefig(png_path, bbox_inches="tight")
+    plt.close(fig)
+    print(report.summary())
+    print(f"wrote {json_path} and {png_path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spectral-lab",
@@ -152,7 +248,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true", help="accept re-packed CIFAR files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_reproduce)
-    # later subcommands register here (diagnose)
+    p = sub.add_parser(
+        "diagnose",
+        help="stability report of a checkpoint or a reference model on a data set (JSON + PNG)",
+        description="Matrix Stability Profile, Global Matrix Stability Index and its bounds for a "
+        "checkpoint written by spectral_lab.save_checkpoint (loaded weights-only) or a named "
+        "reference model at initialisation. Writes STEM.json and STEM.png side by side.",
+    )
+    p.add_argument(
+        "checkpoint", nargs="?", help="checkpoint file from spectral_lab.save_checkpoint"
+    )
+    p.add_argument(
+        "--model", help="reference model instead of a checkpoint: mlp, cnn, resmlp, resnet"
+    )
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="option of --model, e.g. width=64 (repeatable)")  # fmt: skip
+    p.add_argument("--data", help="data set name (default: the checkpoint's, else digits)")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--samples", type=int, default=512, help="samples for per-sample statistics")
+    p.add_argument("--ntk-samples", type=int, default=128, help="samples in the NTK Gram")
+    p.add_argument("--hessian-samples", type=int, default=512, help="samples in the loss Hessian")
+    p.add_argument("--lanczos-steps", type=int, default=20, help="Hessian-vector products")
+    p.add_argument("--q", type=float, default=1.0, help="quantile of the main index (1 = sup)")
+    p.add_argument("--robust-q", type=float, default=0.95, help="quantile of the robust index")
+    p.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse"])
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--out", default=None,
+                   help="output stem: writes STEM.json and STEM.png (default: next to the "
+                   "checkpoint, or ./stability_MODEL_DATA)")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_diagnose)
     return parser
 
 

@@ -420,3 +420,107 @@ def study_explorer(sweep: dict):
         ),
         scale=w.Dropdown(options=scales, value=scales[len(scales) // 2], description="noise s"),
     )
+
+
+# --- chapters 03-04 (issue 4) ------------------------------------------------------------------
+
+
+def ntk_explorer(x, y, steps: int = 200, lr_factor: float = 0.5, seed: int = 0):
+    """Width, depth and activation of an MLP -> its block-NTK spectrum, and the training residual
+    predicted by ``(I - eta K~)^k r_0`` against actual gradient descent (``eta = lr_factor /
+    lambda_max``). ``x`` (N, d) and ``y`` (N, C) float64; keep ``N`` small (tens)."""
+    import ipywidgets as w
+    import torch
+
+    from .models import MLP
+    from .ntk import block_to_matrix, gd_residuals, linearized_residuals, ntk_gram
+    from .plots import plot_eigenvalues, plot_residuals
+
+    def draw(width: int = 256, depth: int = 2, activation: str = "tanh"):
+        torch.manual_seed(seed)
+        model = MLP(x.shape[1], y.shape[1], width=width, depth=depth, activation=activation)
+        model = model.to(x)
+        K = block_to_matrix(ntk_gram(model, x, kind="block"))
+        lam = torch.linalg.eigvalsh(K)
+        eta = lr_factor / float(lam[-1])
+        actual = gd_residuals(model, x, y, eta, steps)
+        pred = linearized_residuals(K, actual[0], eta, steps)
+        fig, (a0, a1) = plt.subplots(1, 2, figsize=(9, 3.3))
+        plot_eigenvalues([lam.clamp_min(1e-12).cpu()], ax=a0, title=f"NTK spectrum, width {width}")
+        plot_residuals(pred.cpu(), actual.cpu(), ax=a1, title="linearised prediction vs GD")
+        fig.tight_layout()
+        return fig
+
+    return explorer(
+        draw,
+        width=w.SelectionSlider(
+            options=[8, 16, 32, 64, 128, 256, 512, 1024], value=256, description="width"
+        ),
+        depth=w.IntSlider(2, 2, 5, 1, description="depth"),
+        activation=w.Dropdown(
+            options=["tanh", "relu", "gelu", "identity"], value="tanh", description="activation"
+        ),
+    )
+
+
+def step_size_explorer(model, loss_fn, data, lam_max: float, steps: int = 60):
+    """A learning-rate slider (in units of ``2 / lambda_max``): gradient descent on the network
+    (a copy; ``model`` is not changed) and on a quadratic with the same ``lambda_max``."""
+    import ipywidgets as w
+    import torch
+
+    from .hessian import gd_losses, gd_quadratic
+
+    H = torch.diag(torch.tensor([lam_max, 0.3 * lam_max, 0.05 * lam_max], dtype=torch.float64))
+    x0 = torch.ones(3, dtype=torch.float64)
+
+    def draw(lr_over_critical: float = 0.9):
+        eta = lr_over_critical * 2 / lam_max
+        fig, (a0, a1) = plt.subplots(1, 2, figsize=(9, 3.2))
+        a0.plot(gd_quadratic(H, x0, eta, steps).numpy())
+        a0.set(
+            yscale="log", xlabel="step", ylabel="loss", title="quadratic, same $\\lambda_{\\max}$"
+        )
+        a1.plot(gd_losses(model, loss_fn, data, eta, steps).numpy())
+        a1.set(yscale="log", xlabel="step", ylabel="loss", title="network")
+        stable = "stable" if lr_over_critical < 1 else "unstable"
+        fig.suptitle(
+            f"$\\eta$ = {lr_over_critical:.2f} x 2/$\\lambda_{{\\max}}$ ({stable} on the quadratic)"
+        )
+        fig.tight_layout()
+        return fig
+
+    return explorer(
+        draw,
+        lr_over_critical=w.FloatSlider(
+            value=0.9, min=0.1, max=1.5, step=0.05, description="η·λmax/2"
+        ),
+    )
+
+
+def stability_explorer(profile, key: str = "jac_top"):
+    """Chapter 05: slide the quantile level ``q`` and switch ``max``/``geomean`` aggregation; see
+    the index terms move and where ``Q_q`` falls in the per-sample histogram (no recomputation)."""
+    import ipywidgets as w
+
+    from .plots import plot_index_terms, plot_profile_samples
+    from .stability import stability_index
+
+    sup = stability_index(profile)
+
+    def draw(q: float = 1.0, agg: str = "max"):
+        fig, (a0, a1) = plt.subplots(1, 2, figsize=(9.5, 3.2))
+        idx = stability_index(profile.with_q(q), agg=agg)
+        plot_index_terms(sup if agg == "max" else stability_index(profile, agg=agg), idx, ax=a0)
+        plot_profile_samples(profile, key, q=q, ax=a1)
+        a0.set_title(
+            rf"$\Gamma$(sup) = {sup.value:.3g},  $\Gamma$(q={q:g}, {agg}) = {idx.value:.3g}"
+        )
+        fig.tight_layout()
+        return fig
+
+    return explorer(
+        draw,
+        q=w.FloatSlider(1.0, min=0.5, max=1.0, step=0.01, description="quantile q"),
+        agg=w.Dropdown(options=["max", "geomean"], value="max", description="aggregate"),
+    )

@@ -1,0 +1,412 @@
+"""The empirical Neural Tangent Kernel, its spectrum, and linearised training dynamics.
+
+Spec 3.3: the scalar NTK ``K(x_i, x_j) = <J_theta(x_i), J_theta(x_j)>_F = tr(J_i J_j^T)`` (n x n)
+and the block NTK ``K~_ij = J_i J_j^T`` (C x C blocks, an nC x nC matrix once flattened with
+:func:`block_to_matrix`); ``K_ij = tr K~_ij``. The dynamics of spec 6.6 (loss
+``1/2 sum_i ||f(x_i) - y_i||^2``, residual ``r = f(X) - Y``) are governed by ``K~``.
+
+Every function evaluates the model in eval mode (dropout off, batch-norm on running statistics)
+and restores its mode afterwards.
+
+Example:
+    >>> from spectral_lab import MLP
+    >>> m = MLP(4, 2, width=16, depth=2)
+    >>> K = ntk_gram(m, torch.randn(6, 4))
+    >>> K.shape, bool(torch.allclose(K, K.T))
+    (torch.Size([6, 6]), True)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from . import _func
+from ._checks import check_logits, check_tensor
+from .jacobians import parameter_jacobian
+from .linalg import EigResult, LinearOperator, lanczos
+
+__all__ = [
+    "block_to_matrix",
+    "gd_residuals",
+    "label_noise_filter",
+    "label_noise_response",
+    "linearized_residuals",
+    "ntk_eigs",
+    "ntk_gram",
+    "ntk_operator",
+]
+
+_METHODS = ("auto", "jacobian", "ntvp")
+_KINDS = ("scalar", "block")
+
+
+def _setup(model: nn.Module, x: torch.Tensor, name: str = "x"):
+    params = _func.trainable(model)
+    x = check_tensor(x, name, min_dim=2)
+    p0 = next(iter(params.values()))
+    if x.dtype != p0.dtype or x.device != p0.device:
+        raise TypeError(
+            f"{name} has dtype {x.dtype} on {x.device} but the model's parameters are {p0.dtype} "
+            f"on {p0.device}; move one of them, e.g. {name}.to(next(model.parameters()))"
+        )
+    return params
+
+
+def _num_outputs(model: nn.Module, x: torch.Tensor) -> int:
+    with torch.no_grad(), _func.eval_mode(model):
+        return check_logits(model(x[:1])).shape[1]
+
+
+def block_to_matrix(K: torch.Tensor) -> torch.Tensor:
+    """Flatten block NTK ``(N1, N2, C, C)`` to the ``(N1 C, N2 C)`` matrix, index ``n C + c``."""
+    if K.dim() != 4:
+        raise ValueError(f"K must be a block NTK of shape (N1, N2, C, C), got {tuple(K.shape)}")
+    n1, n2, c, d = K.shape
+    return K.permute(0, 2, 1, 3).reshape(n1 * c, n2 * d)
+
+
+def _gram_jacobian(model, x1, x2, kind, chunk_size):
+    J1 = parameter_jacobian(model, x1, chunk_size)
+    J2 = J1 if x2 is None else parameter_jacobian(model, x2, chunk_size)
+    if kind == "scalar":
+        return torch.einsum("ncp,mcp->nm", J1, J2)
+    return torch.einsum("ncp,mdp->nmcd", J1, J2)
+
+
+def _gram_ntvp(model, x1, x2, kind, chunk_size):
+    params = _func.trainable(model)
+    x2 = x1 if x2 is None else x2
+    n2 = len(x2)
+    C = _num_outputs(model, x1)
+    with _func.eval_mode(model):
+        f = _func.functional(model)
+
+        def column(xm, e):
+            # one row of J(x_m): J(x_m)^T e (a VJP), then J(X1) times it (a JVP): K~[:, m][..., d]
+            _, vjp_fn = torch.func.vjp(lambda p: f(p, xm[None])[0], params)
+            (t,) = vjp_fn(e)
+            _, jv = torch.func.jvp(lambda p: f(p, x1), (params,), (t,))
+            return jv
+
+        xs = x2.repeat_interleave(C, 0)
+        E = torch.eye(C, dtype=x1.dtype, device=x1.device).repeat(n2, 1)
+        cols = torch.func.vmap(column, chunk_size=chunk_size or 16)(xs, E)  # (N2 C, N1, C)
+    K = cols.reshape(n2, C, len(x1), C).permute(2, 0, 3, 1).detach()  # (N1, N2, c, d)
+    if kind == "scalar":
+        return torch.diagonal(K, dim1=2, dim2=3).sum(-1)
+    return K
+
+
+def ntk_gram(
+    model: nn.Module,
+    x1: torch.Tensor,
+    x2: torch.Tensor | None = None,
+    method: str = "auto",
+    kind: str = "scalar",
+    chunk_size: int | None = None,
+    memory_budget: float = 2**30,
+) -> torch.Tensor:
+    """Empirical NTK Gram between ``x1`` and ``x2`` (default ``x2 = x1``).
+
+    ``kind="scalar"``: ``K[i, j] = tr(J(x1_i) J(x2_j)^T)``, shape ``(N1, N2)`` (spec 3.3, the
+    reported default). ``kind="block"``: ``K[i, j] = J(x1_i) J(x2_j)^T``, shape ``(N1, N2, C, C)``.
+
+    Methods (after the torch.func NTK recipes):
+
+    * ``"jacobian"`` -- per-sample parameter Jacobians, then a contraction. Cost ``(N1+N2) C``
+      backward passes plus ``N1 N2 C p`` (scalar) or ``N1 N2 C^2 p`` (block) flops; memory
+      ``(N1+N2) C p`` numbers. Best when the forward pass is expensive relative to ``p`` (CNNs).
+    * ``"ntvp"`` -- NTK-vector products: for each (sample, output) of ``x2`` one VJP gives a row
+      of ``J(x2)``, one JVP over ``x1`` gives a column of the Gram. Never holds the Jacobians:
+      memory ``O(chunk (p + N1 activations))``, cost ``N2 C`` VJP+JVP pairs over ``x1``.
+    * ``"auto"`` -- ``"jacobian"`` when its Jacobians fit in ``memory_budget`` bytes (default
+      1 GiB), else ``"ntvp"`` (a choice, not from the paper).
+
+    ``chunk_size`` bounds the samples (jacobian) or columns (ntvp, default 16) done at once.
+
+    Example:
+        >>> from spectral_lab import MLP
+        >>> ntk_gram(MLP(4, 3, width=8, depth=2), torch.randn(5, 4), kind="block").shape
+        torch.Size([5, 5, 3, 3])
+    """
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    params = _setup(model, x1, "x1")
+    if x2 is not None:
+        _setup(model, x2, "x2")
+        if x2.shape[1:] != x1.shape[1:]:
+            raise ValueError(
+                f"x1 and x2 must have the same per-sample shape, got {tuple(x1.shape[1:])} "
+                f"and {tuple(x2.shape[1:])}"
+            )
+    if method == "auto":
+        p = _func.num_params(params)
+        C = _num_outputs(model, x1)
+        n = len(x1) + (0 if x2 is None else len(x2))
+        need = n * C * p * x1.element_size()
+        method = "jacobian" if need <= memory_budget else "ntvp"
+    if method == "jacobian":
+        return _gram_jacobian(model, x1, x2, kind, chunk_size)
+    return _gram_ntvp(model, x1, x2, kind, chunk_size)
+
+
+def ntk_operator(
+    model: nn.Module, x: torch.Tensor, kind: str = "scalar", chunk_size: int | None = None
+) -> LinearOperator:
+    """The NTK on ``x`` as a matrix-free :class:`~spectral_lab.linalg.LinearOperator`.
+
+    ``kind="block"``: ``v in R^{N C} -> K~ v = J (J^T v)``, one VJP plus one JVP over the data.
+    ``kind="scalar"``: ``v in R^N -> K v = sum_c J_c (J_c^T v)``, ``C`` VJP+JVP pairs (vmapped).
+    Samples are processed ``chunk_size`` at a time (default all), so memory is
+    ``O(C p + chunk activations)`` and no Gram or Jacobian is ever stored.
+
+    Example:
+        >>> from spectral_lab import MLP
+        >>> op = ntk_operator(MLP(4, 2, width=8, depth=2), torch.randn(6, 4))
+        >>> (op @ torch.ones(6)).shape
+        torch.Size([6])
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    params = _setup(model, x)
+    n = len(x)
+    C = _num_outputs(model, x)
+    chunk = n if chunk_size is None else int(chunk_size)
+    if chunk < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    f = _func.functional(model)
+    zeros = {k: torch.zeros_like(p) for k, p in params.items()}
+
+    def JT(U):  # (N, C) -> tangent dict, sum over chunks
+        acc = zeros
+        for i in range(0, n, chunk):
+            _, vjp_fn = torch.func.vjp(lambda p, xb=x[i : i + chunk]: f(p, xb), params)
+            (g,) = vjp_fn(U[i : i + chunk])
+            acc = {k: acc[k] + g[k] for k in acc}
+        return acc
+
+    def J(t):  # tangent dict -> (N, C)
+        outs = [
+            torch.func.jvp(lambda p, xb=x[i : i + chunk]: f(p, xb), (params,), (t,))[1]
+            for i in range(0, n, chunk)
+        ]
+        return torch.cat(outs)
+
+    eye = torch.eye(C, dtype=x.dtype, device=x.device)
+
+    def block_mv(v):
+        return J(JT(v.reshape(n, C))).reshape(-1)
+
+    def scalar_mv(v):
+        def per_class(e):
+            return J(JT(v[:, None] * e[None, :])) @ e
+
+        return torch.func.vmap(per_class)(eye).sum(0)
+
+    mv = block_mv if kind == "block" else scalar_mv
+
+    def run(fn):
+        def wrapped(v):
+            with _func.eval_mode(model):
+                return fn(v).detach()
+
+        return wrapped
+
+    return LinearOperator(
+        run(mv),
+        n * C if kind == "block" else n,
+        x.dtype,
+        x.device,
+        matmat=run(lambda V: torch.func.vmap(mv, in_dims=1, out_dims=1)(V)),
+        name=f"NTK({kind}, N={n}, C={C})",
+    )
+
+
+def ntk_eigs(
+    model: nn.Module,
+    x: torch.Tensor,
+    k: int = 10,
+    kind: str = "scalar",
+    method: str = "auto",
+    chunk_size: int | None = None,
+    tol: float = 1e-8,
+    max_iter: int | None = None,
+    seed: int = 0,
+    max_dense: int = 4096,
+) -> EigResult:
+    """Top-``k`` eigenvalues (and eigenvectors) of the NTK on ``x``.
+
+    ``method="dense"`` forms the Gram (:func:`ntk_gram`) and calls ``torch.linalg.eigh``
+    (``O((NC)^3)``); ``"lanczos"`` runs :func:`~spectral_lab.linalg.lanczos` on
+    :func:`ntk_operator`, never forming the Gram (memory ``O(m N C + C p)``, ``m`` Lanczos
+    steps); ``"auto"`` is dense when the matrix side is at most ``max_dense`` (a choice, not from
+    the paper). Eigenvalues are returned largest first.
+
+    Example:
+        >>> from spectral_lab import MLP
+        >>> r = ntk_eigs(MLP(4, 2, width=8, depth=2), torch.randn(6, 4), k=2)
+        >>> r.eigenvalues.shape
+        torch.Size([2])
+    """
+    if method not in ("auto", "dense", "lanczos"):
+        raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}")
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    _setup(model, x)
+    C = _num_outputs(model, x)
+    size = len(x) * (C if kind == "block" else 1)
+    if not isinstance(k, int) or k < 1 or k > size:
+        raise ValueError(f"k must be an int in [1, {size}] (the NTK's size), got {k!r}")
+    if method == "auto":
+        method = "dense" if size <= max_dense else "lanczos"
+    if method == "lanczos":
+        return lanczos(
+            ntk_operator(model, x, kind, chunk_size), k, tol=tol, max_iter=max_iter, seed=seed
+        )
+    K = ntk_gram(model, x, kind=kind, chunk_size=chunk_size)
+    if kind == "block":
+        K = block_to_matrix(K)
+    w, U = torch.linalg.eigh(K)
+    w, U = w.flip(0)[:k], U.flip(1)[:, :k]
+    res = (K @ U - U * w).norm(dim=0).double().cpu()
+    return EigResult(
+        eigenvalues=w,
+        eigenvectors=U,
+        residuals=res,
+        matvecs=0,
+        converged=True,
+        method="dense",
+        history=w.double().cpu()[None],
+        history_matvecs=torch.zeros(1, dtype=torch.long),
+    )
+
+
+# --- linearised dynamics (spec 6.6) ------------------------------------------------------------
+
+
+def _sym(K: torch.Tensor, name: str = "K") -> torch.Tensor:
+    K = check_tensor(K, name, min_dim=2)
+    if K.dim() == 4:
+        K = block_to_matrix(K)
+    if K.dim() != 2 or K.shape[0] != K.shape[1]:
+        raise ValueError(f"{name} must be a square (n, n) kernel matrix, got {tuple(K.shape)}")
+    return K
+
+
+def _check_lr_steps(lr: float, steps: int) -> None:
+    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+
+
+def linearized_residuals(K: torch.Tensor, r0: torch.Tensor, lr: float, steps: int) -> torch.Tensor:
+    """Predicted residuals ``r_k = (I - eta K~)^k r_0`` for ``k = 0..steps``: ``(steps+1, n)``.
+
+    Gradient descent with step ``eta`` on ``1/2 sum ||f_lin(x_i) - y_i||^2`` for the linearised model
+    (spec 6.6). Computed in the eigenbasis ``K~ = U diag(lambda) U^T``:
+    ``r_k = U diag((1 - eta lambda)^k) U^T r_0``; it converges iff ``eta < 2 / lambda_max`` (on the
+    range of ``K~``). ``K`` is ``(n, n)`` (scalar NTK, or flattened block NTK) or block
+    ``(N, N, C, C)``; ``r0`` is flat ``(n,)`` in the same ordering. Cost: one ``eigh``.
+
+    Example:
+        >>> linearized_residuals(torch.eye(2), torch.ones(2), 0.5, 2)[-1]
+        tensor([0.2500, 0.2500])
+    """
+    K = _sym(K)
+    _check_lr_steps(lr, steps)
+    r0 = check_tensor(r0, "r0").reshape(-1).to(K)
+    if r0.shape[0] != K.shape[0]:
+        raise ValueError(
+            f"r0 has {r0.shape[0]} entries but K is {tuple(K.shape)}; flatten to match"
+        )
+    lam, U = torch.linalg.eigh(K)
+    c = U.T @ r0
+    k = torch.arange(steps + 1, dtype=K.dtype, device=K.device)[:, None]
+    return ((1 - lr * lam)[None] ** k * c[None]) @ U.T
+
+
+def label_noise_filter(eigenvalues: torch.Tensor, lr: float, steps: int) -> torch.Tensor:
+    """Fraction ``1 - (1 - eta lambda_i)^k`` of label noise along eigen-direction ``i`` fitted after
+    ``k = steps`` steps (spec 6.6): large-eigenvalue directions are fitted first.
+
+    Example:
+        >>> label_noise_filter(torch.tensor([1.0, 0.01]), 0.5, 10)
+        tensor([0.9990, 0.0489])
+    """
+    _check_lr_steps(lr, steps)
+    lam = torch.as_tensor(eigenvalues)
+    return 1 - (1 - lr * lam) ** steps
+
+
+def label_noise_response(K: torch.Tensor, dy: torch.Tensor, lr: float, steps: int) -> torch.Tensor:
+    """Change of the training-set fit after ``k = steps`` steps when labels move by ``dy``:
+    ``Delta f_k = (I - (I - eta K~)^k) dy`` (spec 6.6); ``||Delta f_k|| <= min(1, k eta
+    lambda_max) ||dy||`` for ``eta <= 1/lambda_max``. Shape ``(n,)``.
+
+    Example:
+        >>> label_noise_response(torch.eye(2), torch.ones(2), 0.5, 1)
+        tensor([0.5000, 0.5000])
+    """
+    K = _sym(K)
+    dy = check_tensor(dy, "dy").reshape(-1).to(K)
+    return dy - linearized_residuals(K, dy, lr, steps)[-1]
+
+
+def gd_residuals(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lr: float,
+    steps: int,
+    linearized: bool = False,
+) -> torch.Tensor:
+    """Residuals ``r_k = f_k(X) - Y`` (flattened, ``(steps+1, N C)``) of full-batch gradient descent
+    on ``1/2 sum_i ||f(x_i) - y_i||^2``, without modifying ``model`` (its parameters are copied).
+
+    ``linearized=False`` trains the network itself; ``linearized=True`` trains its linearisation
+    ``f_lin(x; theta) = f(x; theta_0) + J_theta(x)(theta - theta_0)`` (spec 6.6), whose residuals
+    equal :func:`linearized_residuals` of the block NTK exactly. Stops early (rows filled with
+    ``inf``) if the residual overflows. Cost per step: one VJP and one forward (or JVP) pass.
+
+    Example:
+        >>> from spectral_lab import MLP
+        >>> m = MLP(3, 1, width=8, depth=2)
+        >>> gd_residuals(m, torch.randn(4, 3), torch.zeros(4, 1), 0.01, 5).shape
+        torch.Size([6, 4])
+    """
+    params = _setup(model, x)
+    _check_lr_steps(lr, steps)
+    y = check_tensor(y, "y").to(x)
+    with _func.eval_mode(model):
+        f = _func.functional(model)
+        out0, vjp0 = torch.func.vjp(lambda p: check_logits(f(p, x)), params)
+        if y.shape != out0.shape:
+            raise ValueError(
+                f"y must have the model output's shape {tuple(out0.shape)}, got {tuple(y.shape)}"
+            )
+        theta = {k: p.clone() for k, p in params.items()}
+        rows = [(out0 - y).reshape(-1)]
+        for _ in range(steps):
+            r = rows[-1].reshape(out0.shape)
+            if linearized:
+                (g,) = vjp0(r)
+                theta = {k: theta[k] - lr * g[k] for k in theta}
+                delta = {k: theta[k] - params[k] for k in theta}
+                _, jd = torch.func.jvp(lambda p: f(p, x), (params,), (delta,))
+                out = out0 + jd
+            else:
+                _, vjp_fn = torch.func.vjp(lambda p: f(p, x), theta)
+                (g,) = vjp_fn(r)
+                theta = {k: theta[k] - lr * g[k] for k in theta}
+                out = f(theta, x)
+            rows.append((out - y).reshape(-1).detach())
+            if not torch.isfinite(rows[-1]).all():
+                rows += [torch.full_like(rows[-1], math.inf)] * (steps + 1 - len(rows))
+                break
+    return torch.stack(rows).detach()

@@ -1,0 +1,181 @@
+"""diagnose() / StabilityReport and the ``spectral-lab diagnose`` command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import matplotlib
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import spectral_lab as sl
+from spectral_lab import cli
+from spectral_lab.stability import (
+    forward_sensitivity_bound,
+    stability_index,
+    stable_step_size,
+)
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def report_and_data():
+    torch.manual_seed(0)
+    model = sl.MLP(6, 3, width=10, depth=3, activation="tanh").double()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (40,), generator=g)
+    rep = sl.diagnose(model, (x, y), max_samples=32, ntk_samples=16, hessian_samples=32,
+                      lanczos_steps=30, progress=False, name="tiny", data_name="random")  # fmt: skip
+    return model, x, y, rep
+
+
+def test_report_contents_agree_with_the_bound_functions(report_and_data):
+    model, x, y, rep = report_and_data
+    p, i = rep.profile, rep.index
+    assert p.n == 32 and p.n_ntk == 16 and p.n_hess == 32
+    assert i.q == 1.0 and rep.robust_index.q == 0.95 and rep.robust_index.value <= i.value
+    assert i.value == stability_index(p).value
+    b = rep.bounds
+    assert b["forward_gain"] == forward_sensitivity_bound(i, 1.0)
+    assert b["forward_gain_operator"] == p.jac_top
+    assert b["stable_lr"] == stable_step_size(i) and b["stable_lr"] <= b["stable_lr_operator"]
+    assert b["ntk_condition"] <= b["ntk_condition_bound"]
+    assert b["attribution_change"] == 2 * i.value
+    assert 0 <= rep.data["accuracy"] <= 1 and rep.data["name"] == "random"
+
+
+def test_report_representations(report_and_data, tmp_path):
+    *_, rep = report_and_data
+    text = str(rep)
+    assert "Global Matrix Stability Index" in text and "tiny" in text and repr(rep) == text
+    html = rep._repr_html_()
+    assert html.startswith("<div") and "&Gamma;" in html and "sets Gamma" in html
+    d = rep.to_dict()
+    assert d["format"] == "spectral_lab.stability_report/1" and "samples" not in d["profile"]
+    path = tmp_path / "r.json"
+    loaded = json.loads(rep.to_json(path))
+    assert json.loads(path.read_text()) == loaded
+    assert len(loaded["profile"]["samples"]["jac_top"]) == 32
+    assert loaded["index"]["value"] == pytest.approx(rep.index.value)
+    fig = rep.plot()
+    assert len(fig.axes) == 3
+    matplotlib.pyplot.close(fig)
+
+
+def test_streaming_over_a_dataloader_matches_tensors(report_and_data):
+    model, x, y, rep = report_and_data
+    loader = DataLoader(TensorDataset(x, y), batch_size=7)
+    rep2 = sl.diagnose(model, loader, max_samples=32, ntk_samples=16, hessian_samples=32,
+                       lanczos_steps=30, progress=False, batch_size=7)  # fmt: skip
+    assert torch.allclose(rep2.profile.samples["jac_top"], rep.profile.samples["jac_top"])
+    assert rep2.index.value == pytest.approx(rep.index.value, rel=1e-8)
+
+
+def test_widget_and_plot_helpers(report_and_data):
+    *_, rep = report_and_data
+    ui = sl.widgets.stability_explorer(rep.profile)
+    for agg in ("max", "geomean"):
+        fig = ui.draw(q=0.9, agg=agg)
+        assert len(fig.axes) == 2
+        matplotlib.pyplot.close(fig)
+    fig = sl.plots.plot_bound_check([1.0, 2.0], [2.0, 2.5], labels=["a", "b"])
+    matplotlib.pyplot.close(fig)
+
+
+# --------------------------------------------------------------------------- CLI
+FAST = ["--samples", "24", "--ntk-samples", "12", "--hessian-samples", "24",
+        "--lanczos-steps", "8", "--no-progress"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    ds = sl.load_dataset("digits", n=200)
+    model = sl.MLP(64, 10, width=16, depth=2)
+    sl.train(model, ds, epochs=1, progress=False)
+    path = tmp_path_factory.mktemp("ckpt") / "digits_mlp.pt"
+    sl.save_checkpoint(path, model, name="mlp", input_shape=ds.input_shape, num_classes=10,
+                       dataset="digits", width=16, depth=2)  # fmt: skip
+    return path
+
+
+def test_cli_diagnose_checkpoint_writes_json_and_png(checkpoint, capsys):
+    assert cli.main(["diagnose", str(checkpoint), *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "Global Matrix Stability Index" in out and "wrote" in out
+    data = json.loads(checkpoint.with_name("digits_mlp.stability.json").read_text())
+    assert data["model"]["num_params"] == 64 * 16 + 16 + 16 * 10 + 10
+    assert data["data"]["name"] == "digits (test)" and data["profile"]["n"] == 24
+    assert checkpoint.with_name("digits_mlp.stability.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_diagnose_named_model(tmp_path, capsys):
+    out = tmp_path / "sub" / "report.json"
+    argv = ["diagnose", "--model", "mlp", "--model-arg", "width=8", "--data", "teacher",
+            "--out", str(out), *FAST]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert (tmp_path / "sub" / "report.json").is_file() and (
+        tmp_path / "sub" / "report.png"
+    ).is_file()
+    assert "mlp (untrained" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["diagnose", "missing.pt"], "does not exist"),
+        (["diagnose", "--model", "mlp", "--data", "imagenet"], "unknown dataset"),
+        (["diagnose", "--model", "transformer"], "unknown model"),
+        (["diagnose"], "either a checkpoint file or --model"),
+        (["diagnose", "--model", "mlp", "--model-arg", "width"], "KEY=VALUE"),
+        (["diagnose", "--model", "mlp", "--q", "0"], "q must be"),
+    ],
+)
+def test_cli_diagnose_bad_input_exits_2(argv, message, capsys):
+    assert cli.main(argv + ["--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_checkpoint_mismatches_exit_2(checkpoint, tmp_path, capsys):
+    # weights that do not fit the model the checkpoint describes
+    ckpt = torch.load(checkpoint, weights_only=True)
+    ckpt["model"]["kwargs"]["width"] = 32
+    bad = tmp_path / "bad.pt"
+    torch.save(ckpt, bad)
+    assert cli.main(["diagnose", str(bad), "--no-progress"]) == 2
+    assert "does not match the model" in capsys.readouterr().err
+    # a data set with other input shapes than the checkpoint was trained on
+    assert cli.main(["diagnose", str(checkpoint), "--data", "teacher", "--no-progress"]) == 2
+    assert "expects inputs of shape" in capsys.readouterr().err
+    # not a checkpoint at all
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    assert cli.main(["diagnose", str(junk), "--no-progress"]) == 2
+    assert "not a readable spectral_lab checkpoint" in capsys.readouterr().err
+
+
+def test_cli_exit_code_in_a_real_process(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "spectral_lab.cli", "diagnose", str(tmp_path / "nope.pt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_diagnose_on_cuda_matches_cpu(report_and_data):
+    model, x, y, rep = report_and_data
+    rep_gpu = sl.diagnose(model.to("cuda"), (x.cuda(), y.cuda()), max_samples=32, ntk_samples=16,
+                          hessian_samples=32, lanczos_steps=30, progress=False)  # fmt: skip
+    model.to("cpu")
+    assert rep_gpu.index.value == pytest.approx(rep.index.value, rel=1e-6)
+    assert rep_gpu.profile.samples["jac_top"].device.type == "cpu"  # kept on the host for plots

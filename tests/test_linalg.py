@@ -1,0 +1,185 @@
+"""Matrix-free solvers against dense torch.linalg.eigh on matrices with known spectra."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from spectral_lab.linalg import (
+    LinearOperator,
+    as_operator,
+    hutchinson,
+    hutchpp,
+    lanczos,
+    power_iteration,
+    spectral_density,
+)
+
+D = torch.float64
+
+
+def with_spectrum(lam: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    U, _ = torch.linalg.qr(torch.randn(len(lam), len(lam), generator=g, dtype=D))
+    return (U * lam) @ U.T
+
+
+SPECTRA = {
+    # a few well-separated outliers on top of a tight cluster (typical of Hessians)
+    "clustered": torch.cat(
+        [
+            torch.tensor([50.0, 30.0, 20.0, 12.0, 8.0], dtype=D),
+            1 + 0.01 * torch.rand(145, dtype=D, generator=torch.Generator().manual_seed(1)),
+        ]
+    ),
+    "power_law": torch.arange(1, 151, dtype=D) ** -1.5 * 100,
+    "indefinite": torch.cat(
+        [torch.linspace(-7, -1, 40, dtype=D), torch.linspace(0.5, 9, 110, dtype=D)]
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SPECTRA))
+def test_lanczos_matches_dense_largest_and_smallest(name):
+    lam = SPECTRA[name]
+    A = with_spectrum(lam)
+    ref = torch.linalg.eigvalsh(A)
+    top = lanczos(A, k=5, tol=1e-10, max_iter=150)
+    assert top.converged
+    torch.testing.assert_close(top.eigenvalues, ref.flip(0)[:5], rtol=1e-6, atol=0)
+    bottom = lanczos(A, k=3, which="SA", tol=1e-10, max_iter=150)
+    assert bottom.converged
+    torch.testing.assert_close(bottom.eigenvalues, ref[:3], rtol=1e-6, atol=1e-12)
+    # Ritz vectors are eigenvectors: ||A u - lambda u|| small
+    U = top.eigenvectors
+    assert ((A @ U - U * top.eigenvalues).norm(dim=0) < 1e-6 * top.eigenvalues.abs()).all()
+    # a deliberately wrong reference would be caught
+    assert not torch.allclose(top.eigenvalues, ref.flip(0)[1:6], rtol=1e-6)
+
+
+def test_lanczos_magnitude_and_reproducible():
+    A = with_spectrum(SPECTRA["indefinite"])
+    r1 = lanczos(A, k=2, which="LM", tol=1e-10, seed=3)
+    r2 = lanczos(A, k=2, which="LM", tol=1e-10, seed=3)
+    ref = torch.linalg.eigvalsh(A)
+    ref = ref[ref.abs().argsort(descending=True)[:2]]
+    torch.testing.assert_close(r1.eigenvalues, ref, rtol=1e-8, atol=0)
+    assert torch.equal(r1.eigenvalues, r2.eigenvalues) and r1.matvecs == r2.matvecs
+
+
+def test_lanczos_fewer_products_than_power_iteration():
+    A = with_spectrum(SPECTRA["power_law"])
+    ref = torch.linalg.eigvalsh(A).flip(0)[:5]
+    la = lanczos(A, k=5, tol=1e-6)
+    pw = power_iteration(A, k=5, tol=1e-6, max_iter=5000)
+    assert la.converged and pw.converged
+    torch.testing.assert_close(pw.eigenvalues, ref, rtol=1e-6, atol=0)
+    assert 3 * la.matvecs < pw.matvecs
+
+
+def test_lanczos_low_rank_restarts_after_invariant_subspace():
+    # rank-3 PSD matrix: the Krylov space becomes invariant after 4 steps
+    g = torch.Generator().manual_seed(0)
+    B = torch.randn(60, 3, generator=g, dtype=D)
+    A = B @ B.T
+    r = lanczos(A, k=5, tol=1e-10)
+    ref = torch.linalg.eigvalsh(A).flip(0)[:5]
+    torch.testing.assert_close(r.eigenvalues, ref, rtol=1e-8, atol=1e-8)
+
+
+def test_callable_operator_counts_products_and_follows_dtype():
+    A = with_spectrum(SPECTRA["clustered"]).float()
+    op = as_operator(lambda v: A @ v, dim=150, dtype=torch.float32)
+    r = lanczos(op, k=1, tol=1e-4)
+    assert op.n_products == r.matvecs
+    assert r.eigenvectors.dtype == torch.float32
+    assert abs(r.eigenvalues[0] - 50) < 1e-3
+    assert "LinearOperator" in repr(op) and "lanczos" in repr(r)
+
+
+def test_history_tracks_products():
+    A = with_spectrum(SPECTRA["power_law"])
+    r = lanczos(A, k=2, tol=1e-10)
+    assert r.history.shape == (len(r.history_matvecs), 2)
+    assert int(r.history_matvecs[-1]) == r.matvecs
+
+
+def test_power_iteration_dense_small():
+    A = torch.diag(torch.tensor([4.0, -2.0, 1.0], dtype=D))
+    r = power_iteration(A, k=2, tol=1e-10)
+    torch.testing.assert_close(r.eigenvalues, torch.tensor([4.0, -2.0], dtype=D))
+
+
+def test_errors():
+    A = torch.eye(4, dtype=D)
+    with pytest.raises(ValueError, match="larger than the operator's dimension"):
+        lanczos(A, k=5)
+    with pytest.raises(ValueError, match="larger than the operator's dimension"):
+        power_iteration(A, k=5)
+    with pytest.raises(ValueError, match="positive int"):
+        lanczos(A, k=0)
+    with pytest.raises(ValueError, match="which must be"):
+        lanczos(A, k=1, which="XX")
+    with pytest.raises(ValueError, match="needs dim="):
+        lanczos(lambda v: v, k=1)
+    with pytest.raises(ValueError, match="square"):
+        lanczos(torch.zeros(3, 4), k=1)
+    with pytest.raises(TypeError, match="floating-point"):
+        lanczos(torch.eye(3, dtype=torch.int64), k=1)
+    with pytest.raises(ValueError, match="num_matvecs"):
+        hutchpp(A, 2)
+    with pytest.raises(ValueError, match="distribution"):
+        hutchinson(A, 4, distribution="cauchy")
+    with pytest.raises(TypeError, match="LinearOperator"):
+        lanczos("not an operator", k=1)
+    with pytest.raises(ValueError, match="dim must be"):
+        LinearOperator(lambda v: v, 0)
+
+
+def test_hutchinson_exact_for_diagonal_with_rademacher():
+    A = torch.diag(torch.arange(1.0, 11.0, dtype=D))
+    assert hutchinson(A, 3).estimate == pytest.approx(55.0)
+
+
+def test_hutchpp_exact_when_sketch_spans_space():
+    A = with_spectrum(SPECTRA["indefinite"][:20])
+    assert hutchpp(A, 63).estimate == pytest.approx(float(torch.trace(A)), rel=1e-10)
+
+
+def test_hutchpp_unbiased_and_lower_variance_than_hutchinson():
+    lam = torch.arange(1, 101, dtype=D) ** -2.0 * 10
+    A = with_spectrum(lam)
+    truth = float(lam.sum())
+    budget, reps = 30, 300
+    h = torch.tensor([hutchinson(A, budget, seed=s).estimate for s in range(reps)])
+    hp = torch.tensor([hutchpp(A, budget, seed=s).estimate for s in range(reps)])
+    for est in (h, hp):  # unbiased: mean within 4 standard errors of the truth
+        assert abs(est.mean() - truth) < 4 * est.std() / math.sqrt(reps)
+    assert hp.var() < 0.2 * h.var()
+
+
+def test_spectral_density_quadrature_is_exact_for_low_degree_moments():
+    lam = SPECTRA["indefinite"]
+    A = with_spectrum(lam)
+    d = spectral_density(A, num_probes=1, num_steps=10, seed=0)
+    g = torch.Generator().manual_seed(0)
+    v = (2 * torch.randint(0, 2, (150, 1), generator=g) - 1).to(D)[:, 0]
+    v = v / v.norm()
+    for j in range(1, 19):  # Gauss quadrature with m nodes is exact for degree < 2m
+        exact = float(v @ torch.linalg.matrix_power(A, j) @ v)
+        assert d.moment(j) == pytest.approx(exact, rel=1e-8, abs=1e-8)
+    area = torch.trapezoid(d.density, d.grid)
+    assert float(area) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_spectral_density_locates_two_clusters():
+    lam = torch.cat([torch.full((60,), -3.0, dtype=D), torch.full((140,), 5.0, dtype=D)])
+    A = with_spectrum(
+        lam + 0.01 * torch.randn(200, dtype=D, generator=torch.Generator().manual_seed(2))
+    )
+    d = spectral_density(A, num_probes=16, num_steps=20, sigma=0.3)
+    mass_right = float(torch.trapezoid(d.density * (d.grid > 1), d.grid))
+    assert mass_right == pytest.approx(0.7, abs=0.06)
+    assert "SpectralDensity" in repr(d)
