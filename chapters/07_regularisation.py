@@ -33,7 +33,6 @@
 
 # %% tags=["nbval-ignore-output"]
 import time
-import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -44,8 +43,6 @@ from spectral_lab.experiments import assess_claims, format_claims, paper_table
 
 sl.plots.use_style()
 t_start = time.perf_counter()
-# torch.func's first call may print an unrelated torch.jit deprecation warning: keep it quiet
-warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
 
 # ---- Parameters -------------------------------------------------------------------------------
 FULL = False  # True: the full study of `spectral-lab reproduce` (tens of minutes on a CPU)

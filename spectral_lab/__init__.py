@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 __version__ = "0.1.0"
 
 from . import geometry, plots, widgets
@@ -274,3 +276,7 @@ __all__ = [
     "verify_consequences",
     "ConsequenceCheck",
 ]
+
+# torch.func's first jvp lazily scripts a helper and torch 2.14 warns that torch.jit.script is
+# deprecated: internal to torch, nothing a user of this library can act on.
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*is deprecated", category=FutureWarning)

@@ -44,6 +44,8 @@ def test_ipynb_outputs_come_from_one_clean_run(py: Path):
         if cell.cell_type == "code":
             errors = [o for o in cell.outputs if o.output_type == "error"]
             assert not errors, f"{py.stem}.ipynb stores an error output"
+            stderr = [o.text for o in cell.outputs if o.get("name") == "stderr"]
+            assert not stderr, f"{py.stem}.ipynb prints to stderr (a warning?): {stderr[0][:200]}"
 
 
 @pytest.mark.parametrize("py", SOURCES, ids=lambda p: p.stem)
