@@ -47,9 +47,9 @@ def jacobian_spectrum_explorer(model, x, y=None):
         fig, (a0, a1) = plt.subplots(1, 2, figsize=(7.5, 3), gridspec_kw={"width_ratios": [1, 2]})
         img = x[index].detach().cpu()
         if img.dim() == 3 and img.shape[0] in (1, 3):
-            a0.imshow(img.permute(1, 2, 0).squeeze(-1), cmap="gray")
+            a0.imshow(img.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray")
         else:
-            a0.plot(img.flatten())
+            a0.plot(img.flatten().numpy())
         a0.set_axis_off()
         label = "" if y is None else f", label {int(y[index])}"
         a0.set_title(f"sample {index}: predicted {int(pred[index])}{label}")
