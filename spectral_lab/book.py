@@ -79,8 +79,10 @@ def execute_chapter(path: str | os.PathLike, timeout: int = 900) -> ChapterRun:
 def clean_notebook(nb):
     """Drop per-run noise (widget state, execution timestamps) so re-runs diff cleanly."""
     nb.metadata.pop("widgets", None)
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
         cell.metadata.pop("execution", None)
+        if "id" in cell:
+            cell["id"] = f"cell-{i:03d}"  # jupytext draws random ids: keep them stable
     return nb
 
 

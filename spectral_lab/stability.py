@@ -47,6 +47,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ._checks import check_logits, check_model, check_tensor
+from .bounds import isotropic_perturbations
 
 OPERATORS = ("input_jacobian", "parameter_jacobian", "ntk", "hessian")
 AGGREGATIONS = ("max", "geomean")
@@ -643,9 +644,10 @@ def stable_step_size(index: StabilityIndex | float, scale: str = "index") -> flo
 
 # --------------------------------------------------------------------------- measurements
 def _directions(shape, eps, generator, like) -> torch.Tensor:
-    d = torch.randn(shape, generator=generator, dtype=torch.float64).to(like)
-    flat = d.reshape(shape[0], -1)
-    return (flat * (eps / flat.norm(dim=1, keepdim=True))).reshape(shape)
+    """One perturbation per sample, uniform on the sphere of radius ``eps``."""
+    d = isotropic_perturbations(shape[1:], eps, shape[0], "sphere", generator=generator,
+                                dtype=torch.float64)  # fmt: skip
+    return d.to(like).reshape(shape)
 
 
 def measure_forward_sensitivity(
