@@ -25,8 +25,11 @@
 #
 # **Who this is for.** Students who know the chain rule and the singular value decomposition;
 # teachers who want runnable, checked material; researchers who want one call that diagnoses their
-# own model. Every figure is computed live; every theorem a chapter states is checked by a cell
-# that fails if the claim does not hold.
+# own model. Every figure is computed when you run the chapter. A theorem a chapter states is
+# checked by a cell that compares it with an independent computation and raises if it fails; where
+# a bound holds by construction the chapter says so instead of presenting it as evidence. The
+# papers' *empirical* claims are measured on the data the chapter ran on and reported with their
+# uncertainty, whatever the result — never asserted.
 
 # %% [markdown]
 # ## The map of the course
@@ -40,7 +43,7 @@
 # | 04 | the loss Hessian and optimisation conditioning | `hessian_eigs`, `linalg` |
 # | 05 | one index, four kinds of stability | `stability_profile`, `diagnose` |
 # | 06 | attribution (saliency) robustness | `saliency`, `frechet_distance` |
-# | 07 | spectral regularisation on MNIST and CIFAR | `regularizers`, `experiments` |
+# | 07 | spectral regularisation experiments (real MNIST when present, else the bundled digits) | `regularizers`, `experiments` |
 # | 08 | residual chains, power-law spectra and their geometry | `geometry` |
 #
 # **How to run it.** Open the `.ipynb` files in JupyterLab (`jupyter lab chapters/`) and run the
@@ -77,9 +80,10 @@ assert env_ok
 # ## 2. A first model on the bundled digits
 #
 # The default data set of the course is scikit-learn's bundled handwritten digits: 1,797 images of
-# $8\times 8$ pixels, shipped inside the package, so nothing is downloaded. (Real MNIST and CIFAR
-# are used in chapter 07 when their files are present; see the README for where data is looked
-# for.)
+# $8\times 8$ pixels, shipped inside the package, so nothing is downloaded. (Chapters 06 and 07
+# use real MNIST when its files are present and say in their first output which data they ran on;
+# the README says where data is looked for. The code path for CIFAR exists, but no CIFAR result is
+# shown in this course, because none was measured.)
 
 # %%
 train_set = sl.load_dataset("digits", split="train")
@@ -182,7 +186,8 @@ sl.widgets.jacobian_spectrum_explorer(model, x_many, y_many)
 # * **Chapters 03–04** move from inputs to parameters: the Neural Tangent Kernel and the loss Hessian.
 # * **Chapter 05** folds all four operators into one stability index and a one-call `diagnose`.
 # * **Chapters 06–07** ask whether explanations (saliency maps) are stable, and whether a modest
-#   spectral regulariser makes them so, on MNIST and CIFAR.
+#   spectral regulariser makes them so, measured on MNIST (or the bundled digits) with
+#   confidence intervals.
 # * **Chapter 08** follows deep residual chains and the power-law geometry of their spectra.
 #
 # ## Exercises
