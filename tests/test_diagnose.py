@@ -7,17 +7,13 @@ import subprocess
 import sys
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import spectral_lab as sl
 from spectral_lab import cli
-from spectral_lab.stability import (
-    forward_sensitivity_bound,
-    stability_index,
-    stable_step_size,
-)
 
 matplotlib.use("Agg")
 
@@ -34,19 +30,73 @@ def report_and_data():
     return model, x, y, rep
 
 
-def test_report_contents_agree_with_the_bound_functions(report_and_data):
+def _dense_references(model, x, y):
+    """Independent values of the four index terms on ``x``: dense autograd Jacobians / Hessian
+    (torch.autograd.functional) and numpy singular values / eigenvalues."""
+    from torch.func import functional_call
+
+    names = [k for k, _ in model.named_parameters()]
+    shapes = [v.shape for _, v in model.named_parameters()]
+    flat = torch.cat([v.detach().flatten() for v in model.parameters()])
+
+    def unflat(v):
+        out, i = {}, 0
+        for k, sh in zip(names, shapes):
+            out[k] = v[i : i + sh.numel()].reshape(sh)
+            i += sh.numel()
+        return out
+
+    jf = [torch.autograd.functional.jacobian(lambda v: model(v[None])[0], xi).numpy() for xi in x]
+    jt = [
+        torch.autograd.functional.jacobian(
+            lambda v, xi=xi: functional_call(model, unflat(v), (xi[None],))[0], flat
+        ).numpy()
+        for xi in x
+    ]
+    jac_top = max(np.linalg.svd(j, compute_uv=False)[0] for j in jf)
+    param_top = max(np.linalg.svd(j, compute_uv=False)[0] for j in jt)
+    return jac_top, param_top, jt, flat, unflat
+
+
+def test_report_values_against_independent_dense_references(report_and_data):
+    from torch.func import functional_call
+
     model, x, y, rep = report_and_data
-    p, i = rep.profile, rep.index
+    p, i, b = rep.profile, rep.index, rep.bounds
     assert p.n == 32 and p.n_ntk == 16 and p.n_hess == 32
-    assert i.q == 1.0 and rep.robust_index.q == 0.95 and rep.robust_index.value <= i.value
-    assert i.value == stability_index(p).value
-    b = rep.bounds
-    assert b["forward_gain"] == forward_sensitivity_bound(i, 1.0)
-    assert b["forward_gain_operator"] == p.jac_top
-    assert b["stable_lr"] == stable_step_size(i) and b["stable_lr"] <= b["stable_lr_operator"]
-    assert b["ntk_condition"] <= b["ntk_condition_bound"]
-    assert b["attribution_change"] == 2 * i.value
+    assert i.q == 1.0 and rep.robust_index.q == 0.95
+    jac_top, param_top, jt, flat, unflat = _dense_references(model, x[:32], y[:32])
+    # scalar NTK on the first 16 samples: K_ij = tr J_i J_j^T, eigenvalues by numpy
+    J16 = np.stack(jt[:16])
+    lam = np.linalg.eigvalsh(np.einsum("icp,jcp->ij", J16, J16))
+    # dataset Hessian of the mean cross-entropy on the first 32 samples, dense
+    H = torch.autograd.functional.hessian(
+        lambda v: torch.nn.functional.cross_entropy(
+            functional_call(model, unflat(v), (x[:32],)), y[:32]
+        ),
+        flat,
+    ).numpy()
+    hess_top = np.linalg.eigvalsh(H)[-1]
+    terms = {
+        "input_jacobian": jac_top,
+        "parameter_jacobian": param_top,
+        "ntk": np.sqrt(lam[-1] / 16),
+        "hessian": np.sqrt(max(hess_top, 0.0)),
+    }
+    for k, v in terms.items():
+        assert i.terms[k] == pytest.approx(v, rel=1e-6), k  # Lanczos: 30 steps on p = 213
+    gamma = max(terms.values())
+    assert i.value == pytest.approx(gamma, rel=1e-6)
+    assert b["forward_gain"] == pytest.approx(gamma, rel=1e-6)
+    assert b["forward_gain_operator"] == pytest.approx(jac_top, rel=1e-10)
+    assert b["stable_lr"] == pytest.approx(2 / gamma**2, rel=1e-6)
+    assert b["stable_lr_operator"] == pytest.approx(2 / hess_top, rel=1e-6)
+    assert b["attribution_change"] == pytest.approx(2 * gamma, rel=1e-6)
+    assert b["ntk_condition"] == pytest.approx(lam[-1] / lam[0], rel=1e-6)
+    assert b["ntk_condition_bound"] == pytest.approx(gamma**2 * 16 / lam[0], rel=1e-6)
     assert 0 <= rep.data["accuracy"] <= 1 and rep.data["name"] == "random"
+    acc = float((model(x[:32]).argmax(1) == y[:32]).double().mean())
+    assert rep.data["accuracy"] == pytest.approx(acc)
 
 
 def test_report_representations(report_and_data, tmp_path):
