@@ -50,7 +50,7 @@ print(f"torch {torch.__version__}, spectral_lab {sl.__version__}")
 #
 # For a layer $z_l = W_l h_{l-1}$ the block of $J_\theta$ belonging to $W_l$ is the Kronecker
 # product $h_{l-1}(x)^\top \otimes G_l(x)$, with $G_l = \partial f / \partial z_l$ the product of the
-# factors *above* layer $l$ (spec §3.2): the input Jacobian of chapter 01 reappears, cut at layer
+# factors *above* layer $l$: the input Jacobian of chapter 01 reappears, cut at layer
 # $l$. `sl.parameter_jacobian` computes all $N$ per-sample Jacobians with one vectorised call
 # (`torch.func.vmap(jacrev(...))`); `sl.parameter_jvp` and `sl.parameter_vjp` compute $J v$
 # (one forward-mode pass) and $J^\top u$ (one backward pass) without ever forming $J$.
@@ -67,7 +67,7 @@ print(
 )
 
 # %% [markdown]
-# **Check (spec §6.3).** Move the parameters by $\varepsilon\, v$ for a random unit $v$. The error of
+# **Check.** Move the parameters by $\varepsilon\, v$ for a random unit $v$. The error of
 # the linear prediction, $\|f_{\theta+\varepsilon v} - f_\theta - \varepsilon J v\|$, must shrink like
 # $\varepsilon^2$: dividing by $\varepsilon^2$ should give roughly the same number for every
 # $\varepsilon$. And the first-order change is bounded by the top singular value of the stacked
@@ -96,7 +96,7 @@ assert second_order and jv_matches and bounded
 # %% [markdown]
 # ## 2. The Neural Tangent Kernel
 #
-# The Gram matrix of the per-sample Jacobians is the empirical NTK (spec §3.3):
+# The Gram matrix of the per-sample Jacobians is the empirical NTK:
 #
 # $$ \tilde K_{ij} = J_\theta(x_i)\, J_\theta(x_j)^\top \in \mathbb{R}^{C\times C}, \qquad
 #    K_{ij} = \operatorname{tr} \tilde K_{ij} = \langle J_\theta(x_i), J_\theta(x_j)\rangle_F . $$
@@ -204,7 +204,7 @@ assert concentrates
 # Train with the loss $\tfrac12 \sum_i \|f(x_i) - y_i\|^2$ and write $r = f(X) - Y \in \mathbb{R}^{NC}$
 # for the residual. For the *linearised* model
 # $f_{\text{lin}}(x;\theta) = f(x;\theta_0) + J_\theta(x)(\theta - \theta_0)$ a gradient step
-# $\theta \leftarrow \theta - \eta J^\top r$ changes the residual by $-\eta J J^\top r$, so (spec §6.6)
+# $\theta \leftarrow \theta - \eta J^\top r$ changes the residual by $-\eta J J^\top r$, so
 #
 # $$ r_{k+1} = (I - \eta \tilde K)\, r_k, \qquad r_k = (I - \eta\tilde K)^k r_0
 #    = \sum_i (1 - \eta\lambda_i)^k \langle u_i, r_0\rangle\, u_i . $$
@@ -243,7 +243,7 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Check (spec §6.6).** Gradient descent on the linearised model reproduces
+# **Check.** Gradient descent on the linearised model reproduces
 # $(I-\eta\tilde K)^k r_0$ to rounding error; the wide network follows it closely; and the threshold
 # $\eta = 2/\lambda_{\max}$ is sharp: at $1.95/\lambda_{\max}$ the residual shrinks, at
 # $2.05/\lambda_{\max}$ it blows up along $u_{\max}$.
@@ -264,7 +264,7 @@ assert exact and close and stable and diverges
 # ## 5. Label noise: which directions are learned first
 #
 # Perturb the labels by $\Delta y$. Because the dynamics are linear in $Y$, the fit on the training
-# set after $k$ steps moves by (spec §6.6)
+# set after $k$ steps moves by
 #
 # $$ \Delta f_k = \big(I - (I - \eta\tilde K)^k\big)\,\Delta y, \qquad
 #    \langle u_i, \Delta f_k\rangle = \underbrace{\big(1 - (1-\eta\lambda_i)^k\big)}_{\text{filter } \phi_k(\lambda_i)}

@@ -46,7 +46,7 @@ print(f"torch {torch.__version__}, spectral_lab {sl.__version__}")
 # ## 1. Hessian-vector products
 #
 # For the mean loss $L(\theta) = \frac1n \sum_i \ell(f_\theta(x_i), y_i)$ the Hessian
-# $H = \nabla^2_\theta L \in \mathbb{R}^{p\times p}$ (spec §3.4) has $p^2$ entries — 2 million for the
+# $H = \nabla^2_\theta L \in \mathbb{R}^{p\times p}$ has $p^2$ entries — 2 million for the
 # small network below, $10^{12}$ for a mid-sized one. We never need them: everything in this
 # chapter uses only products $v \mapsto Hv = \frac{d}{dt}\nabla L(\theta + t v)\big|_{t=0}$, which
 # forward-mode differentiation of the gradient gives at the cost of a few gradient evaluations
@@ -218,7 +218,7 @@ assert top_node and mean_ok and abs(area - 1) < 1e-3
 # Near a minimum the loss is a quadratic $\tfrac12 (\theta - \theta^*)^\top H (\theta - \theta^*)$ and a
 # gradient step multiplies the error by $I - \eta H$. Along the eigenvector of $\lambda_i$ the factor
 # is $1 - \eta\lambda_i$; all of them are smaller than 1 in magnitude exactly when
-# $\eta < 2/\lambda_{\max}$ (spec §6.7). Below, a quadratic with $\lambda_{\max} = 4$, at
+# $\eta < 2/\lambda_{\max}$. Below, a quadratic with $\lambda_{\max} = 4$, at
 # $\eta = 0.95 \cdot 2/\lambda_{\max}$ and $1.05 \cdot 2/\lambda_{\max}$.
 
 # %%
@@ -238,7 +238,7 @@ plt.show()
 # Now a real network at a real minimum. A wide MLP ($16 \to 256 \to 1$) trained with
 # $\tfrac12$-MSE on 40 points interpolates them (loss $\approx 0$). There the residual term of the
 # Hessian vanishes and $H$ equals its Gauss–Newton part (§6 below) — and therefore its
-# top eigenvalue is the NTK's top eigenvalue divided by $n$ (spec §6.7): the Hessian of this
+# top eigenvalue is the NTK's top eigenvalue divided by $n$: the Hessian of this
 # chapter and the kernel of chapter 03 are one object.
 
 # %%
@@ -325,7 +325,7 @@ assert at_edge and learning
 # ## 6. Gauss–Newton versus the full Hessian
 #
 # The chain rule splits the Hessian of $L = \frac1n\sum_i \ell(f(x_i), y_i)$ into two parts
-# (spec §3.4):
+#:
 #
 # $$ H = \underbrace{\frac1n \sum_i J_\theta(x_i)^\top \Lambda_i J_\theta(x_i)}_{G:\ \text{Gauss–Newton}}
 #      + \underbrace{\frac1n \sum_i \sum_c \frac{\partial \ell}{\partial f_c}\, \nabla^2_\theta f_c(x_i)}_{\text{residual term}}, $$
