@@ -230,14 +230,20 @@ for row, act in zip(axes, ["relu", "tanh"]):
     for ax, gain in zip(row, [0.5, 2**0.5, 3.0]):
         torch.manual_seed(0)
         m = sl.MLP(64, 10, width=64, depth=8, activation=act, gain=gain).double()
-        sp = sl.operator_product(m, x64[0]).partial_spectra(kinds=("weight",))
+        op_m = sl.operator_product(m, x64[0])
+        sp = op_m.partial_spectra(kinds=("weight",))
         sl.plots.plot_depth_spectra(sp, ax=ax, title=f"{act}, gain {gain:.2g}")
+        if act == "relu":
+            on = np.mean([float(f.diag.mean()) for f in op_m.factors if f.kind == "gate"])
+            print(f"relu, gain {gain:.2g}: fraction of units on, mean over the gates: {on:.2f}")
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# What to read off: the ReLU curves end early because each gate switches off about half the
-# units, so the partial products are rank-deficient (numerical zeros are not drawn). With ReLU the top singular value is roughly stable through depth at the He gain
+# What to read off: the ReLU curves end early because each gate switches off a large fraction of
+# the units (the cell prints the fraction that stays on), so the partial products are
+# rank-deficient (numerical zeros are not drawn). With ReLU the top singular value is roughly
+# stable through depth at the He gain
 # $\sqrt 2$ and decays (explodes) below (above) it. With tanh, large gains saturate many units
 # (gates near 0), which cuts off directions: the bottom of the spectrum falls away — the product
 # becomes effectively low rank.

@@ -437,7 +437,8 @@ for name, Jn in J.items():
 # seed and these short runs — rerun with other seeds before generalising.
 #
 # **Computing singular values fast.** A Jacobian is wide ($C = 10 \ll d$). `sl.singular_values`
-# then uses the $C\times C$ Gram matrix $JJ^\top$ (10x cheaper than an SVD of $J$), and falls back to
+# then uses the $C\times C$ Gram matrix $JJ^\top$ (one product and a small eigendecomposition
+# instead of an SVD of $J$), and falls back to
 # a full SVD for any matrix whose smallest singular value is below $10\sqrt{\varepsilon}\,\sigma_1$,
 # where squaring would lose it (`method="svd"` or `"gram"` forces a route).
 
