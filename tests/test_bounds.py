@@ -1,9 +1,11 @@
-"""Sensitivity bounds (spec §6.4, seed Theorem 5.1) and Schur-concavity helpers (Prop. 5.7)."""
+"""Sensitivity bounds (the seed's Theorem 5.1) and Schur-concavity helpers (Prop. 5.7)."""
 
 from __future__ import annotations
 
+import inspect
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -63,6 +65,117 @@ def test_entropy_bound_constant_over_a_dataset():
     rhs = K * eps**2 * sl.effective_rank(J).mean()
     assert lhs <= rhs
     assert math.isclose(float(K), float(sl.singular_values(J)[:, 0].max() ** 2 / 16))
+
+
+# --- Theorem 5.1 pinned to an independent closed form (numpy), plus mutation tests -----------------
+
+
+def _reference_bounds(J: np.ndarray, eps: float) -> dict[str, np.ndarray]:
+    """Independent numpy closed form of the four terms, per matrix of a stack ``(N, C, d)``.
+
+    Energy-normalised entropy p_i = s_i^2 / sum s^2, SE = -sum p log p (nats); K = s_1^2 / d.
+    """
+    d = J.shape[-1]
+    s = np.linalg.svd(J, compute_uv=False)  # (N, min(C, d)), descending
+    energy = (s**2).sum(-1, keepdims=True)
+    p = s**2 / energy
+    se = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(-1)
+    rank = (s > max(J.shape[-2:]) * np.finfo(float).eps * s[:, :1]).sum(-1)
+    s1sq = s[:, 0] ** 2
+    return {
+        "typical": eps**2 * energy[:, 0] / d,
+        "entropy_bound": (s1sq / d) * eps**2 * np.exp(se),
+        "rank_bound": (s1sq / d) * eps**2 * rank,
+        "worst_case": eps**2 * s1sq,
+        "K": s1sq / d,
+        "dataset_K": s1sq.max() / d,
+        "dataset_rhs": (s1sq.max() / d) * eps**2 * np.exp(se).mean(),
+    }
+
+
+def _pinning_stacks() -> list[torch.Tensor]:
+    """Matrices whose spectra are far from flat (so every normalisation gives a different SE)."""
+    g = torch.Generator().manual_seed(11)
+    a = torch.randn(6, 10, 40, dtype=D64, generator=g) * torch.rand(40, dtype=D64, generator=g)
+    s = torch.tensor([3.0, 1.0, 0.5, 0.2, 0.05], dtype=D64)
+    b = torch.cat([torch.diag(s), torch.zeros(5, 7, dtype=D64)], 1)[None]  # known spectrum, d = 12
+    return [a, b]
+
+
+def _bounds_match_reference(bounds_fn, constant_fn, eps: float = 0.3) -> bool:
+    """True iff ``bounds_fn`` / ``constant_fn`` reproduce the numpy closed form on every stack."""
+    ok = True
+    for J in _pinning_stacks():
+        ref = _reference_bounds(J.numpy(), eps)
+        b = bounds_fn(J, eps)
+        for name in ("typical", "entropy_bound", "rank_bound", "worst_case", "K"):
+            ok &= bool(np.allclose(getattr(b, name).numpy(), ref[name], rtol=1e-10, atol=0))
+        K = constant_fn(J)
+        ok &= math.isclose(float(K), float(ref["dataset_K"]), rel_tol=1e-10)
+        rhs = K * eps**2 * sl.effective_rank(J).mean()  # the data-set form of Theorem 5.1
+        ok &= math.isclose(float(rhs), float(ref["dataset_rhs"]), rel_tol=1e-10)
+    return ok
+
+
+def test_entropy_bound_pinned_to_closed_form():
+    # the known spectrum by hand: p = s^2/sum s^2, SE = -sum p log p, bound = (s1^2/d) eps^2 e^SE
+    s = np.array([3.0, 1.0, 0.5, 0.2, 0.05])
+    p = s**2 / (s**2).sum()
+    hand = 9.0 / 12 * 0.3**2 * math.exp(-(p * np.log(p)).sum())
+    J = _pinning_stacks()[1]
+    assert math.isclose(float(sl.sensitivity_bounds(J, 0.3).entropy_bound[0]), hand, rel_tol=1e-12)
+    assert _bounds_match_reference(sl.sensitivity_bounds, sl.entropy_bound_constant)
+
+
+def _mutant(fn, old: str, new: str):
+    """``fn`` recompiled in its own module with the source text ``old`` replaced by ``new``."""
+    src = inspect.getsource(fn)
+    assert old in src, f"mutation site {old!r} not found in {fn.__name__}"
+    ns: dict = {}
+    exec(compile(src.replace(old, new), f"<mutant of {fn.__name__}>", "exec"), vars(sl.bounds), ns)
+    return ns[fn.__name__]
+
+
+BOUNDS_MUTANTS = {
+    "amplitude entropy (M3)": (
+        "spectral_entropy(s, is_spectrum=True)",
+        'spectral_entropy(s, "amplitude", is_spectrum=True)',
+    ),
+    "entropy in bits": (
+        "spectral_entropy(s, is_spectrum=True)",
+        "spectral_entropy(s, base=2, is_spectrum=True)",
+    ),
+    "K = sigma_1 / d": ("K = s1sq / d", "K = s[..., 0] / d"),
+    "K = sigma_1^2 (no /d)": ("K = s1sq / d", "K = s1sq"),
+    "typical without /d": ("(s**2).sum(-1) / d", "(s**2).sum(-1)"),
+}
+CONSTANT_MUTANTS = {
+    "K from the mean sigma_1": ("[..., 0] ** 2).max()", "[..., 0] ** 2).mean()"),
+    "K without /d": (").max() / J.shape[-1]", ").max()"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOUNDS_MUTANTS))
+def test_pinned_check_catches_wrong_entropy_bound(name, monkeypatch):
+    mutant = _mutant(sl.bounds.sensitivity_bounds, *BOUNDS_MUTANTS[name])
+    monkeypatch.setattr(sl.bounds, "sensitivity_bounds", mutant)
+    assert not _bounds_match_reference(mutant, sl.entropy_bound_constant), name
+
+
+@pytest.mark.parametrize("name", sorted(CONSTANT_MUTANTS))
+def test_pinned_check_catches_wrong_dataset_constant(name, monkeypatch):
+    mutant = _mutant(sl.bounds.entropy_bound_constant, *CONSTANT_MUTANTS[name])
+    monkeypatch.setattr(sl.bounds, "entropy_bound_constant", mutant)
+    assert not _bounds_match_reference(sl.sensitivity_bounds, mutant), name
+
+
+def test_amplitude_mutant_survives_the_one_sided_checks():
+    # why the pin is needed: the amplitude entropy (M3) still satisfies every inequality of the chain
+    mutant = _mutant(sl.bounds.sensitivity_bounds, *BOUNDS_MUTANTS["amplitude entropy (M3)"])
+    for J in _pinning_stacks():
+        b = mutant(J, 0.3)
+        assert bool(b.holds().all())
+        assert not torch.allclose(b.entropy_bound, sl.sensitivity_bounds(J, 0.3).entropy_bound)
 
 
 def test_isotropic_perturbations_have_isotropic_covariance():

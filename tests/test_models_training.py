@@ -160,12 +160,20 @@ def test_checks_name_the_problem():
 
 
 def test_input_jacobian_follows_dtype():
-    m = sl.MLP(4, 3, width=6).double()
-    J = sl.input_jacobian(m, torch.randn(5, 4, dtype=torch.float64))
-    ref = torch.autograd.functional.jacobian(
-        lambda z: m(z.unsqueeze(0))[0], torch.zeros(4, dtype=torch.float64)
-    )
-    assert J.dtype == torch.float64 and ref.shape == J.shape[1:]
+    torch.manual_seed(0)
+    for dtype in (torch.float64, torch.float32):
+        m = sl.MLP(4, 3, width=6, activation="tanh").to(dtype)
+        x = torch.randn(5, 4, dtype=dtype)
+        J = sl.input_jacobian(m, x)
+        assert J.dtype == dtype and J.shape == (5, 3, 4)
+        # autograd reference at the same points, sample by sample
+        ref = torch.stack(
+            [torch.autograd.functional.jacobian(lambda z, m=m: m(z[None])[0], xi) for xi in x]
+        )
+        tol = 1e-12 if dtype == torch.float64 else 1e-5
+        torch.testing.assert_close(J, ref, rtol=tol, atol=tol)
+        # a Jacobian of the wrong sample (or transposed samples) would be caught
+        assert (J[0] - ref[1]).abs().max() > 100 * tol
 
 
 @pytest.mark.cuda

@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -23,11 +24,47 @@ def regression():
     return x, y
 
 
+def _flat_params(model):
+    params = dict(model.named_parameters())
+    names = list(params)
+    theta0 = torch.cat([params[k].detach().reshape(-1) for k in names])
+
+    def unflatten(theta):
+        sizes = [params[k].numel() for k in names]
+        return {k: t.reshape(params[k].shape) for k, t in zip(names, theta.split(sizes))}
+
+    return theta0, unflatten
+
+
+def _dense_block_ntk(model, x):
+    """Independent block NTK: J_theta from torch.autograd.functional.jacobian, K = J J^T (n C, n C)."""
+    theta0, unflatten = _flat_params(model)
+    J = torch.autograd.functional.jacobian(
+        lambda t: torch.func.functional_call(model, unflatten(t), (x,)).reshape(-1), theta0
+    )
+    return (J @ J.T).numpy()
+
+
 def test_ntk_explorer_draws(regression):
-    ui = sl.widgets.ntk_explorer(*regression, steps=10)
+    x, y = regression
+    ui = sl.widgets.ntk_explorer(x, y, steps=10)
     fig = ui.draw(width=16, depth=2, activation="relu")
     assert len(fig.axes) == 2
     assert fig.axes[1].get_yscale() == "log"
+    # the plotted spectrum and predicted residuals against a dense numpy reference
+    torch.manual_seed(0)
+    model = sl.MLP(3, 1, width=16, depth=2, activation="relu").to(D)
+    K = _dense_block_ntk(model, x)
+    lam = np.linalg.eigvalsh(K)
+    np.testing.assert_allclose(
+        fig.axes[0].lines[0].get_ydata(), np.maximum(lam, 1e-12)[::-1], rtol=1e-8
+    )
+    eta = 0.5 / lam[-1]
+    r0 = (model(x) - y).detach().numpy().ravel()
+    A = np.eye(len(r0)) - eta * K
+    pred = [np.linalg.norm(np.linalg.matrix_power(A, k) @ r0) for k in range(11)]
+    np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), pred, rtol=1e-8)
+    assert fig.axes[1].lines[1].get_ydata()[0] == pytest.approx(np.linalg.norm(r0), rel=1e-12)
     plt.close("all")
 
 
@@ -60,16 +97,43 @@ def test_plot_helpers(regression):
     la, pw = sl.lanczos(A, 1, tol=1e-10), sl.power_iteration(A, 1, tol=1e-8)
     fig = sl.plots.plot_convergence({"Lanczos": la, "power": pw}, 3.0)
     assert len(fig.axes[0].lines) == 2
-    fig = sl.plots.plot_density(sl.spectral_density(A, 2, 10), exact=torch.diag(A))
+    for line, r in zip(fig.axes[0].lines, (la, pw)):  # relative error of the top estimate vs 3.0
+        err = np.abs(np.asarray(r.history, float)[:, 0] - 3.0) / 3.0
+        np.testing.assert_allclose(line.get_ydata(), np.maximum(err, 1e-16), rtol=1e-12)
+        np.testing.assert_array_equal(line.get_xdata(), np.asarray(r.history_matvecs))
+    assert fig.axes[0].lines[0].get_ydata()[-1] < 1e-8  # Lanczos reached the true top eigenvalue
+    dens = sl.spectral_density(A, 2, 10)
+    fig = sl.plots.plot_density(dens, exact=torch.diag(A))
     assert fig.axes[0].get_yscale() == "log"
+    g, y_plot = fig.axes[0].lines[0].get_xdata(), fig.axes[0].lines[0].get_ydata()
+    np.testing.assert_allclose(y_plot, dens.density.numpy(), rtol=1e-12)
+    assert np.sum((y_plot[1:] + y_plot[:-1]) / 2 * np.diff(g)) == pytest.approx(1.0, abs=0.02)
+    bars = fig.axes[0].patches  # the exact-eigenvalue histogram is a density too
+    assert sum(b.get_height() * b.get_width() for b in bars) == pytest.approx(1.0, rel=1e-9)
     fig = sl.plots.plot_eigenvalues([torch.linspace(1, 2, 5)], labels=["a"], normalize=True)
     assert fig.axes[0].get_legend() is not None
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), np.linspace(2, 1, 5) / 2)
     r = torch.ones(4, 3)
-    fig = sl.plots.plot_residuals(r, r)
+    fig = sl.plots.plot_residuals(r, 2 * r)
     assert len(fig.axes[0].lines) == 2
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), np.full(4, 3**0.5))
+    np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata(), np.full(4, 2 * 3**0.5))
     x, y = regression
     torch.manual_seed(0)
-    tr = sl.gd_with_sharpness(sl.MLP(3, 1, width=4, depth=2).to(D), "mse", (x, y), 0.01, 4, every=2)
+    net = sl.MLP(3, 1, width=4, depth=2).to(D)
+    theta0, unflatten = _flat_params(net)
+
+    def loss(t):
+        return 0.5 * ((torch.func.functional_call(net, unflatten(t), (x,)) - y) ** 2).sum(1).mean()
+
+    loss0 = float(loss(theta0))
+    sharp0 = float(np.linalg.eigvalsh(torch.autograd.functional.hessian(loss, theta0).numpy())[-1])
+    tr = sl.gd_with_sharpness(net, "mse", (x, y), 0.01, 4, every=2, tol=1e-10)
     fig = sl.plots.plot_sharpness(tr)
     assert len(fig.axes) == 2
+    loss_line, sharp_line, edge = fig.axes[0].lines[0], *fig.axes[1].lines[:2]
+    assert loss_line.get_ydata()[0] == pytest.approx(loss0, rel=1e-12)  # dense reference at step 0
+    assert sharp_line.get_ydata()[0] == pytest.approx(sharp0, rel=1e-6)
+    np.testing.assert_allclose(sharp_line.get_xdata(), [0, 2, 4])
+    np.testing.assert_allclose(edge.get_ydata(), [200.0, 200.0])  # the 2 / eta line
     plt.close("all")
