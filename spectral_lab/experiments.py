@@ -428,6 +428,25 @@ def run_study(
     return StudyResult(cfg, runs, time.perf_counter() - t0, cached)
 
 
+def cached_study(
+    cfg: StudyConfig, cache_dir: str | os.PathLike | None = None
+) -> StudyResult | None:
+    """The :class:`StudyResult` of ``cfg`` if *every* run is in the cache, else ``None`` (never
+    trains). ``cache_dir`` as in :func:`run_study`."""
+    folder = _cache_dir(cache_dir)
+    paths = [
+        folder / f"{cfg.dataset}-{cfg.run_key(v, s)}.pt"
+        for s in cfg.seeds
+        for v in ("standard", "stable")
+    ]
+    if not all(p.is_file() for p in paths):
+        return None
+    try:
+        return run_study(cfg, cache_dir=folder, progress=False, data=((), ()))
+    except Exception:  # a corrupt entry would need retraining: report "not cached"
+        return None
+
+
 def strength_sweep(
     cfg: StudyConfig, strengths: Sequence[float], **kwargs
 ) -> dict[float, StudyResult]:

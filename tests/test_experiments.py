@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -452,3 +453,45 @@ def test_reproduce_mnist_quick(tmp_path, monkeypatch, capsys):
     assert code == 0
     assert "dataset=mnist" in out and "Which of the paper's claims" in out
     assert "paper (cifar10, reported" in out  # the reference numbers, labelled as the paper's
+
+
+# --------------------------------------------------------------------------- the stored full study
+STORED = Path(__file__).resolve().parents[1] / "chapters" / "results" / "mnist_full_study.json"
+
+
+def test_stored_mnist_study_is_the_preset_and_self_consistent():
+    from spectral_lab.experiments import load_study_summary
+
+    d = load_study_summary(STORED)
+    assert "reproduce --dataset mnist" in d["command"] and d["date"].startswith("20")
+    preset = json.loads(json.dumps(dataclasses.asdict(sl.study_preset("mnist"))))
+    assert d["config"] == preset  # the full study, not a quick one
+    assert d["runs"]["n"] == 6 and d["runs"]["cached"] == 0  # trained by that command
+    rows = {(r["variant"], r["metric"], r["scale"]): r for r in d["table"]}
+    fd = d["claims"][0]["stats"]
+    sc = fd["scale"]
+    want = rows[("stable", "FD", sc)]["mean"] / rows[("standard", "FD", sc)]["mean"]
+    assert fd["ratio"] == pytest.approx(want, rel=1e-6)
+    assert fd["per_seed"] == pytest.approx(
+        np.array(rows[("stable", "FD", sc)]["values"])
+        / np.array(rows[("standard", "FD", sc)]["values"]),
+        rel=1e-6,
+    )
+    for r in d["table"]:
+        assert r["mean"] == pytest.approx(np.mean(r["values"]), rel=1e-9, abs=1e-12)
+    assert json.dumps(d).__len__() < 50_000  # small: no per-sample arrays, no images
+
+
+def test_stored_mnist_study_is_reproduced_from_its_cache():
+    """Where the full study's runs are cached (``$SPECTRAL_LAB_CACHE``), its numbers and verdicts
+    are recomputed from them and must equal the stored file."""
+    from spectral_lab.experiments import cached_study, load_study_summary, study_summary
+
+    res = cached_study(sl.study_preset("mnist"))
+    if res is None:
+        pytest.skip("the full MNIST study is not in the cache (run the command in the JSON)")
+    d, now = load_study_summary(STORED), study_summary(res)
+    for a, b in zip(d["table"], now["table"]):
+        assert a["metric"] == b["metric"] and a["values"] == pytest.approx(b["values"], rel=1e-6)
+    assert [c["verdict"] for c in d["claims"]] == [c["verdict"] for c in now["claims"]]
+    assert [c["evidence"] for c in d["claims"]] == [c["evidence"] for c in now["claims"]]
