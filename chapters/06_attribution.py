@@ -221,6 +221,8 @@ scale_ok = fd_1 > 0 and abs(fd_t - t**2 * fd_1) <= 1e-9 * fd_1
 print("FD matches scipy sqrtm:", abs(ours - ref) < 1e-8 * ref, "| 1-D closed form:", one_d == 8.0)
 print(f"FD(tA, tB) = t^2 FD(A, B) at t = {t}:", scale_ok)
 assert abs(ours - ref) < 1e-8 * ref and one_d == 8.0 and scale_ok
+
+# %% tags=["nbval-ignore-output"]
 # measured, not asserted: does instability grow with the noise scale on this run?
 grows = bool((inst.delta_grad.mean(1).diff() > 0).all() and (inst.fd.diff() > 0).all())
 print("(measured) mean Δgrad and FD grow with the noise scale:", grows)
@@ -279,11 +281,7 @@ s_np = np.linalg.svd(J.double().numpy(), compute_uv=False)
 kappa_ok = np.allclose(kappa.double().numpy(), s_np[:, 0] / np.median(s_np, axis=1), rtol=1e-4)
 Q = torch.linalg.qr(torch.randn(D, 10, dtype=torch.float64)).Q.T
 flat_ok = abs(float(sl.attribution_condition_number(Q[None])[0]) - 1.0) < 1e-12
-relu_share = float((tiny.delta_grad[0] == 0).float().mean())
 print("kappa_attr matches numpy:", kappa_ok, "| flat spectrum -> 1:", flat_ok)
-print(
-    f"(measured) share of samples whose ReLU saliency is exactly unchanged at s=1e-4: {relu_share:.2f}"
-)
 assert kappa_ok and flat_ok
 
 # %% [markdown]
