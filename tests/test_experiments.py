@@ -438,11 +438,17 @@ def test_reproduce_on_cifar_format_files(tmp_path, capsys):
             "--quiet",
             "--n-eval",
             "16",
+            "--save",
+            str(tmp_path / "summary.json"),
         ]
     )
     out, _ = capsys.readouterr()
     assert code == 0
     assert "FD" in out and "no numbers reported" in out and "supported" in out
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["command"].startswith("spectral-lab reproduce --dataset cifar100")
+    assert saved["config"]["dataset"] == "cifar100" and len(saved["claims"]) == 6
+    assert all(c["verdict"] in out for c in saved["claims"])
 
 
 @pytest.mark.skipif(not HAVE_MNIST, reason="real MNIST files not found (set SPECTRAL_LAB_DATA)")

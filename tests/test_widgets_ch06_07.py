@@ -80,6 +80,15 @@ def test_plots_and_explorer_for_chapter_07(sweep):
     assert len(fig.axes[0].patches) == 4
     plt.close(fig)
     fig = plots.plot_strength_sweep(sweep, "accuracy", "FD", scale=0.1)
+    # the drawn points are the sweep's numbers: stable (line, by strength) and standard (star)
+    line, star = fig.axes[0].lines[0], fig.axes[0].lines[-1]
+    want_x = [sweep[s].value("stable", "accuracy")["mean"] for s in (0.01, 0.1)]
+    want_y = [sweep[s].value("stable", "FD", 0.1)["mean"] for s in (0.01, 0.1)]
+    np.testing.assert_allclose(np.asarray(line.get_xdata(), float), want_x)
+    np.testing.assert_allclose(np.asarray(line.get_ydata(), float), want_y)
+    np.testing.assert_allclose(
+        np.asarray(star.get_ydata(), float), [res.value("standard", "FD", 0.1)["mean"]]
+    )
     plt.close(fig)
     rec0, rec1 = res.record("standard", 0), res.record("stable", 0)
     fig = plots.plot_spectrum_tails(rec0["sigma"].numpy(), rec1["sigma"].numpy())
