@@ -61,8 +61,8 @@ PAPER_REPORTED: dict[str, dict] = {
 }
 PAPER_PROVENANCE = (
     "Katende (2026), 'A Unified Matrix-Spectral Framework for Stability and Interpretability in "
-    "Deep Learning', arXiv:2602.01136, §6.3 Table 1 (CIFAR-10, standard -> stable), as carried by "
-    "the structured summary in shared/seeds/000_daa6f2a6f0d91f6c.txt (spec §8.2a, tag [S]). "
+    "Deep Learning', arXiv:2602.01136, §6.3 Table 1 (CIFAR-10, standard -> stable), as quoted by "
+    "a structured summary of the paper (the course could not read the paper's tables itself). "
     "CIFAR-100: 'shows a similar pattern', no numbers. Unknown: the paper's model, regulariser, "
     "strength, noise scale, SE base (3.10 fits only base 2 for a 10-class Jacobian) and the exact "
     "FD definition, so these numbers are not directly comparable with any run here."

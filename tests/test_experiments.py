@@ -408,7 +408,7 @@ def test_paper_numbers_are_the_spec_ones_with_provenance():
     assert rep["standard"] == {"SE": 3.101, "FD": 220.445}
     assert rep["stable"] == {"SE": 3.102, "FD": 51.165}
     assert sl.PAPER_REPORTED["cifar100"] == {}
-    assert "2602.01136" in PAPER_PROVENANCE and "8.2a" in PAPER_PROVENANCE
+    assert "2602.01136" in PAPER_PROVENANCE and "Table 1" in PAPER_PROVENANCE
 
 
 # --------------------------------------------------------------------------- the CLI
