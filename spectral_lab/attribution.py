@@ -374,6 +374,49 @@ def frechet_distance(
     return fd if squared else fd.sqrt()
 
 
+def frechet_distance_bootstrap(
+    clean: torch.Tensor,
+    perturbed: torch.Tensor,
+    n_boot: int = 200,
+    *,
+    normalize: bool = False,
+    pca_dim: int | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Bootstrap replicates of :func:`frechet_distance` over the *points* of a perturbation study.
+
+    ``clean`` is ``(n, ...)``; ``perturbed`` is ``(m, n, ...)``: ``m`` noisy copies of each point
+    (the cloud :func:`attribution_instability` pools). One replicate draws ``n`` point indices with
+    replacement (``torch.Generator`` seeded by ``seed``, so two studies on the same ``n`` points get
+    the *same* index sets: replicates are paired across models) and recomputes the squared FD of
+    ``clean[idx]`` against ``perturbed[:, idx]``. The principal directions (``pca_dim``) are those of
+    the full clean cloud, fixed across replicates (a bootstrap conditional on the basis; cheap,
+    ``O(n_boot (n m k^2 + k^3))``). Returns a float64 tensor of ``n_boot`` values.
+    """
+    A = check_tensor(clean, "clean", min_dim=2).flatten(1).double()
+    if perturbed.dim() < 3 or perturbed.shape[1] != A.shape[0]:
+        raise ValueError(
+            f"perturbed must be (m, n, ...) with n = {A.shape[0]}, got {tuple(perturbed.shape)}"
+        )
+    B = perturbed.flatten(2).double()
+    if normalize:
+        A = A / A.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        B = B / B.norm(dim=2, keepdim=True).clamp_min(1e-12)
+    if pca_dim is not None:
+        mean = A.mean(0)
+        vh = torch.linalg.svd(A - mean, full_matrices=False).Vh
+        P = vh[: min(int(pca_dim), vh.shape[0])].T
+        A, B = (A - mean) @ P, (B - mean) @ P
+    n = A.shape[0]
+    g = torch.Generator().manual_seed(int(seed))
+    out = torch.empty(int(n_boot), dtype=torch.float64)
+    for b in range(int(n_boot)):
+        idx = torch.randint(0, n, (n,), generator=g).to(A.device)
+        a, p = A[idx], B[:, idx].reshape(-1, A.shape[1])
+        out[b] = gaussian_frechet_distance(a.mean(0), torch.cov(a.T), p.mean(0), torch.cov(p.T))
+    return out
+
+
 # --------------------------------------------------------------------------- instability study
 @dataclass(frozen=True)
 class AttributionInstability:
@@ -383,8 +426,10 @@ class AttributionInstability:
     ``(S, N)`` means over ``n_draws`` draws of ``delta ~ N(0, s^2 I)``; ``fd``: ``(S,)`` Fréchet
     distance (see ``fd_squared``, ``fd_pca_dim``, ``fd_normalize``) between the clean attributions
     and the perturbed attributions of all draws pooled; ``fd_shape``: the same with every map
-    normalised to unit L2 norm (insensitive to an overall shrinking of the maps). ``clean`` ``(N, ...)`` and ``perturbed``
-    ``(S, N, ...)`` (first draw) are kept for pictures.
+    normalised to unit L2 norm (insensitive to an overall shrinking of the maps). ``clean``
+    ``(N, ...)`` and ``perturbed`` ``(S, N, ...)`` (first draw) are kept for pictures.
+    ``fd_boot`` / ``fd_shape_boot``: ``(S, B)`` bootstrap replicates over points
+    (:func:`frechet_distance_bootstrap`, ``fd_bootstrap=B``), ``None`` when not asked for.
     """
 
     scales: tuple[float, ...]
@@ -400,6 +445,8 @@ class AttributionInstability:
     fd_squared: bool = True
     fd_pca_dim: int | None = None
     fd_normalize: bool = False
+    fd_boot: torch.Tensor | None = field(default=None, repr=False)
+    fd_shape_boot: torch.Tensor | None = field(default=None, repr=False)
 
     def summary(self) -> list[dict[str, float]]:
         """One row per scale: means over samples."""
@@ -437,6 +484,8 @@ def attribution_instability(
     fd_pca_dim: int | None = None,
     fd_normalize: bool = False,
     fd_squared: bool = True,
+    fd_bootstrap: int = 0,
+    bootstrap_seed: int = 0,
     seed: int = 0,
     generator: torch.Generator | None = None,
     **method_kwargs,
@@ -446,7 +495,9 @@ def attribution_instability(
     The class is fixed at the clean prediction (or ``target``) so that the perturbed map explains
     the same output. For every scale ``s``, all ``n_draws`` noisy copies of the batch are attributed
     in one batched call. Cost: ``1 + S * m`` attribution calls' worth of work on ``N`` samples, plus
-    one Fréchet distance per scale.
+    one Fréchet distance per scale. ``fd_bootstrap=B > 0`` adds ``B`` bootstrap replicates over
+    points of both squared FDs (``bootstrap_seed`` seeds the index draws; see
+    :func:`frechet_distance_bootstrap`).
     """
     x = _check_inputs(model, x)
     scales = tuple(float(s) for s in scales)
@@ -460,7 +511,7 @@ def attribution_instability(
     with torch.no_grad():
         pred = model(x).argmax(1)
     n = len(x)
-    dg, cd, tk, ag, fds, fdn, first = [], [], [], [], [], [], []
+    dg, cd, tk, ag, fds, fdn, first, boot, boot_n = [], [], [], [], [], [], [], [], []
     for s in scales:  # a handful of scales; every draw and sample is batched
         noise = torch.randn((n_draws, *x.shape), generator=g, device=x.device, dtype=x.dtype)
         xs = (x[None] + s * noise).reshape(n_draws * n, *x.shape[1:])
@@ -481,6 +532,12 @@ def attribution_instability(
             frechet_distance(clean, pert, normalize=True, pca_dim=fd_pca_dim, squared=fd_squared)
         )
         first.append(pert[:n])
+        if fd_bootstrap > 0:
+            pv = pert.view(n_draws, *clean.shape)
+            kw = {"pca_dim": fd_pca_dim, "seed": bootstrap_seed}
+            for norm, acc in ((fd_normalize, boot), (True, boot_n)):
+                b = frechet_distance_bootstrap(clean, pv, fd_bootstrap, normalize=norm, **kw)
+                acc.append(b if fd_squared else b.sqrt())
     return AttributionInstability(
         scales=scales,
         method=method,
@@ -495,6 +552,8 @@ def attribution_instability(
         fd_squared=fd_squared,
         fd_pca_dim=fd_pca_dim,
         fd_normalize=fd_normalize,
+        fd_boot=torch.stack(boot) if boot else None,
+        fd_shape_boot=torch.stack(boot_n) if boot_n else None,
     )
 
 

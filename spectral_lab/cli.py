@@ -112,6 +112,12 @@ def _reproduce(args: argparse.Namespace) -> int:
         print(paper_table("cifar10"))
     print("\nWhich of the paper's claims this run supports (thresholds: see assess_claims):")
     print(format_claims(assess_claims(res)))
+    if args.save:
+        from .experiments import save_study_summary
+
+        command = "spectral-lab " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
+        save_study_summary(res, args.save, command)
+        print(f"summary (config, table, claims with their statistics) written to {args.save}")
     print(f"\n{len(res.runs)} runs ({res.cached} from cache) in {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -247,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", dest="n_train", type=int, default=None)
     p.add_argument("--no-verify", action="store_true", help="accept re-packed CIFAR files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--save", default=None, help="write a small JSON summary (table, claims) here")
     p.set_defaults(func=_reproduce)
     p = sub.add_parser(
         "diagnose",
@@ -286,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, TypeError) as err:

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from . import __version__ as _version
-from .attribution import attribution_instability, spearman, upper_envelope
+from .attribution import attribution_instability, upper_envelope
 from .data import default_cache_dir, load_dataset
 from .jacobians import input_jacobian
 from .models import build_model
@@ -61,14 +61,14 @@ PAPER_REPORTED: dict[str, dict] = {
 }
 PAPER_PROVENANCE = (
     "Katende (2026), 'A Unified Matrix-Spectral Framework for Stability and Interpretability in "
-    "Deep Learning', arXiv:2602.01136, §6.3 Table 1 (CIFAR-10, standard -> stable), as carried by "
-    "the structured summary in shared/seeds/000_daa6f2a6f0d91f6c.txt (spec §8.2a, tag [S]). "
+    "Deep Learning', arXiv:2602.01136, §6.3 Table 1 (CIFAR-10, standard -> stable), as quoted by "
+    "a structured summary of the paper (the course could not read the paper's tables itself). "
     "CIFAR-100: 'shows a similar pattern', no numbers. Unknown: the paper's model, regulariser, "
     "strength, noise scale, SE base (3.10 fits only base 2 for a 10-class Jacobian) and the exact "
     "FD definition, so these numbers are not directly comparable with any run here."
 )
 DATASETS = ("digits", "mnist", "cifar10", "cifar100")
-CACHE_FORMAT = "spectral_lab.study-run/2"
+CACHE_FORMAT = "spectral_lab.study-run/3"
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ class StudyConfig:
     method: str = "saliency"
     fd_pca_dim: int | None = 32
     fd_normalize: bool = False
+    n_boot: int = 200
     entropy_base: float = 2.0
     reg_samples: int | None = 32
     reg_kwargs: dict = field(default_factory=dict)
@@ -230,6 +231,8 @@ def _run_one(cfg: StudyConfig, variant: str, seed: int, train_set, test_set, pro
         method=cfg.method,
         fd_pca_dim=cfg.fd_pca_dim,
         fd_normalize=cfg.fd_normalize,
+        fd_bootstrap=cfg.n_boot,
+        bootstrap_seed=0,  # the same point resamples for every model: paired replicates
         seed=seed,
     )
     with torch.no_grad():
@@ -252,6 +255,8 @@ def _run_one(cfg: StudyConfig, variant: str, seed: int, train_set, test_set, pro
         "agreement": inst.agreement.float(),
         "fd": inst.fd.float(),
         "fd_shape": inst.fd_shape.float(),
+        "fd_boot": inst.fd_boot.float() if inst.fd_boot is not None else None,
+        "fd_shape_boot": inst.fd_shape_boot.float() if inst.fd_shape_boot is not None else None,
         "correct": correct,
         "labels": y[:k].clone(),
         "images": x[:k].float().clone(),
@@ -423,6 +428,25 @@ def run_study(
     return StudyResult(cfg, runs, time.perf_counter() - t0, cached)
 
 
+def cached_study(
+    cfg: StudyConfig, cache_dir: str | os.PathLike | None = None
+) -> StudyResult | None:
+    """The :class:`StudyResult` of ``cfg`` if *every* run is in the cache, else ``None`` (never
+    trains). ``cache_dir`` as in :func:`run_study`."""
+    folder = _cache_dir(cache_dir)
+    paths = [
+        folder / f"{cfg.dataset}-{cfg.run_key(v, s)}.pt"
+        for s in cfg.seeds
+        for v in ("standard", "stable")
+    ]
+    if not all(p.is_file() for p in paths):
+        return None
+    try:
+        return run_study(cfg, cache_dir=folder, progress=False, data=((), ()))
+    except Exception:  # a corrupt entry would need retraining: report "not cached"
+        return None
+
+
 def strength_sweep(
     cfg: StudyConfig, strengths: Sequence[float], **kwargs
 ) -> dict[float, StudyResult]:
@@ -431,118 +455,316 @@ def strength_sweep(
 
 
 # --------------------------------------------------------------------------- claims
+#: two-sided level of every interval and test below
+ALPHA = 0.05
+#: Spearman's Fisher-z variance factor: var(atanh rho_s) ~= 1.06 / (n - 3)
+#: (Fieller, Hartley & Pearson 1957); 1 for Pearson's r.
+SPEARMAN_Z_VARIANCE = 1.06
+#: "weak" correlation: the pooled rho's confidence interval lies inside (-WEAK_RHO, WEAK_RHO)
+#: (Cohen's conventional small/medium boundary; a convention about size, not about noise)
+WEAK_RHO = 0.3
+#: "substantially lowers FD": the point ratio stable/standard is at most this (at least halved)
+FD_SUBSTANTIAL = 0.5
+#: "changes little": |Delta SE| at most this many seed-to-seed standard deviations
+SE_SEED_SDS = 2.0
+#: "modest": the accuracy cost (points) whose upper confidence bound must stay below it (spec §8.4)
+ACC_POINTS = 1.0
+
+
 @dataclass(frozen=True)
 class Claim:
-    """One of the paper's claims, what this run says about it, and why."""
+    """One of the paper's claims, what this run says about it, why, and the statistics behind it.
+
+    ``verdict`` is ``"supported"``, ``"mixed"`` (part of a two-part claim holds),
+    ``"inconclusive"`` (the interval straddles the decision value) or ``"not supported"``.
+    ``stats`` holds the effect size, its confidence interval and test statistics (JSON-safe).
+    """
 
     claim: str
-    verdict: str  # "supported", "not supported", "mixed"
+    verdict: str
     evidence: str
+    stats: dict = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:
         return f"[{self.verdict}] {self.claim} — {self.evidence}"
 
 
+def _z_se(n: int) -> float:
+    """Standard error of the Fisher-z transformed Spearman rho of ``n`` pairs."""
+    return float(np.sqrt(SPEARMAN_Z_VARIANCE / (n - 3)))
+
+
+def rho_heterogeneity(rhos: Sequence[float], ns: Sequence[int]) -> dict:
+    """Are several Spearman correlations (one per seed) the same? Cochran's Q on Fisher's z.
+
+    ``z_i = atanh(rho_i)`` with ``se_i = sqrt(1.06 / (n_i - 3))``; weights ``w_i = 1/se_i^2``;
+    ``Q = sum w_i (z_i - z_bar)^2`` is chi-square with ``k - 1`` degrees of freedom when all seeds
+    share one correlation (p from ``scipy.stats.chi2``). Also returns the pooled (inverse-variance
+    weighted) rho with its ``1 - ALPHA`` interval. ``k = 1`` gives ``Q = 0, p = 1``.
+    """
+    from scipy.stats import chi2, norm
+
+    r = np.clip(np.asarray(rhos, dtype=float), -0.999999, 0.999999)
+    n = np.asarray(ns, dtype=float)
+    if r.shape != n.shape or r.size == 0 or (n <= 3).any():
+        raise ValueError("rhos and ns must have the same non-zero length, and every n > 3")
+    z = np.arctanh(r)
+    se = np.array([_z_se(int(k)) for k in n])
+    w = 1 / se**2
+    zbar = float((w * z).sum() / w.sum())
+    q = float((w * (z - zbar) ** 2).sum())
+    df = r.size - 1
+    p = float(chi2.sf(q, df)) if df > 0 else 1.0
+    half = float(norm.ppf(1 - ALPHA / 2)) / np.sqrt(w.sum())
+    return {
+        "Q": q,
+        "df": df,
+        "p": p,
+        "pooled_rho": float(np.tanh(zbar)),
+        "pooled_ci": [float(np.tanh(zbar - half)), float(np.tanh(zbar + half))],
+        "z_se": se.tolist(),
+    }
+
+
+def _ci(reps) -> list[float]:
+    reps = np.asarray(reps, dtype=float)
+    return [float(np.quantile(reps, ALPHA / 2)), float(np.quantile(reps, 1 - ALPHA / 2))]
+
+
 def entropy_instability_relation(
     res: StudyResult, variant: str = "standard", scale: float | None = None, bins: int = 6
 ) -> dict:
-    """Per seed: Spearman rho of per-sample SE vs Delta_grad, and the upper envelope's trend."""
+    """Per seed: Spearman rho of per-sample SE vs Delta_grad (with scipy's p-value), the upper
+    envelope's trend, and the heterogeneity test of the rhos (:func:`rho_heterogeneity`)."""
+    from scipy.stats import spearmanr
+
     i = len(res.config.scales) // 2 if scale is None else res.config.scales.index(scale)
-    rhos, trends = [], []
+    rhos, ps, ns, trends = [], [], [], []
     for s in res.config.seeds:
         r = res.runs[(variant, s)]
         se, dg = r["se"].numpy(), r["delta_grad"][i].numpy()
-        rhos.append(spearman(se, dg))
+        t = spearmanr(se, dg)
+        rhos.append(float(t.statistic))
+        ps.append(float(t.pvalue))
+        ns.append(len(se))
         trends.append(upper_envelope(se, dg, bins=bins).trend)
-    return {"scale": res.config.scales[i], "rho": rhos, "envelope_trend": trends}
+    return {
+        "scale": res.config.scales[i],
+        "rho": rhos,
+        "p": ps,
+        "n": ns,
+        "envelope_trend": trends,
+        "heterogeneity": rho_heterogeneity(rhos, ns),
+    }
 
 
-def assess_claims(res: StudyResult, scale: float | None = None) -> list[Claim]:
-    """Say plainly which of the paper's claims this run supports (thresholds are our choices):
+def envelope_trend_bootstrap(
+    x: np.ndarray, y: np.ndarray, idx: np.ndarray, bins: int = 6, q: float = 0.95
+) -> np.ndarray:
+    """``upper_envelope(x[row], y[row], bins, q).trend`` for every row of the index array ``idx``
+    (``(B, n)``), vectorised over rows: the same equal-count bins, medians, quantiles and Spearman
+    trend (average ranks) as :func:`spectral_lab.attribution.upper_envelope`."""
+    from scipy.stats import rankdata
 
-    1. FD drops substantially: stable FD <= 0.5 x standard FD (mean over seeds) and lower in every
-       seed, at the middle noise scale (paper, CIFAR-10: ratio 0.23);
-    2. global spectral summaries change little: |Delta SE| <= 5 % of SE (paper: 3.101 -> 3.102);
-    3. modest accuracy cost: drop < 1 point (spec §8.4's criterion);
-    4. per-sample correlations are weak and seed dependent: median |rho(SE, Delta_grad)| < 0.3 and
-       rho varies across seeds (range > 0.1 or a sign change);
-    5. entropy bounds the unstable regime: the 95 % envelope of Delta_grad falls with SE
-       (trend < -0.5 in every seed);
-    1b. (ours, stricter) the maps get more stable, not only smaller: the scale-free FD_shape and
-       Delta_grad also drop by 10 % or more.
+    x, y = np.asarray(x, dtype=float)[idx], np.asarray(y, dtype=float)[idx]
+    order = np.argsort(x, axis=1, kind="stable")
+    xs, ys = np.take_along_axis(x, order, 1), np.take_along_axis(y, order, 1)
+    edges = np.cumsum([0] + [len(p) for p in np.array_split(np.arange(x.shape[1]), bins)])
+    centers = np.stack([np.median(xs[:, a:b], axis=1) for a, b in zip(edges, edges[1:])], 1)
+    upper = np.stack([np.quantile(ys[:, a:b], q, axis=1) for a, b in zip(edges, edges[1:])], 1)
+    rc, ru = rankdata(centers, axis=1), rankdata(upper, axis=1)
+    rc, ru = rc - rc.mean(1, keepdims=True), ru - ru.mean(1, keepdims=True)
+    den = np.sqrt((rc**2).sum(1) * (ru**2).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (rc * ru).sum(1) / den
+
+
+def _ratio_stats(res: StudyResult, key: str, i: int) -> dict:
+    """Mean-over-seeds ratio stable/standard of a per-run FD, per-seed ratios, and the paired
+    bootstrap interval over test points (replicate b: sum_seeds stable_b / sum_seeds standard_b)."""
+    seeds = res.config.seeds
+    a = np.array([float(res.runs[("standard", s)][key][i]) for s in seeds])
+    b = np.array([float(res.runs[("stable", s)][key][i]) for s in seeds])
+    ratio = float(b.mean() / a.mean()) if a.mean() > 0 else float("nan")
+    boots = [res.runs[(v, s)].get(key + "_boot") for v in ("standard", "stable") for s in seeds]
+    if all(x is not None for x in boots):
+        ba = np.stack([res.runs[("standard", s)][key + "_boot"][i].numpy() for s in seeds])
+        bb = np.stack([res.runs[("stable", s)][key + "_boot"][i].numpy() for s in seeds])
+        ci = _ci(bb.sum(0) / ba.sum(0))
+    else:  # no replicates stored: the range over seeds, and say so
+        ci = [float((b / a).min()), float((b / a).max())]
+    return {
+        "ratio": ratio,
+        "ci": ci,
+        "bootstrap": all(x is not None for x in boots),
+        "per_seed": (b / a).tolist(),
+        "standard": a.tolist(),
+        "stable": b.tolist(),
+    }
+
+
+def _fd_verdict(st: dict) -> str:
+    lo, hi = st["ci"]
+    if hi < 1:
+        return "supported" if st["ratio"] <= FD_SUBSTANTIAL else "mixed"
+    return "not supported" if lo > 1 else "inconclusive"
+
+
+def assess_claims(res: StudyResult, scale: float | None = None, seed: int = 0) -> list[Claim]:
+    """Which of the paper's claims this run supports: every verdict is a statistic.
+
+    Intervals are ``1 - ALPHA`` (95 %); bootstrap intervals resample the ``n_eval`` test points
+    (paired: the same resamples for both models and every seed; ``seed`` seeds those drawn here).
+    The claims, in order:
+
+    0. **FD of raw maps drops substantially.** Effect: ratio of mean FD (stable / standard) at the
+       middle noise scale, with the bootstrap interval stored in the runs. Supported iff the
+       interval lies below 1 (a real drop) *and* the ratio is at most ``FD_SUBSTANTIAL`` = 0.5
+       ("substantially"; the paper's CIFAR-10 ratio is 0.23); "mixed" iff it is a real drop but
+       smaller; "not supported" iff the interval lies above 1; otherwise "inconclusive".
+       Caveat: raw FD is in squared attribution units, ``FD(tA, tB) = t^2 FD(A, B)``, so a
+       regulariser that merely shrinks the maps passes this.
+    1. **FD of unit-norm maps drops** (the maps get more stable in *shape*): same rule on
+       ``FD_shape``; this is the verdict that carries "the explanations are more stable", since
+       it cannot be passed by shrinking. The Delta_grad ratio is reported alongside.
+    2. **Mean SE changes little.** Effect: Delta SE (stable - standard, mean over seeds), its
+       bootstrap interval, and the seed-to-seed standard deviation ``sd`` of mean SE (pooled over
+       the two variants) — the noise floor of retraining. Supported iff
+       ``|Delta SE| <= SE_SEED_SDS * sd`` (the regulariser moves SE no more than a new seed does);
+       with one seed, iff the bootstrap interval contains 0.
+    3. **Modest accuracy cost.** Effect: per-seed paired drop in points; ``t`` interval over seeds
+       (``scipy.stats.t``, ``k - 1`` degrees of freedom). Supported iff the upper end is below
+       ``ACC_POINTS`` = 1 point (spec §8.4); not supported iff the lower end is at or above it;
+       otherwise (or with one seed) inconclusive.
+    4. **Per-sample SE–Delta_grad correlation is weak and seed dependent.** Weak iff the pooled
+       Spearman rho's interval lies inside ``(-WEAK_RHO, WEAK_RHO)``; seed dependent iff Cochran's
+       Q test of the Fisher-z rhos rejects equality at ``ALPHA`` (:func:`rho_heterogeneity`).
+       Supported iff both, "mixed" iff one, else not supported. Sign and p-value of each rho
+       are reported.
+    5. **Entropy bounds the unstable regime** (falling 95 % envelope of Delta_grad vs SE). Effect:
+       the mean over seeds of the envelope trend; bootstrap interval over points. Supported iff
+       the interval lies below 0; not supported iff above 0; otherwise inconclusive.
     """
+    from scipy.stats import t as student_t
+
     cfg = res.config
     sc = cfg.scales[len(cfg.scales) // 2] if scale is None else float(scale)
-    fd0, fd1 = res.value("standard", "FD", sc), res.value("stable", "FD", sc)
-    ratio = fd1["mean"] / fd0["mean"] if fd0["mean"] > 0 else float("nan")
-    every = all(b < a for a, b in zip(fd0["values"], fd1["values"]))
+    i = cfg.scales.index(sc)
+    rng = np.random.default_rng(seed)
+    k = len(cfg.seeds)
     out = []
-    verdict = "supported" if ratio <= 0.5 and every else ("mixed" if ratio < 1 else "not supported")
-    sh0, sh1 = res.value("standard", "FD_shape", sc), res.value("stable", "FD_shape", sc)
-    shape_ratio = sh1["mean"] / sh0["mean"] if sh0["mean"] > 0 else float("nan")
-    out.append(
-        Claim(
-            "modest spectral regularisation substantially lowers attribution FD",
-            verdict,
-            f"FD at s={sc:g}: {fd0['mean']:.4g} -> {fd1['mean']:.4g} (ratio {ratio:.2f}; "
-            f"lower in every seed: {every}); paper CIFAR-10 ratio 0.23; on unit-norm "
-            f"maps (FD_shape) the ratio is {shape_ratio:.2f}",
-        )
-    )
+
+    fd = _ratio_stats(res, "fd", i)
+    shp = _ratio_stats(res, "fd_shape", i)
     dg0, dg1 = res.value("standard", "delta_grad", sc), res.value("stable", "delta_grad", sc)
     dg_ratio = dg1["mean"] / dg0["mean"] if dg0["mean"] > 0 else float("nan")
-    both = shape_ratio < 0.9 and dg_ratio < 0.9
+    kind = "bootstrap over test points" if fd["bootstrap"] else "range over seeds"
     out.append(
         Claim(
-            "the maps themselves get more stable, not just smaller (scale-free FD_shape and "
-            "Δgrad drop too; our stricter reading, not a claim the paper states)",
-            "supported"
-            if both
-            else ("mixed" if shape_ratio < 0.9 or dg_ratio < 0.9 else "not supported"),
-            f"at s={sc:g}: FD_shape ratio {shape_ratio:.2f}, Δgrad ratio {dg_ratio:.2f} "
-            f"(both < 0.9 needed)",
+            "modest spectral regularisation substantially lowers attribution FD (raw maps)",
+            _fd_verdict(fd),
+            f"FD at s={sc:g}: ratio stable/standard {fd['ratio']:.3f}, 95% CI "
+            f"[{fd['ci'][0]:.3f}, {fd['ci'][1]:.3f}] ({kind}); per seed "
+            f"{np.round(fd['per_seed'], 3).tolist()}; paper CIFAR-10 ratio 0.23. Raw FD scales "
+            "as t^2 when maps shrink by t",
+            {"scale": sc, **fd},
         )
     )
-    se0, se1 = res.value("standard", "SE"), res.value("stable", "SE")
-    rel = abs(se1["mean"] - se0["mean"]) / max(abs(se0["mean"]), 1e-12)
+    out.append(
+        Claim(
+            "the maps themselves get more stable: FD of unit-norm maps (FD_shape) drops",
+            _fd_verdict(shp),
+            f"FD_shape at s={sc:g}: ratio {shp['ratio']:.3f}, 95% CI [{shp['ci'][0]:.3f}, "
+            f"{shp['ci'][1]:.3f}]; per seed {np.round(shp['per_seed'], 3).tolist()}; "
+            f"Δgrad ratio {dg_ratio:.3f}",
+            {"scale": sc, "delta_grad_ratio": dg_ratio, **shp},
+        )
+    )
+
+    se0, se1 = res.per_sample("standard", "se"), res.per_sample("stable", "se")
+    m0, m1 = se0.mean(1), se1.mean(1)
+    delta = float((m1 - m0).mean())
+    idx = rng.integers(0, se0.shape[1], (cfg.n_boot or 200, se0.shape[1]))
+    ci = _ci((se1[:, idx].mean(-1) - se0[:, idx].mean(-1)).mean(0))
+    sd = float(np.sqrt((m0.var(ddof=1) + m1.var(ddof=1)) / 2)) if k > 1 else float("nan")
+    little = abs(delta) <= SE_SEED_SDS * sd if k > 1 else ci[0] <= 0 <= ci[1]
+    rel = delta / float(m0.mean())
     out.append(
         Claim(
             "global spectral summaries (mean SE) change little",
-            "supported" if rel <= 0.05 else "not supported",
-            f"SE {se0['mean']:.4f} -> {se1['mean']:.4f} bits ({100 * rel:.1f} % change); "
-            "paper CIFAR-10: 3.101 -> 3.102",
+            "supported" if little else "not supported",
+            f"SE {m0.mean():.4f} -> {m1.mean():.4f} bits: Δ = {delta:+.4f} ({100 * rel:+.2f} %), "
+            f"95% CI [{ci[0]:+.4f}, {ci[1]:+.4f}]; seed-to-seed sd {sd:.4f}, so "
+            f"|Δ| = {abs(delta) / sd if sd > 0 else float('inf'):.1f} sd (little: <= "
+            f"{SE_SEED_SDS:g} sd); paper CIFAR-10: 3.101 -> 3.102 (+0.03 %)",
+            {
+                "delta": delta,
+                "relative": rel,
+                "ci": ci,
+                "seed_sd": sd,
+                "standard": m0.tolist(),
+                "stable": m1.tolist(),
+            },
         )
     )
-    a0, a1 = res.value("standard", "accuracy"), res.value("stable", "accuracy")
-    drop = 100 * (a0["mean"] - a1["mean"])
+
+    a0 = np.array(res.value("standard", "accuracy")["values"])
+    a1 = np.array(res.value("stable", "accuracy")["values"])
+    d = 100 * (a0 - a1)
+    if k > 1:
+        half = float(student_t.ppf(1 - ALPHA / 2, k - 1) * d.std(ddof=1) / np.sqrt(k))
+        aci = [float(d.mean() - half), float(d.mean() + half)]
+        v = (
+            "supported"
+            if aci[1] < ACC_POINTS
+            else ("not supported" if aci[0] >= ACC_POINTS else "inconclusive")
+        )
+    else:
+        aci, v = [float("nan"), float("nan")], "inconclusive"
     out.append(
         Claim(
-            "the regularisation is modest (accuracy cost < 1 point)",
-            "supported" if drop < 1 else "not supported",
-            f"accuracy {100 * a0['mean']:.2f}% -> {100 * a1['mean']:.2f}% (drop {drop:.2f} points)",
+            f"the regularisation is modest (accuracy cost < {ACC_POINTS:g} point)",
+            v,
+            f"accuracy {100 * a0.mean():.2f}% -> {100 * a1.mean():.2f}%: drop "
+            f"{d.mean():+.2f} points, 95% CI [{aci[0]:+.2f}, {aci[1]:+.2f}] (t over {k} seeds)",
+            {"drop_points": float(d.mean()), "ci": aci, "per_seed": d.tolist()},
         )
     )
+
     rel_ = entropy_instability_relation(res, "standard", sc)
-    rhos = np.array(rel_["rho"])
-    weak = float(np.median(np.abs(rhos))) < 0.3
-    varies = len(rhos) > 1 and (np.ptp(rhos) > 0.1 or (rhos.min() < 0 < rhos.max()))
-    v = "supported" if weak and varies else ("mixed" if weak or varies else "not supported")
+    het = rel_["heterogeneity"]
+    weak = -WEAK_RHO < het["pooled_ci"][0] and het["pooled_ci"][1] < WEAK_RHO
+    dep = het["p"] < ALPHA
+    v = "supported" if weak and dep else ("mixed" if weak or dep else "not supported")
+    signs = ", ".join(f"{r:+.2f} (p={p:.1g})" for r, p in zip(rel_["rho"], rel_["p"]))
     out.append(
         Claim(
             "per-sample SE–instability correlation is weak and seed dependent",
             v,
-            f"Spearman rho(SE, Δgrad) per seed: {np.round(rhos, 2).tolist()} "
-            f"(weak: {weak}; varies across seeds: {bool(varies)})",
+            f"Spearman rho(SE, Δgrad) per seed: {signs}; pooled {het['pooled_rho']:+.3f}, 95% CI "
+            f"[{het['pooled_ci'][0]:+.3f}, {het['pooled_ci'][1]:+.3f}] (weak: {weak}); "
+            f"heterogeneity Q = {het['Q']:.2f} on {het['df']} df, p = {het['p']:.2g} -> "
+            + ("seed dependent" if dep else "consistent across seeds"),
+            {**rel_, "weak": bool(weak), "seed_dependent": bool(dep)},
         )
     )
+
     trends = np.array(rel_["envelope_trend"])
+    recs = [res.runs[("standard", s)] for s in cfg.seeds]
+    reps = np.mean(
+        [envelope_trend_bootstrap(r["se"].numpy(), r["delta_grad"][i].numpy(), idx) for r in recs],
+        axis=0,
+    )
+    eci = _ci(reps)
+    v = "supported" if eci[1] < 0 else ("not supported" if eci[0] > 0 else "inconclusive")
     out.append(
         Claim(
             "spectral entropy bounds the unstable regime (falling upper envelope)",
-            "supported"
-            if (trends < -0.5).all()
-            else ("mixed" if (trends < -0.5).any() else "not supported"),
-            f"trend of the 95% envelope of Δgrad vs SE per seed: {np.round(trends, 2).tolist()}",
+            v,
+            f"trend of the 95% envelope of Δgrad vs SE per seed: {np.round(trends, 2).tolist()}; "
+            f"mean {trends.mean():+.2f}, 95% CI [{eci[0]:+.2f}, {eci[1]:+.2f}] (bootstrap over "
+            "points)",
+            {"trend": trends.tolist(), "mean": float(trends.mean()), "ci": eci},
         )
     )
     return out
@@ -550,3 +772,70 @@ def assess_claims(res: StudyResult, scale: float | None = None) -> list[Claim]:
 
 def format_claims(claims: Sequence[Claim]) -> str:
     return "\n".join(f"- {c!r}" for c in claims)
+
+
+# --------------------------------------------------------------------------- stored results
+SUMMARY_FORMAT = "spectral_lab.study-summary/1"
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, np.integer, np.bool_)):
+        return x.item()
+    return x
+
+
+def study_summary(res: StudyResult, **claims_kwargs) -> dict:
+    """A small JSON-safe record of a study: config, the tidy table and the claims with their
+    statistics (no per-sample arrays, no images, no weights)."""
+    return _jsonable(
+        {
+            "format": SUMMARY_FORMAT,
+            "version": _version,
+            "config": dataclasses.asdict(res.config),
+            "table": [r for r in res.table() if r["metric"] != "train_seconds"],
+            "claims": [
+                {"claim": c.claim, "verdict": c.verdict, "evidence": c.evidence, "stats": c.stats}
+                for c in assess_claims(res, **claims_kwargs)
+            ],
+        }
+    )
+
+
+def save_study_summary(res: StudyResult, path: str | os.PathLike, command: str) -> dict:
+    """Write :func:`study_summary` with the ``command`` that produced it and today's UTC date."""
+    import datetime
+
+    d = study_summary(res)
+    d["command"] = command
+    d["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    d["runs"] = {"n": len(res.runs), "cached": res.cached, "seconds": round(res.seconds, 1)}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(d, indent=1, sort_keys=True) + "\n")
+    return d
+
+
+def load_study_summary(path: str | os.PathLike) -> dict:
+    """Read a summary written by :func:`save_study_summary` (checks its format tag)."""
+    d = json.loads(Path(path).read_text())
+    if d.get("format") != SUMMARY_FORMAT:
+        raise ValueError(f"{path} is not a {SUMMARY_FORMAT} file (format {d.get('format')!r})")
+    return d
+
+
+def format_summary_table(summary: dict) -> str:
+    """The stored table as text: metric, scale, standard and stable (mean ± std), ratio."""
+    rows = summary["table"]
+    std = {(r["metric"], r["scale"]): r for r in rows if r["variant"] == "standard"}
+    lines = [f"{'metric':<14}{'scale':>7}  {'standard':>20}  {'stable':>20}  {'stable/std':>10}"]
+    for r in rows:
+        if r["variant"] != "stable":
+            continue
+        a = std[(r["metric"], r["scale"])]
+        ratio = r["mean"] / a["mean"] if a["mean"] else float("nan")
+        sc = "" if r["scale"] is None else f"{r['scale']:g}"
+        lines.append(f"{r['metric']:<14}{sc:>7}  {_pm(a):>20}  {_pm(r):>20}  {ratio:>10.3f}")
+    return "\n".join(lines)

@@ -219,8 +219,55 @@ def test_frechet_distance_normalisation_and_pca_projection():
     V = torch.linalg.svd(A - mean, full_matrices=False).Vh[:k].T
     ref = sl.frechet_distance((A - mean) @ V, (B - mean) @ V)
     assert torch.allclose(sl.frechet_distance(A, B, pca_dim=k), ref)
-    # with n < d the full covariance is singular; the eigh route still returns a finite number
-    assert torch.isfinite(sl.frechet_distance(A, B + 0.1))
+    # with n < d (50 samples in 40 dims is fine; take 20 samples in 40 dims) the covariances are
+    # singular; the eigh route must still agree with scipy's sqrtm formula. Both carry a round-off
+    # floor of order sqrt(machine eps) relative (the square root of a singular PSD matrix), so
+    # compare to 1e-5 relative: a dropped factor 2 or a missing trace term is off by O(1).
+    A20, B20 = A[:20].numpy(), (B[:20] + 0.1).numpy()
+    ref = _scipy_fd(A20.mean(0), np.cov(A20.T), B20.mean(0), np.cov(B20.T))
+    ours = float(sl.frechet_distance(torch.tensor(A20), torch.tensor(B20)))
+    assert abs(ours - ref) < 1e-5 * ref
+    # the scale law FD(tA, tB) = t^2 FD(A, B); unit-norm maps are blind to t
+    t = 0.4
+    assert float(sl.frechet_distance(t * A, t * B + 0.1 * t)) == pytest.approx(
+        t**2 * float(sl.frechet_distance(A, B + 0.1)), rel=1e-10
+    )
+    assert float(sl.frechet_distance(t * A, t * B, normalize=True)) == pytest.approx(
+        float(sl.frechet_distance(A, B, normalize=True)), abs=1e-12
+    )
+
+
+def test_frechet_distance_bootstrap_resamples_points_paired():
+    rng = np.random.default_rng(4)
+    n, m, d, k = 30, 3, 12, 4
+    clean = torch.tensor(rng.normal(size=(n, d)))
+    pert = clean[None] + 0.3 * torch.tensor(rng.normal(size=(m, n, d)))
+    reps = sl.frechet_distance_bootstrap(clean, pert, 5, pca_dim=k, seed=7)
+    # replicate 0 by hand: the same seeded index draw, projected on the full clean cloud's top-k
+    # principal directions, FD by scipy's sqrtm formula
+    idx = torch.randint(0, n, (n,), generator=torch.Generator().manual_seed(7)).numpy()
+    Cn, Pn = clean.numpy(), pert.numpy()
+    mean = Cn.mean(0)
+    V = np.linalg.svd(Cn - mean, full_matrices=False)[2][:k].T
+    a, p = (Cn[idx] - mean) @ V, ((Pn[:, idx] - mean) @ V).reshape(-1, k)
+    ref = _scipy_fd(a.mean(0), np.cov(a.T), p.mean(0), np.cov(p.T))
+    assert float(reps[0]) == pytest.approx(ref, rel=1e-8)
+    # same seed, same index sets: a second model's replicates are paired with the first's, so a
+    # model whose maps are t times smaller gives exactly t^2 times every replicate
+    small = sl.frechet_distance_bootstrap(0.5 * clean, 0.5 * pert, 5, pca_dim=k, seed=7)
+    assert torch.allclose(small, 0.25 * reps, rtol=1e-10)
+    unit = sl.frechet_distance_bootstrap(clean, pert, 5, pca_dim=k, seed=7, normalize=True)
+    unit_small = sl.frechet_distance_bootstrap(
+        0.5 * clean, 0.5 * pert, 5, pca_dim=k, seed=7, normalize=True
+    )
+    assert torch.allclose(unit, unit_small, rtol=1e-10)
+    # the bootstrap distribution surrounds the point estimate of the full clouds
+    many = sl.frechet_distance_bootstrap(clean, pert, 200, pca_dim=k)
+    point = float(sl.frechet_distance(clean, pert.reshape(-1, d), pca_dim=k))
+    lo, hi = np.quantile(many.numpy(), [0.025, 0.975])
+    assert lo < point < hi
+    with pytest.raises(ValueError, match="perturbed must be"):
+        sl.frechet_distance_bootstrap(clean, pert[:, :5], 5)
 
 
 def test_attribution_instability_shapes_fd_and_monotone_in_noise():

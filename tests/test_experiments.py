@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import pickle
 from pathlib import Path
@@ -18,7 +20,6 @@ from spectral_lab.experiments import (
     Claim,
     StudyResult,
     assess_claims,
-    entropy_instability_relation,
     paper_table,
 )
 
@@ -170,49 +171,236 @@ def test_training_is_reproducible_without_cache():
 
 
 # --------------------------------------------------------------------------- claims
-def _fake(fd_std, fd_stab, se_std=3.0, se_stab=3.0, acc=(0.95, 0.948), rho_noise=1.0):
-    """A StudyResult with hand-made records, to check the verdict logic exactly."""
-    cfg = sl.StudyConfig(seeds=(0, 1, 2), scales=(0.1,))
+N_FAKE = 400
+
+
+def _fake(
+    fd_std,
+    fd_stab,
+    se_std=3.0,
+    se_stab=3.0,
+    acc=(0.95, 0.948),
+    rho_noise=1.0,
+    *,
+    shape=None,
+    acc_seed_sd=0.001,
+    se_seed_sd=0.01,
+    per_seed=None,
+    boot_sd=0.05,
+):
+    """A StudyResult with hand-made records, to check the verdict logic exactly.
+
+    ``per_seed(seed, rng) -> (se, delta_grad)`` overrides the per-sample standard-model arrays;
+    FD bootstrap replicates are ``fd * (1 + boot_sd * N(0, 1))``, paired across variants.
+    """
+    cfg = sl.StudyConfig(seeds=(0, 1, 2), scales=(0.1,), n_boot=200)
     rng = np.random.default_rng(0)
+    z = np.random.default_rng(1).normal(size=200)
+    z2 = np.random.default_rng(2).normal(size=200)
+    base = np.random.default_rng(3).normal(size=N_FAKE)
+    shape = (fd_std, fd_stab) if shape is None else shape
     runs = {}
     for s in cfg.seeds:
-        for variant, fd, se, a in (
-            ("standard", fd_std, se_std, acc[0]),
-            ("stable", fd_stab, se_stab, acc[1]),
+        off_se = se_seed_sd * (s - 1)
+        off_acc = acc_seed_sd * (s - 1)
+        for variant, fd, fds, se, a in (
+            ("standard", fd_std, shape[0], se_std, acc[0]),
+            ("stable", fd_stab, shape[1], se_stab, acc[1]),
         ):
-            se_i = torch.tensor(se + 0.1 * rng.normal(size=200), dtype=torch.float32)
-            dg = torch.tensor(rng.uniform(size=(1, 200)) * rho_noise, dtype=torch.float32)
+            # the same test points in every run (as in a study): shared per-sample part
+            se_i = se + off_se + 0.1 * base + 0.01 * rng.normal(size=N_FAKE)
+            dg = rng.uniform(size=N_FAKE) * rho_noise
+            if per_seed is not None and variant == "standard":
+                se_i, dg = per_seed(s, rng)
+            dg_t = torch.tensor(dg, dtype=torch.float64)[None]
+            f = fd * (1 + 0.01 * s)
+            # paired replicates: the stable model's share half the variance of the standard's
+            zz = z if variant == "standard" else 0.5 * z + 0.75**0.5 * z2
             runs[(variant, s)] = {
-                "accuracy": a,
+                "accuracy": a + (off_acc if variant == "standard" else -off_acc),
                 "train_seconds": 1.0,
-                "se": se_i,
-                "acn": torch.ones(200),
-                "sigma": torch.ones(200, 10),
-                "fd": torch.tensor([fd * (1 + 0.01 * s)]),
-                "fd_shape": torch.tensor([fd]),
-                "delta_grad": dg,
-                "cosine": dg,
-                "topk": dg,
-                "agreement": dg,
+                "se": torch.tensor(se_i, dtype=torch.float64),
+                "acn": torch.ones(N_FAKE),
+                "sigma": torch.ones(N_FAKE, 10),
+                "fd": torch.tensor([f]),
+                "fd_shape": torch.tensor([fds]),
+                "fd_boot": torch.tensor(f * (1 + boot_sd * zz))[None],
+                "fd_shape_boot": torch.tensor(fds * (1 + boot_sd * zz))[None],
+                "delta_grad": dg_t,
+                "cosine": dg_t,
+                "topk": dg_t,
+                "agreement": dg_t,
             }
     return StudyResult(cfg, runs)
 
 
-def test_claims_verdicts_follow_the_numbers():
-    good = assess_claims(_fake(200.0, 50.0))
+def _correlated(rhos_true):
+    """per_seed callback: Gaussian pairs with correlation rhos_true[seed] (n = N_FAKE)."""
+
+    def make(seed, rng):
+        r = rhos_true[seed]
+        x = rng.normal(size=N_FAKE)
+        y = r * x + np.sqrt(1 - r**2) * rng.normal(size=N_FAKE)
+        return x, y
+
+    return make
+
+
+def test_claims_fd_verdicts_raw_and_unit_norm():
+    good = assess_claims(_fake(200.0, 50.0, shape=(1.0, 1.0)))
     assert all(isinstance(c, Claim) for c in good) and len(good) == 6
-    assert good[0].verdict == "supported"  # FD ratio 0.25
-    assert good[1].verdict == "mixed"  # FD_shape drops (0.25) but delta_grad does not
-    assert good[2].verdict == "supported"  # SE unchanged
-    assert good[3].verdict == "supported"  # 0.2 point accuracy drop
-    assert "0.25" in good[0].evidence
+    assert good[0].verdict == "supported"  # ratio 0.25, CI well below 1
+    assert good[0].stats["ci"][0] < good[0].stats["ratio"] < good[0].stats["ci"][1] < 0.5
+    assert "0.250" in good[0].evidence
+    assert good[1].verdict == "inconclusive"  # unit-norm FD unchanged: CI straddles 1
+    assert assess_claims(_fake(200.0, 50.0, shape=(1.0, 0.3)))[1].verdict == "supported"
+    # a real but small drop is "mixed"; a rise is "not supported"; noise-level changes inconclusive
     assert assess_claims(_fake(200.0, 160.0))[0].verdict == "mixed"
     assert assess_claims(_fake(200.0, 260.0))[0].verdict == "not supported"
-    assert assess_claims(_fake(200.0, 260.0))[1].verdict == "not supported"
-    assert assess_claims(_fake(200.0, 50.0, se_stab=3.6))[2].verdict == "not supported"
+    assert assess_claims(_fake(200.0, 260.0, shape=(1.0, 1.3)))[1].verdict == "not supported"
+    assert assess_claims(_fake(200.0, 190.0, boot_sd=0.3))[0].verdict == "inconclusive"
+
+
+def test_claims_se_verdict_uses_seed_to_seed_spread():
+    # SE moves by 0.01 while retraining moves it by 0.05 (sd): little
+    c = assess_claims(_fake(200.0, 50.0, se_stab=3.01, se_seed_sd=0.05))[2]
+    assert c.verdict == "supported" and c.stats["seed_sd"] == pytest.approx(0.05, rel=0.15)
+    # the same change with a tiny seed spread is 10 sd: not "little" (a mutant threshold without
+    # the seed spread would not see the difference between these two runs)
+    assert assess_claims(_fake(200.0, 50.0, se_stab=3.01, se_seed_sd=0.001))[2].verdict == (
+        "not supported"
+    )
+    c = assess_claims(_fake(200.0, 50.0, se_stab=3.6))[2]
+    assert c.verdict == "not supported"
+    assert c.stats["ci"][0] < c.stats["delta"] < c.stats["ci"][1]
+    assert c.stats["delta"] == pytest.approx(0.6, abs=0.03)
+
+
+def test_claims_accuracy_verdict_is_a_t_interval_over_seeds():
+    from scipy.stats import t as student_t
+
+    c = assess_claims(_fake(200.0, 50.0, acc=(0.95, 0.948)))[3]
+    assert c.verdict == "supported"
+    d = np.array(c.stats["per_seed"])
+    half = student_t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
+    assert c.stats["ci"] == pytest.approx([d.mean() - half, d.mean() + half])
     assert assess_claims(_fake(200.0, 50.0, acc=(0.95, 0.90)))[3].verdict == "not supported"
-    rel = entropy_instability_relation(_fake(200.0, 50.0))
-    assert len(rel["rho"]) == 3 and all(abs(r) < 0.3 for r in rel["rho"])
+    # a 0.5-point mean drop with seed spread of 1 point: the interval straddles 1 point
+    noisy = assess_claims(_fake(200.0, 50.0, acc=(0.95, 0.945), acc_seed_sd=0.005))[3]
+    assert noisy.verdict == "inconclusive"
+
+
+def test_rho_heterogeneity_against_closed_forms():
+    from scipy.stats import norm
+
+    from spectral_lab.experiments import rho_heterogeneity
+
+    # equal rhos: Q = 0, p = 1
+    h = rho_heterogeneity([0.2, 0.2, 0.2], [400, 400, 400])
+    assert h["Q"] == pytest.approx(0.0, abs=1e-12) and h["p"] == pytest.approx(1.0)
+    assert h["pooled_rho"] == pytest.approx(0.2)
+    # two seeds: Q is the squared two-sample z statistic of Fisher's z, p its two-sided p-value
+    r, n = np.array([0.35, 0.1]), np.array([300, 500])
+    z = np.arctanh(r)
+    zstat = (z[0] - z[1]) / np.sqrt(1.06 / (n[0] - 3) + 1.06 / (n[1] - 3))
+    h = rho_heterogeneity(r, n)
+    assert h["Q"] == pytest.approx(zstat**2, rel=1e-12)
+    assert h["p"] == pytest.approx(2 * norm.sf(abs(zstat)), rel=1e-9)
+    # the audit's full-MNIST rhos differ by less than their standard errors: not rejected
+    h = rho_heterogeneity([0.273, 0.166, 0.238], [500, 500, 500])
+    assert h["p"] > 0.1 and 0.17 < h["pooled_rho"] < 0.27
+
+
+def test_claims_correlation_verdict_known_both_ways():
+    # clearly seed dependent, weak on the whole (pooled rho ~ 0): weak AND seed dependent
+    dep = assess_claims(_fake(200.0, 50.0, per_seed=_correlated([0.45, 0.0, -0.35])))[4]
+    assert dep.stats["seed_dependent"] and dep.stats["heterogeneity"]["p"] < 1e-6
+    assert dep.verdict == "supported" and "seed dependent" in dep.evidence
+    # identical per-sample data in every seed: identical rhos, Q = 0 -> consistent, not dependent
+    same = _correlated([0.2, 0.2, 0.2])
+
+    def fixed(seed, rng):
+        return same(0, np.random.default_rng(5))
+
+    eq = assess_claims(_fake(200.0, 50.0, per_seed=fixed))[4]
+    assert not eq.stats["seed_dependent"] and eq.stats["heterogeneity"]["Q"] < 1e-12
+    assert eq.verdict == "mixed" and "consistent across seeds" in eq.evidence
+    assert all(p < 0.01 for p in eq.stats["p"])  # rho = 0.15 at n = 400 is significant
+    # strong and equal: neither weak nor seed dependent
+    strong = _correlated([0.8, 0.8, 0.8])
+    st = assess_claims(
+        _fake(200.0, 50.0, per_seed=lambda s, r: strong(0, np.random.default_rng(5)))
+    )
+    assert st[4].verdict == "not supported" and not st[4].stats["weak"]
+
+
+def test_correlation_verdict_mutants_are_caught(monkeypatch):
+    """Mutation tests: a wrong standard error, or the old 'range of rho > 0.1' rule, must flip the
+    verdict on rhos that differ only by sampling noise (like the full MNIST study's)."""
+    from spectral_lab import experiments as ex
+
+    def noisy(seed, rng):  # one true rho, three independent samples
+        return _correlated([0.25, 0.25, 0.25])(seed, np.random.default_rng(60 + seed))
+
+    res = _fake(200.0, 50.0, per_seed=noisy)
+    right = assess_claims(res)[4]
+    assert not right.stats["seed_dependent"]
+    rhos = right.stats["rho"]
+    assert np.ptp(rhos) > 0.1  # the old rule would call these "varying across seeds"
+    # mutant 1: se of Fisher z without the square root (1.06 / (n - 3)): far too small
+    monkeypatch.setattr(ex, "_z_se", lambda n: 1.06 / (n - 3))
+    assert assess_claims(res)[4].stats["seed_dependent"]
+    monkeypatch.undo()
+    # mutant 2: the old heuristic in place of the test
+    real = ex.rho_heterogeneity
+
+    def range_rule(r, n):
+        h = real(r, n)
+        return {**h, "p": 0.0 if np.ptp(r) > 0.1 else 1.0}
+
+    monkeypatch.setattr(ex, "rho_heterogeneity", range_rule)
+    assert assess_claims(res)[4].verdict != right.verdict
+
+
+def test_claims_envelope_verdict_known_both_ways():
+    def capped(sign):
+        def make(seed, rng):
+            x = rng.uniform(0, 1, N_FAKE)
+            cap = (1 - x) if sign < 0 else x
+            return x, rng.uniform(0, 1, N_FAKE) * cap
+
+        return make
+
+    falling = assess_claims(_fake(200.0, 50.0, per_seed=capped(-1)))[5]
+    assert falling.verdict == "supported" and falling.stats["ci"][1] < 0
+    rising = assess_claims(_fake(200.0, 50.0, per_seed=capped(+1)))[5]
+    assert rising.verdict == "not supported" and rising.stats["ci"][0] > 0
+    flat = assess_claims(_fake(200.0, 50.0))[5]  # delta_grad independent of SE
+    assert flat.verdict == "inconclusive"
+    assert flat.stats["ci"][0] <= flat.stats["mean"] <= flat.stats["ci"][1]
+
+
+def test_study_summary_round_trip(tmp_path):
+    from spectral_lab.experiments import (
+        format_summary_table,
+        load_study_summary,
+        save_study_summary,
+    )
+
+    res = _fake(200.0, 50.0)
+    d = save_study_summary(res, tmp_path / "r.json", "spectral-lab reproduce --dataset x")
+    back = load_study_summary(tmp_path / "r.json")
+    assert back["command"] == "spectral-lab reproduce --dataset x" and len(back["date"]) == 10
+    assert back["table"] == [r for r in res.table() if r["metric"] != "train_seconds"]
+    assert [c["verdict"] for c in back["claims"]] == [c.verdict for c in assess_claims(res)]
+    assert back["claims"][0]["stats"]["ratio"] == pytest.approx(
+        assess_claims(res)[0].stats["ratio"]
+    )
+    assert back == json.loads(json.dumps(d))
+    assert "FD" in format_summary_table(back)
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match="not a spectral_lab.study-summary"):
+        load_study_summary(tmp_path / "bad.json")
 
 
 def test_paper_numbers_are_the_spec_ones_with_provenance():
@@ -220,7 +408,7 @@ def test_paper_numbers_are_the_spec_ones_with_provenance():
     assert rep["standard"] == {"SE": 3.101, "FD": 220.445}
     assert rep["stable"] == {"SE": 3.102, "FD": 51.165}
     assert sl.PAPER_REPORTED["cifar100"] == {}
-    assert "2602.01136" in PAPER_PROVENANCE and "8.2a" in PAPER_PROVENANCE
+    assert "2602.01136" in PAPER_PROVENANCE and "Table 1" in PAPER_PROVENANCE
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -250,11 +438,17 @@ def test_reproduce_on_cifar_format_files(tmp_path, capsys):
             "--quiet",
             "--n-eval",
             "16",
+            "--save",
+            str(tmp_path / "summary.json"),
         ]
     )
     out, _ = capsys.readouterr()
     assert code == 0
     assert "FD" in out and "no numbers reported" in out and "supported" in out
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["command"].startswith("spectral-lab reproduce --dataset cifar100")
+    assert saved["config"]["dataset"] == "cifar100" and len(saved["claims"]) == 6
+    assert all(c["verdict"] in out for c in saved["claims"])
 
 
 @pytest.mark.skipif(not HAVE_MNIST, reason="real MNIST files not found (set SPECTRAL_LAB_DATA)")
@@ -265,3 +459,45 @@ def test_reproduce_mnist_quick(tmp_path, monkeypatch, capsys):
     assert code == 0
     assert "dataset=mnist" in out and "Which of the paper's claims" in out
     assert "paper (cifar10, reported" in out  # the reference numbers, labelled as the paper's
+
+
+# --------------------------------------------------------------------------- the stored full study
+STORED = Path(__file__).resolve().parents[1] / "chapters" / "results" / "mnist_full_study.json"
+
+
+def test_stored_mnist_study_is_the_preset_and_self_consistent():
+    from spectral_lab.experiments import load_study_summary
+
+    d = load_study_summary(STORED)
+    assert "reproduce --dataset mnist" in d["command"] and d["date"].startswith("20")
+    preset = json.loads(json.dumps(dataclasses.asdict(sl.study_preset("mnist"))))
+    assert d["config"] == preset  # the full study, not a quick one
+    assert d["runs"]["n"] == 6 and d["runs"]["cached"] == 0  # trained by that command
+    rows = {(r["variant"], r["metric"], r["scale"]): r for r in d["table"]}
+    fd = d["claims"][0]["stats"]
+    sc = fd["scale"]
+    want = rows[("stable", "FD", sc)]["mean"] / rows[("standard", "FD", sc)]["mean"]
+    assert fd["ratio"] == pytest.approx(want, rel=1e-6)
+    assert fd["per_seed"] == pytest.approx(
+        np.array(rows[("stable", "FD", sc)]["values"])
+        / np.array(rows[("standard", "FD", sc)]["values"]),
+        rel=1e-6,
+    )
+    for r in d["table"]:
+        assert r["mean"] == pytest.approx(np.mean(r["values"]), rel=1e-9, abs=1e-12)
+    assert json.dumps(d).__len__() < 50_000  # small: no per-sample arrays, no images
+
+
+def test_stored_mnist_study_is_reproduced_from_its_cache():
+    """Where the full study's runs are cached (``$SPECTRAL_LAB_CACHE``), its numbers and verdicts
+    are recomputed from them and must equal the stored file."""
+    from spectral_lab.experiments import cached_study, load_study_summary, study_summary
+
+    res = cached_study(sl.study_preset("mnist"))
+    if res is None:
+        pytest.skip("the full MNIST study is not in the cache (run the command in the JSON)")
+    d, now = load_study_summary(STORED), study_summary(res)
+    for a, b in zip(d["table"], now["table"]):
+        assert a["metric"] == b["metric"] and a["values"] == pytest.approx(b["values"], rel=1e-6)
+    assert [c["verdict"] for c in d["claims"]] == [c["verdict"] for c in now["claims"]]
+    assert [c["evidence"] for c in d["claims"]] == [c["evidence"] for c in now["claims"]]
