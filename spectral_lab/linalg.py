@@ -10,8 +10,10 @@ Everything here takes a symmetric operator ``A`` known only through products ``v
 Public functions: :func:`power_iteration` (with deflation), :func:`lanczos` (full
 reorthogonalisation; top-k largest or smallest algebraic eigenpairs), :func:`hutchinson` and
 :func:`hutchpp` (trace), :func:`spectral_density` (stochastic Lanczos quadrature). Randomness comes
-from ``generator`` or ``seed`` (default seed 0, so results are reproducible); vectors live on the
-operator's device in its dtype.
+from ``generator`` or ``seed`` (pass at most one; default seed 0, so results are reproducible);
+vectors live on the operator's device in its dtype (a dense tensor or callable defines them; a
+mismatched ``v0`` is cast). Results are frozen dataclasses with ``to_dict()``;
+``float(TraceResult)`` is the estimate, ``float(EigResult)`` the eigenvalue when ``k=1``.
 
 Example:
     >>> A = torch.diag(torch.arange(1.0, 101.0, dtype=torch.float64))
@@ -27,6 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from ._random import resolve_generator
+from ._results import Result
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
 
@@ -127,14 +132,6 @@ def as_operator(
     )
 
 
-def _generator(generator: torch.Generator | None, seed: int | None, device) -> torch.Generator:
-    if generator is not None:
-        return generator
-    g = torch.Generator(device=device)
-    g.manual_seed(0 if seed is None else int(seed))
-    return g
-
-
 def _randn(op: LinearOperator, *shape: int, g: torch.Generator) -> torch.Tensor:
     return torch.randn(*shape, generator=g, dtype=op.dtype, device=op.device)
 
@@ -153,7 +150,7 @@ def _check_k(k: int, dim: int) -> int:
 
 
 @dataclass(frozen=True)
-class EigResult:
+class EigResult(Result):
     """Eigenpairs found by a matrix-free solver.
 
     ``eigenvalues`` (k,), ``eigenvectors`` (dim, k) or None, ``residuals`` ``||A u - lambda u||``
@@ -169,6 +166,15 @@ class EigResult:
     method: str
     history: torch.Tensor
     history_matvecs: torch.Tensor
+
+    def __float__(self) -> float:
+        """The eigenvalue, when exactly one was asked for (``k=1``)."""
+        if self.eigenvalues.numel() != 1:
+            raise TypeError(
+                f"float() needs a single eigenvalue, this result has {self.eigenvalues.numel()}; "
+                "use result.eigenvalues[i]"
+            )
+        return float(self.eigenvalues[0])
 
     def __repr__(self) -> str:
         vals = ", ".join(f"{x:.6g}" for x in self.eigenvalues.tolist())
@@ -206,7 +212,7 @@ def power_iteration(
     """
     op = as_operator(A, dim, dtype, device)
     k = _check_k(k, op.dim)
-    g = _generator(generator, seed, op.device)
+    g = resolve_generator(generator, seed, op.device)
     start = op.n_products
     vals: list[float] = []
     vecs: list[torch.Tensor] = []
@@ -308,7 +314,7 @@ def lanczos(
     m_max = min(n, max_iter if max_iter is not None else max(100, 10 * k))
     if m_max < k:
         raise ValueError(f"max_iter={max_iter} is smaller than k={k}; raise max_iter")
-    g = _generator(generator, seed, op.device)
+    g = resolve_generator(generator, seed, op.device)
     start = op.n_products
     q = v0.to(device=op.device, dtype=op.dtype).clone() if v0 is not None else _randn(op, n, g=g)
     if v0 is not None and (v0.dim() != 1 or v0.shape[0] != n):
@@ -380,13 +386,17 @@ def lanczos(
 
 
 @dataclass(frozen=True)
-class TraceResult:
+class TraceResult(Result):
     """A stochastic trace estimate with its standard error and the products it cost."""
 
     estimate: float
     std_error: float
     matvecs: int
     method: str
+
+    def __float__(self) -> float:
+        """The trace estimate."""
+        return float(self.estimate)
 
     def __repr__(self) -> str:
         return (
@@ -437,7 +447,7 @@ def hutchinson(
     """
     op = as_operator(A, dim, dtype, device)
     _check_budget(num_matvecs, 1)
-    g = _generator(generator, seed, op.device)
+    g = resolve_generator(generator, seed, op.device)
     start = op.n_products
     Z = _probes(op, num_matvecs, distribution, g)
     s = (Z * _blocked(op, Z, block_size)).sum(0).double()
@@ -472,7 +482,7 @@ def hutchpp(
     """
     op = as_operator(A, dim, dtype, device)
     _check_budget(num_matvecs, 3)
-    g = _generator(generator, seed, op.device)
+    g = resolve_generator(generator, seed, op.device)
     start = op.n_products
     n_s = num_matvecs // 3
     n_g = num_matvecs - 2 * n_s
@@ -489,7 +499,7 @@ def hutchpp(
 
 
 @dataclass(frozen=True)
-class SpectralDensity:
+class SpectralDensity(Result):
     """A smoothed spectral density from stochastic Lanczos quadrature.
 
     ``grid`` and ``density`` (a Gaussian-smoothed density of the normalised eigenvalue counting
@@ -550,7 +560,7 @@ def spectral_density(
     if num_probes < 1 or num_steps < 1:
         raise ValueError("num_probes and num_steps must be positive")
     m = min(num_steps, op.dim)
-    g = _generator(generator, seed, op.device)
+    g = resolve_generator(generator, seed, op.device)
     start = op.n_products
     b = num_probes
     V = _rademacher(op, op.dim, b, g=g)
