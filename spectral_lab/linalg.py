@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ._deprecate import renamed_kwargs
 from ._random import resolve_generator
 from ._results import Result
 
@@ -91,12 +92,13 @@ class LinearOperator:
     def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
         return self.mv(v) if v.dim() == 1 else self.mm(v)
 
-    def dense(self, block_size: int = 256) -> torch.Tensor:
-        """The full ``dim x dim`` matrix from ``dim`` products, ``block_size`` columns at a time
+    @renamed_kwargs(block_size="chunk_size")
+    def dense(self, chunk_size: int = 256) -> torch.Tensor:
+        """The full ``dim x dim`` matrix from ``dim`` products, ``chunk_size`` columns at a time
         (toy sizes only)."""
         eye = torch.eye(self.dim, dtype=self.dtype, device=self.device)
         return torch.cat(
-            [self.mm(eye[:, i : i + block_size]) for i in range(0, self.dim, block_size)], dim=1
+            [self.mm(eye[:, i : i + chunk_size]) for i in range(0, self.dim, chunk_size)], dim=1
         )
 
     def __repr__(self) -> str:
@@ -413,8 +415,8 @@ def _probes(op: LinearOperator, m: int, distribution: str, g: torch.Generator) -
     raise ValueError(f"distribution must be 'rademacher' or 'gaussian', got {distribution!r}")
 
 
-def _blocked(op: LinearOperator, Z: torch.Tensor, block_size: int | None) -> torch.Tensor:
-    b = Z.shape[1] if block_size is None else int(block_size)
+def _blocked(op: LinearOperator, Z: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
+    b = Z.shape[1] if chunk_size is None else int(chunk_size)
     return torch.cat([op.mm(Z[:, i : i + b]) for i in range(0, Z.shape[1], b)], dim=1)
 
 
@@ -423,13 +425,14 @@ def _check_budget(num_matvecs: int, least: int) -> None:
         raise ValueError(f"num_matvecs must be an int >= {least}, got {num_matvecs!r}")
 
 
+@renamed_kwargs(block_size="chunk_size")
 def hutchinson(
     A: LinearOperator | torch.Tensor | Matvec,
     num_matvecs: int = 60,
     *,
     distribution: str = "rademacher",
     dim: int | None = None,
-    block_size: int | None = None,
+    chunk_size: int | None = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
     dtype: torch.dtype | None = None,
@@ -439,7 +442,7 @@ def hutchinson(
 
     ``z_i`` Rademacher (default) or Gaussian; unbiased, variance ``2 ||A||_F^2 / m`` for Gaussian
     probes (``2 sum_{i!=j} A_ij^2 / m`` for Rademacher), so error ``O(1/sqrt(m))``. Products are
-    taken in blocks of ``block_size`` columns (all at once by default). Cost: ``m`` products.
+    taken in blocks of ``chunk_size`` columns (all at once by default). Cost: ``m`` products.
 
     Example:
         >>> hutchinson(torch.eye(50, dtype=torch.float64), 10).estimate
@@ -450,18 +453,19 @@ def hutchinson(
     g = resolve_generator(generator, seed, op.device)
     start = op.n_products
     Z = _probes(op, num_matvecs, distribution, g)
-    s = (Z * _blocked(op, Z, block_size)).sum(0).double()
+    s = (Z * _blocked(op, Z, chunk_size)).sum(0).double()
     se = float(s.std() / math.sqrt(len(s))) if len(s) > 1 else math.inf
     return TraceResult(float(s.mean()), se, op.n_products - start, "hutchinson")
 
 
+@renamed_kwargs(block_size="chunk_size")
 def hutchpp(
     A: LinearOperator | torch.Tensor | Matvec,
     num_matvecs: int = 60,
     *,
     distribution: str = "rademacher",
     dim: int | None = None,
-    block_size: int | None = None,
+    chunk_size: int | None = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
     dtype: torch.dtype | None = None,
@@ -487,11 +491,11 @@ def hutchpp(
     n_s = num_matvecs // 3
     n_g = num_matvecs - 2 * n_s
     S = _probes(op, n_s, distribution, g)
-    Q, _ = torch.linalg.qr(_blocked(op, S, block_size))
-    low = float(torch.trace(Q.T @ _blocked(op, Q, block_size)))
+    Q, _ = torch.linalg.qr(_blocked(op, S, chunk_size))
+    low = float(torch.trace(Q.T @ _blocked(op, Q, chunk_size)))
     G = _probes(op, n_g, distribution, g)
     G = G - Q @ (Q.T @ G)
-    AG = _blocked(op, G, block_size)
+    AG = _blocked(op, G, chunk_size)
     AG = AG - Q @ (Q.T @ AG)
     s = (G * AG).sum(0).double()
     se = float(s.std() / math.sqrt(n_g)) if n_g > 1 else math.inf

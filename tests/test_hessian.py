@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -298,7 +300,9 @@ def test_old_loss_first_order_still_works_with_a_warning_at_the_caller(setup):
     with pytest.warns(DeprecationWarning):
         torch.testing.assert_close(hvp(m, "mse", (x, y), v, "gn"), gnvp(m, (x, y), v, loss="mse"))
     with pytest.warns(DeprecationWarning):
-        old_gd = gd_with_sharpness(m, "mse", (x, y), 0.01, 3, measure=False)
+        old_gd = gd_with_sharpness(copy.deepcopy(m), "mse", (x, y), 0.01, 3, measure=False)
+    new_gd = gd_with_sharpness(copy.deepcopy(m), (x, y), 0.01, 3, loss="mse", measure=False)
+    torch.testing.assert_close(old_gd.loss, new_gd.loss)
     with pytest.raises(TypeError, match="both"):
         hessian_eigs(m, (x, y), loss="mse", loss_fn="mse")
 

@@ -134,7 +134,7 @@ def test_spectral_entropy_penalty_is_nonnegative_and_zero_for_a_flat_spectrum():
 
 @pytest.mark.parametrize("name", [n for n in REGULARIZERS if n not in ("none",)])
 def test_every_regularizer_trains_and_lowers_its_target(name):
-    ds = sl.load_dataset("gaussian_mixture", n_samples=128, dim=6, num_classes=4)
+    ds = sl.load_dataset("gaussian_mixture", num_samples=128, dim=6, num_classes=4)
     reg = sl.make_regularizer(name, strength=0.1, max_samples=16)
     torch.manual_seed(0)
     m = sl.MLP(6, 4, width=16)
@@ -144,7 +144,7 @@ def test_every_regularizer_trains_and_lowers_its_target(name):
 
 
 def test_jacobian_penalty_shrinks_sigma1_relative_to_plain_training():
-    ds = sl.load_dataset("gaussian_mixture", n_samples=256, dim=6, num_classes=4)
+    ds = sl.load_dataset("gaussian_mixture", num_samples=256, dim=6, num_classes=4)
     x, _ = ds.tensors()
     out = {}
     for strength in (0.0, 1.0):
