@@ -45,7 +45,11 @@ def _move(x, y, device, dtype) -> Batch:
         y = torch.as_tensor(y)
         if len(y) != len(x):
             raise ValueError(f"a batch has {len(x)} inputs but {len(y)} labels")
-        y = y.to(device=device, dtype=dtype) if (y.is_floating_point() and dtype is not None) else y.to(device)
+        y = (
+            y.to(device=device, dtype=dtype)
+            if (y.is_floating_point() and dtype is not None)
+            else y.to(device)
+        )
     return x, y
 
 

@@ -19,14 +19,17 @@ def warn_deprecated(message: str, stacklevel: int = 3) -> None:
     warnings.warn(message, DeprecationWarning, stacklevel=stacklevel)
 
 
-def rename_kwargs(kwargs: dict[str, Any], renames: dict[str, str], where: str,
-                  stacklevel: int = 4) -> dict[str, Any]:
+def rename_kwargs(
+    kwargs: dict[str, Any], renames: dict[str, str], where: str, stacklevel: int = 4
+) -> dict[str, Any]:
     """Move ``kwargs[old]`` to ``kwargs[new]`` for each ``old -> new`` in ``renames``, warning once
     per old spelling; passing both spellings raises ``TypeError``."""
     for old, new in renames.items():
         if old in kwargs:
             if new in kwargs:
-                raise TypeError(f"{where}() got both {old!r} (deprecated) and {new!r}; pass only {new!r}")
+                raise TypeError(
+                    f"{where}() got both {old!r} (deprecated) and {new!r}; pass only {new!r}"
+                )
             warn_deprecated(
                 f"{where}(): the keyword {old!r} is deprecated and will be removed in the next "
                 f"release; use {new!r}",

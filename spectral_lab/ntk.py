@@ -246,8 +246,8 @@ def ntk_eigs(
     :func:`ntk_operator`, never forming the Gram (memory ``O(m N C + C p)``, ``m`` Lanczos
     steps); ``"auto"`` is dense when the matrix side is at most ``max_dense`` (a choice, not from
     the paper). Eigenvalues are returned largest first. Lanczos draws its start vector from
-``generator`` or ``seed`` (default 0). Runs on the device and dtype of the model's parameters;
-inputs are cast to them.
+    ``generator`` or ``seed`` (default 0). Runs on the device and dtype of the model's parameters;
+    inputs are cast to them.
 
     Example:
         >>> from spectral_lab import MLP

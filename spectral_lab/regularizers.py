@@ -137,7 +137,8 @@ def jacobian_spectral_norm(
 
 
 def differentiable_input_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``J_f(x)`` ``(N, C, d)`` with the graph kept (for penalties on its spectrum).
+    """``J_f(x)`` ``(N, C, d)`` with the graph kept (for penalties on its spectrum). Runs on the
+    device and dtype of the model's parameters; inputs are cast to them.
     Cost: ``C`` backward passes with ``create_graph=True``."""
     xg, out = _forward_with_input_grad(model, x)
     rows = [

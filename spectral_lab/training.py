@@ -24,6 +24,7 @@ from ._data import _in_memory, iter_batches
 from ._deprecate import warn_deprecated
 from ._losses import LOSSES, resolve_loss
 from ._progress import progress_bar
+from ._random import resolve_generator
 from ._results import Result
 from .models import build_model
 
@@ -120,7 +121,8 @@ def train(
     weight_decay: float = 0.0,
     extra_loss: ExtraLoss | None = None,
     test_data=None,
-    seed: int = 0,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
     progress: bool = True,
     callback: Callable[[nn.Module, int, float], None] | None = None,
 ) -> History:
@@ -139,8 +141,9 @@ def train(
         extra_loss: ``extra_loss(model, x, y, logits) -> scalar`` added to the loss each step,
             e.g. a spectral regulariser from :mod:`spectral_lab.regularizers`.
         test_data: evaluated after every epoch (``test_loss``, ``test_acc``).
-        seed: seeds the batch order; with the model's own seeded init the run is reproducible
-            on CPU.
+        seed, generator: the batch order (``torch.randperm`` on the CPU) comes from ``generator``
+            or a generator seeded with ``seed`` (default 0); with the model's own seeded init the
+            run is reproducible on CPU.
         callback: ``callback(model, step, loss)`` after every optimiser step.
 
     Cost: ``epochs * n / batch_size`` forward/backward passes (plus the extra term's cost).
@@ -160,7 +163,7 @@ def train(
     loss_fn = resolve_loss(loss)
     opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
     opt = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay)
-    g = torch.Generator().manual_seed(seed)
+    g = resolve_generator(generator, seed)
     hist = History()
     bar = progress_bar(range(epochs), desc="training", enabled=progress)
     step = 0

@@ -265,12 +265,12 @@ def test_mutation_old_mse_scale_is_caught(tiny_mlp, monkeypatch):
     assert step_err > 0.5 and eig_err > 0.5 and loss_err > 1e-3
 
 
-def test_hessian_accepts_every_data_kind(tiny_mlp):
+def test_hessian_accepts_every_data_kind(tiny_mlp, device):
     from spectral_lab import ArrayDataset
 
     torch.manual_seed(0)
     x, y = torch.randn(10, 4, dtype=D), torch.randint(0, 3, (10,))
-    m = tiny_mlp(4, 3)
+    m = tiny_mlp(4, 3, device=device)  # data stay on the CPU: cast and moved batch by batch
     ref = float(hessian_eigs(m, (x, y), tol=1e-10))
     for data in (
         ArrayDataset(x, y, num_classes=3, name="t"),
@@ -281,6 +281,8 @@ def test_hessian_accepts_every_data_kind(tiny_mlp):
         got = float(hessian_eigs(m, data, loss="cross_entropy", tol=1e-10))
         assert got == pytest.approx(ref, rel=1e-8), type(data).__name__
     assert float(hessian_eigs(m, (x, y), batch_size=3, tol=1e-10)) == pytest.approx(ref, rel=1e-8)
+    r = hessian_eigs(m, (x, y))
+    assert r.eigenvalues.device.type == device and r.eigenvalues.dtype == D
     with pytest.raises(ValueError, match="needs labels"):
         hessian_eigs(m, x)
 
