@@ -40,7 +40,7 @@ def main() -> None:
         f"model: MLP 64-{args.width}-{args.width}-10 tanh, p = {p}, loss = cross-entropy on {args.n} digits"
     )
 
-    ref = sl.hessian_eigs(model, "cross_entropy", data, k=5, tol=1e-10, max_iter=400)
+    ref = sl.hessian_eigs(model, data, loss="cross_entropy", k=5, tol=1e-10, max_iter=400)
     print(
         f"reference top-5 (Lanczos, tol 1e-10): {[round(v, 6) for v in ref.eigenvalues.tolist()]}"
     )
@@ -51,7 +51,7 @@ def main() -> None:
         for method in ("lanczos", "power"):
             t0 = time.perf_counter()
             r = sl.hessian_eigs(
-                model, "cross_entropy", data, k=k, method=method, tol=1e-4, max_iter=5000
+                model, data, loss="cross_entropy", k=k, method=method, tol=1e-4, max_iter=5000
             )
             dt = time.perf_counter() - t0
             # power iteration finds largest |lambda|; compare with the top-k by magnitude of the reference
@@ -68,7 +68,7 @@ def main() -> None:
 
     print()
     t0 = time.perf_counter()
-    H = hessian_operator(model, "cross_entropy", data).dense()
+    H = hessian_operator(model, data, loss="cross_entropy").dense()
     exact = float(torch.trace(H))
     print(
         f"exact trace {exact:.6g} from the dense Hessian ({time.perf_counter() - t0:.1f} s, {p} HVPs)"

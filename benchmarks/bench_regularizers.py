@@ -57,7 +57,7 @@ def main() -> None:
     for name in REGULARIZERS:
         torch.manual_seed(0)
         model = sl.MLP(784, 10, width=args.width, depth=3).to(args.device)
-        kw = {"n_iter": 3} if name == "jacobian_spectral" else {}
+        kw = {"max_iter": 3} if name == "jacobian_spectral" else {}
         reg = sl.make_regularizer(name, 0.01, max_samples=args.reg_samples, **kw)
         rows.append((name, _step_time(model, x, y, reg, args.repeats)))
     torch.manual_seed(0)

@@ -260,7 +260,7 @@ for width in (16, 64, 256):
         torch.manual_seed(seed)
         m = sl.MLP(64, 10, width=width, depth=8, activation="identity").double()
         sp = sl.operator_product(m, x64[0]).partial_spectra()
-        conds.append([float(sl.condition_number(s, is_spectrum=True)) for _, s in sp[:-1]])
+        conds.append([float(sl.condition_number(s, kind="singular")) for _, s in sp[:-1]])
     ax.plot(range(1, 8), np.exp(np.log(conds).mean(0)), "o-", label=f"width {width}")
 ax.set(xlabel="depth l", ylabel=r"$\sigma_1/\sigma_r$ of $P_l$", yscale="log",
        title="products of random matrices grow ill-conditioned")

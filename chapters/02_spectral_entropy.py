@@ -136,7 +136,7 @@ examples = {
 print(f"{'spectrum':22s} {'SE nats':>8s} {'SE bits':>8s} {'SE E1':>7s} {'srank':>6s} {'PR':>6s} "
       f"{'erank':>6s} {'normalized':>10s}")
 for name, s in examples.items():
-    kw = {"is_spectrum": True}
+    kw = {"kind": "singular"}
     print(f"{name:22s} {float(sl.spectral_entropy(s, **kw)):8.3f} "
           f"{float(sl.spectral_entropy(s, base=2, **kw)):8.3f} "
           f"{float(sl.spectral_entropy(s, 'amplitude', **kw)):7.3f} "
@@ -197,13 +197,13 @@ for t, s in zip(ts[::5], path[::5]):
     axes[0].semilogy(range(1, 11), s.numpy(), "o-", ms=3, label=f"t={t:.2f}")
 axes[0].set(xlabel="rank k", ylabel=r"$\sigma_k$", title="flattening toward uniform")
 axes[0].legend()
-axes[1].plot(ts, [float(sl.spectral_entropy(s, is_spectrum=True)) for s in path], "o-")
+axes[1].plot(ts, [float(sl.spectral_entropy(s, kind="singular")) for s in path], "o-")
 axes[1].axhline(math.log(10), color="0.5", ls="--", label="log 10")
 axes[1].set(xlabel="t", ylabel="SE (nats, E2)", title="entropy rises")
 axes[1].legend()
-axes[2].semilogy(ts, [float(sl.condition_number(s, is_spectrum=True)) for s in path], "o-",
+axes[2].semilogy(ts, [float(sl.condition_number(s, kind="singular")) for s in path], "o-",
                  label="classical")
-axes[2].semilogy(ts, [float(sl.condition_number(s, "median", is_spectrum=True)) for s in path],
+axes[2].semilogy(ts, [float(sl.condition_number(s, "median", kind="singular")) for s in path],
                  "s-", label="median (attribution)")
 axes[2].set(xlabel="t", ylabel="condition number", title="condition number falls")
 axes[2].legend()
@@ -225,15 +225,15 @@ for Jn in J.values():
         for t in np.linspace(0.05, 1, 20):
             cur = sl.mix_toward_uniform(s, float(t))
             schur_ok &= sl.majorizes(energies(prev), energies(cur), atol=1e-10)
-            schur_ok &= bool(sl.spectral_entropy(cur, is_spectrum=True)
-                             >= sl.spectral_entropy(prev, is_spectrum=True) - 1e-12)
-            schur_ok &= bool(sl.condition_number(cur, is_spectrum=True)
-                             <= sl.condition_number(prev, is_spectrum=True) * (1 + 1e-12))
+            schur_ok &= bool(sl.spectral_entropy(cur, kind="singular")
+                             >= sl.spectral_entropy(prev, kind="singular") - 1e-12)
+            schur_ok &= bool(sl.condition_number(cur, kind="singular")
+                             <= sl.condition_number(prev, kind="singular") * (1 + 1e-12))
             prev = cur
         rh = sl.robin_hood_transfer(s, 0, 9, 0.3)
         schur_ok &= sl.majorizes(energies(s), energies(rh), atol=1e-10)
-        schur_ok &= bool(sl.spectral_entropy(rh, is_spectrum=True)
-                         >= sl.spectral_entropy(s, is_spectrum=True))
+        schur_ok &= bool(sl.spectral_entropy(rh, kind="singular")
+                         >= sl.spectral_entropy(s, kind="singular"))
 lower_ok = all(bool((sl.spectral_entropy(Jn) >= sl.entropy_lower_bound(sl.condition_number(Jn), 10)
                      - 1e-12).all()) for Jn in J.values())
 print("flattening raises SE and lowers the condition number:", schur_ok)
@@ -248,10 +248,10 @@ assert schur_ok and lower_ok
 
 # %%
 s_odd = torch.tensor([1.0] * 9 + [1e-6], dtype=D64)
-print(f"SE = {float(sl.spectral_entropy(s_odd, is_spectrum=True)):.3f} nats "
+print(f"SE = {float(sl.spectral_entropy(s_odd, kind='singular')):.3f} nats "
       f"(log 9 = {math.log(9):.3f}), classical kappa = "
-      f"{float(sl.condition_number(s_odd, is_spectrum=True)):.0e}, "
-      f"median kappa = {float(sl.condition_number(s_odd, 'median', is_spectrum=True)):.1f}")
+      f"{float(sl.condition_number(s_odd, kind='singular')):.0e}, "
+      f"median kappa = {float(sl.condition_number(s_odd, 'median', kind='singular')):.1f}")
 
 # %% [markdown]
 # ## 4. Typical versus worst case: the entropy bound

@@ -227,7 +227,7 @@ plt.show()
 # panel.
 
 # %%
-teacher = sl.load_dataset("teacher", n_samples=256)
+teacher = sl.load_dataset("teacher", num_samples=256)
 configs = [
     ("teacher", 16, 2, 0.5, 0),
     ("teacher", 64, 2, 2.0, 0),

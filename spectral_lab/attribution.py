@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ._checks import check_logits, check_model, check_tensor
+from ._random import resolve_generator
 
 METHODS = ("saliency", "grad_x_input", "smoothgrad", "integrated_gradients")
 
@@ -107,14 +108,6 @@ def gradient_x_input(
     return x * _grad_of_class(model, x, _targets(model, x, target))
 
 
-def _generator(seed: int | None, generator: torch.Generator | None, device) -> torch.Generator:
-    if generator is not None:
-        return generator
-    g = torch.Generator(device=device)
-    g.manual_seed(0 if seed is None else int(seed))
-    return g
-
-
 def smoothgrad(
     model: nn.Module,
     x: torch.Tensor,
@@ -122,7 +115,7 @@ def smoothgrad(
     *,
     sigma: float = 0.1,
     n_samples: int = 16,
-    seed: int | None = 0,
+    seed: int | None = None,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
 ) -> torch.Tensor:
@@ -136,7 +129,7 @@ def smoothgrad(
     if n_samples < 1 or sigma < 0:
         raise ValueError(f"need n_samples >= 1 and sigma >= 0, got {n_samples}, {sigma}")
     t = _targets(model, x, target)
-    g = _generator(seed, generator, x.device)
+    g = resolve_generator(generator, seed, x.device)
     noise = torch.randn((n_samples, *x.shape), generator=g, device=x.device, dtype=x.dtype)
     return _mean_grad_over_copies(model, x[None] + sigma * noise, t, chunk_size)
 
@@ -486,7 +479,7 @@ def attribution_instability(
     fd_squared: bool = True,
     fd_bootstrap: int = 0,
     bootstrap_seed: int = 0,
-    seed: int = 0,
+    seed: int | None = None,
     generator: torch.Generator | None = None,
     **method_kwargs,
 ) -> AttributionInstability:
@@ -506,7 +499,7 @@ def attribution_instability(
     if n_draws < 1:
         raise ValueError(f"n_draws must be >= 1, got {n_draws}")
     t = _targets(model, x, target)
-    g = _generator(seed, generator, x.device)
+    g = resolve_generator(generator, seed, x.device)
     clean = attribution(model, x, method, t, **method_kwargs).detach()
     with torch.no_grad():
         pred = model(x).argmax(1)

@@ -104,7 +104,7 @@ def sensitivity_bounds(J: torch.Tensor, eps: float) -> SensitivityBounds:
     d = J.shape[-1]
     s = singular_values(J)
     s1sq = s[..., 0] ** 2
-    se = spectral_entropy(s, is_spectrum=True)
+    se = spectral_entropy(s, kind="singular")
     rank = (s > max(J.shape[-2:]) * torch.finfo(s.dtype).eps * s[..., :1]).sum(-1)
     K = s1sq / d
     return SensitivityBounds(

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ._deprecate import rename_kwargs
+
 SYNTHETIC = ("teacher", "teacher_regression", "gaussian_mixture")
 BUNDLED = ("digits",)
 TORCHVISION = ("mnist", "cifar10", "cifar100")
@@ -169,11 +171,12 @@ def load_dataset(
             in CIFAR's pickle format (the tests use this with small files).
         seed: seed of the synthetic sets and of the digits train/test split.
         n: keep a seeded random subset of ``n`` samples.
-        **kwargs: size options of the synthetic sets (``n_samples``, ``dim``, ``num_classes``,
-            ``noise``).
+        **kwargs: size options of the synthetic sets (``num_samples``, ``dim``, ``num_classes``,
+            ``noise``; the old ``n_samples`` is deprecated).
 
     Cost: synthetic and digits are instant; MNIST reads ~55 MB, CIFAR ~180 MB.
     """
+    rename_kwargs(kwargs, {"n_samples": "num_samples"}, "load_dataset")
     name = _check_name(name)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -200,7 +203,7 @@ def _synthetic(
     split: str,
     *,
     seed: int = 0,
-    n_samples: int = 512,
+    num_samples: int = 512,
     dim: int | None = None,
     num_classes: int | None = None,
     noise: float = 0.0,
@@ -211,8 +214,8 @@ def _synthetic(
         dim, num_classes = dim or 2, num_classes or 3
         means = 3.0 * torch.randn(num_classes, dim, generator=g)
         gs = torch.Generator().manual_seed(seed + 1000 * (offset + 1))
-        y = torch.randint(num_classes, (n_samples,), generator=gs)
-        x = means[y] + torch.randn(n_samples, dim, generator=gs)
+        y = torch.randint(num_classes, (num_samples,), generator=gs)
+        x = means[y] + torch.randn(num_samples, dim, generator=gs)
         return ArrayDataset(x, y, num_classes=num_classes, name=name)
     dim = dim or 16
     hidden = 32
@@ -220,7 +223,7 @@ def _synthetic(
     out = 1 if name == "teacher_regression" else (num_classes or 4)
     w2 = torch.randn(out, hidden, generator=g) / hidden**0.5
     gs = torch.Generator().manual_seed(seed + 1000 * (offset + 1))
-    x = torch.randn(n_samples, dim, generator=gs)
+    x = torch.randn(num_samples, dim, generator=gs)
     f = torch.tanh(x @ w1.T) @ w2.T
     if name == "teacher_regression":
         y = f + noise * torch.randn(f.shape, generator=gs)

@@ -1,40 +1,55 @@
 """The loss Hessian ``H = grad^2_theta L`` as a matrix-free operator: products, eigenvalues, trace,
-spectral density, and its Gauss--Newton part (spec 3.4, 6.7).
+spectral density, and its Gauss--Newton part.
 
-``data`` is an ``(x, y)`` pair of tensors or any iterable of ``(x, y)`` batches (a DataLoader).
-``loss_fn(outputs, y)`` must return the **mean** loss over a batch (a 0-dim tensor); over several
-batches the operator is the Hessian of the mean loss over all samples,
-``H = sum_b (n_b / N) H_b``. Strings ``"mse"`` (:func:`half_mse`, ``1/2 ||f - y||^2`` per sample)
-and ``"cross_entropy"`` are accepted. Inputs are moved to the parameters' device (and dtype, when
-floating point).
+Every function has the signature ``f(model, data, *, loss="cross_entropy", ...)``.
+
+* ``data``: an ``(x, y)`` pair of tensors, an :class:`~spectral_lab.data.ArrayDataset`, any
+  ``Dataset``, a ``DataLoader`` or an iterable of ``(x, y)`` batches (all streamed by
+  ``spectral_lab._data.iter_batches``; ``batch_size=None`` keeps in-memory data in one batch).
+  Over several batches the operator is the Hessian of the mean loss over all samples,
+  ``H = sum_b (n_b / N) H_b``.
+* ``loss``: ``"mse"`` -- ``L = (1/n) sum_i 1/2 ||f(x_i) - y_i||^2`` (sum over outputs, mean over
+  samples; output-space Hessian ``I/n`` per sample), the same loss ``train(loss="mse")``
+  minimises -- or ``"cross_entropy"`` (mean over samples), or a callable ``loss(outputs, y)``
+  returning the **mean** loss over a batch (a 0-dim tensor).
+* Runs on the device and dtype of the model's parameters; inputs are cast to them.
+* Randomness: ``generator=`` or ``seed=`` (default seed 0, reproducible).
 
 Mode: the model is always evaluated in **eval mode** (dropout off, batch-norm using its running
 statistics, which are not updated), so the Hessian is that of a fixed deterministic function of
 the parameters; the model's previous mode is restored afterwards.
 
-Gauss--Newton split (spec 3.4): ``H = G + R`` with
-``G = (1/N) sum_i J_i^T Lambda_i J_i`` (``Lambda_i = grad^2_f loss``) and the residual term ``R``.
+Gauss--Newton split: ``H = G + R`` with ``G = (1/N) sum_i J_i^T Lambda_i J_i``
+(``Lambda_i = grad^2_f loss``) and the residual term ``R``.
 ``which="gn"`` selects ``G`` everywhere; ``"full"`` (default) is ``H``.
+
+The old spelling ``f(model, loss_fn, data, ...)`` (loss second, positional, or ``loss_fn=``) still
+works for one release and emits a ``DeprecationWarning``.
 
 Example:
     >>> from spectral_lab import MLP
     >>> m = MLP(3, 1, width=8, depth=2).double()
     >>> x, y = torch.randn(10, 3, dtype=torch.float64), torch.randn(10, 1, dtype=torch.float64)
-    >>> hessian_eigs(m, "mse", (x, y), k=2).eigenvalues.shape
+    >>> hessian_eigs(m, (x, y), loss="mse", k=2).eigenvalues.shape
     torch.Size([2])
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from . import _func
+from ._data import Batches
+from ._deprecate import rename_kwargs, warn_deprecated
+from ._losses import Loss, half_mse, resolve_loss, scalar_loss
+from ._random import resolve_generator
+from ._results import Result
 from .linalg import (
     EigResult,
     LinearOperator,
@@ -63,107 +78,83 @@ __all__ = [
     "loss_value",
 ]
 
-Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _WHICH = ("full", "gn")
 
 
-def half_mse(outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``(1/n) sum_i 1/2 ||f(x_i) - y_i||^2``: the loss of spec 6.6/6.7 (mean over samples, sum
-    over outputs), whose output-space Hessian is the identity (per sample, divided by ``n``)."""
-    return 0.5 * ((outputs - y) ** 2).reshape(len(outputs), -1).sum(1).mean()
+def _legacy_loss_first(*old_after_data: str):
+    """Accept the old ``f(model, loss_fn, data, *old_after_data)`` order and ``loss_fn=`` for one
+    release, with a ``DeprecationWarning`` pointing at the caller."""
+
+    def deco(func):
+        @functools.wraps(func)
+        def wrapper(model, *args, **kwargs):
+            name = func.__name__
+            rename_kwargs(kwargs, {"loss_fn": "loss"}, name)
+            if args and (isinstance(args[0], str) or callable(args[0])):
+                if "loss" in kwargs:
+                    raise TypeError(f"{name}() got the loss both positionally and as loss=")
+                warn_deprecated(
+                    f"{name}(model, loss_fn, data, ...) is deprecated and will be removed in the "
+                    f"next release; call {name}(model, data, loss=...) with keywords after data"
+                )
+                kwargs["loss"], rest = args[0], args[1:]
+                if rest:
+                    if "data" in kwargs:
+                        raise TypeError(f"{name}() got data both positionally and as data=")
+                    kwargs["data"], rest = rest[0], rest[1:]
+                if len(rest) > len(old_after_data):
+                    raise TypeError(f"{name}() got too many positional arguments")
+                for key, value in zip(old_after_data, rest):
+                    if key in kwargs:
+                        raise TypeError(f"{name}() got multiple values for {key!r}")
+                    kwargs[key] = value
+                args = ()
+            return func(model, *args, **kwargs)
+
+        return wrapper
+
+    return deco
 
 
-_LOSSES: dict[str, Loss] = {"mse": half_mse, "cross_entropy": F.cross_entropy}
-
-
-def _loss(loss_fn: Loss | str) -> Loss:
-    if isinstance(loss_fn, str):
-        try:
-            return _LOSSES[loss_fn]
-        except KeyError:
-            raise ValueError(
-                f"unknown loss {loss_fn!r}; use one of {sorted(_LOSSES)} or a callable"
-            ) from None
-    if not callable(loss_fn):
-        raise TypeError(
-            f"loss_fn must be callable (outputs, y) -> scalar, got {type(loss_fn).__name__}"
-        )
-    return loss_fn
-
-
-def _scalar(value: torch.Tensor) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor) or value.dim() != 0:
-        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-        raise ValueError(
-            f"loss_fn must return a scalar (0-dim) tensor, got {shape}; use reduction='mean'"
-        )
-    return value
-
-
-def _prepare(model: nn.Module, data) -> tuple[dict, list | Iterable]:
+def _prepare(model: nn.Module, data, batch_size: int | None = None) -> tuple[dict, Batches]:
     params = _func.trainable(model)
     p0 = next(iter(params.values()))
-
-    def cast(batch):
-        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-            raise TypeError(
-                "data must be an (x, y) pair of tensors or an iterable of (x, y) batches"
-            )
-        x, y = batch
-        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-            raise TypeError("data batches must be (x, y) pairs of torch.Tensors")
-        if x.numel() == 0 or len(x) == 0:
-            raise ValueError("data contains an empty batch; pass at least one sample")
-        if len(x) != len(y):
-            raise ValueError(f"x and y have different numbers of samples ({len(x)} vs {len(y)})")
-        if torch.is_floating_point(x):
-            x = x.to(p0)
-            if not torch.isfinite(x).all():
-                raise ValueError("x contains NaN/Inf values; clean those samples first")
-        else:
-            raise TypeError(f"x has dtype {x.dtype}; convert it to floating point first")
-        y = y.to(p0) if torch.is_floating_point(y) else y.to(p0.device)
-        return x, y
-
-    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        batches = [cast(data)]
-    elif isinstance(data, Iterable):
-
-        class _Batches:
-            def __iter__(self):
-                n = 0
-                for b in data:
-                    n += 1
-                    yield cast(b)
-                if n == 0:
-                    raise ValueError(
-                        "data yielded no batches (an empty DataLoader?); pass some data"
-                    )
-
-        batches = _Batches()
-    else:
-        raise TypeError("data must be an (x, y) pair of tensors or an iterable of (x, y) batches")
-    return params, batches
+    return params, Batches(data, batch_size, device=p0.device, dtype=p0.dtype)
 
 
-def _total(batches) -> int:
-    return sum(len(x) for x, _ in batches)
+def _labelled(batches: Batches):
+    for x, y in batches:
+        if y is None:
+            raise ValueError("the loss needs labels: pass data as (x, y), not inputs alone")
+        if not torch.isfinite(x).all():
+            raise ValueError("x contains NaN/Inf values; clean those samples first")
+        yield x, y
 
 
+@_legacy_loss_first("which")
 def hessian_operator(
-    model: nn.Module, loss_fn: Loss | str, data, which: str = "full"
+    model: nn.Module,
+    data,
+    *,
+    loss: Loss | str = "cross_entropy",
+    which: str = "full",
+    batch_size: int | None = None,
 ) -> LinearOperator:
     """The loss Hessian (``which="full"``) or its Gauss--Newton part (``"gn"``) as a
     :class:`~spectral_lab.linalg.LinearOperator` on flat parameter vectors (length ``p``).
 
+    ``loss="mse"`` is ``(1/n) sum_i 1/2 ||f(x_i) - y_i||^2`` (the loss ``train`` minimises), or
+    ``"cross_entropy"``, or a callable returning the batch mean. Runs on the device and dtype of
+    the model's parameters; inputs are cast to them.
+
     Full: forward-over-reverse ``jvp(grad L)(v)`` per batch (~ 2-4 gradient costs); GN:
     ``J^T (grad^2_f loss) (J v)`` with one JVP, an output-space HVP and one VJP. Blocks of vectors
-    are vmapped. Products over a DataLoader accumulate batch by batch (memory of one batch).
+    are vmapped. Products over several batches accumulate batch by batch (memory of one batch).
 
     Example:
         >>> from spectral_lab import MLP
         >>> m = MLP(3, 1, width=4, depth=2).double()
-        >>> op = hessian_operator(m, "mse", (torch.randn(5, 3).double(), torch.randn(5, 1).double()))
+        >>> op = hessian_operator(m, (torch.randn(5, 3).double(), torch.randn(5, 1).double()), loss="mse")
         >>> op.dim
         21
     """
@@ -171,31 +162,29 @@ def hessian_operator(
         raise ValueError(
             f"which must be 'full' (the Hessian) or 'gn' (Gauss-Newton), got {which!r}"
         )
-    loss = _loss(loss_fn)
-    params, batches = _prepare(model, data)
+    loss_fn = resolve_loss(loss)
+    params, batches = _prepare(model, data, batch_size)
     p0 = next(iter(params.values()))
     f = _func.functional(model)
-    n_total = [None]
 
     def batch_product(x, y, V):  # V: dict of tangents (with a leading batch dim if vmapped)
         if which == "full":
 
             def lp(p):
-                return _scalar(loss(f(p, x), y))
+                return scalar_loss(loss_fn(f(p, x), y))
 
             return torch.func.jvp(torch.func.grad(lp), (params,), (V,))[1]
         out, jv = torch.func.jvp(lambda p: f(p, x), (params,), (V,))
-        _, hu = torch.func.jvp(torch.func.grad(lambda o: _scalar(loss(o, y))), (out,), (jv,))
+        _, hu = torch.func.jvp(torch.func.grad(lambda o: scalar_loss(loss_fn(o, y))), (out,), (jv,))
         _, vjp_fn = torch.func.vjp(lambda p: f(p, x), params)
         return vjp_fn(hu)[0]
 
     def product(v: torch.Tensor, batched: bool) -> torch.Tensor:
         with _func.eval_mode(model):
-            if n_total[0] is None:
-                n_total[0] = _total(batches)
+            n_total = batches.num_samples()
             acc = None
-            for x, y in batches:
-                w = len(x) / n_total[0]
+            for x, y in _labelled(batches):
+                w = len(x) / n_total
                 if batched:
                     res = torch.func.vmap(
                         lambda col, x=x, y=y: _func.flatten(
@@ -217,37 +206,62 @@ def hessian_operator(
     )
 
 
+@_legacy_loss_first("v", "which")
 def hvp(
-    model: nn.Module, loss_fn: Loss | str, data, v: torch.Tensor, which: str = "full"
+    model: nn.Module,
+    data,
+    v: torch.Tensor,
+    *,
+    loss: Loss | str = "cross_entropy",
+    which: str = "full",
+    batch_size: int | None = None,
 ) -> torch.Tensor:
     """Hessian-vector product ``H v`` (or ``G v`` with ``which="gn"``) for a flat ``v`` of length
-    ``p``, over a batch or a DataLoader. Cost ~ 2-4 gradient evaluations; no ``p x p`` matrix.
+    ``p``. Cost ~ 2-4 gradient evaluations; no ``p x p`` matrix. ``loss`` as in
+    :func:`hessian_operator` (``"mse"``: sum over outputs, mean over samples). Runs on the device
+    and dtype of the model's parameters; inputs are cast to them.
 
     Example:
         >>> from spectral_lab import MLP
         >>> m = MLP(3, 1, width=4, depth=2).double()
-        >>> hvp(m, "mse", (torch.randn(5, 3).double(), torch.randn(5, 1).double()), torch.ones(21)).shape
+        >>> data = (torch.randn(5, 3).double(), torch.randn(5, 1).double())
+        >>> hvp(m, data, torch.ones(21), loss="mse").shape
         torch.Size([21])
     """
-    op = hessian_operator(model, loss_fn, data, which)
+    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size)
     p0 = next(iter(_func.trainable(model).values()))
     return op.mv(_func.check_vector(v, op.dim, p0))
 
 
-def gnvp(model: nn.Module, loss_fn: Loss | str, data, v: torch.Tensor) -> torch.Tensor:
-    """Gauss--Newton-vector product ``G v = (1/N) sum_i J_i^T Lambda_i J_i v`` (spec 3.4); the
-    same as ``hvp(..., which="gn")``. ``G`` is PSD for convex losses (MSE, cross-entropy)."""
-    return hvp(model, loss_fn, data, v, which="gn")
+@_legacy_loss_first("v")
+def gnvp(
+    model: nn.Module,
+    data,
+    v: torch.Tensor,
+    *,
+    loss: Loss | str = "cross_entropy",
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """Gauss--Newton-vector product ``G v = (1/N) sum_i J_i^T Lambda_i J_i v``; the same as
+    ``hvp(..., which="gn")``. ``G`` is PSD for convex losses (MSE, cross-entropy). ``loss`` as in
+    :func:`hessian_operator`. Runs on the device and dtype of the model's parameters; inputs are
+    cast to them."""
+    return hvp(model, data, v, loss=loss, which="gn", batch_size=batch_size)
 
 
-def loss_value(model: nn.Module, loss_fn: Loss | str, data) -> float:
-    """The mean loss over ``data`` (batches weighted by size), in eval mode."""
-    loss = _loss(loss_fn)
-    _, batches = _prepare(model, data)
+@_legacy_loss_first()
+def loss_value(
+    model: nn.Module, data, *, loss: Loss | str = "cross_entropy", batch_size: int | None = None
+) -> float:
+    """The mean loss over ``data`` (batches weighted by size), in eval mode. ``loss="mse"`` is
+    ``(1/n) sum_i 1/2 ||f(x_i) - y_i||^2``. Runs on the device and dtype of the model's
+    parameters; inputs are cast to them."""
+    loss_fn = resolve_loss(loss)
+    _, batches = _prepare(model, data, batch_size)
     tot, n = 0.0, 0
     with torch.no_grad(), _func.eval_mode(model):
-        for x, y in batches:
-            tot += float(_scalar(loss(model(x), y))) * len(x)
+        for x, y in _labelled(batches):
+            tot += float(scalar_loss(loss_fn(model(x), y))) * len(x)
             n += len(x)
     return tot / n
 
@@ -255,32 +269,39 @@ def loss_value(model: nn.Module, loss_fn: Loss | str, data) -> float:
 _ORDERS = {"largest": "LA", "smallest": "SA", "magnitude": "LM"}
 
 
+@_legacy_loss_first("k", "method", "which", "order", "tol", "max_iter", "seed")
 def hessian_eigs(
     model: nn.Module,
-    loss_fn: Loss | str,
     data,
+    *,
+    loss: Loss | str = "cross_entropy",
     k: int = 1,
     method: str = "lanczos",
     which: str = "full",
     order: str = "largest",
     tol: float = 1e-6,
     max_iter: int | None = None,
-    seed: int = 0,
+    batch_size: int | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
 ) -> EigResult:
     """Top-``k`` eigenpairs of the loss Hessian (or Gauss--Newton part) from products only.
 
+    ``loss="mse"`` is ``(1/n) sum_i 1/2 ||f(x_i) - y_i||^2`` -- exactly the loss
+    ``train(loss="mse")`` minimises, so ``2/lambda_max`` compares directly with its learning rate.
     ``method="lanczos"`` (default; full reorthogonalisation, ``order`` = ``"largest"`` /
     ``"smallest"`` algebraic or ``"magnitude"``) or ``"power"`` (deflated power iteration, the
     PyHessian route; always largest magnitude). Stops when every Ritz residual is at most
     ``tol |lambda|``, so each eigenvalue is within that relative error. ``lambda_max`` is the
-    sharpness: gradient descent on the local quadratic model is stable iff ``eta < 2/lambda_max``
-    (spec 6.7). Eigenvectors are flat parameter vectors ``(p, k)``. Cost: ``result.matvecs``
-    Hessian-vector products (typically ``~2k + 20`` for Lanczos).
+    sharpness: gradient descent on the local quadratic model is stable iff ``eta < 2/lambda_max``.
+    Eigenvectors are flat parameter vectors ``(p, k)``. Runs on the device and dtype of the
+    model's parameters; inputs are cast to them. Cost: ``result.matvecs`` Hessian-vector products
+    (typically ``~2k + 20`` for Lanczos).
 
     Example:
         >>> from spectral_lab import MLP
         >>> m = MLP(3, 1, width=8, depth=2).double()
-        >>> r = hessian_eigs(m, "mse", (torch.randn(9, 3).double(), torch.randn(9, 1).double()))
+        >>> r = hessian_eigs(m, (torch.randn(9, 3).double(), torch.randn(9, 1).double()), loss="mse")
         >>> r.converged
         True
     """
@@ -288,74 +309,98 @@ def hessian_eigs(
         raise ValueError(f"method must be 'lanczos' or 'power', got {method!r}")
     if order not in _ORDERS:
         raise ValueError(f"order must be one of {sorted(_ORDERS)}, got {order!r}")
-    op = hessian_operator(model, loss_fn, data, which)
+    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size)
+    g = resolve_generator(generator, seed, op.device)
     if method == "power":
-        return power_iteration(op, k, tol=tol, max_iter=max_iter or 1000, seed=seed)
-    return lanczos(op, k, which=_ORDERS[order], tol=tol, max_iter=max_iter, seed=seed)
+        return power_iteration(op, k, tol=tol, max_iter=max_iter or 1000, generator=g)
+    return lanczos(op, k, which=_ORDERS[order], tol=tol, max_iter=max_iter, generator=g)
 
 
+@_legacy_loss_first("method", "num_matvecs", "which", "seed")
 def hessian_trace(
     model: nn.Module,
-    loss_fn: Loss | str,
     data,
+    *,
+    loss: Loss | str = "cross_entropy",
     method: str = "hutch++",
     num_matvecs: int = 60,
     which: str = "full",
-    seed: int = 0,
+    batch_size: int | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
 ) -> TraceResult:
     """Trace of the loss Hessian (or GN part) by Hutch++ (default) or Hutchinson with
     ``num_matvecs`` Hessian-vector products (Rademacher probes, batched by vmap).
 
-    ``tr H = sum_i lambda_i``; for ½-MSE at an interpolating solution ``tr G = tr(K~)/N =
-    (1/N) sum_i ||J_i||_F^2``. See :func:`~spectral_lab.linalg.hutchpp` for the error rates.
+    ``tr H = sum_i lambda_i``; for ``loss="mse"`` (``(1/n) sum_i 1/2 ||f(x_i) - y_i||^2``) at an
+    interpolating solution ``tr G = tr(K~)/N = (1/N) sum_i ||J_i||_F^2``. See
+    :func:`~spectral_lab.linalg.hutchpp` for the error rates. Runs on the device and dtype of the
+    model's parameters; inputs are cast to them.
 
     Example:
         >>> from spectral_lab import MLP
         >>> m = MLP(3, 1, width=4, depth=2).double()
-        >>> hessian_trace(m, "mse", (torch.randn(5, 3).double(), torch.randn(5, 1).double())).method
+        >>> data = (torch.randn(5, 3).double(), torch.randn(5, 1).double())
+        >>> hessian_trace(m, data, loss="mse").method
         'hutch++'
     """
-    op = hessian_operator(model, loss_fn, data, which)
+    if method not in ("hutch++", "hutchinson"):
+        raise ValueError(f"method must be 'hutch++' or 'hutchinson', got {method!r}")
+    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size)
+    g = resolve_generator(generator, seed, op.device)
     if method == "hutch++":
-        return hutchpp(op, num_matvecs, seed=seed)
-    if method == "hutchinson":
-        return hutchinson(op, num_matvecs, seed=seed)
-    raise ValueError(f"method must be 'hutch++' or 'hutchinson', got {method!r}")
+        return hutchpp(op, num_matvecs, generator=g)
+    return hutchinson(op, num_matvecs, generator=g)
 
 
+@_legacy_loss_first("num_probes", "num_steps", "which", "sigma", "num_points", "seed")
 def hessian_density(
     model: nn.Module,
-    loss_fn: Loss | str,
     data,
+    *,
+    loss: Loss | str = "cross_entropy",
     num_probes: int = 4,
     num_steps: int = 40,
     which: str = "full",
     sigma: float | None = None,
     num_points: int = 512,
-    seed: int = 0,
+    batch_size: int | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
 ) -> SpectralDensity:
     """Spectral density of the loss Hessian by stochastic Lanczos quadrature
-    (:func:`~spectral_lab.linalg.spectral_density`): ``num_probes * num_steps`` HVPs.
+    (:func:`~spectral_lab.linalg.spectral_density`): ``num_probes * num_steps`` HVPs. ``loss`` as
+    in :func:`hessian_operator` (``"mse"``: sum over outputs, mean over samples). Runs on the
+    device and dtype of the model's parameters; inputs are cast to them.
 
     Example:
         >>> from spectral_lab import MLP
         >>> m = MLP(3, 1, width=4, depth=2).double()
-        >>> d = hessian_density(m, "mse", (torch.randn(5, 3).double(), torch.randn(5, 1).double()), 2, 10)
-        >>> d.nodes.shape
+        >>> data = (torch.randn(5, 3).double(), torch.randn(5, 1).double())
+        >>> hessian_density(m, data, loss="mse", num_probes=2, num_steps=10).nodes.shape
         torch.Size([2, 10])
     """
-    op = hessian_operator(model, loss_fn, data, which)
+    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size)
+    g = resolve_generator(generator, seed, op.device)
     return spectral_density(
-        op, num_probes, num_steps, sigma=sigma, num_points=num_points, seed=seed
+        op, num_probes, num_steps, sigma=sigma, num_points=num_points, generator=g
     )
 
 
+@_legacy_loss_first("which", "max_params")
 def dense_hessian(
-    model: nn.Module, loss_fn: Loss | str, data, which: str = "full", max_params: int = 5000
+    model: nn.Module,
+    data,
+    *,
+    loss: Loss | str = "cross_entropy",
+    which: str = "full",
+    max_params: int = 5000,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
     """The full ``p x p`` Hessian (or GN matrix) from ``p`` batched products; toy nets only
-    (refuses ``p > max_params``). Cost ``p`` HVPs, memory ``p^2``."""
-    op = hessian_operator(model, loss_fn, data, which)
+    (refuses ``p > max_params``). ``loss`` as in :func:`hessian_operator`. Runs on the device and
+    dtype of the model's parameters; inputs are cast to them. Cost ``p`` HVPs, memory ``p^2``."""
+    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size)
     if op.dim > max_params:
         raise ValueError(
             f"the model has p={op.dim} parameters > max_params={max_params}; a dense Hessian "
@@ -366,7 +411,7 @@ def dense_hessian(
 
 
 @dataclass(frozen=True)
-class SharpnessTrace:
+class SharpnessTrace(Result):
     """Full-batch gradient descent with the sharpness ``lambda_max(H)`` measured along the way."""
 
     lr: float
@@ -382,43 +427,50 @@ class SharpnessTrace:
         )
 
 
+@_legacy_loss_first("lr", "steps", "every", "tol", "seed", "measure")
 def gd_with_sharpness(
     model: nn.Module,
-    loss_fn: Loss | str,
-    data: tuple[torch.Tensor, torch.Tensor],
+    data,
     lr: float,
     steps: int,
+    *,
+    loss: Loss | str = "cross_entropy",
     every: int = 10,
     tol: float = 1e-3,
-    seed: int = 0,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
     measure: bool = True,
 ) -> SharpnessTrace:
     """Train ``model`` **in place** by full-batch gradient descent with step ``lr`` on ``data`` and
     record the loss each step and the sharpness ``lambda_max(H)`` (Lanczos, relative accuracy
     ``tol``) every ``every`` steps. With ½-MSE the sharpness typically rises until it hovers near
     ``2/lr`` -- the edge of stability (Cohen et al. 2021). Cost per step: one gradient, plus a
-    Lanczos run (~20-40 HVPs) every ``every`` steps.
+    Lanczos run (~20-40 HVPs) every ``every`` steps. ``loss="mse"`` is
+    ``(1/n) sum_i 1/2 ||f(x_i) - y_i||^2``. ``data`` is used as one full batch. Runs on the device
+    and dtype of the model's parameters; inputs are cast to them. Each sharpness measurement starts
+    Lanczos from ``seed`` (default 0) or draws from ``generator``.
     """
     if not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr must be positive and finite, got {lr!r}")
     if not isinstance(steps, int) or steps < 1 or not isinstance(every, int) or every < 1:
         raise ValueError("steps and every must be positive ints")
-    loss = _loss(loss_fn)
+    loss_fn = resolve_loss(loss)
     params, batches = _prepare(model, data)
-    ((x, y),) = list(batches)
+    ((x, y),) = list(_labelled(batches))
     names = list(params)
     ps = dict(model.named_parameters())
     losses, sh_steps, sh = [], [], []
     v0 = None
     for t in range(steps + 1):
         if measure and (t % every == 0 or t == steps):
-            g = torch.Generator(device=x.device).manual_seed(seed)
-            r = lanczos(hessian_operator(model, loss, (x, y)), 1, tol=tol, v0=v0, generator=g)
+            g = resolve_generator(generator, seed, x.device)
+            op = hessian_operator(model, (x, y), loss=loss_fn)
+            r = lanczos(op, 1, tol=tol, v0=v0, generator=g)
             v0 = r.eigenvectors[:, 0]
             sh_steps.append(t)
             sh.append(float(r.eigenvalues[0]))
         with _func.eval_mode(model):
-            value = _scalar(loss(model(x), y))
+            value = scalar_loss(loss_fn(model(x), y))
             if t < steps:
                 grads = torch.autograd.grad(value, [ps[k] for k in names])
         losses.append(float(value.detach()))
@@ -457,19 +509,21 @@ def gd_quadratic(H: torch.Tensor, x0: torch.Tensor, lr: float, steps: int) -> to
     return torch.stack(out)
 
 
+@_legacy_loss_first("lr", "steps")
 def gd_losses(
     model: nn.Module,
-    loss_fn: Loss | str,
-    data: tuple[torch.Tensor, torch.Tensor],
+    data,
     lr: float,
     steps: int,
+    *,
+    loss: Loss | str = "cross_entropy",
 ) -> torch.Tensor:
     """Losses of ``steps`` full-batch gradient-descent steps with step ``lr`` on a **copy** of
-    ``model`` (the model is not changed): shape ``(steps+1,)``, stopping (``inf``) on overflow."""
-    import copy
-
+    ``model`` (the model is not changed): shape ``(steps+1,)``, stopping (``inf``) on overflow.
+    ``loss="mse"`` is ``(1/n) sum_i 1/2 ||f(x_i) - y_i||^2``. Runs on the device and dtype of the
+    model's parameters; inputs are cast to them."""
     m = copy.deepcopy(model)
-    tr = gd_with_sharpness(m, loss_fn, data, lr, steps, every=steps + 1, measure=False)
+    tr = gd_with_sharpness(m, data, lr, steps, loss=loss, every=steps + 1, measure=False)
     out = torch.full((steps + 1,), math.inf, dtype=torch.float64)
     out[: len(tr.loss)] = tr.loss
     return out

@@ -63,7 +63,8 @@ def input_jacobian(
     route: str = "auto",
 ) -> torch.Tensor:
     """Input Jacobians ``J_f(x_n) = df/dx (x_n)`` of ``model`` at every row of ``x``: ``(N, C, d)``
-    with ``d = prod(x.shape[1:])``; on ``x``'s device and dtype, detached from the graph.
+    with ``d = prod(x.shape[1:])``, detached from the graph. Runs on the device and dtype of the
+    model's parameters; inputs are cast to them.
 
     Routes (no Python loop over samples in any of them):
 
@@ -88,11 +89,7 @@ def input_jacobian(
     if route not in INPUT_JACOBIAN_ROUTES:
         raise ValueError(f"route must be one of {INPUT_JACOBIAN_ROUTES}, got {route!r}")
     p = next(model.parameters())
-    if x.dtype != p.dtype or x.device != p.device:
-        raise TypeError(
-            f"x is {x.dtype} on {x.device} but the model's parameters are {p.dtype} on "
-            f"{p.device}; use x.to(dtype=..., device=...) or model.to(...) so they match"
-        )
+    x = x.to(device=p.device, dtype=p.dtype)
     n, d = x.shape[0], math.prod(x.shape[1:])
     if chunk_size is not None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
@@ -131,12 +128,7 @@ def _param_setup(model: nn.Module, x: torch.Tensor):
     params = _func.trainable(model)
     x = check_tensor(x, "x", min_dim=2)
     p0 = next(iter(params.values()))
-    if x.dtype != p0.dtype or x.device != p0.device:
-        raise TypeError(
-            f"x has dtype {x.dtype} on {x.device} but the model's parameters are {p0.dtype} on "
-            f"{p0.device}; move one of them, e.g. x.to(next(model.parameters()))"
-        )
-    return _func, params
+    return _func, params, x.to(device=p0.device, dtype=p0.dtype)
 
 
 def parameter_jacobian(
@@ -147,14 +139,15 @@ def parameter_jacobian(
     Route: ``vmap(jacrev(f(theta, x_n)))`` over samples (torch.func), ``chunk_size`` samples at a
     time to bound memory. Columns follow ``model.named_parameters()``; for a bias-free MLP the block
     of layer ``l`` is ``h_{l-1}(x)^T (x) G_l(x)`` (spec 3.2). Cost: ``N C`` reverse passes, memory
-    ``O(chunk C p)`` plus the ``N C p`` result. Model evaluated in eval mode.
+    ``O(chunk C p)`` plus the ``N C p`` result. Model evaluated in eval mode. Runs on the device
+    and dtype of the model's parameters; inputs are cast to them.
 
     Example:
         >>> from spectral_lab import MLP
         >>> parameter_jacobian(MLP(4, 3, width=8, depth=2), torch.randn(5, 4)).shape
         torch.Size([5, 3, 67])
     """
-    _func, params = _param_setup(model, x)
+    _func, params, x = _param_setup(model, x)
     chunk = len(x) if chunk_size is None else int(chunk_size)
     if chunk < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
@@ -176,7 +169,8 @@ def parameter_jvp(model: nn.Module, x: torch.Tensor, v: torch.Tensor) -> torch.T
 
     One forward-mode pass (``torch.func.jvp``) at cost ~ one forward pass; ``v`` is a flat
     parameter-space vector of length ``p``. It is the first-order change of the outputs when the
-    parameters move by ``v``: ``f_{theta + t v}(x) = f_theta(x) + t J v + O(t^2)`` (spec 6.3).
+    parameters move by ``v``: ``f_{theta + t v}(x) = f_theta(x) + t J v + O(t^2)``. Runs on the
+    device and dtype of the model's parameters; inputs are cast to them.
 
     Example:
         >>> from spectral_lab import MLP
@@ -184,7 +178,7 @@ def parameter_jvp(model: nn.Module, x: torch.Tensor, v: torch.Tensor) -> torch.T
         >>> parameter_jvp(m, torch.randn(5, 4), torch.zeros(67)).shape
         torch.Size([5, 3])
     """
-    _func, params = _param_setup(model, x)
+    _func, params, x = _param_setup(model, x)
     p0 = next(iter(params.values()))
     v = _func.check_vector(v, _func.num_params(params), p0)
     with _func.eval_mode(model):
@@ -199,7 +193,8 @@ def parameter_vjp(model: nn.Module, x: torch.Tensor, u: torch.Tensor) -> torch.T
     """``J^T u = sum_n J_theta(x_n)^T u_n`` for cotangents ``u`` of shape ``(N, C)``: flat ``(p,)``.
 
     One reverse pass (``torch.func.vjp``) at cost ~ one backward pass; with ``u = f - y`` it is the
-    gradient of the loss ``1/2 sum_n ||f(x_n) - y_n||^2``.
+    gradient of the loss ``1/2 sum_n ||f(x_n) - y_n||^2`` (``N`` times ``loss="mse"``). Runs on the
+    device and dtype of the model's parameters; inputs are cast to them.
 
     Example:
         >>> from spectral_lab import MLP
@@ -207,7 +202,7 @@ def parameter_vjp(model: nn.Module, x: torch.Tensor, u: torch.Tensor) -> torch.T
         >>> parameter_vjp(m, torch.randn(5, 4), torch.ones(5, 3)).shape
         torch.Size([67])
     """
-    _func, params = _param_setup(model, x)
+    _func, params, x = _param_setup(model, x)
     with _func.eval_mode(model):
         f = _func.functional(model)
         out, vjp_fn = torch.func.vjp(lambda p: check_logits(f(p, x)), params)

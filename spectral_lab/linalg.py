@@ -10,8 +10,10 @@ Everything here takes a symmetric operator ``A`` known only through products ``v
 Public functions: :func:`power_iteration` (with deflation), :func:`lanczos` (full
 reorthogonalisation; top-k largest or smallest algebraic eigenpairs), :func:`hutchinson` and
 :func:`hutchpp` (trace), :func:`spectral_density` (stochastic Lanczos quadrature). Randomness comes
-from ``generator`` or ``seed`` (default seed 0, so results are reproducible); vectors live on the
-operator's device in its dtype.
+from ``generator`` or ``seed`` (pass at most one; default seed 0, so results are reproducible);
+vectors live on the operator's device in its dtype (a dense tensor or callable defines them; a
+mismatched ``v0`` is cast). Results are frozen dataclasses with ``to_dict()``;
+``float(TraceResult)`` is the estimate, ``float(EigResult)`` the eigenvalue when ``k=1``.
 
 Example:
     >>> A = torch.diag(torch.arange(1.0, 101.0, dtype=torch.float64))
@@ -27,6 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from ._deprecate import renamed_kwargs
+from ._random import resolve_generator
+from ._results import Result
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
 
@@ -86,12 +92,13 @@ class LinearOperator:
     def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
         return self.mv(v) if v.dim() == 1 else self.mm(v)
 
-    def dense(self, block_size: int = 256) -> torch.Tensor:
-        """The full ``dim x dim`` matrix from ``dim`` products, ``block_size`` columns at a time
+    @renamed_kwargs(block_size="chunk_size")
+    def dense(self, chunk_size: int = 256) -> torch.Tensor:
+        """The full ``dim x dim`` matrix from ``dim`` products, ``chunk_size`` columns at a time
         (toy sizes only)."""
         eye = torch.eye(self.dim, dtype=self.dtype, device=self.device)
         return torch.cat(
-            [self.mm(eye[:, i : i + block_size]) for i in range(0, self.dim, block_size)], dim=1
+            [self.mm(eye[:, i : i + chunk_size]) for i in range(0, self.dim, chunk_size)], dim=1
         )
 
     def __repr__(self) -> str:
@@ -127,14 +134,6 @@ def as_operator(
     )
 
 
-def _generator(generator: torch.Generator | None, seed: int | None, device) -> torch.Generator:
-    if generator is not None:
-        return generator
-    g = torch.Generator(device=device)
-    g.manual_seed(0 if seed is None else int(seed))
-    return g
-
-
 def _randn(op: LinearOperator, *shape: int, g: torch.Generator) -> torch.Tensor:
     return torch.randn(*shape, generator=g, dtype=op.dtype, device=op.device)
 
@@ -153,7 +152,7 @@ def _check_k(k: int, dim: int) -> int:
 
 
 @dataclass(frozen=True)
-class EigResult:
+class EigResult(Result):
     """Eigenpairs found by a matrix-free solver.
 
     ``eigenvalues`` (k,), ``eigenvectors`` (dim, k) or None, ``residuals`` ``||A u - lambda u||``
@@ -169,6 +168,15 @@ class EigResult:
     method: str
     history: torch.Tensor
     history_matvecs: torch.Tensor
+
+    def __float__(self) -> float:
+        """The eigenvalue, when exactly one was asked for (``k=1``)."""
+        if self.eigenvalues.numel() != 1:
+            raise TypeError(
+                f"float() needs a single eigenvalue, this result has {self.eigenvalues.numel()}; "
+                "use result.eigenvalues[i]"
+            )
+        return float(self.eigenvalues[0])
 
     def __repr__(self) -> str:
         vals = ", ".join(f"{x:.6g}" for x in self.eigenvalues.tolist())
@@ -206,7 +214,7 @@ def power_iteration(
     """
     op = as_operator(A, dim, dtype, device)
     k = _check_k(k, op.dim)
-    g = _generator(generator, seed, op.device)
+    g = resolve_generator(generator, seed, op.device)
     start = op.n_products
     vals: list[float] = []
     vecs: list[torch.Tensor] = []
@@ -308,7 +316,7 @@ def lanczos(
     m_max = min(n, max_iter if max_iter is not None else max(100, 10 * k))
     if m_max < k:
         raise ValueError(f"max_iter={max_iter} is smaller than k={k}; raise max_iter")
-    g = _generator(generator, seed, op.device)
+    g = resolve_generator(generator, seed, op.device)
     start = op.n_products
     q = v0.to(device=op.device, dtype=op.dtype).clone() if v0 is not None else _randn(op, n, g=g)
     if v0 is not None and (v0.dim() != 1 or v0.shape[0] != n):
@@ -380,13 +388,17 @@ def lanczos(
 
 
 @dataclass(frozen=True)
-class TraceResult:
+class TraceResult(Result):
     """A stochastic trace estimate with its standard error and the products it cost."""
 
     estimate: float
     std_error: float
     matvecs: int
     method: str
+
+    def __float__(self) -> float:
+        """The trace estimate."""
+        return float(self.estimate)
 
     def __repr__(self) -> str:
         return (
@@ -403,8 +415,8 @@ def _probes(op: LinearOperator, m: int, distribution: str, g: torch.Generator) -
     raise ValueError(f"distribution must be 'rademacher' or 'gaussian', got {distribution!r}")
 
 
-def _blocked(op: LinearOperator, Z: torch.Tensor, block_size: int | None) -> torch.Tensor:
-    b = Z.shape[1] if block_size is None else int(block_size)
+def _blocked(op: LinearOperator, Z: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
+    b = Z.shape[1] if chunk_size is None else int(chunk_size)
     return torch.cat([op.mm(Z[:, i : i + b]) for i in range(0, Z.shape[1], b)], dim=1)
 
 
@@ -413,13 +425,14 @@ def _check_budget(num_matvecs: int, least: int) -> None:
         raise ValueError(f"num_matvecs must be an int >= {least}, got {num_matvecs!r}")
 
 
+@renamed_kwargs(block_size="chunk_size")
 def hutchinson(
     A: LinearOperator | torch.Tensor | Matvec,
     num_matvecs: int = 60,
     *,
     distribution: str = "rademacher",
     dim: int | None = None,
-    block_size: int | None = None,
+    chunk_size: int | None = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
     dtype: torch.dtype | None = None,
@@ -429,7 +442,7 @@ def hutchinson(
 
     ``z_i`` Rademacher (default) or Gaussian; unbiased, variance ``2 ||A||_F^2 / m`` for Gaussian
     probes (``2 sum_{i!=j} A_ij^2 / m`` for Rademacher), so error ``O(1/sqrt(m))``. Products are
-    taken in blocks of ``block_size`` columns (all at once by default). Cost: ``m`` products.
+    taken in blocks of ``chunk_size`` columns (all at once by default). Cost: ``m`` products.
 
     Example:
         >>> hutchinson(torch.eye(50, dtype=torch.float64), 10).estimate
@@ -437,21 +450,22 @@ def hutchinson(
     """
     op = as_operator(A, dim, dtype, device)
     _check_budget(num_matvecs, 1)
-    g = _generator(generator, seed, op.device)
+    g = resolve_generator(generator, seed, op.device)
     start = op.n_products
     Z = _probes(op, num_matvecs, distribution, g)
-    s = (Z * _blocked(op, Z, block_size)).sum(0).double()
+    s = (Z * _blocked(op, Z, chunk_size)).sum(0).double()
     se = float(s.std() / math.sqrt(len(s))) if len(s) > 1 else math.inf
     return TraceResult(float(s.mean()), se, op.n_products - start, "hutchinson")
 
 
+@renamed_kwargs(block_size="chunk_size")
 def hutchpp(
     A: LinearOperator | torch.Tensor | Matvec,
     num_matvecs: int = 60,
     *,
     distribution: str = "rademacher",
     dim: int | None = None,
-    block_size: int | None = None,
+    chunk_size: int | None = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
     dtype: torch.dtype | None = None,
@@ -472,16 +486,16 @@ def hutchpp(
     """
     op = as_operator(A, dim, dtype, device)
     _check_budget(num_matvecs, 3)
-    g = _generator(generator, seed, op.device)
+    g = resolve_generator(generator, seed, op.device)
     start = op.n_products
     n_s = num_matvecs // 3
     n_g = num_matvecs - 2 * n_s
     S = _probes(op, n_s, distribution, g)
-    Q, _ = torch.linalg.qr(_blocked(op, S, block_size))
-    low = float(torch.trace(Q.T @ _blocked(op, Q, block_size)))
+    Q, _ = torch.linalg.qr(_blocked(op, S, chunk_size))
+    low = float(torch.trace(Q.T @ _blocked(op, Q, chunk_size)))
     G = _probes(op, n_g, distribution, g)
     G = G - Q @ (Q.T @ G)
-    AG = _blocked(op, G, block_size)
+    AG = _blocked(op, G, chunk_size)
     AG = AG - Q @ (Q.T @ AG)
     s = (G * AG).sum(0).double()
     se = float(s.std() / math.sqrt(n_g)) if n_g > 1 else math.inf
@@ -489,7 +503,7 @@ def hutchpp(
 
 
 @dataclass(frozen=True)
-class SpectralDensity:
+class SpectralDensity(Result):
     """A smoothed spectral density from stochastic Lanczos quadrature.
 
     ``grid`` and ``density`` (a Gaussian-smoothed density of the normalised eigenvalue counting
@@ -550,7 +564,7 @@ def spectral_density(
     if num_probes < 1 or num_steps < 1:
         raise ValueError("num_probes and num_steps must be positive")
     m = min(num_steps, op.dim)
-    g = _generator(generator, seed, op.device)
+    g = resolve_generator(generator, seed, op.device)
     start = op.n_products
     b = num_probes
     V = _rademacher(op, op.dim, b, g=g)

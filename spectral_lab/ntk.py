@@ -6,7 +6,8 @@ and the block NTK ``K~_ij = J_i J_j^T`` (C x C blocks, an nC x nC matrix once fl
 ``1/2 sum_i ||f(x_i) - y_i||^2``, residual ``r = f(X) - Y``) are governed by ``K~``.
 
 Every function evaluates the model in eval mode (dropout off, batch-norm on running statistics)
-and restores its mode afterwards.
+and restores its mode afterwards. Runs on the device and dtype of the model's parameters; inputs
+are cast to them.
 
 Example:
     >>> from spectral_lab import MLP
@@ -25,6 +26,7 @@ from torch import nn
 
 from . import _func
 from ._checks import check_logits, check_tensor
+from ._random import resolve_generator
 from .jacobians import parameter_jacobian
 from .linalg import EigResult, LinearOperator, lanczos
 
@@ -47,12 +49,7 @@ def _setup(model: nn.Module, x: torch.Tensor, name: str = "x"):
     params = _func.trainable(model)
     x = check_tensor(x, name, min_dim=2)
     p0 = next(iter(params.values()))
-    if x.dtype != p0.dtype or x.device != p0.device:
-        raise TypeError(
-            f"{name} has dtype {x.dtype} on {x.device} but the model's parameters are {p0.dtype} "
-            f"on {p0.device}; move one of them, e.g. {name}.to(next(model.parameters()))"
-        )
-    return params
+    return params, x.to(device=p0.device, dtype=p0.dtype)
 
 
 def _num_outputs(model: nn.Module, x: torch.Tensor) -> int:
@@ -126,6 +123,7 @@ def ntk_gram(
       1 GiB), else ``"ntvp"`` (a choice, not from the paper).
 
     ``chunk_size`` bounds the samples (jacobian) or columns (ntvp, default 16) done at once.
+    Runs on the device and dtype of the model's parameters; inputs are cast to them.
 
     Example:
         >>> from spectral_lab import MLP
@@ -136,9 +134,9 @@ def ntk_gram(
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-    params = _setup(model, x1, "x1")
+    params, x1 = _setup(model, x1, "x1")
     if x2 is not None:
-        _setup(model, x2, "x2")
+        _, x2 = _setup(model, x2, "x2")
         if x2.shape[1:] != x1.shape[1:]:
             raise ValueError(
                 f"x1 and x2 must have the same per-sample shape, got {tuple(x1.shape[1:])} "
@@ -163,7 +161,8 @@ def ntk_operator(
     ``kind="block"``: ``v in R^{N C} -> K~ v = J (J^T v)``, one VJP plus one JVP over the data.
     ``kind="scalar"``: ``v in R^N -> K v = sum_c J_c (J_c^T v)``, ``C`` VJP+JVP pairs (vmapped).
     Samples are processed ``chunk_size`` at a time (default all), so memory is
-    ``O(C p + chunk activations)`` and no Gram or Jacobian is ever stored.
+    ``O(C p + chunk activations)`` and no Gram or Jacobian is ever stored. Runs on the device and
+    dtype of the model's parameters; inputs are cast to them.
 
     Example:
         >>> from spectral_lab import MLP
@@ -173,7 +172,7 @@ def ntk_operator(
     """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-    params = _setup(model, x)
+    params, x = _setup(model, x)
     n = len(x)
     C = _num_outputs(model, x)
     chunk = n if chunk_size is None else int(chunk_size)
@@ -236,7 +235,8 @@ def ntk_eigs(
     chunk_size: int | None = None,
     tol: float = 1e-8,
     max_iter: int | None = None,
-    seed: int = 0,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
     max_dense: int = 4096,
 ) -> EigResult:
     """Top-``k`` eigenvalues (and eigenvectors) of the NTK on ``x``.
@@ -245,7 +245,9 @@ def ntk_eigs(
     (``O((NC)^3)``); ``"lanczos"`` runs :func:`~spectral_lab.linalg.lanczos` on
     :func:`ntk_operator`, never forming the Gram (memory ``O(m N C + C p)``, ``m`` Lanczos
     steps); ``"auto"`` is dense when the matrix side is at most ``max_dense`` (a choice, not from
-    the paper). Eigenvalues are returned largest first.
+    the paper). Eigenvalues are returned largest first. Lanczos draws its start vector from
+    ``generator`` or ``seed`` (default 0). Runs on the device and dtype of the model's parameters;
+    inputs are cast to them.
 
     Example:
         >>> from spectral_lab import MLP
@@ -257,7 +259,7 @@ def ntk_eigs(
         raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}")
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-    _setup(model, x)
+    _, x = _setup(model, x)
     C = _num_outputs(model, x)
     size = len(x) * (C if kind == "block" else 1)
     if not isinstance(k, int) or k < 1 or k > size:
@@ -265,8 +267,9 @@ def ntk_eigs(
     if method == "auto":
         method = "dense" if size <= max_dense else "lanczos"
     if method == "lanczos":
+        g = resolve_generator(generator, seed, x.device)
         return lanczos(
-            ntk_operator(model, x, kind, chunk_size), k, tol=tol, max_iter=max_iter, seed=seed
+            ntk_operator(model, x, kind, chunk_size), k, tol=tol, max_iter=max_iter, generator=g
         )
     K = ntk_gram(model, x, kind=kind, chunk_size=chunk_size)
     if kind == "block":
@@ -368,6 +371,10 @@ def gd_residuals(
 ) -> torch.Tensor:
     """Residuals ``r_k = f_k(X) - Y`` (flattened, ``(steps+1, N C)``) of full-batch gradient descent
     on ``1/2 sum_i ||f(x_i) - y_i||^2``, without modifying ``model`` (its parameters are copied).
+    Note the scale: this loss is the **sum** over the ``N`` samples, ``N`` times ``loss="mse"``
+    of :func:`~spectral_lab.train` and :func:`~spectral_lab.hessian_eigs`, so a step ``lr``
+    here is a step ``N lr`` on the mean loss. Runs on the device and dtype of the model's
+    parameters; inputs are cast to them.
 
     ``linearized=False`` trains the network itself; ``linearized=True`` trains its linearisation
     ``f_lin(x; theta) = f(x; theta_0) + J_theta(x)(theta - theta_0)`` (spec 6.6), whose residuals
@@ -380,7 +387,7 @@ def gd_residuals(
         >>> gd_residuals(m, torch.randn(4, 3), torch.zeros(4, 1), 0.01, 5).shape
         torch.Size([6, 4])
     """
-    params = _setup(model, x)
+    params, x = _setup(model, x)
     _check_lr_steps(lr, steps)
     y = check_tensor(y, "y").to(x)
     with _func.eval_mode(model):

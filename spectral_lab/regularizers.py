@@ -7,7 +7,7 @@ wraps one as ``extra_loss(model, x, y, logits) -> scalar`` for :func:`spectral_l
 | name | penalty | estimator | cost per step (on the ``b`` penalised samples) |
 | --- | --- | --- | --- |
 | ``jacobian_frobenius`` (R1, default) | ``lam * E_x ||J_f(x)||_F^2`` | ``C ||v^T J||^2``, ``v`` uniform on the sphere of ``R^C`` (Hoffman, Roberts & Yaida 2019) | 1 forward + 1 double-backward per projection |
-| ``jacobian_spectral`` (R2) | ``lam * E_x sigma_1(J_f(x))^2`` | power iteration with JVP/VJP, stop-gradient on the iterate | ``n_iter`` JVP+VJP pairs without graph, then 1 double-backward |
+| ``jacobian_spectral`` (R2) | ``lam * E_x sigma_1(J_f(x))^2`` | power iteration with JVP/VJP, stop-gradient on the iterate | ``max_iter`` JVP+VJP pairs without graph, then 1 double-backward |
 | ``weight_spectral`` (R3) | ``lam * sum_l sigma_1(W_l)^2`` | one power iteration per step on a persistent vector (Miyato et al. 2018; conv kernels reshaped to ``out x in*k*k``) | two mat-vecs per layer, data free |
 | ``input_gradient`` (R4) | ``lam * E_x ||grad_x loss||^2`` | double back-prop (Drucker & LeCun 1992) | 1 forward + 1 double-backward |
 | ``spectral_entropy`` (R5) | ``lam * (log r - SE(J_f(x)))`` (``direction="increase"``) or ``lam * SE`` | full Jacobian (``C`` double-backwards) and its SVD | ``C`` double-backwards |
@@ -31,6 +31,10 @@ from torch import nn
 from torch.func import functional_call, jvp
 
 from ._checks import check_logits, check_tensor
+from ._deprecate import rename_kwargs, renamed_kwargs
+from ._losses import Loss, resolve_loss
+from ._random import resolve_generator
+from .spectra import spectral_entropy
 
 REGULARIZERS = (
     "none",
@@ -42,53 +46,57 @@ REGULARIZERS = (
 )
 
 
-def _gen(generator: torch.Generator | None, seed: int, device) -> torch.Generator:
-    if generator is not None:
-        return generator
-    return torch.Generator(device=device).manual_seed(int(seed))
+def _to_model(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    x = check_tensor(x, "x", min_dim=2)
+    p = next(model.parameters(), None)
+    return x if p is None else x.to(device=p.device, dtype=p.dtype)
 
 
 def _forward_with_input_grad(model: nn.Module, x: torch.Tensor):
-    x = check_tensor(x, "x", min_dim=2)
+    x = _to_model(model, x)
     xg = x.detach().requires_grad_(True)
     return xg, check_logits(model(xg))
 
 
+@renamed_kwargs(n_proj="num_draws")
 def jacobian_frobenius_norm(
     model: nn.Module,
     x: torch.Tensor,
     *,
-    n_proj: int = 1,
+    num_draws: int = 1,
     generator: torch.Generator | None = None,
-    seed: int = 0,
+    seed: int | None = None,
 ) -> torch.Tensor:
     """Unbiased estimate of ``||J_f(x)||_F^2`` per sample ``(N,)``, differentiable in the parameters.
 
     ``||J||_F^2 = C E_v ||v^T J||^2`` for ``v`` uniform on the unit sphere of ``R^C`` (since
-    ``E v v^T = I / C``); averaged over ``n_proj`` projections (Hoffman, Roberts & Yaida 2019).
-    Cost: one forward and ``n_proj`` backward passes with ``create_graph=True``.
+    ``E v v^T = I / C``); averaged over ``num_draws`` random projections (Hoffman, Roberts & Yaida
+    2019), drawn from ``generator`` or ``seed`` (default 0). Runs on the device and dtype of the
+    model's parameters; inputs are cast to them.
+    Cost: one forward and ``num_draws`` backward passes with ``create_graph=True``.
     """
-    if n_proj < 1:
-        raise ValueError(f"n_proj must be >= 1, got {n_proj}")
+    if num_draws < 1:
+        raise ValueError(f"num_draws must be >= 1, got {num_draws}")
     xg, out = _forward_with_input_grad(model, x)
     n, c = out.shape
-    g = _gen(generator, seed, out.device)
+    g = resolve_generator(generator, seed, out.device)
     total = out.new_zeros(n)
-    for _ in range(n_proj):  # a few projections, each batched over all samples
+    for _ in range(num_draws):  # a few projections, each batched over all samples
         v = torch.randn((n, c), generator=g, device=out.device, dtype=out.dtype)
         v = v / v.norm(dim=1, keepdim=True)
         (vj,) = torch.autograd.grad((out * v).sum(), xg, create_graph=True, retain_graph=True)
         total = total + c * vj.flatten(1).pow(2).sum(1)
-    return total / n_proj
+    return total / num_draws
 
 
+@renamed_kwargs(n_iter="max_iter")
 def jacobian_spectral_norm(
     model: nn.Module,
     x: torch.Tensor,
     *,
-    n_iter: int = 3,
+    max_iter: int = 3,
     generator: torch.Generator | None = None,
-    seed: int = 0,
+    seed: int | None = None,
 ) -> torch.Tensor:
     """Power-iteration estimate of ``sigma_1(J_f(x))`` per sample ``(N,)``, differentiable.
 
@@ -96,22 +104,25 @@ def jacobian_spectral_norm(
     the parameters detached, starting from a random ``v``; then return ``||J^T u||`` computed with
     ``create_graph=True`` so its gradient is the gradient of ``sigma_1`` at the converged singular
     pair (stop-gradient on the iterate, spec §7 R2). The estimate is a lower bound that increases
-    with ``n_iter``. Cost: ``n_iter`` JVP+VJP pairs (no graph) plus one double-backward.
+    with ``max_iter`` (exactly ``max_iter`` iterations are run; there is no tolerance). The start
+    vector is drawn from ``generator`` or ``seed`` (default 0). Runs on the device and dtype of
+    the model's parameters; inputs are cast to them.
+    Cost: ``max_iter`` JVP+VJP pairs (no graph) plus one double-backward.
     """
-    if n_iter < 1:
-        raise ValueError(f"n_iter must be >= 1, got {n_iter}")
-    x = check_tensor(x, "x", min_dim=2)
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    x = _to_model(model, x)
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = dict(model.named_buffers())
 
     def f(z):
         return functional_call(model, (params, buffers), (z,))
 
-    g = _gen(generator, seed, x.device)
+    g = resolve_generator(generator, seed, x.device)
     v = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
     v = v / v.flatten(1).norm(dim=1).view(-1, *([1] * (x.dim() - 1)))
     xd = x.detach()
-    for _ in range(n_iter):
+    for _ in range(max_iter):
         _, ju = jvp(f, (xd,), (v,))
         u = ju / ju.norm(dim=1, keepdim=True).clamp_min(1e-30)
         with torch.enable_grad():
@@ -126,7 +137,8 @@ def jacobian_spectral_norm(
 
 
 def differentiable_input_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``J_f(x)`` ``(N, C, d)`` with the graph kept (for penalties on its spectrum).
+    """``J_f(x)`` ``(N, C, d)`` with the graph kept (for penalties on its spectrum). Runs on the
+    device and dtype of the model's parameters; inputs are cast to them.
     Cost: ``C`` backward passes with ``create_graph=True``."""
     xg, out = _forward_with_input_grad(model, x)
     rows = [
@@ -136,24 +148,18 @@ def differentiable_input_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Te
     return torch.stack(rows, 1)
 
 
-def _spectral_entropy(J: torch.Tensor, base: float) -> torch.Tensor:
-    """The ONE call site of :func:`spectral_lab.spectra.spectral_entropy` in this module."""
-    from .spectra import spectral_entropy
-
-    return spectral_entropy(J, base=base)
-
-
 def spectral_entropy_penalty(
     model: nn.Module, x: torch.Tensor, *, direction: str = "increase", base: float = math.e
 ) -> torch.Tensor:
     """Per-sample spectral-entropy penalty on ``J_f(x)`` (spec §7 R5; experimental, direction
     unknown in the paper): ``log r - SE(J)`` (>= 0, pushes towards a flat spectrum) for
     ``direction="increase"``, ``SE(J)`` for ``"decrease"``. Energy normalisation (spec §4.1 E2).
+    Runs on the device and dtype of the model's parameters; inputs are cast to them.
     Cost: ``C`` double-backwards plus batched SVDs of ``C x d`` matrices."""
     if direction not in ("increase", "decrease"):
         raise ValueError(f"direction must be 'increase' or 'decrease', got {direction!r}")
     J = differentiable_input_jacobian(model, x)
-    se = _spectral_entropy(J, base)
+    se = spectral_entropy(J, base=base)
     if direction == "decrease":
         return se
     r = min(J.shape[-2:])
@@ -193,12 +199,20 @@ def weight_spectral_penalty(model: nn.Module, state: dict | None = None) -> torc
     return torch.stack(terms).sum()
 
 
-def input_gradient_penalty(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``||grad_x CE(f(x), y)||^2`` per sample (spec §7 R4, double back-prop).
+def input_gradient_penalty(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str | Loss = "cross_entropy"
+) -> torch.Tensor:
+    """``||grad_x loss(f(x_n), y_n)||^2`` per sample ``(N,)`` (spec §7 R4, double back-prop), with
+    the per-sample loss of :func:`~spectral_lab._losses.resolve_loss` (``"cross_entropy"``, or
+    ``"mse"`` = ``1/2 ||f(x_n) - y_n||^2`` summed over outputs). Runs on the device and dtype of
+    the model's parameters; inputs are cast to them.
     Cost: one forward and one backward pass with ``create_graph=True``."""
+    loss_fn = resolve_loss(loss)
     xg, out = _forward_with_input_grad(model, x)
-    loss = nn.functional.cross_entropy(out, y, reduction="sum")
-    (gx,) = torch.autograd.grad(loss, xg, create_graph=True)
+    # the registry's losses are batch means; times N gives the sum of per-sample losses, whose
+    # gradient with respect to x_n is the per-sample gradient (samples do not interact)
+    total = loss_fn(out, y.to(out.device)) * len(out)
+    (gx,) = torch.autograd.grad(total, xg, create_graph=True)
     return gx.flatten(1).pow(2).sum(1)
 
 
@@ -226,8 +240,12 @@ def make_regularizer(
 
     ``max_samples``: penalise only the first ``b`` samples of each batch (batches are shuffled, so
     this is an unbiased subsample; choice, not from the paper) to bound the cost. ``kwargs`` go to
-    the penalty (``n_proj``, ``n_iter``, ``direction``, ``base``). ``name="none"`` returns None.
+    the penalty (``num_draws``, ``max_iter``, ``direction``, ``base``; the old ``n_proj`` and
+    ``n_iter`` are deprecated). Random draws come from one generator seeded with ``seed`` on the
+    first call. The returned function runs on the device and dtype of the model's parameters;
+    inputs are cast to them. ``name="none"`` returns None.
     """
+    rename_kwargs(kwargs, {"n_proj": "num_draws", "n_iter": "max_iter"}, "make_regularizer")
     if name not in REGULARIZERS:
         raise ValueError(f"regulariser must be one of {REGULARIZERS}, got {name!r}")
     if strength < 0 or not math.isfinite(strength):
@@ -238,7 +256,7 @@ def make_regularizer(
 
     def extra_loss(model, x, y, logits):
         if state["gen"] is None:
-            state["gen"] = torch.Generator(device=x.device).manual_seed(seed)
+            state["gen"] = resolve_generator(seed=seed, device=x.device)
         xs, ys = (x, y) if max_samples is None else (x[:max_samples], y[:max_samples])
         if name == "jacobian_frobenius":
             pen = jacobian_frobenius_norm(model, xs, generator=state["gen"], **kwargs).mean()
@@ -247,7 +265,7 @@ def make_regularizer(
         elif name == "weight_spectral":
             pen = weight_spectral_penalty(model, state["weights"])
         elif name == "input_gradient":
-            pen = input_gradient_penalty(model, xs, ys).mean()
+            pen = input_gradient_penalty(model, xs, ys, **kwargs).mean()
         else:
             pen = spectral_entropy_penalty(model, xs, **kwargs).mean()
         return strength * pen

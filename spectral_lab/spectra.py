@@ -1,9 +1,17 @@
 """Singular spectra and the summaries built on them (spec §4.1, §4.2, §4.3).
 
 Every function is batched over leading dimensions: a ``(..., m, n)`` stack of matrices gives
-``(...)`` summaries. Functions that summarise a spectrum accept either matrices or, with
-``is_spectrum=True``, singular values ``(..., k)`` you already computed (then the rank tolerance
-uses ``k`` in place of ``max(m, n)``).
+``(...)`` summaries. Functions that summarise a spectrum take ``kind=``, the one keyword for "what
+this tensor is" (the same in :mod:`spectral_lab.geometry`):
+
+* ``kind="matrix"`` (default): matrices ``(..., m, n)``; their singular values are computed;
+* ``kind="singular"``: singular values ``(..., k)`` you already computed (then the rank tolerance
+  uses ``k`` in place of ``max(m, n)``);
+* ``kind="eigen"``: eigenvalues ``lam`` of PSD matrices ``(..., k)`` (an NTK, a Gram matrix); they
+  are treated as the squared singular values of a factor, ``sigma = sqrt(lam)``.
+
+The old ``is_spectrum=True`` (= ``kind="singular"``) still works for one release with a
+``DeprecationWarning``. Runs on the input's device and dtype (no model is involved).
 
 Conventions (spec §2, §4.1): ``sigma_1 >= ... >= sigma_r > 0`` are the singular values above the
 rank tolerance ``max(m, n) * eps * sigma_1``; logs are natural (nats) unless ``base=2``; the
@@ -18,12 +26,17 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import torch
 
 from ._checks import check_tensor
+from ._deprecate import warn_deprecated
+from ._results import Result
+
+SPECTRUM_KINDS = ("matrix", "singular", "eigen")
 
 SV_METHODS = ("auto", "svd", "gram")
 # Gram route: singular values below GRAM_RELATIVE_FLOOR * sigma_1 are not trusted (see below).
@@ -79,26 +92,62 @@ def singular_values(m: torch.Tensor, method: str = "auto") -> torch.Tensor:
     return s
 
 
-def _spectrum(m: torch.Tensor, is_spectrum: bool, shape: tuple[int, int] | None = None):
-    """Descending nonnegative singular values ``(..., k)`` and the rank tolerance ``(..., 1)``."""
-    if is_spectrum:
-        s = check_tensor(m, "s", min_dim=1)
-        if bool((s < 0).any()):
-            raise ValueError(
-                "singular values must be nonnegative; pass is_spectrum=False for a matrix"
+def _accepts_kind(func):
+    """Map the deprecated ``is_spectrum=`` onto ``kind=`` (for one release) and check ``kind``."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        if "is_spectrum" in kwargs:
+            flag = kwargs.pop("is_spectrum")
+            if kwargs.get("kind", "matrix") != "matrix":
+                raise TypeError(f"{func.__name__}() got both is_spectrum= (deprecated) and kind=")
+            warn_deprecated(
+                f"{func.__name__}(is_spectrum=...) is deprecated and will be removed in the next "
+                f"release; use kind={'singular' if flag else 'matrix'!r}"
             )
-        s = s.sort(dim=-1, descending=True).values
-        big = max(shape) if shape is not None else s.shape[-1]
-    else:
+            kwargs["kind"] = "singular" if flag else "matrix"
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _spectrum(m: torch.Tensor, kind: str = "matrix"):
+    """Descending nonnegative singular values ``(..., k)`` and the rank tolerance ``(..., 1)``."""
+    if kind not in SPECTRUM_KINDS:
+        raise ValueError(f"kind must be one of {SPECTRUM_KINDS}, got {kind!r}")
+    if kind == "matrix":
+        if isinstance(m, torch.Tensor) and m.dim() == 1:
+            raise ValueError(
+                f"got a 1-D tensor of shape {tuple(m.shape)} with kind='matrix'; if it holds "
+                "singular values pass kind='singular' (eigenvalues of a PSD matrix: kind='eigen')"
+            )
         s = singular_values(m)
         big = max(m.shape[-2:])
+    else:
+        name = "s" if kind == "singular" else "eigenvalues"
+        s = check_tensor(m, name, min_dim=1)
+        if bool((s < 0).any()):
+            if kind == "singular":
+                raise ValueError(
+                    "singular values must be nonnegative; pass kind='matrix' for a matrix"
+                )
+            raise ValueError(
+                "eigenvalues must be nonnegative (kind='eigen' is for PSD matrices); clamp tiny "
+                "negative round-off with lam.clamp_min(0)"
+            )
+        s = s.sort(dim=-1, descending=True).values
+        if kind == "eigen":
+            s = s.sqrt()
+        big = s.shape[-1]
     tol = big * torch.finfo(s.dtype).eps * s[..., :1]
     return s, tol
 
 
-def numerical_rank(m: torch.Tensor, *, is_spectrum: bool = False) -> torch.Tensor:
-    """``r = #{k : sigma_k > max(m, n) * eps * sigma_1}`` (spec §2), as an integer tensor ``(...)``."""
-    s, tol = _spectrum(m, is_spectrum)
+@_accepts_kind
+def numerical_rank(m: torch.Tensor, *, kind: str = "matrix") -> torch.Tensor:
+    """``r = #{k : sigma_k > max(m, n) * eps * sigma_1}`` (spec §2), as an integer tensor ``(...)``.
+    ``kind``: ``"matrix"`` (default), ``"singular"`` or ``"eigen"`` (see the module docstring)."""
+    s, tol = _spectrum(m, kind)
     return ((s > tol) & (s > 0)).sum(-1)
 
 
@@ -110,18 +159,19 @@ def _log(base) -> float:
     raise ValueError(f"base must be 'e' or 2, got {base!r}")
 
 
+@_accepts_kind
 def spectral_distribution(
-    m: torch.Tensor, normalization: str = "energy", *, is_spectrum: bool = False
+    m: torch.Tensor, normalization: str = "energy", *, kind: str = "matrix"
 ) -> torch.Tensor:
     """The probability vector ``p`` behind the spectral entropy, ``(..., k)``.
 
     ``"energy"`` (E2, default): ``p_k = sigma_k^2 / sum sigma_j^2``; ``"amplitude"`` (E1):
     ``p_k = sigma_k / sum sigma_j``. Values below the rank tolerance get ``p_k = 0``. An all-zero
-    matrix gives ``p = 0``.
+    matrix gives ``p = 0``. ``kind``: ``"matrix"`` (default), ``"singular"`` or ``"eigen"``.
     """
     if normalization not in ("energy", "amplitude"):
         raise ValueError(f"normalization must be 'energy' or 'amplitude', got {normalization!r}")
-    s, tol = _spectrum(m, is_spectrum)
+    s, tol = _spectrum(m, kind)
     s = torch.where(s > tol, s, torch.zeros_like(s))
     w = s**2 if normalization == "energy" else s
     total = w.sum(-1, keepdim=True)
@@ -130,13 +180,14 @@ def spectral_distribution(
     )
 
 
+@_accepts_kind
 def spectral_entropy(
     m: torch.Tensor,
     normalization: str = "energy",
     base: str | float = "e",
     normalized: bool = False,
     *,
-    is_spectrum: bool = False,
+    kind: str = "matrix",
 ) -> torch.Tensor:
     """Spectral entropy ``SE(M) = -sum_k p_k log p_k`` (spec §4.1), batched: ``(...)``.
 
@@ -146,14 +197,16 @@ def spectral_entropy(
     default) or ``2`` (bits). ``normalized=True`` returns ``SE / log r in [0, 1]`` with ``r`` the
     numerical rank (0 when ``r <= 1``). Zero singular values contribute ``0 log 0 = 0``;
     ``SE = 0`` for rank one, ``log r`` for a flat spectrum, and ``SE`` is unchanged by scaling
-    ``M``. For a PSD operator with eigenvalues ``lam``, ``spectral_entropy(lam.sqrt(),
-    is_spectrum=True)`` gives ``p_k = lam_k / sum lam``. Cost: one SVD (see :func:`singular_values`).
+    ``M``. ``kind="singular"`` takes singular values you already have; for a PSD operator with
+    eigenvalues ``lam``, ``spectral_entropy(lam, kind="eigen")`` gives ``p_k = lam_k / sum lam``.
+    A 1-D tensor with the default ``kind="matrix"`` raises a ``ValueError`` naming ``kind=``.
+    Cost: one SVD (see :func:`singular_values`).
 
     >>> spectral_entropy(torch.eye(4), base=2).item()
     2.0
     """
     scale = _log(base)
-    p = spectral_distribution(m, normalization, is_spectrum=is_spectrum)
+    p = spectral_distribution(m, normalization, kind=kind)
     h = -torch.where(p > 0, p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny)), 0.0).sum(-1)
     if normalized:
         r = (p > 0).sum(-1)
@@ -163,30 +216,38 @@ def spectral_entropy(
     return h / scale + 0.0  # rank one: 0.0, not -0.0
 
 
+@_accepts_kind
 def effective_rank(
-    m: torch.Tensor, normalization: str = "energy", *, is_spectrum: bool = False
+    m: torch.Tensor, normalization: str = "energy", *, kind: str = "matrix"
 ) -> torch.Tensor:
-    """Entropy-effective rank ``erank = exp(SE)`` (spec §4.2; E2 by default), ``1 <= erank <= r``."""
-    return torch.exp(spectral_entropy(m, normalization, is_spectrum=is_spectrum))
+    """Entropy-effective rank ``erank = exp(SE)`` (spec §4.2; E2 by default), ``1 <= erank <= r``.
+    ``kind``: ``"matrix"`` (default), ``"singular"`` or ``"eigen"``."""
+    return torch.exp(spectral_entropy(m, normalization, kind=kind))
 
 
-def stable_rank(m: torch.Tensor, *, is_spectrum: bool = False) -> torch.Tensor:
-    """``srank = ||M||_F^2 / ||M||_2^2 = sum sigma^2 / sigma_1^2 = 1 / max_k p_k`` (spec §4.2)."""
-    s, _ = _spectrum(m, is_spectrum)
+@_accepts_kind
+def stable_rank(m: torch.Tensor, *, kind: str = "matrix") -> torch.Tensor:
+    """``srank = ||M||_F^2 / ||M||_2^2 = sum sigma^2 / sigma_1^2 = 1 / max_k p_k`` (spec §4.2).
+    ``kind``: ``"matrix"`` (default), ``"singular"`` or ``"eigen"``."""
+    s, _ = _spectrum(m, kind)
     return (s**2).sum(-1) / (s[..., 0] ** 2).clamp_min(torch.finfo(s.dtype).tiny)
 
 
-def participation_ratio(m: torch.Tensor, *, is_spectrum: bool = False) -> torch.Tensor:
-    """``PR = (sum sigma^2)^2 / sum sigma^4 = 1 / sum p_k^2`` (spec §4.2)."""
-    s, _ = _spectrum(m, is_spectrum)
+@_accepts_kind
+def participation_ratio(m: torch.Tensor, *, kind: str = "matrix") -> torch.Tensor:
+    """``PR = (sum sigma^2)^2 / sum sigma^4 = 1 / sum p_k^2`` (spec §4.2).
+    ``kind``: ``"matrix"`` (default), ``"singular"`` or ``"eigen"``."""
+    s, _ = _spectrum(m, kind)
     e = s**2
     return e.sum(-1) ** 2 / (e**2).sum(-1).clamp_min(torch.finfo(s.dtype).tiny)
 
 
+@_accepts_kind
 def condition_number(
-    m: torch.Tensor, kind: str = "classical", *, is_spectrum: bool = False
+    m: torch.Tensor, definition: str = "classical", *, kind: str = "matrix"
 ) -> torch.Tensor:
-    """Condition number, batched: ``(...)``.
+    """Condition number, batched: ``(...)``. ``kind``: ``"matrix"`` (default), ``"singular"`` or
+    ``"eigen"`` (what ``m`` holds); ``definition``:
 
     * ``"classical"``: ``sigma_1 / sigma_r`` with ``r`` the numerical rank (the smallest singular
       value above the rank tolerance), so it is finite for a rank-deficient ``M``; ``inf`` for 0.
@@ -198,11 +259,17 @@ def condition_number(
     >>> condition_number(torch.diag(torch.tensor([4.0, 2.0, 1.0]))).item()
     4.0
     """
-    if kind not in ("classical", "median"):
-        raise ValueError(f"kind must be 'classical' or 'median', got {kind!r}")
-    s, tol = _spectrum(m, is_spectrum)
+    if kind in ("classical", "median"):  # the old meaning of kind=, for one release
+        warn_deprecated(
+            f"condition_number(kind={kind!r}) is deprecated: kind= now says what m holds; "
+            f"use definition={kind!r}"
+        )
+        definition, kind = kind, "matrix"
+    if definition not in ("classical", "median"):
+        raise ValueError(f"definition must be 'classical' or 'median', got {definition!r}")
+    s, tol = _spectrum(m, kind)
     top = s[..., 0]
-    if kind == "median":
+    if definition == "median":
         k = s.shape[-1]
         asc = s.flip(-1)
         med = asc[..., (k - 1) // 2] if k % 2 else 0.5 * (asc[..., k // 2 - 1] + asc[..., k // 2])
@@ -213,7 +280,7 @@ def condition_number(
 
 
 @dataclass(frozen=True)
-class SpectralSummary:
+class SpectralSummary(Result):
     """Every rank-type summary of a (batch of) matrices; fields are tensors of the batch shape."""
 
     sigma_1: torch.Tensor
@@ -235,13 +302,15 @@ class SpectralSummary:
         return f"SpectralSummary({parts})"
 
 
-def spectral_summary(m: torch.Tensor, *, is_spectrum: bool = False) -> SpectralSummary:
+@_accepts_kind
+def spectral_summary(m: torch.Tensor, *, kind: str = "matrix") -> SpectralSummary:
     """``sigma_1``, ``||M||_F^2``, rank, srank, PR, SE (E2, nats), erank, both condition numbers.
+    ``kind``: ``"matrix"`` (default), ``"singular"`` or ``"eigen"``.
 
     The chain ``1 <= srank <= PR <= erank <= rank`` (spec §4.2) holds for every matrix.
     """
-    s = m if is_spectrum else singular_values(m)
-    kw = {"is_spectrum": True}
+    s, _ = _spectrum(m, kind)
+    kw = {"kind": "singular"}
     se = spectral_entropy(s, **kw)
     return SpectralSummary(
         sigma_1=s.sort(-1, descending=True).values[..., 0],

@@ -52,15 +52,17 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from ._checks import check_logits, check_model, check_tensor
+from ._data import iter_batches
+from ._losses import resolve_loss
 from .bounds import isotropic_perturbations
 
 OPERATORS = ("input_jacobian", "parameter_jacobian", "ntk", "hessian")
@@ -100,71 +102,7 @@ def _check_q(q: float) -> float:
 
 
 def _loss_fn(loss: str | LossFn) -> LossFn:
-    if callable(loss):
-        return loss
-    if loss == "cross_entropy":
-        return F.cross_entropy
-    if loss == "mse":
-        from .hessian import half_mse
-
-        return half_mse
-    raise ValueError(f"loss must be one of {LOSSES} or a callable(logits, y), got {loss!r}")
-
-
-def iter_batches(
-    data, batch_size: int = 256, max_samples: int | None = None, device=None, dtype=None
-) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """Stream ``(x, y)`` batches (``y`` may be ``None``) from tensors, a tuple, a Dataset or a
-    DataLoader, moved to ``device``/``dtype``, stopping after ``max_samples`` samples."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if max_samples is not None and max_samples < 1:
-        raise ValueError(f"max_samples must be positive, got {max_samples}")
-    cap = math.inf if max_samples is None else max_samples
-
-    def move(x, y):
-        x = torch.as_tensor(x)
-        if not x.is_floating_point():
-            x = x.float() if dtype is None else x
-        x = x.to(device=device, dtype=dtype)
-        return x, (None if y is None else torch.as_tensor(y).to(device))
-
-    if isinstance(data, DataLoader):
-        source: Iterator = iter(data)
-    elif isinstance(data, torch.Tensor):
-        source = ((data[i : i + batch_size], None) for i in range(0, len(data), batch_size))
-    elif isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = data
-        if len(x) != len(y):
-            raise ValueError(f"data: x and y differ in length ({len(x)} vs {len(y)})")
-        source = (
-            (x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)
-        )
-    elif hasattr(data, "tensors") and callable(data.tensors):
-        n = len(data) if max_samples is None else min(len(data), max_samples)
-        x, y = data.tensors(n)
-        source = (
-            (x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)
-        )
-    elif isinstance(data, Dataset):
-        source = iter(DataLoader(data, batch_size=batch_size, shuffle=False))
-    else:
-        raise TypeError(
-            f"data must be a tensor of inputs, an (x, y) tuple, a Dataset or a DataLoader; "
-            f"got {type(data).__name__}"
-        )
-    seen = 0
-    # (the generators above close over ``x``/``y``: the loop must not rebind those names)
-    for item in source:
-        if seen >= cap:
-            break
-        if isinstance(item, (tuple, list)):
-            xb, yb = (item[0], item[1]) if len(item) > 1 else (item[0], None)
-        else:
-            xb, yb = item, None
-        take = int(min(len(xb), cap - seen))
-        seen += take
-        yield move(xb[:take], None if yb is None else yb[:take])
+    return resolve_loss(loss)
 
 
 # --------------------------------------------------------------------------- the profile
@@ -253,7 +191,7 @@ class StabilityProfile:
 def _entropy(s: torch.Tensor, base: float) -> torch.Tensor:
     from .spectra import spectral_entropy
 
-    return spectral_entropy(s, "energy", base=base, is_spectrum=True)
+    return spectral_entropy(s, "energy", base=base, kind="singular")
 
 
 def _param_top(model: nn.Module, x: torch.Tensor, budget: int) -> torch.Tensor:
@@ -284,7 +222,7 @@ def _ntk_spectrum(model: nn.Module, x: torch.Tensor, kind: str = "scalar") -> to
 def _hess_top(model, loss_fn, x, y, steps: int, seed: int) -> tuple[float, bool, int]:
     from .hessian import hessian_eigs
 
-    res = hessian_eigs(model, loss_fn, (x, y), k=1, max_iter=steps, seed=seed)
+    res = hessian_eigs(model, (x, y), loss=loss_fn, k=1, max_iter=steps, seed=seed)
     return float(res.eigenvalues[0]), bool(res.converged), int(res.matvecs)
 
 

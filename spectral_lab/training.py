@@ -18,20 +18,23 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset
 
 from ._checks import check_logits, check_tensor
+from ._data import _in_memory, iter_batches
+from ._deprecate import warn_deprecated
+from ._losses import LOSSES, resolve_loss
 from ._progress import progress_bar
+from ._random import resolve_generator
+from ._results import Result
 from .models import build_model
 
 ExtraLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-LOSSES = {"cross_entropy": F.cross_entropy, "mse": lambda out, y: 0.5 * F.mse_loss(out, y)}
 
 
-@dataclass
-class History:
-    """What happened during :func:`train`: per-step losses and per-epoch summaries."""
+@dataclass(frozen=True)
+class History(Result):
+    """What happened during :func:`train`: per-step losses and per-epoch summaries (frozen: the
+    lists are filled while training runs; ``to_dict()`` gives plain Python)."""
 
     step_loss: list[float] = field(default_factory=list)
     step_extra: list[float] = field(default_factory=list)
@@ -47,39 +50,48 @@ class History:
 
 
 def as_tensors(data, device=None, dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x, y)`` from a tuple, an :class:`~spectral_lab.data.ArrayDataset` or a small Dataset."""
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = data
-    elif hasattr(data, "tensors") and callable(data.tensors):
-        x, y = data.tensors()
-    elif isinstance(data, Dataset):
-        items = [data[i] for i in range(len(data))]
-        if not items:
-            raise ValueError("data is empty; pass at least one sample")
-        x = torch.stack([torch.as_tensor(a) for a, _ in items])
-        y = torch.stack([torch.as_tensor(b) for _, b in items])
-    else:
-        raise TypeError(f"cannot read (x, y) from {type(data).__name__}; pass a tuple or a Dataset")
-    x = x.to(device=device, dtype=dtype or (x.dtype if x.is_floating_point() else torch.float32))
-    return x, y.to(device)
+    """``(x, y)`` from a tuple, an :class:`~spectral_lab.data.ArrayDataset`, a Dataset or a
+    DataLoader (all samples, concatenated), cast to ``dtype`` (inputs; integer inputs become
+    ``float32`` when ``dtype`` is None) and moved to ``device``."""
+    mem = _in_memory(data)
+    if mem is not None and mem[1] is None:
+        raise TypeError("as_tensors needs labels: pass (x, y), a Dataset or a DataLoader")
+    batches = list(iter_batches(data, None, device=device, dtype=dtype))
+    if any(y is None for _, y in batches):
+        raise TypeError("as_tensors needs labels: the data yielded inputs without labels")
+    return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
 
 
 def _batches(data, batch_size: int, shuffle: bool, generator: torch.Generator, device, dtype):
-    if isinstance(data, DataLoader):
-        for x, y in data:
-            yield x.to(device=device, dtype=dtype), y.to(device)
-        return
-    x, y = as_tensors(data, device, dtype)
-    n = len(x)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    for i in range(0, n, batch_size):
-        idx = order[i : i + batch_size].to(x.device)
-        yield x[idx], y[idx]
+    for x, y in iter_batches(
+        data, batch_size, device=device, dtype=dtype, shuffle=shuffle, generator=generator
+    ):
+        if y is None:
+            raise ValueError("training needs labels: pass data as (x, y), not inputs alone")
+        yield x, y
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data, loss: str = "cross_entropy", batch_size: int = 1024):
-    """Mean loss and accuracy (NaN for regression) of ``model`` on ``data``; eval mode inside."""
+def evaluate(
+    model: nn.Module, data, *legacy, loss: str = "cross_entropy", batch_size: int = 1024
+) -> tuple[float, float]:
+    """Mean loss and accuracy (NaN for regression) of ``model`` on ``data``; eval mode inside.
+
+    ``loss="mse"`` is ``(1/n) sum_i 1/2 ||f(x_i) - y_i||^2`` (sum over outputs, mean over
+    samples), the loss :func:`train` minimises. Runs on the device and dtype of the model's
+    parameters; inputs are cast to them."""
+    if legacy:  # the old evaluate(model, data, loss, batch_size) order, for one release
+        if len(legacy) > 2:
+            raise TypeError("evaluate() takes model, data and keywords loss=, batch_size=")
+        warn_deprecated(
+            "evaluate(model, data, loss, batch_size) with positional loss is deprecated; "
+            "pass loss= and batch_size= as keywords"
+        )
+        loss = legacy[0]
+        batch_size = legacy[1] if len(legacy) > 1 else batch_size
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+    loss_fn = resolve_loss(loss)
     p = next(model.parameters())
     was_training = model.training
     model.eval()
@@ -87,7 +99,7 @@ def evaluate(model: nn.Module, data, loss: str = "cross_entropy", batch_size: in
     g = torch.Generator()
     for x, y in _batches(data, batch_size, False, g, p.device, p.dtype):
         out = check_logits(model(x))
-        total += LOSSES[loss](out, y).item() * len(x)
+        total += loss_fn(out, y).item() * len(x)
         if loss == "cross_entropy":
             correct += (out.argmax(1) == y).sum().item()
         count += len(x)
@@ -109,22 +121,29 @@ def train(
     weight_decay: float = 0.0,
     extra_loss: ExtraLoss | None = None,
     test_data=None,
-    seed: int = 0,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
     progress: bool = True,
     callback: Callable[[nn.Module, int, float], None] | None = None,
 ) -> History:
     """Train ``model`` in place and return its :class:`History`.
 
     Args:
-        data: ``(x, y)`` tensors, an ``ArrayDataset``, any ``Dataset`` or a ``DataLoader``; moved
-            to the model's device and dtype batch by batch.
+        data: ``(x, y)`` tensors, an ``ArrayDataset``, any ``Dataset`` or a ``DataLoader``.
+            Runs on the device and dtype of the model's parameters; inputs are cast to them
+            (batch by batch).
         optimizer: ``"adam"`` or ``"sgd"`` (plain gradient descent when ``batch_size >= n``).
-        loss: ``"cross_entropy"`` (integer labels) or ``"mse"`` (``1/2 ||f - y||^2`` mean).
+        loss: ``"cross_entropy"`` (integer labels, mean over samples) or ``"mse"``:
+            ``(1/n) sum_i 1/2 ||f(x_i) - y_i||^2``, **summed over the outputs and averaged over
+            the samples** of each batch -- the same loss :func:`~spectral_lab.hessian_eigs`
+            differentiates with ``loss="mse"``, so ``2/lambda_max`` compares directly with
+            ``lr``. (It is ``C`` times ``0.5 * F.mse_loss``, which averages over outputs too.)
         extra_loss: ``extra_loss(model, x, y, logits) -> scalar`` added to the loss each step,
             e.g. a spectral regulariser from :mod:`spectral_lab.regularizers`.
         test_data: evaluated after every epoch (``test_loss``, ``test_acc``).
-        seed: seeds the batch order; with the model's own seeded init the run is reproducible
-            on CPU.
+        seed, generator: the batch order (``torch.randperm`` on the CPU) comes from ``generator``
+            or a generator seeded with ``seed`` (default 0); with the model's own seeded init the
+            run is reproducible on CPU.
         callback: ``callback(model, step, loss)`` after every optimiser step.
 
     Cost: ``epochs * n / batch_size`` forward/backward passes (plus the extra term's cost).
@@ -141,9 +160,10 @@ def train(
     if p is None:
         raise ValueError("model has no parameters to train")
     device, dtype = p.device, p.dtype
+    loss_fn = resolve_loss(loss)
     opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
     opt = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay)
-    g = torch.Generator().manual_seed(seed)
+    g = resolve_generator(generator, seed)
     hist = History()
     bar = progress_bar(range(epochs), desc="training", enabled=progress)
     step = 0
@@ -154,7 +174,7 @@ def train(
             if step == 0:
                 check_tensor(x, "training inputs")
             out = check_logits(model(x))
-            value = LOSSES[loss](out, y)
+            value = loss_fn(out, y)
             extra = extra_loss(model, x, y, out) if extra_loss is not None else None
             total_loss = value + extra if extra is not None else value
             if not torch.isfinite(total_loss):
@@ -180,7 +200,7 @@ def train(
         if loss == "cross_entropy":
             row["train_acc"] = correct / seen
         if test_data is not None:
-            row["test_loss"], acc = evaluate(model, test_data, loss)
+            row["test_loss"], acc = evaluate(model, test_data, loss=loss)
             if loss == "cross_entropy":
                 row["test_acc"] = acc
         hist.epochs.append(row)

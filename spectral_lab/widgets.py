@@ -254,7 +254,7 @@ def entropy_draw(J, eps: float = 0.1):
     def draw(index: int = 0, t: float = 0.0, base: str = "e"):
         s0 = S[int(index)]
         s = mix_toward_uniform(s0, float(t))
-        kw = {"is_spectrum": True}
+        kw = {"kind": "singular"}
         p = spectral_distribution(s, **kw).numpy()
         se = float(spectral_entropy(s, base=2 if base == "2" else "e", **kw))
         sr, er = float(stable_rank(s, **kw)), float(effective_rank(s, **kw))
@@ -481,7 +481,7 @@ def step_size_explorer(model, loss_fn, data, lam_max: float, steps: int = 60):
         a0.set(
             yscale="log", xlabel="step", ylabel="loss", title="quadratic, same $\\lambda_{\\max}$"
         )
-        a1.plot(gd_losses(model, loss_fn, data, eta, steps).numpy())
+        a1.plot(gd_losses(model, data, eta, steps, loss=loss_fn).numpy())
         a1.set(yscale="log", xlabel="step", ylabel="loss", title="network")
         stable = "stable" if lr_over_critical < 1 else "unstable"
         fig.suptitle(

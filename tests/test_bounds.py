@@ -138,12 +138,12 @@ def _mutant(fn, old: str, new: str):
 
 BOUNDS_MUTANTS = {
     "amplitude entropy (M3)": (
-        "spectral_entropy(s, is_spectrum=True)",
-        'spectral_entropy(s, "amplitude", is_spectrum=True)',
+        'spectral_entropy(s, kind="singular")',
+        'spectral_entropy(s, "amplitude", kind="singular")',
     ),
     "entropy in bits": (
-        "spectral_entropy(s, is_spectrum=True)",
-        "spectral_entropy(s, base=2, is_spectrum=True)",
+        'spectral_entropy(s, kind="singular")',
+        'spectral_entropy(s, base=2, kind="singular")',
     ),
     "K = sigma_1 / d": ("K = s1sq / d", "K = s[..., 0] / d"),
     "K = sigma_1^2 (no /d)": ("K = s1sq / d", "K = s1sq"),
@@ -197,8 +197,8 @@ def test_schur_concavity_helpers():
         st = sl.mix_toward_uniform(s, t)
         assert math.isclose(float((st**2).sum()), float((s**2).sum()), rel_tol=1e-12)
         h, k = (
-            float(sl.spectral_entropy(st, is_spectrum=True)),
-            float(sl.condition_number(st, is_spectrum=True)),
+            float(sl.spectral_entropy(st, kind="singular")),
+            float(sl.condition_number(st, kind="singular")),
         )
         assert h >= prev_h - 1e-12 and k <= prev_k + 1e-12
         assert sl.majorizes(e(s), e(st))
@@ -206,8 +206,8 @@ def test_schur_concavity_helpers():
     assert math.isclose(prev_h, math.log(4), rel_tol=1e-12) and math.isclose(prev_k, 1.0)
     r = sl.robin_hood_transfer(s, 0, 3, 0.5)
     assert sl.majorizes(e(s), e(r)) and not sl.majorizes(e(r), e(s))
-    assert sl.spectral_entropy(r, is_spectrum=True) > sl.spectral_entropy(s, is_spectrum=True)
-    assert sl.condition_number(r, is_spectrum=True) <= sl.condition_number(s, is_spectrum=True)
+    assert sl.spectral_entropy(r, kind="singular") > sl.spectral_entropy(s, kind="singular")
+    assert sl.condition_number(r, kind="singular") <= sl.condition_number(s, kind="singular")
 
 
 def test_entropy_lower_bound_from_condition_number():

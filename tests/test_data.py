@@ -26,8 +26,8 @@ def test_synthetic_sets_are_seeded_and_split(name):
 
 
 def test_teacher_labels_come_from_the_teacher():
-    train = sl.load_dataset("teacher", n_samples=2000, dim=8)
-    test = sl.load_dataset("teacher", "test", n_samples=2000, dim=8)
+    train = sl.load_dataset("teacher", num_samples=2000, dim=8)
+    test = sl.load_dataset("teacher", "test", num_samples=2000, dim=8)
     model = sl.MLP(8, 4, width=64, depth=2)
     sl.train(model, train, epochs=30, lr=3e-3, progress=False)
     assert sl.evaluate(model, test)[1] > 0.8  # learnable, so labels are a function of x

@@ -89,8 +89,10 @@ def test_errors():
         sl.input_jacobian(model, torch.randn(2, 4), chunk_size=0)
     with pytest.raises(ValueError, match="route"):
         sl.input_jacobian(model, torch.randn(2, 4), route="magic")
-    with pytest.raises(TypeError, match="float64"):
-        sl.input_jacobian(model, torch.randn(2, 4, dtype=D64))
+    x64 = torch.randn(2, 4, dtype=D64)  # cast to the model's float32, not refused
+    J = sl.input_jacobian(model, x64)
+    assert J.dtype == torch.float32
+    assert torch.equal(J, sl.input_jacobian(model, x64.float()))
     with pytest.raises(ValueError, match="could not run"):
         sl.input_jacobian(model, torch.randn(2, 5))
     with pytest.raises(TypeError, match="Module"):

@@ -38,7 +38,7 @@ def test_differentiable_jacobian_equals_input_jacobian():
 def test_power_iteration_sigma1_and_its_gradient_match_exact_svd():
     m = _mlp()
     x = torch.randn(5, 6, dtype=torch.float64)
-    est = sl.jacobian_spectral_norm(m, x, n_iter=50)
+    est = sl.jacobian_spectral_norm(m, x, max_iter=50)
     exact = torch.linalg.svdvals(differentiable_input_jacobian(m, x))[:, 0]
     assert torch.allclose(est.detach(), exact.detach(), rtol=1e-8)
     g_est = _param_grad(m, est.pow(2).sum())
@@ -52,8 +52,8 @@ def test_power_iteration_is_a_lower_bound_that_tightens():
     m = _mlp(act="relu")
     x = torch.randn(20, 6, dtype=torch.float64)
     exact = torch.linalg.svdvals(sl.input_jacobian(m, x))[:, 0]
-    one = sl.jacobian_spectral_norm(m, x, n_iter=1).detach()
-    many = sl.jacobian_spectral_norm(m, x, n_iter=30).detach()
+    one = sl.jacobian_spectral_norm(m, x, max_iter=1).detach()
+    many = sl.jacobian_spectral_norm(m, x, max_iter=30).detach()
     assert (one <= exact * (1 + 1e-10)).all() and (many <= exact * (1 + 1e-10)).all()
     assert (exact - many).abs().max() <= (exact - one).abs().max() + 1e-12
     assert torch.allclose(many, exact, rtol=1e-6)
@@ -63,7 +63,7 @@ def test_power_iteration_works_on_images():
     torch.manual_seed(0)
     cnn = sl.SmallCNN(1, 5, image_size=6, channels=(3,), activation="tanh").double()
     x = torch.rand(3, 1, 6, 6, dtype=torch.float64)
-    est = sl.jacobian_spectral_norm(cnn, x, n_iter=40).detach()
+    est = sl.jacobian_spectral_norm(cnn, x, max_iter=40).detach()
     exact = torch.linalg.svdvals(sl.input_jacobian(cnn.eval(), x))[:, 0]
     assert torch.allclose(est, exact, rtol=1e-6)
 
@@ -72,16 +72,16 @@ def test_hutchinson_frobenius_is_unbiased_in_value_and_gradient():
     m = _mlp()
     x = torch.randn(4, 6, dtype=torch.float64)
     exact = differentiable_input_jacobian(m, x).pow(2).sum((1, 2))
-    est = sl.jacobian_frobenius_norm(m, x, n_proj=4000, seed=1)
+    est = sl.jacobian_frobenius_norm(m, x, num_draws=4000, seed=1)
     assert torch.allclose(est.detach(), exact.detach(), rtol=0.06)
     g_ref = _param_grad(m, differentiable_input_jacobian(m, x).pow(2).sum())
-    g_est = _param_grad(m, sl.jacobian_frobenius_norm(m, x, n_proj=4000, seed=2).sum())
+    g_est = _param_grad(m, sl.jacobian_frobenius_norm(m, x, num_draws=4000, seed=2).sum())
     cos = (g_ref @ g_est) / (g_ref.norm() * g_est.norm())
     assert cos > 0.99
     # C = 1: the estimate is exact with one projection (v = ±1)
     torch.manual_seed(0)
     m1 = sl.MLP(6, 1, width=8).double()
-    e1 = sl.jacobian_frobenius_norm(m1, x, n_proj=1).detach()
+    e1 = sl.jacobian_frobenius_norm(m1, x, num_draws=1).detach()
     assert torch.allclose(e1, differentiable_input_jacobian(m1, x).pow(2).sum((1, 2)).detach())
 
 
@@ -171,7 +171,7 @@ def test_every_regularizer_trains_and_lowers_its_target(name):
     # same seed, same data, same schedule: the only difference is the penalty, so its target
     # (computed by an independent reference on all 128 samples) must end lower than without it.
     # A penalty with the wrong sign, a detached penalty or one never added would fail.
-    ds = sl.load_dataset("gaussian_mixture", n_samples=128, dim=6, num_classes=4)
+    ds = sl.load_dataset("gaussian_mixture", num_samples=128, dim=6, num_classes=4)
     x, y = ds.tensors()
     targets = []
     for reg in (None, sl.make_regularizer(name, strength=1.0, max_samples=16)):
@@ -186,7 +186,7 @@ def test_every_regularizer_trains_and_lowers_its_target(name):
 
 
 def test_jacobian_penalty_shrinks_sigma1_relative_to_plain_training():
-    ds = sl.load_dataset("gaussian_mixture", n_samples=256, dim=6, num_classes=4)
+    ds = sl.load_dataset("gaussian_mixture", num_samples=256, dim=6, num_classes=4)
     x, _ = ds.tensors()
     out = {}
     for strength in (0.0, 1.0):
@@ -205,10 +205,10 @@ def test_errors():
         sl.make_regularizer("l7")
     with pytest.raises(ValueError, match="strength"):
         sl.make_regularizer("jacobian_frobenius", -1.0)
-    with pytest.raises(ValueError, match="n_iter"):
-        sl.jacobian_spectral_norm(m, x, n_iter=0)
-    with pytest.raises(ValueError, match="n_proj"):
-        sl.jacobian_frobenius_norm(m, x, n_proj=0)
+    with pytest.raises(ValueError, match="max_iter"):
+        sl.jacobian_spectral_norm(m, x, max_iter=0)
+    with pytest.raises(ValueError, match="num_draws"):
+        sl.jacobian_frobenius_norm(m, x, num_draws=0)
     with pytest.raises(TypeError, match="integer"):
         sl.jacobian_frobenius_norm(m, torch.ones(3, 6, dtype=torch.long))
     with pytest.raises(ValueError, match="no Linear or Conv2d"):

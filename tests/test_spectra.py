@@ -65,7 +65,7 @@ def test_entropy_closed_forms_on_diagonal_matrices():
     assert math.isclose(
         float(sl.spectral_entropy(m, normalized=True)), h2 / math.log(3), rel_tol=1e-12
     )
-    assert math.isclose(float(sl.spectral_entropy(s, is_spectrum=True)), h2, rel_tol=1e-12)
+    assert math.isclose(float(sl.spectral_entropy(s, kind="singular")), h2, rel_tol=1e-12)
     # flat spectrum: log r; rank one: 0; zero matrix: 0
     assert math.isclose(
         float(sl.spectral_entropy(torch.eye(5, dtype=D64))), math.log(5), rel_tol=1e-12
@@ -130,8 +130,10 @@ def test_errors():
         sl.spectral_entropy(torch.eye(2), "bits")
     with pytest.raises(ValueError, match="base"):
         sl.spectral_entropy(torch.eye(2), base=10)
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(ValueError, match="definition"):
         sl.condition_number(torch.eye(2), "worst")
+    with pytest.raises(ValueError, match="kind must be"):
+        sl.spectral_entropy(torch.eye(2), kind="spectrum")
     with pytest.raises(ValueError, match="method"):
         sl.singular_values(torch.eye(2), method="qr")
     with pytest.raises(ValueError, match="at least 2"):
@@ -141,7 +143,7 @@ def test_errors():
     with pytest.raises(ValueError, match="NaN"):
         sl.spectral_entropy(torch.tensor([[1.0, float("nan")]]))
     with pytest.raises(ValueError, match="nonnegative"):
-        sl.spectral_entropy(torch.tensor([1.0, -1.0]), is_spectrum=True)
+        sl.spectral_entropy(torch.tensor([1.0, -1.0]), kind="singular")
 
 
 def test_auto_route_is_differentiable():
@@ -150,3 +152,53 @@ def test_auto_route_is_differentiable():
     s.sum().backward()
     u, _, vh = torch.linalg.svd(m.detach(), full_matrices=False)
     assert torch.allclose(m.grad, u @ vh, atol=1e-10)
+
+
+def test_a_1d_spectrum_with_the_default_kind_names_the_fix():
+    with pytest.raises(ValueError, match="pass kind='singular'"):
+        sl.spectral_entropy(torch.tensor([3.0, 1.0]))
+
+
+def test_kind_singular_and_eigen_agree_with_the_matrix():
+    torch.manual_seed(0)
+    m = torch.randn(5, 8, dtype=D64)
+    s = torch.linalg.svdvals(m)
+    lam = torch.linalg.eigvalsh(m @ m.T)  # eigenvalues of the Gram = sigma^2, ascending
+    for fn in (
+        sl.spectral_entropy,
+        sl.effective_rank,
+        sl.stable_rank,
+        sl.participation_ratio,
+        sl.numerical_rank,
+    ):
+        ref = fn(m)
+        # numerical_rank uses k in place of max(m, n) in the tolerance; equal here (full rank)
+        assert torch.allclose(fn(s, kind="singular").to(D64), ref.to(D64), rtol=1e-10), fn.__name__
+        assert torch.allclose(fn(lam, kind="eigen").to(D64), ref.to(D64), rtol=1e-8), fn.__name__
+    # independent reference for the eigen route: p_k = lam_k / sum lam
+    p = lam / lam.sum()
+    assert float(sl.spectral_entropy(lam, kind="eigen")) == pytest.approx(
+        float(-(p * p.log()).sum()), rel=1e-12
+    )
+    with pytest.raises(ValueError, match="PSD"):
+        sl.spectral_entropy(torch.tensor([1.0, -0.5]), kind="eigen")
+
+
+def test_is_spectrum_is_deprecated_but_works():
+    s = torch.tensor([3.0, 1.0, 0.5], dtype=D64)
+    with pytest.warns(DeprecationWarning, match="kind='singular'") as rec:
+        old = sl.spectral_entropy(s, is_spectrum=True)
+    assert rec[0].filename == __file__
+    assert float(old) == float(sl.spectral_entropy(s, kind="singular"))
+    with pytest.warns(DeprecationWarning, match="definition='median'"):
+        med = sl.condition_number(torch.diag(s), kind="median")
+    assert float(med) == float(sl.condition_number(torch.diag(s), "median"))
+
+
+def test_spectral_summary_is_a_frozen_result_with_to_dict():
+    import dataclasses
+
+    summ = sl.spectral_summary(torch.eye(3, dtype=D64))
+    assert summ.to_dict()["rank"] == 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        summ.rank = 0

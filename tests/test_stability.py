@@ -484,7 +484,7 @@ def test_input_errors(setup):
         stability_profile(model, {"x": x})
     with pytest.raises(ValueError, match="operators"):
         stability_profile(model, (x, y), operators=("ntk",))
-    with pytest.raises(ValueError, match="loss must be"):
+    with pytest.raises(ValueError, match="unknown loss"):
         stability_profile(model, (x, y), loss="hinge")
     with pytest.raises(ValueError, match="no parameters"):
         stability_profile(nn.Flatten(), (x, y))

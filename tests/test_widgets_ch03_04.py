@@ -72,7 +72,7 @@ def test_step_size_explorer_draws(regression):
     x, y = regression
     torch.manual_seed(0)
     net = sl.MLP(3, 1, width=8, depth=2).to(D)
-    lam = sl.hessian_eigs(net, "mse", (x, y)).eigenvalues[0].item()
+    lam = sl.hessian_eigs(net, (x, y), loss="mse").eigenvalues[0].item()
     before = [q.clone() for q in net.parameters()]
     ui = sl.widgets.step_size_explorer(net, "mse", (x, y), lam, steps=5)
     for f in (0.5, 1.3):
@@ -87,7 +87,7 @@ def test_gd_losses_leaves_model_unchanged_and_matches_quadratic_rule(regression)
     torch.manual_seed(1)
     net = sl.MLP(3, 1, width=8, depth=2).to(D)
     before = [q.clone() for q in net.parameters()]
-    losses = sl.hessian.gd_losses(net, "mse", (x, y), 1e-3, 5)
+    losses = sl.hessian.gd_losses(net, (x, y), 1e-3, 5, loss="mse")
     assert losses.shape == (6,) and losses[-1] < losses[0]
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
 
@@ -128,7 +128,7 @@ def test_plot_helpers(regression):
 
     loss0 = float(loss(theta0))
     sharp0 = float(np.linalg.eigvalsh(torch.autograd.functional.hessian(loss, theta0).numpy())[-1])
-    tr = sl.gd_with_sharpness(net, "mse", (x, y), 0.01, 4, every=2, tol=1e-10)
+    tr = sl.gd_with_sharpness(net, (x, y), 0.01, 4, loss="mse", every=2, tol=1e-10)
     fig = sl.plots.plot_sharpness(tr)
     assert len(fig.axes) == 2
     loss_line, sharp_line, edge = fig.axes[0].lines[0], *fig.axes[1].lines[:2]
