@@ -443,11 +443,12 @@ def _np_orbit_r(alpha: float, d: int) -> float:
     return 0.5 * math.log(d * w[0] / w.sum())
 
 
-def _np_lipschitz(alpha_star: float, d: int, n: int = 2001) -> float:
+def _np_lipschitz(alpha_star: float, d: int, n: int = 20001) -> float:
     """Independent Lipschitz constant of r⁻¹ on [0, r(α*)]: the largest finite-difference slope
-    Δα/Δr of the map α ↦ r(α) on a fine grid (no closed form used)."""
+    Δα/Δr of the map α ↦ r(α) = ½ log(d p_1(α)) on a fine grid (no closed form used)."""
     a = np.linspace(0.0, alpha_star, n)
-    r = np.array([_np_orbit_r(x, d) for x in a])
+    w = np.arange(1, d + 1, dtype=np.float64)[None, :] ** -a[:, None]
+    r = 0.5 * np.log(d / w.sum(1))
     return float(np.max(np.diff(a) / np.diff(r)))
 
 
@@ -635,6 +636,27 @@ def test_depth_budget_is_tight_on_a_known_chain():
     assert bud.holds
 
 
+def _steep_chain(rng):
+    """Zero-slack chain 0, 1.0, 1.01, 1.0, 1.01, ...: the small steps sit at the top of the
+    exponent window, where r⁻¹ is steepest, so the general bound Lip (|Δr| + |Δρ|) is attained there
+    to O(0.01), and a Lipschitz constant taken at α_min = 0 is far too small."""
+    alphas = np.r_[0.0, np.tile([1.0, 1.01], 4)]
+    return _orbit_chain(alphas, rng), alphas
+
+
+def test_depth_budget_general_bound_is_tight_at_the_top_of_the_window():
+    fac, alphas = _steep_chain(np.random.default_rng(4))
+    bud, sl = _budget_of_chain(torch.tensor(fac))
+    assert np.allclose(bud.drift, np.abs(np.diff(alphas)), atol=1e-9)
+    r = np.array([_np_log_sigma1_normalized(a) for a in fac])
+    lip = _np_lipschitz(alphas.max(), D)
+    ratio = np.abs(np.diff(alphas)) / (lip * np.abs(np.diff(r)))
+    assert np.all(ratio <= 1 + 1e-6) and ratio.max() >= 0.99
+    assert np.allclose(bud.bound_general, lip * np.abs(np.diff(r)), rtol=1e-4, atol=1e-12)
+    lip_at_min = 2 / g.mean_log_rank(0.0, D)
+    assert ratio.max() * lip / lip_at_min > 1.5  # a constant at α_min would be violated by 50 %
+
+
 def _mutant(monkeypatch, func: str, old: str, new: str) -> None:
     """Swap in a copy of ``geometry.<func>`` with one source fragment replaced (a mutation)."""
     src = inspect.getsource(getattr(g, func))
@@ -646,7 +668,7 @@ def _mutant(monkeypatch, func: str, old: str, new: str) -> None:
 
 MUTANTS = {
     # the audit's M15: Lipschitz constant of r⁻¹ evaluated at α_min instead of α* = max α_l
-    "lip_at_alpha_min": ("depth_budget", "float(a.max())", "float(a.min())", "tight"),
+    "lip_at_alpha_min": ("depth_budget", "float(a.max())", "float(a.min())", "steep"),
     # Lipschitz constant 2x too small
     "lip_halved": (
         "inverse_chart_lipschitz",
@@ -671,6 +693,8 @@ def _mutation_case(name):
     alt = np.where(np.arange(12) % 2 == 0, 0.15, 0.6)
     if name == "tight":
         fac, _, log_M = _tight_chain(rng)
+    elif name == "steep":
+        (fac, _), log_M = _steep_chain(rng), None
     else:
         fac, log_M = _orbit_chain(alt, rng, aligned=name == "alternating"), None
     sl = g.chain_slack(torch.tensor(fac))
