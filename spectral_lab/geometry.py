@@ -1114,7 +1114,11 @@ class ExponentProfile:
 
     @property
     def holds(self) -> bool:
-        """The depth-budget inequality holds for the chain (every sample's chain)."""
+        """:attr:`DepthBudget.holds` for the chain (every sample's chain).
+
+        True by construction for any data when the code is right (see :class:`DepthBudget`): a
+        check of the implementation, not a finding about the model.
+        """
         if self.per_sample:
             return all(p.holds for p in self.per_sample)
         return self.budget is None or self.budget.holds
