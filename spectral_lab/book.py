@@ -9,6 +9,8 @@ from __future__ import annotations
 import html
 import os
 import re
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +56,17 @@ def execute_chapter(path: str | os.PathLike, timeout: int = 900) -> ChapterRun:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
+    from jupyter_client.manager import KernelManager
+
     path = Path(path)
     nb = jupytext.read(path)
+    sockets = tempfile.mkdtemp(prefix="spectral-lab-kernel-")  # absolute: the kernel runs elsewhere
+    # IPC sockets named after the kernel's own connection file: kernels started at the same time
+    # (parallel builds, a test run beside a book build) cannot pick the same TCP ports and talk to
+    # each other's clients, which hung executions; and the kernel stays silent about TCP.
     client = NotebookClient(
         nb,
+        km=KernelManager(kernel_name=KERNEL, transport="ipc", ip=str(Path(sockets) / "kernel")),
         timeout=timeout,
         kernel_name=KERNEL,
         record_timing=False,
@@ -73,6 +82,8 @@ def execute_chapter(path: str | os.PathLike, timeout: int = 900) -> ChapterRun:
         error = text.splitlines()[-1] if text else repr(err)
     except Exception as err:  # kernel died, timeout, ...
         error = f"{type(err).__name__}: {err}"
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     return ChapterRun(path, time.perf_counter() - start, error, clean_notebook(nb))
 
 
