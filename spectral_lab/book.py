@@ -53,10 +53,9 @@ class ChapterRun:
 def execute_chapter(path: str | os.PathLike, timeout: int = 900) -> ChapterRun:
     """Execute one chapter (``.py`` or ``.ipynb``) top to bottom in a fresh kernel."""
     import jupytext
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
-
-    from jupyter_client.manager import KernelManager
 
     path = Path(path)
     nb = jupytext.read(path)
