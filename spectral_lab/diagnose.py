@@ -30,20 +30,21 @@ import torch
 from torch import nn
 
 from ._checks import check_logits, check_model
+from ._data import iter_batches
+from ._losses import resolve_loss
 from .stability import (
     OPERATORS,
-    LossFn,
     StabilityIndex,
     StabilityProfile,
     attribution_change_bound,
     forward_sensitivity_bound,
-    iter_batches,
     ntk_condition_bound,
     parameter_sensitivity_bound,
     stability_index,
     stability_profile,
     stable_step_size,
 )
+from .stability._common import LossFn
 
 _LABELS = {
     "input_jacobian": "input Jacobian  Q_q sigma_1(J_f)",
@@ -239,10 +240,8 @@ def _bounds(profile: StabilityProfile, index: StabilityIndex) -> dict[str, float
 
 @torch.no_grad()
 def _accuracy(model, data, loss, max_samples, batch_size):
-    from .stability import _loss_fn
-
     p = next(model.parameters())
-    fn = _loss_fn(loss)
+    fn = resolve_loss(loss)
     total = correct = 0.0
     n = 0
     have_y = True
