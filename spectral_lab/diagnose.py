@@ -31,6 +31,7 @@ from torch import nn
 
 from ._checks import check_logits, check_model
 from ._data import iter_batches
+from ._deprecate import renamed_kwargs
 from ._losses import resolve_loss
 from .stability import (
     OPERATORS,
@@ -259,6 +260,9 @@ def _accuracy(model, data, loss, max_samples, batch_size):
     return (correct / n if loss == "cross_entropy" else None), total / n
 
 
+@renamed_kwargs(
+    ntk_samples="num_ntk_samples", hessian_samples="num_hessian_samples", lanczos_steps="max_iter"
+)
 def diagnose(
     model: nn.Module,
     data,
@@ -267,10 +271,10 @@ def diagnose(
     robust_q: float = 0.95,
     loss: str | LossFn = "cross_entropy",
     max_samples: int | None = 512,
-    ntk_samples: int = 128,
+    num_ntk_samples: int = 128,
     ntk_kind: str = "scalar",
-    hessian_samples: int = 512,
-    lanczos_steps: int = 20,
+    num_hessian_samples: int = 512,
+    max_iter: int = 20,
     operators: Sequence[str] = OPERATORS,
     weights: Mapping[str, float] | None = None,
     agg: str | Callable = "max",
@@ -283,9 +287,10 @@ def diagnose(
     """Diagnose ``model`` on ``data``: profile, index (sup and robust quantile) and bounds.
 
     Streams ``data`` (tensors, ``(x, y)``, a Dataset or a DataLoader) in batches of ``batch_size``
-    with a progress bar; ``max_samples`` caps the per-sample statistics, ``ntk_samples`` the dense
-    NTK Gram (``O(n^2 p)``), ``hessian_samples`` and ``lanczos_steps`` the matrix-free Hessian
-    eigen-solve; ``ntk_kind`` picks the scalar (default) or block NTK. The index is
+    with a progress bar; ``max_samples`` caps the per-sample statistics, ``num_ntk_samples`` the dense
+    NTK Gram (``O(n^2 p)``), ``num_hessian_samples`` and ``max_iter`` (Lanczos steps) the
+    matrix-free Hessian eigen-solve (the old spellings ``ntk_samples``, ``hessian_samples`` and
+    ``lanczos_steps`` are deprecated for one release); ``ntk_kind`` picks the scalar (default) or block NTK. The index is
     :func:`~spectral_lab.stability.stability_index` (spec 5.2, a choice, not from the paper; swap
     it with ``agg=``/``weights=``).
 
@@ -300,10 +305,10 @@ def diagnose(
         loss=loss,
         operators=operators,
         max_samples=max_samples,
-        ntk_samples=ntk_samples,
+        num_ntk_samples=num_ntk_samples,
         ntk_kind=ntk_kind,
-        hessian_samples=hessian_samples,
-        lanczos_steps=lanczos_steps,
+        num_hessian_samples=num_hessian_samples,
+        max_iter=max_iter,
         batch_size=batch_size,
         seed=seed,
         progress=progress,

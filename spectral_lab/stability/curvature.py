@@ -13,7 +13,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._checks import check_model, check_tensor
-from ._common import _directions, _positive_eps, _predict
+from ._common import (
+    _budget_from_deprecated,
+    _check_chunk,
+    _directions,
+    _positive_eps,
+    _predict,
+)
 
 
 def _swappable(name: str) -> Callable:
@@ -26,7 +32,12 @@ def _swappable(name: str) -> Callable:
 
 
 def logit_hessian_norm(
-    model: nn.Module, x: torch.Tensor, c: torch.Tensor, memory_budget: int = 2**24
+    model: nn.Module,
+    x: torch.Tensor,
+    c: torch.Tensor,
+    *,
+    chunk_size: int | None = None,
+    memory_budget: int | None = None,
 ) -> torch.Tensor:
     """``sigma_1(grad_x^2 f_c(x_i))`` per sample, shape ``(N,)``: the spectral norm of the input
     Hessian of logit ``c[i]`` at ``x[i]``.
@@ -34,13 +45,16 @@ def logit_hessian_norm(
     Dense and exact: the ``d x d`` Hessian is formed with ``torch.func.hessian`` (forward-over-reverse
     autograd, i.e. a Hessian-vector product with every basis vector), vectorised over samples, and
     its norm is ``max |eigenvalue|`` (``eigvalsh``). Cost: ``d`` Hessian-vector products per sample,
-    ``chunk * d^2`` memory (``memory_budget`` elements per chunk).
+    ``chunk_size * d^2`` memory (``chunk_size`` samples at once; by default as many as fit in
+    ``2**24`` elements). ``memory_budget`` (that element budget) is deprecated for one release.
     """
     check_model(model)
     x = check_tensor(x, "x", min_dim=2)
     d = math.prod(x.shape[1:])
     c = torch.as_tensor(c, device=x.device).long()
-    chunk = max(1, memory_budget // max(1, d * d))
+    _check_chunk(chunk_size)
+    budget = _budget_from_deprecated(memory_budget, chunk_size, "logit_hessian_norm", stacklevel=4)
+    chunk = chunk_size or max(1, budget // max(1, d * d))
     out = []
     for i in range(0, len(x), chunk):
         ev = torch.linalg.eigvalsh(_logit_hessians(model, x[i : i + chunk], c[i : i + chunk]))

@@ -10,6 +10,7 @@ from torch import nn
 
 from .._checks import check_model, check_tensor
 from .._data import iter_batches
+from .._deprecate import renamed_kwargs
 from ._common import (
     LossFn,
     _directions,
@@ -18,20 +19,21 @@ from ._common import (
 )
 
 
+@renamed_kwargs(draws="num_draws")
 def measure_forward_sensitivity(
     model: nn.Module,
     x: torch.Tensor,
     eps: float,
     *,
-    draws: int = 8,
+    num_draws: int = 8,
     direction: str = "worst",
     seed: int = 0,
 ) -> torch.Tensor:
-    """Measured ``max_draws ||f(x + delta) - f(x)||`` per sample for ``||delta|| = eps``, shape ``(N,)``.
+    """Measured ``max_{draws} ||f(x + delta) - f(x)||`` per sample for ``||delta|| = eps``, shape ``(N,)``.
 
     ``direction="worst"`` uses ``delta = eps * v_1(x)``, the top right singular vector of ``J_f(x)``
-    (the direction the bound is tight for, to first order), ``"random"`` ``draws`` isotropic ones.
-    Cost: one input Jacobian per sample (worst) or ``draws`` forward passes (random).
+    (the direction the bound is tight for, to first order), ``"random"`` ``num_draws`` isotropic ones.
+    Cost: one input Jacobian per sample (worst) or ``num_draws`` forward passes (random).
     """
     check_model(model)
     x = check_tensor(x, "x", min_dim=2).to(next(model.parameters()))
@@ -53,7 +55,7 @@ def measure_forward_sensitivity(
     g = torch.Generator().manual_seed(seed)
     best = torch.zeros(len(x), dtype=x.dtype, device=x.device)
     with torch.no_grad():
-        for _ in range(draws):
+        for _ in range(num_draws):
             d = _directions(x.shape, eps, g, x)
             best = torch.maximum(best, (model(x + d) - f0).norm(dim=1))
     return best
@@ -70,21 +72,22 @@ def _flat_to_dict(model: nn.Module, flat: torch.Tensor) -> dict[str, torch.Tenso
     return out
 
 
+@renamed_kwargs(draws="num_draws")
 def measure_parameter_sensitivity(
     model: nn.Module,
     x: torch.Tensor,
     delta_norm: float,
     *,
-    draws: int = 8,
+    num_draws: int = 8,
     direction: str = "random",
     seed: int = 0,
 ) -> torch.Tensor:
     """Measured ``||f_{theta+Delta}(x) - f_theta(x)||`` per sample for ``||Delta|| = delta_norm``
     (all parameters jointly), shape ``(N,)``; the model is left unchanged.
 
-    ``direction="random"``: the max over ``draws`` isotropic ``Delta`` (shared by all samples).
+    ``direction="random"``: the max over ``num_draws`` isotropic ``Delta`` (shared by all samples).
     ``direction="worst"``: per sample, ``Delta = +-delta_norm * v_1``, the top right singular vector
-    of ``J_theta(x_i)`` (where the first-order bound is tight). Cost: ``draws`` forward passes, or
+    of ``J_theta(x_i)`` (where the first-order bound is tight). Cost: ``num_draws`` forward passes, or
     one ``C x p`` parameter Jacobian and two forward passes per sample.
     """
     from torch.func import functional_call, vmap
@@ -115,7 +118,7 @@ def measure_parameter_sensitivity(
     g = torch.Generator().manual_seed(seed)
     best = None
     with torch.no_grad():
-        for _ in range(draws):
+        for _ in range(num_draws):
             noise = {
                 k: torch.randn(v.shape, generator=g, dtype=torch.float64).to(v)
                 for k, v in params.items()
@@ -127,17 +130,18 @@ def measure_parameter_sensitivity(
     return best
 
 
+@renamed_kwargs(draws="num_draws")
 def measure_attribution_change(
     model: nn.Module,
     x: torch.Tensor,
     eps: float,
     *,
-    draws: int = 4,
+    num_draws: int = 4,
     seed: int = 0,
 ) -> torch.Tensor:
-    """Measured ``max_draws ||a(x + delta) - a(x)||`` per sample, ``a(x) = grad_x f_c(x)`` with ``c``
+    """Measured ``max_{draws} ||a(x + delta) - a(x)||`` per sample, ``a(x) = grad_x f_c(x)`` with ``c``
     fixed to the clean prediction and isotropic ``||delta|| = eps``. Shape ``(N,)``.
-    Cost: ``draws + 1`` input Jacobians."""
+    Cost: ``num_draws + 1`` input Jacobians."""
     from ..jacobians import input_jacobian
 
     check_model(model)
@@ -151,7 +155,7 @@ def measure_attribution_change(
     idx = torch.arange(len(x), device=x.device)
     a0 = J0[idx, c]
     best = torch.zeros(len(x), dtype=x.dtype, device=x.device)
-    for _ in range(draws):
+    for _ in range(num_draws):
         xd = x + _directions(x.shape, eps, g, x)
         a1 = input_jacobian(model, xd).detach()[idx, c]
         best = torch.maximum(best, (a1 - a0).norm(dim=1))

@@ -13,7 +13,19 @@ from torch.utils.data import DataLoader
 
 from .._checks import check_logits, check_model, check_tensor
 from .._data import iter_batches
-from ._common import _SAMPLE_KEYS, OPERATORS, LossFn, _check_q, _loss_fn, _predict, quantile
+from .._deprecate import renamed_kwargs
+from ._common import (
+    _ELEMENTS,
+    _SAMPLE_KEYS,
+    OPERATORS,
+    LossFn,
+    _budget_from_deprecated,
+    _check_chunk,
+    _check_q,
+    _loss_fn,
+    _predict,
+    quantile,
+)
 
 
 @dataclass(frozen=True, repr=False)
@@ -104,13 +116,20 @@ def _entropy(s: torch.Tensor, base: float) -> torch.Tensor:
     return spectral_entropy(s, "energy", base=base, kind="singular")
 
 
-def _param_top(model: nn.Module, x: torch.Tensor, budget: int) -> torch.Tensor:
-    """``sigma_1(J_theta(x_i))`` per sample via the ``C x C`` per-sample Gram ``J J^T``."""
+def _param_top(
+    model: nn.Module, x: torch.Tensor, chunk_size: int | None, budget: int = _ELEMENTS
+) -> torch.Tensor:
+    """``sigma_1(J_theta(x_i))`` per sample via the ``C x C`` per-sample Gram ``J J^T``, with the
+    Jacobians of ``chunk_size`` samples held at once (default: as many as fit in ``budget``
+    elements)."""
     from ..jacobians import parameter_jacobian
 
-    p = sum(t.numel() for t in model.parameters() if t.requires_grad)
-    c = check_logits(model(x[:1])).shape[1]
-    chunk = max(1, budget // max(1, c * p))
+    if chunk_size is None:
+        p = sum(t.numel() for t in model.parameters() if t.requires_grad)
+        c = check_logits(model(x[:1])).shape[1]
+        chunk = max(1, budget // max(1, c * p))
+    else:
+        chunk = chunk_size
     out = []
     for i in range(0, len(x), chunk):
         j = parameter_jacobian(model, x[i : i + chunk]).detach()
@@ -136,6 +155,9 @@ def _hess_top(model, loss_fn, x, y, steps: int, seed: int) -> tuple[float, bool,
     return float(res.eigenvalues[0]), bool(res.converged), int(res.matvecs)
 
 
+@renamed_kwargs(
+    ntk_samples="num_ntk_samples", hessian_samples="num_hessian_samples", lanczos_steps="max_iter"
+)
 @torch.no_grad()
 def stability_profile(
     model: nn.Module,
@@ -145,15 +167,16 @@ def stability_profile(
     loss: str | LossFn = "cross_entropy",
     operators: Sequence[str] = OPERATORS,
     max_samples: int | None = None,
-    ntk_samples: int = 256,
+    num_ntk_samples: int = 256,
     ntk_kind: str = "scalar",
-    hessian_samples: int = 512,
-    lanczos_steps: int = 30,
+    num_hessian_samples: int = 512,
+    max_iter: int = 30,
     entropy_base: float = math.e,
     batch_size: int = 256,
-    memory_budget: int = 2**24,
+    chunk_size: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    memory_budget: int | None = None,
 ) -> StabilityProfile:
     """The Matrix Stability Profile of ``model`` on ``data`` (spec 5.1), aggregated with ``Q_q``.
 
@@ -171,18 +194,23 @@ def stability_profile(
             ``"block"`` (the ``nC x nC`` NTK that drives linearised dynamics; its
             ``lambda_max / n`` is at most ``max_i sigma_1(J_theta(x_i))^2``, whereas the scalar
             one can exceed that by up to a factor ``C``). A choice, not from the paper.
-        ntk_samples, hessian_samples: the NTK Gram (dense, ``n x n``) and the Hessian (matrix-free,
-            Lanczos) use the first ``ntk_samples`` / ``hessian_samples`` streamed samples.
-        lanczos_steps: cap on Lanczos iterations (= Hessian-vector products) for
+        num_ntk_samples, num_hessian_samples: the NTK Gram (dense, ``n x n``) and the Hessian
+            (matrix-free, Lanczos) use the first ``num_ntk_samples`` / ``num_hessian_samples``
+            streamed samples (formerly ``ntk_samples`` / ``hessian_samples``, deprecated).
+        max_iter: cap on Lanczos iterations (= Hessian-vector products) for
             ``lambda_max(H)``; Lanczos stops earlier once the Ritz residual is below 1e-6
             relative. Ritz values never exceed ``lambda_max``, so an unconverged run
             *under*-estimates it (a warning is issued; ``settings["hessian_converged"]``).
+            Formerly ``lanczos_steps`` (deprecated).
         entropy_base: log base of the spectral entropy (``math.e`` nats, ``2`` bits).
-        memory_budget: elements of per-sample parameter Jacobians held at once (sets the chunk).
+        chunk_size: samples whose ``C x p`` parameter Jacobians are held at once; by default
+            as many as fit in ``2**24`` elements.
+        memory_budget: deprecated (one release): the element budget that set the chunk before
+            ``chunk_size``; still honoured, with a ``DeprecationWarning``.
         progress: show a progress bar over batches.
 
     Cost: per sample ``C`` backward passes (input Jacobian) and one ``C x p`` parameter Jacobian;
-    ``O(n_ntk^2 p)`` for the Gram; ``lanczos_steps`` Hessian-vector products over ``n_hess``
+    ``O(n_ntk^2 p)`` for the Gram; ``max_iter`` Hessian-vector products over ``n_hess``
     samples. Nothing of size ``p x p`` is formed.
     """
     check_model(model)
@@ -195,11 +223,13 @@ def stability_profile(
         )
     if ntk_kind not in ("scalar", "block"):
         raise ValueError(f"ntk_kind must be 'scalar' or 'block', got {ntk_kind!r}")
-    if ntk_samples < 2 or hessian_samples < 1 or lanczos_steps < 1:
+    if num_ntk_samples < 2 or num_hessian_samples < 1 or max_iter < 1:
         raise ValueError(
-            "need ntk_samples >= 2, hessian_samples >= 1 and lanczos_steps >= 1; got "
-            f"{ntk_samples}, {hessian_samples}, {lanczos_steps}"
+            "need num_ntk_samples >= 2, num_hessian_samples >= 1 and max_iter >= 1; got "
+            f"{num_ntk_samples}, {num_hessian_samples}, {max_iter}"
         )
+    _check_chunk(chunk_size)
+    budget = _budget_from_deprecated(memory_budget, chunk_size, "stability_profile", stacklevel=6)
     loss_fn = _loss_fn(loss)
     from tqdm.auto import tqdm
 
@@ -214,7 +244,8 @@ def stability_profile(
     kept = 0
     labels_given = True
     n_keep = max(
-        ntk_samples if "ntk" in operators else 0, hessian_samples if "hessian" in operators else 0
+        num_ntk_samples if "ntk" in operators else 0,
+        num_hessian_samples if "hessian" in operators else 0,
     )
     num_classes = input_dim = 0
     total = None
@@ -235,7 +266,7 @@ def stability_profile(
         per["jac_fro"].append((s.square().sum(1).sqrt() / math.sqrt(num_classes)).cpu())
         per["jac_entropy"].append(_entropy(s, entropy_base).double().cpu())
         if "parameter_jacobian" in operators:
-            per["param_top"].append(_param_top(model, x, memory_budget).cpu())
+            per["param_top"].append(_param_top(model, x, chunk_size, budget).cpu())
         if kept < n_keep:
             take = min(len(x), n_keep - kept)
             keep_x.append(x[:take].detach())
@@ -263,21 +294,21 @@ def stability_profile(
             if len(xs) < 2:
                 warnings.warn("the NTK needs at least 2 samples; skipped", stacklevel=2)
             else:
-                n_ntk = min(ntk_samples, len(xs))
+                n_ntk = min(num_ntk_samples, len(xs))
                 lam = _ntk_spectrum(model, xs[:n_ntk], ntk_kind)
                 ntk_top = float(lam[-1]) / n_ntk
                 ntk_min = max(float(lam[0]), 0.0) / n_ntk
                 ntk_entropy = float(_entropy(lam.clamp_min(0).sqrt(), entropy_base))
         if "hessian" in operators:
-            n_hess = min(hessian_samples, len(xs))
+            n_hess = min(num_hessian_samples, len(xs))
             hess_top, hess_converged, hess_matvecs = _hess_top(
-                model, loss_fn, xs[:n_hess], ys[:n_hess], lanczos_steps, seed
+                model, loss_fn, xs[:n_hess], ys[:n_hess], max_iter, seed
             )
             if not hess_converged:
                 warnings.warn(
-                    f"Lanczos did not converge in lanczos_steps={lanczos_steps} products; "
+                    f"Lanczos did not converge in max_iter={max_iter} products; "
                     "lambda_max(H) is a lower estimate (Ritz values never exceed it): raise "
-                    "lanczos_steps for a safe step-size bound",
+                    "max_iter for a safe step-size bound",
                     stacklevel=2,
                 )
 
@@ -305,7 +336,7 @@ def stability_profile(
         settings={
             "entropy_base": entropy_base,
             "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", "custom"),
-            "lanczos_steps": lanczos_steps,
+            "max_iter": max_iter,
             "hessian_converged": hess_converged,
             "hessian_matvecs": hess_matvecs,
             "ntk": "scalar (trace over outputs)" if ntk_kind == "scalar" else "block (nC x nC)",

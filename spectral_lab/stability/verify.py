@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .._data import iter_batches
+from .._deprecate import renamed_kwargs
 from ._common import (
     BY_CONSTRUCTION,
     LossFn,
@@ -111,6 +112,7 @@ class ConsequenceCheck:
         )
 
 
+@renamed_kwargs(attribution_draws="num_attribution_draws", lanczos_steps="max_iter")
 def verify_consequences(
     model: nn.Module,
     data,
@@ -118,12 +120,12 @@ def verify_consequences(
     eps: float = 1e-4,
     delta_norm: float = 1e-4,
     attribution_eps: float = 0.5,
-    attribution_draws: int = 2,
+    num_attribution_draws: int = 2,
     loss: str | LossFn = "cross_entropy",
     lr_steps: int = 20,
     lr_iters: int = 6,
     lr_range: tuple[float, float] = (1e-2, 1e3),
-    lanczos_steps: int = 100,
+    max_iter: int = 100,
     curvature_eps: Sequence[float] | None = (1e-3, 1e-2, 1e-1, 0.5),
     curvature_points: int = 9,
     seed: int = 0,
@@ -135,21 +137,23 @@ def verify_consequences(
       ``||delta|| = eps``, against ``Gamma eps`` (first order: use a small ``eps``).
     * ``parameter``: the same for parameters along each sample's worst direction, against
       ``Gamma ||Delta||``.
-    * ``attribution``: ``max ||a(x + delta) - a(x)||`` for ``attribution_draws`` isotropic
+    * ``attribution``: ``max ||a(x + delta) - a(x)||`` for ``num_attribution_draws`` isotropic
       ``||delta|| = attribution_eps``, against ``2 Gamma`` with the input term taken over the clean
       *and* perturbed points (the bound needs both in the support). **By construction** (triangle
       inequality): shown, never evidence.
     * ``ntk_condition``: ``kappa(K)`` against ``Gamma^2 / (lambda_min(K)/n)``. **By construction**
       (an identity when the NTK term sets ``Gamma``). Scalar NTK, as in the index.
     * ``stable_lr``: the largest full-batch GD step that does not blow up in ``lr_steps`` steps
-      (log-bisection, ``lr_iters`` halvings) against the certified ``2 / Gamma^2`` (a lower bound).
+      (log-bisection, ``lr_iters`` halvings) against the certified ``2 / Gamma^2`` (a lower bound);
+      ``lambda_max(H)`` for the index takes at most ``max_iter`` Lanczos steps. The old
+      spellings ``lanczos_steps`` and ``attribution_draws`` are deprecated (one release).
       Can fail: a ``Gamma`` without the Hessian term certifies too large a step when the loss's
       curvature exceeds what the Jacobian terms see.
     * ``attribution_curvature`` (``curvature``, unless ``curvature_eps=None``): the curvature form
       ``min(2 Gamma, M eps)`` at every size in ``curvature_eps`` along each sample's worst
       direction, ``M`` measured along the segment (:func:`check_attribution_curvature`). Can fail.
 
-    Cost: one full profile, two worst-direction measurements, ``attribution_draws + 1`` input
+    Cost: one full profile, two worst-direction measurements, ``num_attribution_draws + 1`` input
     Jacobians, ``lr_iters + 2`` short GD runs, and for the curvature form
     ``2 * curvature_points * len(curvature_eps)`` dense ``d x d`` input Hessians per sample
     (``d`` Hessian-vector products each: seconds for ``d = 64``, minutes for ``d = 784``; pass
@@ -164,16 +168,18 @@ def verify_consequences(
     p0 = next(model.parameters())
     x = x.to(p0)
     prof = stability_profile(
-        model, (x, y), loss=loss, ntk_samples=len(x), hessian_samples=len(x),
-        lanczos_steps=lanczos_steps, seed=seed,
+        model, (x, y), loss=loss, num_ntk_samples=len(x), num_hessian_samples=len(x),
+        max_iter=max_iter, seed=seed,
     )  # fmt: skip
     idx = stability_index(prof)
     g = torch.Generator().manual_seed(seed)
     xp = torch.cat(
-        [x + _directions(x.shape, attribution_eps, g, x) for _ in range(attribution_draws)]
+        [x + _directions(x.shape, attribution_eps, g, x) for _ in range(num_attribution_draws)]
     )
     sig_p = float(singular_values(input_jacobian(model, xp))[:, 0].max())
-    attr = measure_attribution_change(model, x, attribution_eps, draws=attribution_draws, seed=seed)
+    attr = measure_attribution_change(
+        model, x, attribution_eps, num_draws=num_attribution_draws, seed=seed
+    )
     lr = measure_max_stable_lr(
         model, (x, y), loss=loss, lo=lr_range[0], hi=lr_range[1], steps=lr_steps, iters=lr_iters
     )
