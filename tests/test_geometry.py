@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -658,12 +659,17 @@ def test_depth_budget_general_bound_is_tight_at_the_top_of_the_window():
 
 
 def _mutant(monkeypatch, func: str, old: str, new: str) -> None:
-    """Swap in a copy of ``geometry.<func>`` with one source fragment replaced (a mutation)."""
-    src = inspect.getsource(getattr(g, func))
+    """Swap in a copy of ``geometry.<func>`` with one source fragment replaced (a mutation),
+    everywhere it is bound: its own module, the modules that import it and the package."""
+    orig = getattr(g, func)
+    home = sys.modules[orig.__module__]
+    src = inspect.getsource(orig)
     assert src.count(old) == 1, f"mutation target {old!r} not found once in {func}: update test"
-    ns = dict(vars(g))
+    ns = dict(vars(home))
     exec(src.replace(old, new), ns)  # noqa: S102
-    monkeypatch.setattr(g, func, ns[func])
+    for mod in [g, *(m for n, m in sys.modules.items() if n.startswith(g.__name__ + "."))]:
+        if getattr(mod, func, None) is orig:
+            monkeypatch.setattr(mod, func, ns[func])
 
 
 MUTANTS = {
@@ -826,9 +832,12 @@ def test_small_residual_scale_keeps_spectra_near_identity():
 
 def test_docstring_examples():
     import doctest
+    import pkgutil
 
-    res = doctest.testmod(g, verbose=False)
-    assert res.failed == 0 and res.attempted > 10
+    mods = [g] + [sys.modules[f"{g.__name__}.{m.name}"] for m in pkgutil.iter_modules(g.__path__)]
+    res = [doctest.testmod(m, verbose=False) for m in mods]  # the package and each submodule
+    failed, attempted = sum(r.failed for r in res), sum(r.attempted for r in res)
+    assert failed == 0 and attempted > 10
 
 
 def test_rank_deficient_spectrum_fit_uses_numerical_rank_top_radial_ambient():
