@@ -1,4 +1,5 @@
-"""Residual chains and the geometry of power-law spectra (spec: geometric-spectral-alignment.md).
+"""Residual chains and the geometry of power-law spectra, from "Geometric and Spectral Alignment for
+Deep Neural Network I".
 
 A deep residual network is read as a product of near-identity layer factors ``A_l = I + B_l``. Each
 factor is Frobenius-normalised, ``Ā = sqrt(d) A / ||A||_F`` (so ``tr(ĀᵀĀ) = d``), and summarised by
@@ -6,7 +7,8 @@ its ordered spectrum ``λ_1 ≥ … ≥ λ_d`` of ``ĀᵀĀ`` (Cartan coordinate
 power laws ``λ_k(α) = d k^{-α} / H_d(α)`` form a one-parameter orbit which is a Gibbs family on
 ranks, a Fisher line and a Bures–Wasserstein curve with ``ds² = (d/4) I(α) dα²``.
 
-This package gives every quantity of the spec as a function:
+This package gives every quantity of that paper as a function, one module per topic
+(:mod:`.normalize`, :mod:`.orbit`, :mod:`.fit`, :mod:`.rank`, :mod:`.chain`, :mod:`.factors`):
 
 * factors: :func:`frobenius_normalize`, :func:`cartan_coordinates`, :func:`spectral_energy`,
   :func:`top_radial`;
@@ -24,7 +26,7 @@ This package gives every quantity of the spec as a function:
   :func:`circular_conv_singular_values`, :func:`chain_profile`, :func:`exponent_profile` ->
   :class:`ExponentProfile`.
 
-Tags as in the spec: [D] derived (elementary, verified numerically), [C] an implementation choice
+Tags: [D] derived (elementary, verified numerically), [C] an implementation choice
 (not from the paper), [P] stated in the paper's abstract. Orbit quantities and fits are scalar
 problems solved in float64 NumPy/SciPy on the CPU (``O(d)`` per evaluation); factor matrices are
 built in torch on the model's device and dtype.

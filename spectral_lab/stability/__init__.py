@@ -1,20 +1,20 @@
 """The Matrix Stability Profile, the Global Matrix Stability Index and its consequences as bounds.
 
-Spec: ``unified-matrix-spectral.md`` sections 5 and 6, and Definition 4.1 / Theorem 4.2 of the paper
-as carried by the seed summary: the index takes the spectral norms of four operators -- the input
+From "A Unified Matrix-Spectral Framework for Stability and Interpretability in Deep Learning"
+(Definition 4.1, Theorem 4.2): the index takes the spectral norms of four operators -- the input
 Jacobian ``J_f(x)``, the parameter Jacobian ``J_theta(x)``, the NTK Gram ``K`` and the loss Hessian
 ``H`` -- with a *supremum over the data*; high quantiles (e.g. the 95th percentile) are the robust
 alternative for empirical diagnostics.
 
-The paper's exact formula could not be read. What is implemented here is the spec's recommended
-construction (section 5.2), a **choice, not from the paper**, kept behind :func:`stability_index`
-(``agg=`` and ``weights=`` swap it out; any callable works)::
+How the four terms are pooled into one number is a construction made here, a **choice, not taken
+from the paper**, kept behind :func:`stability_index` (``agg=`` and ``weights=`` swap it out; any
+callable works)::
 
     Gamma_q = max{ Q_q sigma_1(J_f(x_i)),  Q_q sigma_1(J_theta(x_i)),
                    sqrt(lambda_max(K) / n),  sqrt(max(lambda_max(H), 0)) }
 
 Every term is on the same "Lipschitz" scale (a gain per unit of perturbation), so with ``q = 1`` the
-single number ``Gamma`` gives, on the sample and to first order (Theorem 4.2 / spec 6.8):
+single number ``Gamma`` gives, on the sample and to first order (Theorem 4.2):
 
 * forward sensitivity      ``||f(x + delta) - f(x)||       <~ Gamma ||delta||``
 * parameter sensitivity    ``||f_{theta+Delta}(x) - f(x)|| <~ Gamma ||Delta||``
@@ -36,10 +36,13 @@ divergence threshold of full-batch gradient descent (:func:`measure_max_stable_l
 The index uses the **scalar** NTK ``K_ij = tr J_theta(x_i) J_theta(x_j)^T`` (``n x n``); the block
 NTK ``K~`` (``nC x nC``) is what governs multi-output training dynamics (``ntk_kind="block"``).
 
-The bound functions below return those right-hand sides; the ``measure_*`` functions measure the
-left-hand sides on a model, so a chapter (or a test) can put one against the other.
+Layout: :mod:`.profile` (the profile), :mod:`.index` (``Gamma_q``), :mod:`.bounds` (the
+right-hand sides above), :mod:`.measure` (the left-hand sides, measured on a model),
+:mod:`.curvature` (the curvature form of the attribution bound) and :mod:`.verify` (every
+consequence next to its bound). Every public name is re-exported here.
 
 Example:
+    >>> import torch
     >>> from spectral_lab import MLP
     >>> x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
     >>> prof = stability_profile(MLP(4, 3, width=16), (x, y))
