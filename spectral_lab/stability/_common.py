@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 
 import torch
@@ -97,3 +98,14 @@ def _budget_from_deprecated(
 def _check_chunk(chunk_size: int | None) -> None:
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+
+
+def _swappable(name: str) -> Callable:
+    """The function ``name`` as bound on the package :mod:`spectral_lab.stability`, looked up at
+    call time.
+
+    The formulas a check relies on (``index_terms``, ``logit_hessian_norm``, ``segment_curvature``)
+    are reached this way, so a mutation test or a chapter can swap one with
+    ``mock.patch.object(sl.stability, name, wrong)`` and watch the check fail.
+    """
+    return getattr(sys.modules[__package__], name)

@@ -4,8 +4,7 @@ with ``M`` the input Hessian of the logit measured along the segment."""
 from __future__ import annotations
 
 import math
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,16 +18,8 @@ from ._common import (
     _directions,
     _positive_eps,
     _predict,
+    _swappable,
 )
-
-
-def _swappable(name: str) -> Callable:
-    """The curvature measure ``name`` as bound on the package :mod:`spectral_lab.stability`.
-
-    The check looks its measures up there at call time, so a mutation test can swap one with
-    ``mock.patch.object(sl.stability, name, wrong)`` and watch the check fail.
-    """
-    return getattr(sys.modules[__package__], name)
 
 
 def logit_hessian_norm(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ._common import (
     AGGREGATIONS,
     OPERATORS,
+    _swappable,
 )
 from .profile import StabilityProfile
 
@@ -85,7 +86,7 @@ def stability_index(
     """
     if not isinstance(profile, StabilityProfile):
         raise TypeError(f"profile must be a StabilityProfile, got {type(profile).__name__}")
-    terms = index_terms(profile)
+    terms = _swappable("index_terms")(profile)
     w = {k: 1.0 for k in terms}
     if weights is not None:
         bad = set(weights) - set(OPERATORS)
