@@ -23,7 +23,7 @@ OPS = {
 
 def bench(name, model, x, y, repeats=2, **kw):
     model.eval()
-    sl.stability_profile(model, (x[:8], y[:8]), ntk_samples=4, hessian_samples=8)  # warm up
+    sl.stability_profile(model, (x[:8], y[:8]), num_ntk_samples=4, num_hessian_samples=8)  # warm up
     times = {}
     for label, ops in OPS.items():
         best = float("inf")
@@ -49,8 +49,8 @@ if __name__ == "__main__":
     torch.manual_seed(0)
     x, y = sl.load_dataset("digits", "test").tensors(256)
     bench("MLP 64-128-128-10 on digits", sl.MLP(64, 10, width=128), x, y,
-          ntk_samples=128, hessian_samples=256, lanczos_steps=20)  # fmt: skip
+          num_ntk_samples=128, num_hessian_samples=256, max_iter=20)  # fmt: skip
     x = torch.rand(256, 1, 28, 28)
     y = torch.randint(0, 10, (256,))
     bench("SmallCNN on 28x28 inputs", sl.SmallCNN(1, 10, image_size=28), x, y,
-          ntk_samples=128, hessian_samples=256, lanczos_steps=20)  # fmt: skip
+          num_ntk_samples=128, num_hessian_samples=256, max_iter=20)  # fmt: skip

@@ -196,9 +196,9 @@ def _diagnose(args: argparse.Namespace) -> int:
         robust_q=args.robust_q,
         loss=args.loss,
         max_samples=args.samples,
-        ntk_samples=args.ntk_samples,
-        hessian_samples=args.hessian_samples,
-        lanczos_steps=args.lanczos_steps,
+        num_ntk_samples=args.num_ntk_samples,
+        num_hessian_samples=args.num_hessian_samples,
+        max_iter=args.max_iter,
         batch_size=args.batch_size,
         seed=args.seed,
         progress=not args.no_progress,
@@ -273,9 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data set name (default: the checkpoint's, else digits)")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--samples", type=int, default=512, help="samples for per-sample statistics")
-    p.add_argument("--ntk-samples", type=int, default=128, help="samples in the NTK Gram")
-    p.add_argument("--hessian-samples", type=int, default=512, help="samples in the loss Hessian")
-    p.add_argument("--lanczos-steps", type=int, default=20, help="Hessian-vector products")
+    # the old flag spellings (--ntk-samples, --hessian-samples, --lanczos-steps) stay as aliases
+    p.add_argument("--num-ntk-samples", "--ntk-samples", dest="num_ntk_samples", type=int,
+                   default=128, help="samples in the NTK Gram")  # fmt: skip
+    p.add_argument("--num-hessian-samples", "--hessian-samples", dest="num_hessian_samples",
+                   type=int, default=512, help="samples in the loss Hessian")  # fmt: skip
+    p.add_argument("--max-iter", "--lanczos-steps", dest="max_iter", type=int, default=20,
+                   help="cap on Lanczos steps (Hessian-vector products) for lambda_max(H)")  # fmt: skip
     p.add_argument("--q", type=float, default=1.0, help="quantile of the main index (1 = sup)")
     p.add_argument("--robust-q", type=float, default=0.95, help="quantile of the robust index")
     p.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse"])

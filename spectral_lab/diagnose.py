@@ -30,20 +30,22 @@ import torch
 from torch import nn
 
 from ._checks import check_logits, check_model
+from ._data import iter_batches
+from ._deprecate import renamed_kwargs
+from ._losses import resolve_loss
 from .stability import (
     OPERATORS,
-    LossFn,
     StabilityIndex,
     StabilityProfile,
     attribution_change_bound,
     forward_sensitivity_bound,
-    iter_batches,
     ntk_condition_bound,
     parameter_sensitivity_bound,
     stability_index,
     stability_profile,
     stable_step_size,
 )
+from .stability._common import LossFn
 
 _LABELS = {
     "input_jacobian": "input Jacobian  Q_q sigma_1(J_f)",
@@ -239,10 +241,8 @@ def _bounds(profile: StabilityProfile, index: StabilityIndex) -> dict[str, float
 
 @torch.no_grad()
 def _accuracy(model, data, loss, max_samples, batch_size):
-    from .stability import _loss_fn
-
     p = next(model.parameters())
-    fn = _loss_fn(loss)
+    fn = resolve_loss(loss)
     total = correct = 0.0
     n = 0
     have_y = True
@@ -260,6 +260,9 @@ def _accuracy(model, data, loss, max_samples, batch_size):
     return (correct / n if loss == "cross_entropy" else None), total / n
 
 
+@renamed_kwargs(
+    ntk_samples="num_ntk_samples", hessian_samples="num_hessian_samples", lanczos_steps="max_iter"
+)
 def diagnose(
     model: nn.Module,
     data,
@@ -268,10 +271,10 @@ def diagnose(
     robust_q: float = 0.95,
     loss: str | LossFn = "cross_entropy",
     max_samples: int | None = 512,
-    ntk_samples: int = 128,
+    num_ntk_samples: int = 128,
     ntk_kind: str = "scalar",
-    hessian_samples: int = 512,
-    lanczos_steps: int = 20,
+    num_hessian_samples: int = 512,
+    max_iter: int = 20,
     operators: Sequence[str] = OPERATORS,
     weights: Mapping[str, float] | None = None,
     agg: str | Callable = "max",
@@ -284,9 +287,10 @@ def diagnose(
     """Diagnose ``model`` on ``data``: profile, index (sup and robust quantile) and bounds.
 
     Streams ``data`` (tensors, ``(x, y)``, a Dataset or a DataLoader) in batches of ``batch_size``
-    with a progress bar; ``max_samples`` caps the per-sample statistics, ``ntk_samples`` the dense
-    NTK Gram (``O(n^2 p)``), ``hessian_samples`` and ``lanczos_steps`` the matrix-free Hessian
-    eigen-solve; ``ntk_kind`` picks the scalar (default) or block NTK. The index is
+    with a progress bar; ``max_samples`` caps the per-sample statistics, ``num_ntk_samples`` the dense
+    NTK Gram (``O(n^2 p)``), ``num_hessian_samples`` and ``max_iter`` (Lanczos steps) the
+    matrix-free Hessian eigen-solve (the old spellings ``ntk_samples``, ``hessian_samples`` and
+    ``lanczos_steps`` are deprecated for one release); ``ntk_kind`` picks the scalar (default) or block NTK. The index is
     :func:`~spectral_lab.stability.stability_index` (spec 5.2, a choice, not from the paper; swap
     it with ``agg=``/``weights=``).
 
@@ -301,10 +305,10 @@ def diagnose(
         loss=loss,
         operators=operators,
         max_samples=max_samples,
-        ntk_samples=ntk_samples,
+        num_ntk_samples=num_ntk_samples,
         ntk_kind=ntk_kind,
-        hessian_samples=hessian_samples,
-        lanczos_steps=lanczos_steps,
+        num_hessian_samples=num_hessian_samples,
+        max_iter=max_iter,
         batch_size=batch_size,
         seed=seed,
         progress=progress,

@@ -25,8 +25,8 @@ def report_and_data():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(40, 6, generator=g, dtype=torch.float64)
     y = torch.randint(0, 3, (40,), generator=g)
-    rep = sl.diagnose(model, (x, y), max_samples=32, ntk_samples=16, hessian_samples=32,
-                      lanczos_steps=30, progress=False, name="tiny", data_name="random")  # fmt: skip
+    rep = sl.diagnose(model, (x, y), max_samples=32, num_ntk_samples=16, num_hessian_samples=32,
+                      max_iter=30, progress=False, name="tiny", data_name="random")  # fmt: skip
     return model, x, y, rep
 
 
@@ -120,8 +120,8 @@ def test_report_representations(report_and_data, tmp_path):
 def test_streaming_over_a_dataloader_matches_tensors(report_and_data):
     model, x, y, rep = report_and_data
     loader = DataLoader(TensorDataset(x, y), batch_size=7)
-    rep2 = sl.diagnose(model, loader, max_samples=32, ntk_samples=16, hessian_samples=32,
-                       lanczos_steps=30, progress=False, batch_size=7)  # fmt: skip
+    rep2 = sl.diagnose(model, loader, max_samples=32, num_ntk_samples=16, num_hessian_samples=32,
+                       max_iter=30, progress=False, batch_size=7)  # fmt: skip
     assert torch.allclose(rep2.profile.samples["jac_top"], rep.profile.samples["jac_top"])
     assert rep2.index.value == pytest.approx(rep.index.value, rel=1e-8)
 
@@ -138,8 +138,8 @@ def test_widget_and_plot_helpers(report_and_data):
 
 
 # --------------------------------------------------------------------------- CLI
-FAST = ["--samples", "24", "--ntk-samples", "12", "--hessian-samples", "24",
-        "--lanczos-steps", "8", "--no-progress"]  # fmt: skip
+FAST = ["--samples", "24", "--num-ntk-samples", "12", "--num-hessian-samples", "24",
+        "--max-iter", "8", "--no-progress"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -224,8 +224,8 @@ def test_cli_exit_code_in_a_real_process(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_diagnose_on_cuda_matches_cpu(report_and_data):
     model, x, y, rep = report_and_data
-    rep_gpu = sl.diagnose(model.to("cuda"), (x.cuda(), y.cuda()), max_samples=32, ntk_samples=16,
-                          hessian_samples=32, lanczos_steps=30, progress=False)  # fmt: skip
+    rep_gpu = sl.diagnose(model.to("cuda"), (x.cuda(), y.cuda()), max_samples=32, num_ntk_samples=16,
+                          num_hessian_samples=32, max_iter=30, progress=False)  # fmt: skip
     model.to("cpu")
     assert rep_gpu.index.value == pytest.approx(rep.index.value, rel=1e-6)
     assert rep_gpu.profile.samples["jac_top"].device.type == "cpu"  # kept on the host for plots

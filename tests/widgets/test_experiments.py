@@ -1,4 +1,4 @@
-"""Chapter 06-07 figures and widgets: the drawing logic runs without a kernel."""
+"""The regularisation study: its figures and the study explorer draw the sweep's numbers."""
 
 from __future__ import annotations
 
@@ -9,19 +9,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-import torch
 
 import spectral_lab as sl
 from spectral_lab import plots, widgets
-
-
-@pytest.fixture(scope="module")
-def model_and_data():
-    torch.manual_seed(0)
-    ds = sl.load_dataset("digits", split="test")
-    x, y = ds.tensors(12)
-    model = sl.MLP(64, 10, width=16, depth=2).eval()
-    return model, x, y
 
 
 @pytest.fixture(scope="module")
@@ -37,41 +27,6 @@ def sweep():
         fd_pca_dim=6,
     )
     return sl.strength_sweep(cfg, [0.01, 0.1], cache_dir=False, progress=False)
-
-
-@pytest.mark.parametrize(
-    "method", ["saliency", "grad_x_input", "smoothgrad", "integrated_gradients"]
-)
-def test_attribution_draw_every_method(model_and_data, method):
-    model, x, y = model_and_data
-    fig = widgets.attribution_draw(model, x, y)(index=3, noise=0.1, method=method, seed=1)
-    assert len(fig.axes) == 4 and "Δgrad" in fig._suptitle.get_text()
-    plt.close(fig)
-
-
-def test_attribution_explorer_builds(model_and_data):
-    model, x, y = model_and_data
-    ui = widgets.attribution_explorer(model, x, y)
-    assert callable(ui.draw)
-    plt.close(ui.draw(index=0))
-
-
-def test_plots_for_chapter_06(model_and_data):
-    model, x, y = model_and_data
-    inst = sl.attribution_instability(model, x, scales=(0.1,), n_draws=2)
-    fig = plots.plot_saliency_maps(
-        x[:4], inst.clean[:4], inst.perturbed[0, :4], titles=[str(int(t)) for t in y[:4]]
-    )
-    assert len(fig.axes) == 12
-    plt.close(fig)
-    rng = np.random.default_rng(0)
-    se, dg = rng.uniform(size=80), rng.uniform(size=80)
-    fig = plots.plot_entropy_instability(se, dg, sl.upper_envelope(se, dg, bins=5), rho=0.1)
-    assert "Spearman" in fig.axes[0].get_title()
-    plt.close(fig)
-    # colour images (3 channels) become one heat map
-    assert plots._as_heat(torch.ones(3, 4, 4)).shape == (4, 4)
-    assert plots._as_image(torch.ones(3, 4, 4)).shape == (4, 4, 3)
 
 
 def _lower_median(a) -> float:
@@ -93,7 +48,7 @@ def _seed_means(res, variant: str) -> dict[str, float]:
     }
 
 
-def test_plots_and_explorer_for_chapter_07(sweep):
+def test_study_plots_and_explorer(sweep):
     res = sweep[0.1]
     # the stored per-sample SE is the base-2 energy entropy of the stored singular values
     for variant in ("standard", "stable"):

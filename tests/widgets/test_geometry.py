@@ -1,4 +1,4 @@
-"""Chapter 08 widgets and plots: the drawing logic runs without a kernel and shows the right data."""
+"""Geometry explorers: residual exponent profile and power-law fit."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from spectral_lab import geometry as g
-from spectral_lab import plots, widgets
+from spectral_lab import widgets
 from spectral_lab.models import ResidualMLP
 
 
@@ -44,21 +44,4 @@ def test_power_law_fit_explorer_verdicts(shape):
     fig = ui.draw(shape=shape, alpha=1.0, noise=0.0)
     title = fig.axes[0].get_title()
     assert title.startswith("power law") == (shape == "power law"), title
-    plt.close(fig)
-
-
-def test_plot_helpers_return_figures():
-    fig = plots.plot_orbit_geometry(16, (0.0, 1.0))
-    fi = fig.axes[1].lines
-    assert np.allclose(fi[1].get_ydata(), 16 / 4 * fi[0].get_ydata())
-    plt.close(fig)
-    prof = g.exponent_profile(ResidualMLP(4, 2, width=8, depth=4).double())
-    fig = plots.plot_exponent_profile([prof], ["static"])
-    assert np.allclose(fig.axes[0].lines[0].get_ydata(), prof.alpha)
-    plt.close(fig)
-    fig = plots.plot_depth_budget(prof.budget)
-    assert np.allclose(fig.axes[0].lines[0].get_ydata(), prof.budget.drift)
-    plt.close(fig)
-    fig = plots.plot_power_law_fit(np.sqrt(g.power_law_spectrum(1.0, 32)))
-    assert fig.axes[0].get_title().startswith("power law")
     plt.close(fig)

@@ -1,0 +1,54 @@
+"""The course's matplotlib style (colours, rc settings) and the small helpers every figure uses."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+
+COLORS = ["#1b6ca8", "#e07a1f", "#3a9a5b", "#c0392b", "#7d5ba6", "#8c6d31", "#d46fa8", "#5f6b73"]
+
+
+STYLE = {
+    "figure.figsize": (6.4, 3.6),
+    "figure.dpi": 90,
+    "savefig.dpi": 110,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.prop_cycle": mpl.cycler(color=COLORS),
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    "lines.linewidth": 1.8,
+    "image.cmap": "viridis",
+}
+
+
+def to_numpy(values) -> np.ndarray:
+    """A float numpy array from a tensor (any device, with or without grad), list or array."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().double().numpy()
+    return np.asarray(values, dtype=float)
+
+
+def use_style() -> None:
+    """Apply the course style globally (chapters call this once at the top)."""
+    mpl.rcParams.update(STYLE)
+
+
+@contextmanager
+def style():
+    """The course style inside a ``with`` block only."""
+    with mpl.rc_context(STYLE):
+        yield
+
+
+def _axis(ax, figsize=(5, 3.4)):
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+    return ax

@@ -1,0 +1,111 @@
+"""Shared pieces of the stability package: operator names, the quantile, small validators."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+
+import torch
+
+from .._deprecate import warn_deprecated
+from .._losses import resolve_loss
+from ..bounds import isotropic_perturbations
+
+OPERATORS = ("input_jacobian", "parameter_jacobian", "ntk", "hessian")
+BY_CONSTRUCTION = {
+    "attribution": "triangle inequality: ||a(x)|| <= sigma_1(J_f(x)) <= Gamma at both points",
+    "ntk_condition": "identity when the NTK term sets Gamma; otherwise Gamma^2 >= lambda_max(K)/n "
+    "by the max",
+}
+"""Consequences of :class:`ConsequenceCheck` that hold for every model by construction (no evidence)."""
+AGGREGATIONS = ("max", "geomean")
+LOSSES = ("cross_entropy", "mse")
+_SAMPLE_KEYS = ("jac_top", "jac_fro", "jac_entropy", "param_top")
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def quantile(values: torch.Tensor, q: float) -> float:
+    """Empirical ``q``-quantile ``Q_q`` of a 1-D tensor; ``q = 1`` is the maximum (supremum).
+
+    Uses the "higher" rule (an actual sample value, so at least a fraction ``q`` of the samples lie
+    at or below it); a choice, not from the paper.
+    """
+    _check_q(q)
+    v = torch.as_tensor(values, dtype=torch.float64).flatten()
+    if v.numel() == 0:
+        raise ValueError("cannot take a quantile of no values")
+    if q >= 1.0:
+        return float(v.max())
+    return float(torch.quantile(v, q, interpolation="higher"))
+
+
+def _check_q(q: float) -> float:
+    if not isinstance(q, (int, float)) or not 0.0 < float(q) <= 1.0:
+        raise ValueError(f"q must be a quantile level in (0, 1] (1 = supremum), got {q!r}")
+    return float(q)
+
+
+def _loss_fn(loss: str | LossFn) -> LossFn:
+    return resolve_loss(loss)
+
+
+def _directions(shape, eps, generator, like) -> torch.Tensor:
+    """One perturbation per sample, uniform on the sphere of radius ``eps``."""
+    d = isotropic_perturbations(shape[1:], eps, shape[0], "sphere", generator=generator,
+                                dtype=torch.float64)  # fmt: skip
+    return d.to(like).reshape(shape)
+
+
+def _positive_eps(eps) -> None:
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+        raise ValueError(f"the perturbation size must be a finite number > 0, got {eps!r}")
+
+
+def _predict(model, x):
+    return model(x)
+
+
+_ELEMENTS = 2**24
+"""Default number of tensor elements held at once when no ``chunk_size`` is given."""
+
+
+def _budget_from_deprecated(
+    memory_budget: int | None, chunk_size: int | None, where: str, stacklevel: int
+) -> int:
+    """The element budget that picks the default chunk: ``2**24``, or the deprecated
+    ``memory_budget=`` (kept for one release; warns at the caller's line). ``stacklevel`` counts
+    the frames from ``warnings.warn`` up to that caller (decorators add frames; a test checks
+    ``warning.filename``)."""
+    if memory_budget is None:
+        return _ELEMENTS
+    if chunk_size is not None:
+        raise TypeError(
+            f"{where}() got both 'memory_budget' (deprecated) and 'chunk_size'; pass only "
+            "'chunk_size'"
+        )
+    warn_deprecated(
+        f"{where}(): the keyword 'memory_budget' is deprecated and will be removed in the next "
+        "release; use 'chunk_size' (the number of samples processed at once)",
+        stacklevel,
+    )
+    if not isinstance(memory_budget, int) or memory_budget < 1:
+        raise ValueError(f"memory_budget must be a positive int, got {memory_budget!r}")
+    return memory_budget
+
+
+def _check_chunk(chunk_size: int | None) -> None:
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+
+
+def _swappable(name: str) -> Callable:
+    """The function ``name`` as bound on the package :mod:`spectral_lab.stability`, looked up at
+    call time.
+
+    The formulas a check relies on (``index_terms``, ``logit_hessian_norm``, ``segment_curvature``)
+    are reached this way, so a mutation test or a chapter can swap one with
+    ``mock.patch.object(sl.stability, name, wrong)`` and watch the check fail.
+    """
+    return getattr(sys.modules[__package__], name)
