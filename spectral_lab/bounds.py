@@ -21,7 +21,7 @@ def __getattr__(name: str):
             warn_deprecated(
                 f"spectral_lab.bounds is deprecated and will be removed in the next release; "
                 f"use spectral_lab.sensitivity.{name}",
-                stacklevel=2,
+                stacklevel=3,
             )
         return getattr(_sensitivity, name)
     raise AttributeError(f"module 'spectral_lab.bounds' has no attribute {name!r}")

@@ -227,7 +227,7 @@ def _run_one(cfg: StudyConfig, variant: str, seed: int, train_set, test_set, pro
         model,
         x,
         cfg.scales,
-        n_draws=cfg.n_draws,
+        num_draws=cfg.n_draws,
         method=cfg.method,
         fd_pca_dim=cfg.fd_pca_dim,
         fd_normalize=cfg.fd_normalize,

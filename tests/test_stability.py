@@ -349,7 +349,7 @@ def test_ntk_condition_bound_against_dense_references_and_block_ntk_domination(s
                         lam[-1] / lam[0], rel_tol=1e-8)  # fmt: skip
     # a genuine inequality, not true by construction: the block NTK's top eigenvalue over n is at
     # most max_i sigma_1(J_theta(x_i))^2 -- fails if param_top under-estimates
-    Kb = sl.block_to_matrix(sl.ntk_gram(model, x, kind="block"))
+    Kb = sl.ntk.block_to_matrix(sl.ntk_gram(model, x, kind="block"))
     assert torch.linalg.eigvalsh(Kb)[-1].item() / len(x) <= prof.param_top**2 * (1 + 1e-10)
     assert ntk_condition_bound(idx, 0.0) == math.inf
 
@@ -357,7 +357,7 @@ def test_ntk_condition_bound_against_dense_references_and_block_ntk_domination(s
 def test_block_ntk_option(setup):
     model, x, y, prof = setup
     blk = stability_profile(model, (x, y), ntk_kind="block", operators=("input_jacobian", "ntk"))
-    Kb = sl.block_to_matrix(sl.ntk_gram(model, x, kind="block"))
+    Kb = sl.ntk.block_to_matrix(sl.ntk_gram(model, x, kind="block"))
     assert math.isclose(blk.ntk_top, torch.linalg.eigvalsh(Kb)[-1].item() / len(x), rel_tol=1e-10)
     assert blk.ntk_top <= prof.param_top**2 * (1 + 1e-10) and blk.settings["ntk"].startswith(
         "block"

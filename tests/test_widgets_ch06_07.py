@@ -26,7 +26,7 @@ def model_and_data():
 
 @pytest.fixture(scope="module")
 def sweep():
-    cfg = sl.StudyConfig(
+    cfg = sl.experiments.StudyConfig(
         dataset="digits",
         model_kwargs={"width": 16, "depth": 2},
         epochs=1,
@@ -36,7 +36,7 @@ def sweep():
         scales=(0.05, 0.1),
         fd_pca_dim=6,
     )
-    return sl.strength_sweep(cfg, [0.01, 0.1], cache_dir=False, progress=False)
+    return sl.experiments.strength_sweep(cfg, [0.01, 0.1], cache_dir=False, progress=False)
 
 
 @pytest.mark.parametrize(
@@ -58,7 +58,7 @@ def test_attribution_explorer_builds(model_and_data):
 
 def test_plots_for_chapter_06(model_and_data):
     model, x, y = model_and_data
-    inst = sl.attribution_instability(model, x, scales=(0.1,), n_draws=2)
+    inst = sl.attribution_instability(model, x, scales=(0.1,), num_draws=2)
     fig = plots.plot_saliency_maps(
         x[:4], inst.clean[:4], inst.perturbed[0, :4], titles=[str(int(t)) for t in y[:4]]
     )
@@ -66,7 +66,7 @@ def test_plots_for_chapter_06(model_and_data):
     plt.close(fig)
     rng = np.random.default_rng(0)
     se, dg = rng.uniform(size=80), rng.uniform(size=80)
-    fig = plots.plot_entropy_instability(se, dg, sl.upper_envelope(se, dg, bins=5), rho=0.1)
+    fig = plots.plot_entropy_instability(se, dg, sl.attribution.upper_envelope(se, dg, bins=5), rho=0.1)
     assert "Spearman" in fig.axes[0].get_title()
     plt.close(fig)
     # colour images (3 channels) become one heat map
