@@ -228,5 +228,5 @@ def test_errors():
         sl.sensitivity.robin_hood_transfer(torch.ones(3), 0, 1, 2.0)
     with pytest.raises(ValueError, match="same length"):
         sl.sensitivity.majorizes(torch.ones(3), torch.ones(4))
-    with pytest.raises(ValueError, match="n_draws"):
+    with pytest.raises(ValueError, match="num_draws"):
         sl.sensitivity.isotropic_perturbations((3,), 0.1, 0)
