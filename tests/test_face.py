@@ -167,3 +167,15 @@ def test_results_are_frozen_with_to_dict():
         b.eps = 1.0
     inst = sl.attribution_instability(torch.nn.Linear(4, 3), torch.randn(6, 4), (0.1,), num_draws=2)
     assert inst.to_dict()["scales"] == [0.1]
+
+
+def test_fakedata_n_keywords_are_num(tmp_path):
+    from spectral_lab.fakedata import write_fake_cifar, write_fake_mnist
+
+    with pytest.warns(DeprecationWarning, match="'num_train'") as rec:
+        write_fake_mnist(tmp_path / "a", n_train=3, num_test=2)
+    assert rec[0].filename == __file__
+    assert len(sl.load_dataset("mnist", "train", root=tmp_path / "a")) == 3
+    with pytest.warns(DeprecationWarning, match="'num_per_batch'"):
+        write_fake_cifar(tmp_path / "b", "cifar100", n_per_batch=2)
+    assert len(sl.load_dataset("cifar100", "test", root=tmp_path / "b", verify=False)) == 2
