@@ -294,4 +294,6 @@ sys.modules[f"{__name__}.attribution"].__class__ = _AttributionModule
 
 # torch.func's first jvp lazily scripts a helper and torch 2.14 warns that torch.jit.script is
 # deprecated: internal to torch, nothing a user of this library can act on.
-warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*is deprecated", category=FutureWarning)
+warnings.filterwarnings(
+    "ignore", message=r".*torch\.jit\.script.*is deprecated", category=FutureWarning
+)

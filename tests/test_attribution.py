@@ -138,7 +138,9 @@ def test_attribution_condition_number_median_and_classical():
     m = _tanh_mlp()
     x = torch.randn(5, 6, dtype=torch.float64)
     via_model = sl.attribution.attribution_condition_number(m, x)
-    assert torch.allclose(via_model, sl.attribution.attribution_condition_number(sl.input_jacobian(m, x)))
+    assert torch.allclose(
+        via_model, sl.attribution.attribution_condition_number(sl.input_jacobian(m, x))
+    )
     assert (via_model >= 1).all()
     # a flat spectrum has kappa = 1
     Q = torch.linalg.qr(torch.randn(30, 4, dtype=torch.float64)).Q.T
@@ -256,7 +258,9 @@ def test_frechet_distance_bootstrap_resamples_points_paired():
     # model whose maps are t times smaller gives exactly t^2 times every replicate
     small = sl.attribution.frechet_distance_bootstrap(0.5 * clean, 0.5 * pert, 5, pca_dim=k, seed=7)
     assert torch.allclose(small, 0.25 * reps, rtol=1e-10)
-    unit = sl.attribution.frechet_distance_bootstrap(clean, pert, 5, pca_dim=k, seed=7, normalize=True)
+    unit = sl.attribution.frechet_distance_bootstrap(
+        clean, pert, 5, pca_dim=k, seed=7, normalize=True
+    )
     unit_small = sl.attribution.frechet_distance_bootstrap(
         0.5 * clean, 0.5 * pert, 5, pca_dim=k, seed=7, normalize=True
     )

@@ -75,7 +75,9 @@ def test_hutchinson_frobenius_is_unbiased_in_value_and_gradient():
     est = sl.regularizers.jacobian_frobenius_norm(m, x, num_draws=4000, seed=1)
     assert torch.allclose(est.detach(), exact.detach(), rtol=0.06)
     g_ref = _param_grad(m, differentiable_input_jacobian(m, x).pow(2).sum())
-    g_est = _param_grad(m, sl.regularizers.jacobian_frobenius_norm(m, x, num_draws=4000, seed=2).sum())
+    g_est = _param_grad(
+        m, sl.regularizers.jacobian_frobenius_norm(m, x, num_draws=4000, seed=2).sum()
+    )
     cos = (g_ref @ g_est) / (g_ref.norm() * g_est.norm())
     assert cos > 0.99
     # C = 1: the estimate is exact with one projection (v = ±1)

@@ -132,7 +132,11 @@ def _mutant(fn, old: str, new: str):
     src = inspect.getsource(fn)
     assert old in src, f"mutation site {old!r} not found in {fn.__name__}"
     ns: dict = {}
-    exec(compile(src.replace(old, new), f"<mutant of {fn.__name__}>", "exec"), vars(sl.sensitivity), ns)
+    exec(
+        compile(src.replace(old, new), f"<mutant of {fn.__name__}>", "exec"),
+        vars(sl.sensitivity),
+        ns,
+    )
     return ns[fn.__name__]
 
 
@@ -181,7 +185,9 @@ def test_amplitude_mutant_survives_the_one_sided_checks():
 def test_isotropic_perturbations_have_isotropic_covariance():
     g = torch.Generator().manual_seed(3)
     for dist in ("gaussian", "sphere"):
-        d = sl.sensitivity.isotropic_perturbations((2, 3), 0.5, 200000, dist, generator=g, dtype=D64)
+        d = sl.sensitivity.isotropic_perturbations(
+            (2, 3), 0.5, 200000, dist, generator=g, dtype=D64
+        )
         flat = d.reshape(len(d), -1)
         cov = flat.T @ flat / len(flat)
         assert torch.allclose(cov, torch.eye(6, dtype=D64) * 0.25 / 6, atol=2e-3)
@@ -215,7 +221,10 @@ def test_entropy_lower_bound_from_condition_number():
     for _ in range(100):
         m = torch.randn(6, 9, dtype=D64, generator=g) * torch.rand(9, dtype=D64, generator=g)
         kappa = sl.condition_number(m)
-        assert float(sl.spectral_entropy(m)) >= float(sl.sensitivity.entropy_lower_bound(kappa, 6)) - 1e-12
+        assert (
+            float(sl.spectral_entropy(m))
+            >= float(sl.sensitivity.entropy_lower_bound(kappa, 6)) - 1e-12
+        )
     assert math.isclose(float(sl.sensitivity.entropy_lower_bound(1.0, 5)), math.log(5))
 
 

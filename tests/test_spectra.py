@@ -46,7 +46,12 @@ def test_orthogonal_invariance_and_scaling():
     q1, _ = torch.linalg.qr(torch.randn(6, 6, dtype=D64, generator=g))
     q2, _ = torch.linalg.qr(torch.randn(30, 30, dtype=D64, generator=g))
     assert torch.allclose(sl.singular_values(q1 @ m @ q2), sl.singular_values(m), rtol=1e-10)
-    for fn in (sl.spectral_entropy, sl.stable_rank, sl.spectra.participation_ratio, sl.effective_rank):
+    for fn in (
+        sl.spectral_entropy,
+        sl.stable_rank,
+        sl.spectra.participation_ratio,
+        sl.effective_rank,
+    ):
         assert torch.allclose(fn(7.5 * m), fn(m), rtol=1e-10), fn.__name__
     assert torch.allclose(sl.condition_number(3 * m), sl.condition_number(m), rtol=1e-10)
 
