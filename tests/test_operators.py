@@ -1,4 +1,4 @@
-"""operator_product: the explicit factor product against autograd's Jacobian (spec §3.1, §6.1)."""
+"""operator_product: the explicit factor product against autograd's Jacobian."""
 
 from __future__ import annotations
 

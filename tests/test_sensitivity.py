@@ -67,7 +67,7 @@ def test_entropy_bound_constant_over_a_dataset():
     assert math.isclose(float(K), float(sl.singular_values(J)[:, 0].max() ** 2 / 16))
 
 
-# --- Theorem 5.1 pinned to an independent closed form (numpy), plus mutation tests -----------------
+# --- the entropy bound pinned to an independent closed form (numpy), plus mutation tests ---
 
 
 def _reference_bounds(J: np.ndarray, eps: float) -> dict[str, np.ndarray]:
@@ -112,7 +112,7 @@ def _bounds_match_reference(bounds_fn, constant_fn, eps: float = 0.3) -> bool:
             ok &= bool(np.allclose(getattr(b, name).numpy(), ref[name], rtol=1e-10, atol=0))
         K = constant_fn(J)
         ok &= math.isclose(float(K), float(ref["dataset_K"]), rel_tol=1e-10)
-        rhs = K * eps**2 * sl.effective_rank(J).mean()  # the data-set form of Theorem 5.1
+        rhs = K * eps**2 * sl.effective_rank(J).mean()  # the data-set form of the entropy bound
         ok &= math.isclose(float(rhs), float(ref["dataset_rhs"]), rel_tol=1e-10)
     return ok
 

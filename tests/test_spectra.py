@@ -1,4 +1,4 @@
-"""Singular spectra and their summaries against closed forms, numpy and invariances (spec §4)."""
+"""Singular spectra and their summaries against closed forms, numpy and invariances."""
 
 from __future__ import annotations
 
