@@ -1,284 +1,299 @@
-"""spectral_lab: the matrix-spectral view of deep networks, as a course and a PyTorch library."""
+"""spectral_lab: the matrix-spectral view of deep networks, as a course and a PyTorch library.
+
+One call::
+
+    import spectral_lab as sl
+    report = sl.diagnose(model, data)          # -> sl.StabilityReport
+
+The calls a reader makes first sit at the top level (``sl.input_jacobian``,
+``sl.spectral_entropy``, ``sl.hessian_eigs``, ``sl.train``, ...). Everything else is reached
+through a topic namespace:
+
+    building blocks  sl.jacobians  sl.operators  sl.spectra  sl.sensitivity  sl.linalg  sl.ntk
+                     sl.hessian  sl.stability  sl.attribution  sl.regularizers  sl.geometry
+                     sl.experiments
+    course helpers   sl.data  sl.models  sl.training  sl.plots  sl.widgets
+
+``sl.geometry``, ``sl.plots`` and ``sl.widgets`` (SciPy, Matplotlib, ipywidgets) are imported on
+first use, so ``import spectral_lab`` stays light on a headless server.
+"""
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
 import warnings
 
 __version__ = "0.1.0"
 
-from . import geometry, plots, widgets
-from .attribution import (
-    AttributionInstability,
+from . import (
     attribution,
-    attribution_condition_number,
+    data,
+    experiments,
+    hessian,
+    jacobians,
+    linalg,
+    models,
+    ntk,
+    operators,
+    regularizers,
+    sensitivity,
+    spectra,
+    stability,
+    training,
+)
+from .attribution import (
     attribution_instability,
-    cosine_distance,
     frechet_distance,
-    frechet_distance_bootstrap,
-    gaussian_frechet_distance,
-    gradient_x_input,
     integrated_gradients,
-    relative_change,
     saliency,
     smoothgrad,
-    spearman,
-    topk_overlap,
-    upper_envelope,
 )
-from .bounds import (
-    NormBounds,
-    SensitivityBounds,
-    entropy_bound_constant,
-    entropy_lower_bound,
-    isotropic_perturbations,
-    majorizes,
-    mix_toward_uniform,
-    monte_carlo_sensitivity,
-    norm_bounds,
-    robin_hood_transfer,
-    sensitivity_bounds,
-)
-from .data import ArrayDataset, DatasetNotFoundError, load_dataset, resolve_root
+from .data import ArrayDataset, DatasetNotFoundError, load_dataset
 from .diagnose import StabilityReport, diagnose
-from .experiments import (
-    PAPER_REPORTED,
-    StudyConfig,
-    StudyResult,
-    assess_claims,
-    run_study,
-    strength_sweep,
-    study_preset,
-)
-from .geometry import (
-    ChainSlack,
-    DepthBudget,
-    ExponentProfile,
-    PowerLawFit,
-    bures_line_element,
-    cartan_coordinates,
-    chain_slack,
-    depth_budget,
-    exponent_profile,
-    fisher_information,
-    frobenius_normalize,
-    layer_factors,
-    power_law_fit,
-    power_law_spectrum,
-    top_radial,
-)
-from .hessian import (
-    SharpnessTrace,
-    dense_hessian,
-    gd_quadratic,
-    gd_with_sharpness,
-    gnvp,
-    half_mse,
-    hessian_density,
-    hessian_eigs,
-    hessian_operator,
-    hessian_trace,
-    hvp,
-)
-from .jacobians import input_jacobian, parameter_jacobian, parameter_jvp, parameter_vjp
-from .linalg import (
-    EigResult,
-    LinearOperator,
-    SpectralDensity,
-    TraceResult,
-    hutchinson,
-    hutchpp,
-    lanczos,
-    power_iteration,
-    spectral_density,
-)
-from .models import MLP, ConvResNet, ResidualBlock, ResidualMLP, SmallCNN, build_model
-from .ntk import (
-    block_to_matrix,
-    gd_residuals,
-    label_noise_filter,
-    label_noise_response,
-    linearized_residuals,
-    ntk_eigs,
-    ntk_gram,
-    ntk_operator,
-)
-from .operators import OperatorProduct, activation_derivative, operator_product
-from .regularizers import (
-    apply_spectral_norm,
-    jacobian_frobenius_norm,
-    jacobian_spectral_norm,
-    make_regularizer,
-)
+from .experiments import run_study
+from .hessian import hessian_density, hessian_eigs, hessian_trace, hvp
+from .jacobians import input_jacobian, parameter_jacobian
+from .models import MLP, ConvResNet, ResidualMLP, SmallCNN, build_model
+from .ntk import ntk_eigs, ntk_gram
+from .operators import operator_product
+from .regularizers import make_regularizer
+from .sensitivity import sensitivity_bounds
 from .spectra import (
-    SpectralSummary,
     condition_number,
     effective_rank,
-    numerical_rank,
-    participation_ratio,
     singular_values,
-    spectral_distribution,
     spectral_entropy,
-    spectral_summary,
     stable_rank,
 )
-from .stability import (
-    ConsequenceCheck,
-    StabilityIndex,
-    StabilityProfile,
-    attribution_change_bound,
-    forward_sensitivity_bound,
-    measure_attribution_change,
-    measure_forward_sensitivity,
-    measure_max_stable_lr,
-    measure_parameter_sensitivity,
-    ntk_condition_bound,
-    parameter_sensitivity_bound,
-    stability_index,
-    stability_profile,
-    stable_step_size,
-    verify_consequences,
-)
-from .training import History, evaluate, load_checkpoint, save_checkpoint, train
+from .stability import stability_index, stability_profile, verify_consequences
+from .training import evaluate, load_checkpoint, save_checkpoint, train
 
 __all__ = [
-    "geometry",
-    "ChainSlack",
-    "DepthBudget",
-    "ExponentProfile",
-    "PowerLawFit",
-    "bures_line_element",
-    "cartan_coordinates",
-    "chain_slack",
-    "depth_budget",
-    "exponent_profile",
-    "fisher_information",
-    "frobenius_normalize",
-    "layer_factors",
-    "power_law_fit",
-    "power_law_spectrum",
-    "top_radial",
-    "plots",
-    "widgets",
-    "AttributionInstability",
-    "PAPER_REPORTED",
-    "StudyConfig",
-    "StudyResult",
-    "apply_spectral_norm",
-    "assess_claims",
+    # topic namespaces
     "attribution",
-    "attribution_condition_number",
+    "data",
+    "experiments",
+    "geometry",
+    "hessian",
+    "jacobians",
+    "linalg",
+    "models",
+    "ntk",
+    "operators",
+    "plots",
+    "regularizers",
+    "sensitivity",
+    "spectra",
+    "stability",
+    "training",
+    "widgets",
+    # one call: the stability report
+    "StabilityReport",
+    "diagnose",
+    # Jacobians and the network as a product of operators
+    "input_jacobian",
+    "operator_product",
+    "parameter_jacobian",
+    # singular spectra and what they bound
+    "condition_number",
+    "effective_rank",
+    "sensitivity_bounds",
+    "singular_values",
+    "spectral_entropy",
+    "stable_rank",
+    # the neural tangent kernel
+    "ntk_eigs",
+    "ntk_gram",
+    # the loss Hessian
+    "hessian_density",
+    "hessian_eigs",
+    "hessian_trace",
+    "hvp",
+    # the stability profile and index
+    "stability_index",
+    "stability_profile",
+    "verify_consequences",
+    # attribution and its robustness
     "attribution_instability",
-    "cosine_distance",
     "frechet_distance",
-    "frechet_distance_bootstrap",
-    "gaussian_frechet_distance",
-    "gradient_x_input",
     "integrated_gradients",
-    "jacobian_frobenius_norm",
-    "jacobian_spectral_norm",
-    "make_regularizer",
-    "relative_change",
-    "run_study",
     "saliency",
     "smoothgrad",
-    "spearman",
-    "strength_sweep",
-    "study_preset",
-    "topk_overlap",
-    "upper_envelope",
+    # regularisation and the reproducible study
+    "make_regularizer",
+    "run_study",
+    # data, models, training
     "ArrayDataset",
     "ConvResNet",
     "DatasetNotFoundError",
-    "History",
     "MLP",
-    "ResidualBlock",
     "ResidualMLP",
     "SmallCNN",
     "build_model",
     "evaluate",
-    "input_jacobian",
     "load_checkpoint",
     "load_dataset",
-    "resolve_root",
     "save_checkpoint",
-    "singular_values",
     "train",
-    # chapters 01-02: operators, spectra, bounds
-    "NormBounds",
-    "OperatorProduct",
-    "SensitivityBounds",
-    "SpectralSummary",
-    "activation_derivative",
-    "condition_number",
-    "effective_rank",
-    "entropy_bound_constant",
-    "entropy_lower_bound",
-    "isotropic_perturbations",
-    "majorizes",
-    "mix_toward_uniform",
-    "monte_carlo_sensitivity",
-    "norm_bounds",
-    "numerical_rank",
-    "operator_product",
-    "participation_ratio",
-    "robin_hood_transfer",
-    "sensitivity_bounds",
-    "spectral_distribution",
-    "spectral_entropy",
-    "spectral_summary",
-    "stable_rank",
-    # issue 4: linalg, parameter Jacobians, NTK, Hessian
-    "SharpnessTrace",
-    "dense_hessian",
-    "gd_quadratic",
-    "gd_with_sharpness",
-    "gnvp",
-    "half_mse",
-    "hessian_density",
-    "hessian_eigs",
-    "hessian_operator",
-    "hessian_trace",
-    "hvp",
-    "parameter_jacobian",
-    "parameter_jvp",
-    "parameter_vjp",
-    "EigResult",
-    "LinearOperator",
-    "SpectralDensity",
-    "TraceResult",
-    "hutchinson",
-    "hutchpp",
-    "lanczos",
-    "power_iteration",
-    "spectral_density",
-    "block_to_matrix",
-    "gd_residuals",
-    "label_noise_filter",
-    "label_noise_response",
-    "linearized_residuals",
-    "ntk_eigs",
-    "ntk_gram",
-    "ntk_operator",
-    # issue 5: stability profile, index, bounds, diagnose
-    "StabilityIndex",
-    "StabilityProfile",
-    "StabilityReport",
-    "attribution_change_bound",
-    "diagnose",
-    "forward_sensitivity_bound",
-    "measure_attribution_change",
-    "measure_forward_sensitivity",
-    "measure_max_stable_lr",
-    "measure_parameter_sensitivity",
-    "ntk_condition_bound",
-    "parameter_sensitivity_bound",
-    "stability_index",
-    "stability_profile",
-    "stable_step_size",
-    "verify_consequences",
-    "ConsequenceCheck",
 ]
+
+# Namespaces whose dependencies are heavy (SciPy, Matplotlib, ipywidgets): imported on first use.
+_LAZY_MODULES = frozenset({"geometry", "plots", "widgets"})
+
+# Names that were top-level in 0.1 and now live only in their topic namespace. They keep working for
+# one release (module ``__getattr__`` below) with a DeprecationWarning naming the new spelling.
+_MOVED: dict[str, str] = {
+    # attribution
+    "AttributionInstability": "attribution",
+    "attribution_condition_number": "attribution",
+    "cosine_distance": "attribution",
+    "frechet_distance_bootstrap": "attribution",
+    "gaussian_frechet_distance": "attribution",
+    "gradient_x_input": "attribution",
+    "relative_change": "attribution",
+    "spearman": "attribution",
+    "topk_overlap": "attribution",
+    "upper_envelope": "attribution",
+    # sensitivity (was spectral_lab.bounds)
+    "NormBounds": "sensitivity",
+    "SensitivityBounds": "sensitivity",
+    "entropy_bound_constant": "sensitivity",
+    "entropy_lower_bound": "sensitivity",
+    "isotropic_perturbations": "sensitivity",
+    "majorizes": "sensitivity",
+    "mix_toward_uniform": "sensitivity",
+    "monte_carlo_sensitivity": "sensitivity",
+    "norm_bounds": "sensitivity",
+    "robin_hood_transfer": "sensitivity",
+    # data
+    "resolve_root": "data",
+    # experiments
+    "PAPER_REPORTED": "experiments",
+    "StudyConfig": "experiments",
+    "StudyResult": "experiments",
+    "assess_claims": "experiments",
+    "strength_sweep": "experiments",
+    "study_preset": "experiments",
+    # geometry
+    "ChainSlack": "geometry",
+    "DepthBudget": "geometry",
+    "ExponentProfile": "geometry",
+    "PowerLawFit": "geometry",
+    "bures_line_element": "geometry",
+    "cartan_coordinates": "geometry",
+    "chain_slack": "geometry",
+    "depth_budget": "geometry",
+    "exponent_profile": "geometry",
+    "fisher_information": "geometry",
+    "frobenius_normalize": "geometry",
+    "layer_factors": "geometry",
+    "power_law_fit": "geometry",
+    "power_law_spectrum": "geometry",
+    "top_radial": "geometry",
+    # hessian
+    "SharpnessTrace": "hessian",
+    "dense_hessian": "hessian",
+    "gd_quadratic": "hessian",
+    "gd_with_sharpness": "hessian",
+    "gnvp": "hessian",
+    "half_mse": "hessian",
+    "hessian_operator": "hessian",
+    # jacobians
+    "parameter_jvp": "jacobians",
+    "parameter_vjp": "jacobians",
+    # linalg
+    "EigResult": "linalg",
+    "LinearOperator": "linalg",
+    "SpectralDensity": "linalg",
+    "TraceResult": "linalg",
+    "hutchinson": "linalg",
+    "hutchpp": "linalg",
+    "lanczos": "linalg",
+    "power_iteration": "linalg",
+    "spectral_density": "linalg",
+    # models
+    "ResidualBlock": "models",
+    # ntk
+    "block_to_matrix": "ntk",
+    "gd_residuals": "ntk",
+    "label_noise_filter": "ntk",
+    "label_noise_response": "ntk",
+    "linearized_residuals": "ntk",
+    "ntk_operator": "ntk",
+    # operators
+    "OperatorProduct": "operators",
+    "activation_derivative": "operators",
+    # regularizers
+    "apply_spectral_norm": "regularizers",
+    "jacobian_frobenius_norm": "regularizers",
+    "jacobian_spectral_norm": "regularizers",
+    # spectra
+    "SpectralSummary": "spectra",
+    "numerical_rank": "spectra",
+    "participation_ratio": "spectra",
+    "spectral_distribution": "spectra",
+    "spectral_summary": "spectra",
+    # stability
+    "ConsequenceCheck": "stability",
+    "StabilityIndex": "stability",
+    "StabilityProfile": "stability",
+    "attribution_change_bound": "stability",
+    "forward_sensitivity_bound": "stability",
+    "measure_attribution_change": "stability",
+    "measure_forward_sensitivity": "stability",
+    "measure_max_stable_lr": "stability",
+    "measure_parameter_sensitivity": "stability",
+    "ntk_condition_bound": "stability",
+    "parameter_sensitivity_bound": "stability",
+    "stable_step_size": "stability",
+    # training
+    "History": "training",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    topic = _MOVED.get(name)
+    if topic is not None:
+        module = importlib.import_module(f".{topic}", __name__)
+        if sys._getframe(1).f_globals.get("__name__") == "importlib._bootstrap":
+            # ``from spectral_lab import X`` probes with hasattr first: warn once, at the import
+            return getattr(module, name)
+        warnings.warn(
+            f"spectral_lab.{name} is deprecated and will be removed in the next release; "
+            f"use spectral_lab.{topic}.{name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(module, name)
+    raise AttributeError(f"module 'spectral_lab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _AttributionModule(types.ModuleType):
+    """``sl.attribution`` is the namespace; in 0.1 it was also the dispatcher function, so a call
+    still works for one release and warns."""
+
+    def __call__(self, *args, **kwargs):
+        warnings.warn(
+            "calling spectral_lab.attribution(...) is deprecated and will be removed in the next "
+            "release; use spectral_lab.attribution.attribution(...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.attribution(*args, **kwargs)
+
+
+sys.modules[f"{__name__}.attribution"].__class__ = _AttributionModule
 
 # torch.func's first jvp lazily scripts a helper and torch 2.14 warns that torch.jit.script is
 # deprecated: internal to torch, nothing a user of this library can act on.
-warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*is deprecated", category=FutureWarning)
+warnings.filterwarnings(
+    "ignore", message=r".*torch\.jit\.script.*is deprecated", category=FutureWarning
+)

@@ -1,7 +1,8 @@
 """Run the course's chapters headless: the HTML book, and re-executing paired notebooks.
 
 Chapters live in ``chapters/NN_slug.py`` (jupytext percent format, the reviewed source) next to
-``chapters/NN_slug.ipynb`` (what people open; committed with outputs).
+``chapters/NN_slug.ipynb`` (what people open; committed with outputs). Chapters run on the CPU or
+the first CUDA device, as each chapter chooses; nothing here touches tensors.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ KERNEL = "python3"
 
 
 def default_chapters_dir() -> Path:
-    """``chapters/`` of the checkout this package was installed from (editable install)."""
+    """``chapters/`` of the checkout this package was installed from (editable install), else
+    ``./chapters``.
+
+    Example:
+        >>> default_chapters_dir().name
+        'chapters'
+    """
     here = Path(__file__).resolve().parents[1] / "chapters"
     if here.is_dir():
         return here
@@ -27,7 +34,16 @@ def default_chapters_dir() -> Path:
 
 
 def chapter_sources(chapters_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The chapter sources ``NN_*.py``, in order."""
+    """The chapter sources ``NN_*.py``, in order; ``FileNotFoundError`` when there are none.
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> for name in ("01_b.py", "00_a.py", "notes.py"):
+        ...     _ = (d / name).write_text("")
+        >>> [p.name for p in chapter_sources(d)]
+        ['00_a.py', '01_b.py']
+    """
     folder = Path(chapters_dir) if chapters_dir else default_chapters_dir()
     paths = sorted(p for p in folder.glob("[0-9][0-9]_*.py"))
     if not paths:
@@ -40,6 +56,9 @@ def chapter_sources(chapters_dir: str | os.PathLike | None = None) -> list[Path]
 
 @dataclass(frozen=True)
 class ChapterRun:
+    """One chapter's run: its path, wall time, the error (``None`` if every cell ran) and the
+    executed notebook. ``ok`` is ``error is None``."""
+
     path: Path
     seconds: float
     error: str | None
@@ -51,7 +70,9 @@ class ChapterRun:
 
 
 def execute_chapter(path: str | os.PathLike, timeout: int = 900) -> ChapterRun:
-    """Execute one chapter (``.py`` or ``.ipynb``) top to bottom in a fresh kernel."""
+    """Execute one chapter (``.py`` or ``.ipynb``) top to bottom in a fresh kernel (``timeout``
+    seconds per cell). Cost: the chapter's own run time plus a kernel start (about a second).
+    Not a doctest: executing a chapter takes seconds to minutes (``spectral-lab sync`` and ``spectral-lab book`` call it; ``tests/test_cli_book.py`` tests it)."""
     import jupytext
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
@@ -87,7 +108,16 @@ def execute_chapter(path: str | os.PathLike, timeout: int = 900) -> ChapterRun:
 
 
 def clean_notebook(nb):
-    """Drop per-run noise (widget state, execution timestamps) so re-runs diff cleanly."""
+    """Drop per-run noise (widget state, execution timestamps) so re-runs diff cleanly.
+
+    Example:
+        >>> import nbformat
+        >>> nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+        >>> nb.metadata["widgets"] = {}
+        >>> nb = clean_notebook(nb)
+        >>> "widgets" in nb.metadata, nb.cells[0]["id"]
+        (False, 'cell-000')
+    """
     nb.metadata.pop("widgets", None)
     for i, cell in enumerate(nb.cells):
         cell.metadata.pop("execution", None)
@@ -97,7 +127,8 @@ def clean_notebook(nb):
 
 
 def sync_chapter(path: str | os.PathLike, timeout: int = 900) -> ChapterRun:
-    """Execute ``NN_slug.py`` and write the paired ``NN_slug.ipynb`` with fresh outputs."""
+    """Execute ``NN_slug.py`` and write the paired ``NN_slug.ipynb`` with fresh outputs (only when
+    every cell ran). Cost: :func:`execute_chapter`. Not a doctest: executing a chapter takes seconds to minutes (``spectral-lab sync`` and ``spectral-lab book`` call it; ``tests/test_cli_book.py`` tests it)."""
     import nbformat
 
     path = Path(path).with_suffix(".py")
@@ -111,7 +142,8 @@ def sync_chapter(path: str | os.PathLike, timeout: int = 900) -> ChapterRun:
 def build_book(
     out_dir: str | os.PathLike = "build/book", chapters_dir=None, timeout: int = 900, progress=print
 ) -> list[ChapterRun]:
-    """Execute every chapter and write ``out_dir/NN_slug.html`` plus an ``index.html``."""
+    """Execute every chapter and write ``out_dir/NN_slug.html`` plus an ``index.html``.
+    Cost: every chapter's run time. Not a doctest: executing a chapter takes seconds to minutes (``spectral-lab sync`` and ``spectral-lab book`` call it; ``tests/test_cli_book.py`` tests it)."""
     from nbconvert import HTMLExporter
 
     out = Path(out_dir)

@@ -36,13 +36,23 @@ _FOLDER = {"mnist": "MNIST/raw", "cifar10": "cifar-10-batches-py", "cifar100": "
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """A data set's files are missing or corrupt under the resolved data root."""
+    """A data set's files are missing or corrupt under the resolved data root; the message says
+    where it looked and how to fix it. A ``FileNotFoundError``, so ``except FileNotFoundError``
+    catches it too."""
 
 
 class ArrayDataset(Dataset):
     """Inputs and labels held as two tensors; images may be stored as ``uint8`` to save memory.
 
     ``x`` is returned as ``x.float() * scale`` (``scale = 1/255`` for 8-bit images), ``y`` as-is.
+    Tensors stay on the CPU; the library's functions cast and move each batch to the model's
+    device and dtype. Indexing costs one sample; ``tensors()`` one pass.
+
+    Example:
+        >>> ds = ArrayDataset(torch.full((4, 2), 255, dtype=torch.uint8), torch.arange(4),
+        ...                   num_classes=4, name="toy", scale=1 / 255)
+        >>> ds[0][0].tolist(), ds.tensors(2)[1].tolist(), len(ds.subset(3))
+        ([1.0, 1.0], [0, 1], 3)
     """
 
     def __init__(
@@ -102,6 +112,13 @@ class ArrayDataset(Dataset):
 
 
 def default_cache_dir() -> Path:
+    """The per-user cache folder ``$XDG_CACHE_HOME/spectral_lab/data`` (default
+    ``~/.cache/spectral_lab/data``), the last place :func:`resolve_root` looks.
+
+    Example:
+        >>> default_cache_dir().parts[-2:]
+        ('spectral_lab', 'data')
+    """
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "spectral_lab" / "data"
 
@@ -110,7 +127,14 @@ def resolve_root(root: str | os.PathLike | None = None, *, create: bool = False)
     """The data root: ``root`` argument, else ``$SPECTRAL_LAB_DATA``, else the per-user cache.
 
     An explicit root (argument or environment) must exist; the cache folder is created when
-    ``create=True`` (i.e. when downloading).
+    ``create=True`` (i.e. when downloading). Raises :class:`DatasetNotFoundError` for a missing
+    explicit root.
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> resolve_root(d) == Path(d)
+        True
     """
     if root is not None:
         source = "the root argument"
@@ -135,7 +159,12 @@ def resolve_root(root: str | os.PathLike | None = None, *, create: bool = False)
 
 
 def where_is(name: str, root: str | os.PathLike | None = None) -> dict[str, object]:
-    """Where ``name``'s files would be looked for, and whether they are there (for ``info``)."""
+    """Where ``name``'s files would be looked for, and whether they are there (for ``info``).
+
+    Example:
+        >>> where_is("digits")
+        {'name': 'digits', 'path': '(built in)', 'found': True}
+    """
     name = _check_name(name)
     if name not in TORCHVISION:
         return {"name": name, "path": "(built in)", "found": True}
@@ -174,7 +203,14 @@ def load_dataset(
         **kwargs: size options of the synthetic sets (``num_samples``, ``dim``, ``num_classes``,
             ``noise``; the old ``n_samples`` is deprecated).
 
-    Cost: synthetic and digits are instant; MNIST reads ~55 MB, CIFAR ~180 MB.
+    Cost: synthetic and digits are instant; MNIST reads ~55 MB, CIFAR ~180 MB. The tensors live on
+    the CPU (images as ``uint8`` scaled to ``[0, 1]`` float32 on access, labels ``int64``); every
+    library function casts and moves the batches it reads to the model's device and dtype.
+
+    Example:
+        >>> ds = load_dataset("teacher", num_samples=64, dim=5, num_classes=3)
+        >>> len(ds), ds.input_shape, ds.num_classes
+        (64, (5,), 3)
     """
     rename_kwargs(kwargs, {"n_samples": "num_samples"}, "load_dataset")
     name = _check_name(name)

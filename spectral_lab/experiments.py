@@ -1,13 +1,15 @@
-"""A reproducible study: standard versus spectrally regularised ("stable") models (spec §7, §8).
+"""A reproducible study: standard versus spectrally regularised ("stable") models, after the
+experiments of "A Unified Matrix-Spectral Framework for Stability and Interpretability in Deep Learning" (Katende 2026).
 
 For one data set and model, :func:`run_study` trains, for every seed, a *standard* model and a
 *stable* one (same seed, same data order, plus a spectral penalty from
 :mod:`spectral_lab.regularizers`), then measures on ``n_eval`` test points:
 
 * ``accuracy`` — on the whole test split;
-* ``SE`` — mean per-sample spectral entropy of ``J_f(x)`` (energy normalisation, spec §4.1 E2) in
-  base ``entropy_base`` (default 2, bits: the only base in which the paper's 3.10 fits a 10-class
-  Jacobian, spec §8.2a);
+* ``SE`` — mean per-sample spectral entropy of ``J_f(x)`` (energy normalisation
+  ``p_k = sigma_k^2 / sum_j sigma_j^2``) in base ``entropy_base`` (default 2, bits: the only base
+  in which the paper's reported 3.10 fits a 10-class Jacobian, whose entropy is at most
+  ``log 10``, 2.30 nats or 3.32 bits);
 * ``ACN`` — median over samples of ``kappa_attr = sigma_1 / median_k sigma_k``;
 * ``sigma1`` — median over samples of ``sigma_1(J_f(x))``;
 * per noise scale ``s`` (``delta ~ N(0, s^2 I)``, pixel units, ``n_draws`` draws): ``FD`` (squared
@@ -20,14 +22,11 @@ values) plus every per-sample array. Each (variant, seed) run is cached on disk 
 (default ``~/.cache/spectral_lab/studies``), keyed by everything that changes it, so a chapter can
 re-plot, and a strength sweep reuse the standard models, without retraining.
 
-Everything here is a choice, not from the paper (spec §8.4): the paper's model, regulariser,
+Everything here is a choice, not from the paper: the paper's model, regulariser,
 strength, perturbation scale, SE base and FD definition are unknown. The only numbers the paper is
 known to report are in :data:`PAPER_REPORTED`.
 
-Example:
-    >>> cfg = study_preset("digits", quick=True)
-    >>> res = run_study(cfg, cache_dir=False, progress=False)   # doctest: +SKIP
-    >>> print(res.format_table())                                 # doctest: +SKIP
+Example: see :func:`run_study` (a whole study in a few seconds).
 """
 
 from __future__ import annotations
@@ -45,6 +44,7 @@ import numpy as np
 import torch
 
 from . import __version__ as _version
+from ._results import Result
 from .attribution import attribution_instability, upper_envelope
 from .data import default_cache_dir, load_dataset
 from .jacobians import input_jacobian
@@ -73,7 +73,15 @@ CACHE_FORMAT = "spectral_lab.study-run/3"
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """Everything that defines a study (all defaults are choices, not from the paper)."""
+    """Everything that defines a study (all defaults are choices, not from the paper).
+
+    The ``n_*`` fields keep their names (they key the on-disk cache and the stored studies).
+
+    Example:
+        >>> cfg = StudyConfig(epochs=1).replace(seeds=(0,))
+        >>> cfg.seeds, cfg.run_key("standard", 0) == cfg.replace(strength=9.0).run_key("standard", 0)
+        ((0,), True)
+    """
 
     dataset: str = "digits"
     model: str = "mlp"
@@ -115,11 +123,15 @@ class StudyConfig:
 
 
 def study_preset(dataset: str, quick: bool = False) -> StudyConfig:
-    """The settings ``spectral-lab reproduce`` uses (spec §8.4 protocol; choices, not the paper's).
+    """The settings ``spectral-lab reproduce`` uses (choices, not the paper's).
 
     Full: MNIST — MLP 784-256-256-10, 5 epochs, seeds 0-2; CIFAR — 3-conv CNN (32-64-128), 10
     epochs; digits — MLP 64-128-128-10, 30 epochs. ``quick`` shrinks data, epochs and seeds so the
     MNIST run takes seconds (for CI).
+
+    Example:
+        >>> study_preset("mnist").model_kwargs, study_preset("digits", quick=True).seeds
+        ({'width': 256, 'depth': 3}, (0, 1))
     """
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
@@ -188,7 +200,14 @@ def _jacobian_entropy(J: torch.Tensor, base: float) -> torch.Tensor:
 
 
 def load_study_data(cfg: StudyConfig):
-    """``(train_set, test_set)`` for ``cfg`` (raises ``DatasetNotFoundError`` when files are absent)."""
+    """``(train_set, test_set)`` for ``cfg`` (raises ``DatasetNotFoundError`` when files are absent).
+    CPU tensors, as :func:`~spectral_lab.data.load_dataset` returns them.
+
+    Example:
+        >>> train_set, test_set = load_study_data(StudyConfig(n_train=100))
+        >>> len(train_set), len(test_set)
+        (100, 360)
+    """
     train_set = load_dataset(cfg.dataset, "train", cfg.data_root, verify=cfg.verify)
     test_set = load_dataset(cfg.dataset, "test", cfg.data_root, verify=cfg.verify)
     if cfg.n_train is not None:
@@ -227,7 +246,7 @@ def _run_one(cfg: StudyConfig, variant: str, seed: int, train_set, test_set, pro
         model,
         x,
         cfg.scales,
-        n_draws=cfg.n_draws,
+        num_draws=cfg.n_draws,
         method=cfg.method,
         fd_pca_dim=cfg.fd_pca_dim,
         fd_normalize=cfg.fd_normalize,
@@ -267,8 +286,9 @@ def _run_one(cfg: StudyConfig, variant: str, seed: int, train_set, test_set, pro
 
 
 @dataclass(frozen=True)
-class StudyResult:
-    """Per-(variant, seed) run records and the tidy table built from them."""
+class StudyResult(Result):
+    """Per-(variant, seed) run records and the tidy table built from them. Returned by
+    :func:`run_study`; ``to_dict()`` gives plain Python (tensors become lists)."""
 
     config: StudyConfig
     runs: dict = field(repr=False)  # (variant, seed) -> record dict
@@ -364,7 +384,12 @@ def _pm(r: dict) -> str:
 
 
 def paper_table(dataset: str = "cifar10") -> str:
-    """The paper's reported numbers (spec §8.2a) as text, with provenance."""
+    """The paper's reported numbers (:data:`PAPER_REPORTED`) as text, with provenance.
+
+    Example:
+        >>> paper_table("cifar10").split(". Source")[0]
+        'paper (cifar10, reported; definitions unknown): SE 3.101 -> 3.102, FD 220.445 -> 51.165 (FD ratio 0.232)'
+    """
     rep = PAPER_REPORTED.get(dataset) or {}
     if not rep:
         return (
@@ -393,7 +418,25 @@ def run_study(
     ``~/.cache/spectral_lab/studies``; False: no cache). ``force`` retrains even when cached.
     ``data``: ``(train_set, test_set)`` to use instead of loading ``cfg.dataset``.
     Cost: ``2 * len(seeds)`` trainings (the stable one pays the penalty's cost per step, see
-    :mod:`spectral_lab.regularizers`) plus the attribution study on ``n_eval`` points.
+    :mod:`spectral_lab.regularizers`) plus the attribution study on ``n_eval`` points. Runs on
+    the CPU (the models are built there); the records hold CPU tensors.
+
+    Example: a whole (tiny) study, its claims and its stored summary.
+        >>> import tempfile
+        >>> cfg = StudyConfig(model_kwargs={"width": 16, "depth": 2}, epochs=1, seeds=(0, 1),
+        ...                   scales=(0.05,), n_eval=40, n_draws=2, fd_pca_dim=4, n_boot=20)
+        >>> res = run_study(cfg, cache_dir=False, progress=False)
+        >>> sorted(res.runs), [r["metric"] for r in res.table()][:3]
+        ([('stable', 0), ('stable', 1), ('standard', 0), ('standard', 1)], ['accuracy', 'SE', 'ACN'])
+        >>> claims = assess_claims(res)
+        >>> all(c.verdict in ("supported", "mixed", "inconclusive", "not supported") for c in claims)
+        True
+        >>> entropy_instability_relation(res)["n"]
+        [40, 40]
+        >>> path = tempfile.mkdtemp() + "/study.json"
+        >>> _ = save_study_summary(res, path, command="doctest")
+        >>> format_summary_table(load_study_summary(path)).split()[:3]
+        ['metric', 'scale', 'standard']
     """
     if cfg.dataset not in DATASETS and data is None:
         raise ValueError(f"dataset must be one of {DATASETS}, got {cfg.dataset!r}")
@@ -432,7 +475,13 @@ def cached_study(
     cfg: StudyConfig, cache_dir: str | os.PathLike | None = None
 ) -> StudyResult | None:
     """The :class:`StudyResult` of ``cfg`` if *every* run is in the cache, else ``None`` (never
-    trains). ``cache_dir`` as in :func:`run_study`."""
+    trains). ``cache_dir`` as in :func:`run_study`. Cost: reading the cached records.
+
+    Example:
+        >>> import tempfile
+        >>> cached_study(StudyConfig(seeds=(0,)), cache_dir=tempfile.mkdtemp()) is None
+        True
+    """
     folder = _cache_dir(cache_dir)
     paths = [
         folder / f"{cfg.dataset}-{cfg.run_key(v, s)}.pt"
@@ -450,7 +499,10 @@ def cached_study(
 def strength_sweep(
     cfg: StudyConfig, strengths: Sequence[float], **kwargs
 ) -> dict[float, StudyResult]:
-    """:func:`run_study` at several strengths (standard runs are shared through the cache)."""
+    """:func:`run_study` at several strengths (standard runs are shared through the cache).
+
+    Cost: ``len(seeds)`` standard trainings (once, if cached) plus ``len(strengths) * len(seeds)``
+    stable ones. Example: see :func:`run_study`, which runs a whole tiny study."""
     return {float(s): run_study(cfg.replace(strength=float(s)), **kwargs) for s in strengths}
 
 
@@ -467,12 +519,12 @@ WEAK_RHO = 0.3
 FD_SUBSTANTIAL = 0.5
 #: "changes little": |Delta SE| at most this many seed-to-seed standard deviations
 SE_SEED_SDS = 2.0
-#: "modest": the accuracy cost (points) whose upper confidence bound must stay below it (spec §8.4)
+#: "modest": the accuracy cost (points) whose upper confidence bound must stay below it
 ACC_POINTS = 1.0
 
 
 @dataclass(frozen=True)
-class Claim:
+class Claim(Result):
     """One of the paper's claims, what this run says about it, why, and the statistics behind it.
 
     ``verdict`` is ``"supported"``, ``"mixed"`` (part of a two-part claim holds),
@@ -501,6 +553,12 @@ def rho_heterogeneity(rhos: Sequence[float], ns: Sequence[int]) -> dict:
     ``Q = sum w_i (z_i - z_bar)^2`` is chi-square with ``k - 1`` degrees of freedom when all seeds
     share one correlation (p from ``scipy.stats.chi2``). Also returns the pooled (inverse-variance
     weighted) rho with its ``1 - ALPHA`` interval. ``k = 1`` gives ``Q = 0, p = 1``.
+    Cost: ``O(k)``; NumPy/SciPy float64.
+
+    Example: equal correlations are perfectly homogeneous.
+        >>> h = rho_heterogeneity([0.5, 0.5, 0.5], [100, 100, 100])
+        >>> round(h["Q"], 12), round(h["p"], 6), round(h["pooled_rho"], 6)
+        (0.0, 1.0, 0.5)
     """
     from scipy.stats import chi2, norm
 
@@ -535,7 +593,8 @@ def entropy_instability_relation(
     res: StudyResult, variant: str = "standard", scale: float | None = None, bins: int = 6
 ) -> dict:
     """Per seed: Spearman rho of per-sample SE vs Delta_grad (with scipy's p-value), the upper
-    envelope's trend, and the heterogeneity test of the rhos (:func:`rho_heterogeneity`)."""
+    envelope's trend, and the heterogeneity test of the rhos (:func:`rho_heterogeneity`).
+    Cost: one sort per seed. Example: see :func:`run_study`, which runs a whole tiny study."""
     from scipy.stats import spearmanr
 
     i = len(res.config.scales) // 2 if scale is None else res.config.scales.index(scale)
@@ -563,7 +622,18 @@ def envelope_trend_bootstrap(
 ) -> np.ndarray:
     """``upper_envelope(x[row], y[row], bins, q).trend`` for every row of the index array ``idx``
     (``(B, n)``), vectorised over rows: the same equal-count bins, medians, quantiles and Spearman
-    trend (average ranks) as :func:`spectral_lab.attribution.upper_envelope`."""
+    trend (average ranks) as :func:`spectral_lab.attribution.upper_envelope`.
+    Cost: ``O(B n log n)`` for ``B`` rows; NumPy/SciPy float64.
+
+    Example: the vectorised trends equal the one-at-a-time ones.
+        >>> from spectral_lab.attribution import upper_envelope
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.random(60), rng.random(60)
+        >>> idx = rng.integers(0, 60, (3, 60))
+        >>> fast = envelope_trend_bootstrap(x, y, idx)
+        >>> bool(np.allclose(fast, [upper_envelope(x[i], y[i], bins=6).trend for i in idx]))
+        True
+    """
     from scipy.stats import rankdata
 
     x, y = np.asarray(x, dtype=float)[idx], np.asarray(y, dtype=float)[idx]
@@ -634,7 +704,7 @@ def assess_claims(res: StudyResult, scale: float | None = None, seed: int = 0) -
        with one seed, iff the bootstrap interval contains 0.
     3. **Modest accuracy cost.** Effect: per-seed paired drop in points; ``t`` interval over seeds
        (``scipy.stats.t``, ``k - 1`` degrees of freedom). Supported iff the upper end is below
-       ``ACC_POINTS`` = 1 point (spec §8.4); not supported iff the lower end is at or above it;
+       ``ACC_POINTS`` = 1 point; not supported iff the lower end is at or above it;
        otherwise (or with one seed) inconclusive.
     4. **Per-sample SE–Delta_grad correlation is weak and seed dependent.** Weak iff the pooled
        Spearman rho's interval lies inside ``(-WEAK_RHO, WEAK_RHO)``; seed dependent iff Cochran's
@@ -644,6 +714,9 @@ def assess_claims(res: StudyResult, scale: float | None = None, seed: int = 0) -
     5. **Entropy bounds the unstable regime** (falling 95 % envelope of Delta_grad vs SE). Effect:
        the mean over seeds of the envelope trend; bootstrap interval over points. Supported iff
        the interval lies below 0; not supported iff above 0; otherwise inconclusive.
+
+    Cost: a few thousand bootstrap resamples of ``n_eval`` points; NumPy/SciPy float64.
+    Example: see :func:`run_study`, which runs a whole tiny study.
     """
     from scipy.stats import t as student_t
 
@@ -771,6 +844,12 @@ def assess_claims(res: StudyResult, scale: float | None = None, seed: int = 0) -
 
 
 def format_claims(claims: Sequence[Claim]) -> str:
+    """One line per claim: ``- [verdict] claim — evidence``.
+
+    Example:
+        >>> print(format_claims([Claim("SE bounds typical sensitivity", "supported", "by theorem")]))
+        - [supported] SE bounds typical sensitivity — by theorem
+    """
     return "\n".join(f"- {c!r}" for c in claims)
 
 
@@ -790,7 +869,7 @@ def _jsonable(x):
 
 def study_summary(res: StudyResult, **claims_kwargs) -> dict:
     """A small JSON-safe record of a study: config, the tidy table and the claims with their
-    statistics (no per-sample arrays, no images, no weights)."""
+    statistics (no per-sample arrays, no images, no weights). Example: see :func:`run_study`, which runs a whole tiny study."""
     return _jsonable(
         {
             "format": SUMMARY_FORMAT,
@@ -806,7 +885,8 @@ def study_summary(res: StudyResult, **claims_kwargs) -> dict:
 
 
 def save_study_summary(res: StudyResult, path: str | os.PathLike, command: str) -> dict:
-    """Write :func:`study_summary` with the ``command`` that produced it and today's UTC date."""
+    """Write :func:`study_summary` with the ``command`` that produced it and today's UTC date.
+    Example: see :func:`run_study`, which runs a whole tiny study."""
     import datetime
 
     d = study_summary(res)
@@ -819,7 +899,8 @@ def save_study_summary(res: StudyResult, path: str | os.PathLike, command: str) 
 
 
 def load_study_summary(path: str | os.PathLike) -> dict:
-    """Read a summary written by :func:`save_study_summary` (checks its format tag)."""
+    """Read a summary written by :func:`save_study_summary` (checks its format tag).
+    Example: see :func:`run_study`, which runs a whole tiny study."""
     d = json.loads(Path(path).read_text())
     if d.get("format") != SUMMARY_FORMAT:
         raise ValueError(f"{path} is not a {SUMMARY_FORMAT} file (format {d.get('format')!r})")
@@ -827,7 +908,8 @@ def load_study_summary(path: str | os.PathLike) -> dict:
 
 
 def format_summary_table(summary: dict) -> str:
-    """The stored table as text: metric, scale, standard and stable (mean ± std), ratio."""
+    """The stored table as text: metric, scale, standard and stable (mean ± std), ratio.
+    Example: see :func:`run_study`, which runs a whole tiny study."""
     rows = summary["table"]
     std = {(r["metric"], r["scale"]): r for r in rows if r["variant"] == "standard"}
     lines = [f"{'metric':<14}{'scale':>7}  {'standard':>20}  {'stable':>20}  {'stable/std':>10}"]

@@ -6,7 +6,7 @@ this on every run) and to try a pipeline offline. The images are random; only th
 Example:
     >>> import tempfile
     >>> root = tempfile.mkdtemp()
-    >>> _ = write_fake_mnist(root, n_train=20, n_test=10)
+    >>> _ = write_fake_mnist(root, num_train=20, num_test=10)
     >>> load_dataset("mnist", "test", root=root).x.shape
     torch.Size([10, 1, 28, 28])
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._deprecate import renamed_kwargs
 from .data import load_dataset  # noqa: F401  (used in the docstring example)
 
 
@@ -31,27 +32,41 @@ def _idx(path: Path, array: np.ndarray) -> None:
         f.write(array.astype(np.uint8).tobytes())
 
 
+@renamed_kwargs(n_train="num_train", n_test="num_test")
 def write_fake_mnist(
-    root: str | os.PathLike, n_train: int = 64, n_test: int = 32, seed: int = 0
+    root: str | os.PathLike, num_train: int = 64, num_test: int = 32, seed: int = 0
 ) -> Path:
-    """Write ``root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (uncompressed IDX)."""
+    """Write ``root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (uncompressed IDX):
+    ``num_train`` and ``num_test`` random 28x28 uint8 images with labels 0-9, drawn with NumPy
+    from ``seed``. Cost: ``784 (num_train + num_test)`` bytes written. Returns the ``raw`` folder.
+    Example: see the module docstring."""
     rng = np.random.default_rng(seed)
     raw = Path(root) / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
+    for prefix, n in (("train", num_train), ("t10k", num_test)):
         _idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
         _idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
     return raw
 
 
+@renamed_kwargs(n_per_batch="num_per_batch")
 def write_fake_cifar(
-    root: str | os.PathLike, which: str = "cifar10", n_per_batch: int = 20, seed: int = 0
+    root: str | os.PathLike, which: str = "cifar10", num_per_batch: int = 20, seed: int = 0
 ) -> Path:
     """Write CIFAR-10 (``cifar-10-batches-py``) or CIFAR-100 (``cifar-100-python``) pickles.
 
     The files have the real names, keys and layouts (``data``: uint8 ``(n, 3072)`` rows in
     channel-major order; ``labels`` / ``fine_labels``; a meta file), but not the real MD5 sums:
-    load them with ``load_dataset(..., verify=False)``.
+    load them with ``load_dataset(..., verify=False)``. Each batch file holds ``num_per_batch``
+    random images (NumPy, from ``seed``). Cost: ``3072 num_per_batch`` bytes per file. Returns the
+    folder.
+
+    Example:
+        >>> import tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> _ = write_fake_cifar(root, "cifar10", num_per_batch=4)
+        >>> load_dataset("cifar10", "train", root=root, verify=False).x.shape
+        torch.Size([20, 3, 32, 32])
     """
     rng = np.random.default_rng(seed)
     if which == "cifar10":
@@ -69,8 +84,8 @@ def write_fake_cifar(
     folder.mkdir(parents=True, exist_ok=True)
     for name in files:
         batch = {
-            "data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
-            label_key: rng.integers(0, classes, n_per_batch).tolist(),
+            "data": rng.integers(0, 256, (num_per_batch, 3072), dtype=np.uint8),
+            label_key: rng.integers(0, classes, num_per_batch).tolist(),
         }
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f)

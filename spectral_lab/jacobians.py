@@ -138,7 +138,8 @@ def parameter_jacobian(
 
     Route: ``vmap(jacrev(f(theta, x_n)))`` over samples (torch.func), ``chunk_size`` samples at a
     time to bound memory. Columns follow ``model.named_parameters()``; for a bias-free MLP the block
-    of layer ``l`` is ``h_{l-1}(x)^T (x) G_l(x)`` (spec 3.2). Cost: ``N C`` reverse passes, memory
+    of layer ``l`` is ``h_{l-1}(x)^T (x) G_l(x)`` (input to the layer times the backpropagated
+    output gradient ``G_l = d f / d z_l``). Cost: ``N C`` reverse passes, memory
     ``O(chunk C p)`` plus the ``N C p`` result. Model evaluated in eval mode. Runs on the device
     and dtype of the model's parameters; inputs are cast to them.
 

@@ -54,7 +54,13 @@ class LinearOperator:
     """A symmetric ``dim x dim`` operator given by ``matvec`` (and optionally a batched ``matmat``).
 
     ``A @ v`` works for ``v`` of shape ``(dim,)`` or ``(dim, b)``; ``n_products`` counts the
-    matrix-vector products spent so far (a block of ``b`` columns counts ``b``).
+    matrix-vector products spent so far (a block of ``b`` columns counts ``b``). Vectors live on
+    ``device`` in ``dtype`` (default: CPU, torch's default dtype). Cost: that of ``matvec``.
+
+    Example:
+        >>> op = LinearOperator(lambda v: 2 * v, dim=3)
+        >>> (op @ torch.ones(3)).tolist(), op.dense().diagonal().tolist(), op.n_products
+        ([2.0, 2.0, 2.0], [2.0, 2.0, 2.0], 4)
     """
 
     def __init__(
@@ -114,7 +120,15 @@ def as_operator(
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
 ) -> LinearOperator:
-    """Wrap a dense symmetric tensor or a callable as a :class:`LinearOperator`."""
+    """Wrap a dense symmetric tensor or a callable as a :class:`LinearOperator`.
+
+    A tensor keeps its device and dtype; a callable gets ``dim``, ``dtype`` and ``device``.
+    Cost: none until products are asked for.
+
+    Example:
+        >>> as_operator(torch.eye(3, dtype=torch.float64))
+        LinearOperator(matrix, dim=3, dtype=torch.float64, device=cpu, products so far=0)
+    """
     if isinstance(A, LinearOperator):
         return A
     if isinstance(A, torch.Tensor):
@@ -207,6 +221,8 @@ def power_iteration(
     One product per iteration; convergence rate ``|lambda_{i+1} / lambda_i|`` per step, so close
     eigenvalues cost many products -- :func:`lanczos` is the better default. ``max_iter`` is per
     eigenpair. Cost: ``matvecs`` products, memory ``O(k dim)``.
+
+    Runs on the device and dtype of the operator ``A``.
 
     Example:
         >>> power_iteration(torch.diag(torch.tensor([3.0, 1.0, 0.5])), k=1).eigenvalues
@@ -303,6 +319,8 @@ def lanczos(
     largest magnitude. If the Krylov space becomes invariant the method restarts with a fresh random
     vector orthogonal to it. Cost: ``m`` products plus ``O(m^2 dim)`` for the reorthogonalisation;
     memory ``O(m dim)`` with ``m <= max_iter`` (default ``min(dim, max(100, 10 k))``).
+
+    Runs on the device and dtype of the operator ``A``.
 
     Example:
         >>> lanczos(torch.diag(torch.tensor([-5.0, 1.0, 2.0])), k=1, which="SA").eigenvalues
@@ -444,6 +462,8 @@ def hutchinson(
     probes (``2 sum_{i!=j} A_ij^2 / m`` for Rademacher), so error ``O(1/sqrt(m))``. Products are
     taken in blocks of ``chunk_size`` columns (all at once by default). Cost: ``m`` products.
 
+    Runs on the device and dtype of the operator ``A``.
+
     Example:
         >>> hutchinson(torch.eye(50, dtype=torch.float64), 10).estimate
         50.0
@@ -479,6 +499,8 @@ def hutchpp(
     ``O(1/m)`` rather than ``O(1/sqrt(m))`` for matrices with decaying spectra (e.g. Hessians).
     ``std_error`` covers the Hutchinson part (the sketched part is exact given ``Q``).
     Cost: ``m`` products (``m >= 3``) plus ``O(m^2 dim)`` orthogonalisation.
+
+    Runs on the device and dtype of the operator ``A``.
 
     Example:
         >>> round(hutchpp(torch.diag(torch.arange(1.0, 31.0)), 93).estimate)  # sketch spans R^30: exact
@@ -554,6 +576,8 @@ def spectral_density(
     ``(max theta - min theta) / num_steps``, a choice, not from a paper of this course) gives the
     density. All probes run together as one block, so each step is one batched product.
     Cost: ``num_probes * num_steps`` products, memory ``O(num_probes num_steps dim)``.
+
+    Runs on the device and dtype of the operator ``A``.
 
     Example:
         >>> d = spectral_density(torch.diag(torch.linspace(0, 1, 200)), 4, 20)

@@ -1,9 +1,12 @@
 """The empirical Neural Tangent Kernel, its spectrum, and linearised training dynamics.
 
-Spec 3.3: the scalar NTK ``K(x_i, x_j) = <J_theta(x_i), J_theta(x_j)>_F = tr(J_i J_j^T)`` (n x n)
-and the block NTK ``K~_ij = J_i J_j^T`` (C x C blocks, an nC x nC matrix once flattened with
-:func:`block_to_matrix`); ``K_ij = tr K~_ij``. The dynamics of spec 6.6 (loss
-``1/2 sum_i ||f(x_i) - y_i||^2``, residual ``r = f(X) - Y``) are governed by ``K~``.
+The scalar NTK ``K(x_i, x_j) = <J_theta(x_i), J_theta(x_j)>_F = tr(J_i J_j^T)`` (n x n) and the
+block NTK ``K~_ij = J_i J_j^T`` (C x C blocks, an nC x nC matrix once flattened with
+:func:`block_to_matrix`); ``K_ij = tr K~_ij`` (Jacot, Gabriel & Hongler 2018, "Neural Tangent
+Kernel: Convergence and Generalization in Neural Networks"). Gradient descent on the sum loss
+``1/2 sum_i ||f(x_i) - y_i||^2`` (residual ``r = f(X) - Y``) of the linearised model is governed by
+``K~`` (Lee et al. 2019, "Wide Neural Networks of Any Depth Evolve as Linear Models Under Gradient
+Descent"): ``r_k = (I - eta K~)^k r_0``.
 
 Every function evaluates the model in eval mode (dropout off, batch-norm on running statistics)
 and restores its mode afterwards. Runs on the device and dtype of the model's parameters; inputs
@@ -58,7 +61,15 @@ def _num_outputs(model: nn.Module, x: torch.Tensor) -> int:
 
 
 def block_to_matrix(K: torch.Tensor) -> torch.Tensor:
-    """Flatten block NTK ``(N1, N2, C, C)`` to the ``(N1 C, N2 C)`` matrix, index ``n C + c``."""
+    """Flatten block NTK ``(N1, N2, C, C)`` to the ``(N1 C, N2 C)`` matrix, index ``n C + c``.
+
+    Cost: one copy. Runs on the device and dtype of its input.
+
+    Example: the trace of each ``C x C`` block is the scalar NTK.
+        >>> Kb = torch.arange(16.0).reshape(2, 2, 2, 2)
+        >>> block_to_matrix(Kb)[0].tolist()
+        [0.0, 1.0, 4.0, 5.0]
+    """
     if K.dim() != 4:
         raise ValueError(f"K must be a block NTK of shape (N1, N2, C, C), got {tuple(K.shape)}")
     n1, n2, c, d = K.shape
@@ -108,8 +119,8 @@ def ntk_gram(
 ) -> torch.Tensor:
     """Empirical NTK Gram between ``x1`` and ``x2`` (default ``x2 = x1``).
 
-    ``kind="scalar"``: ``K[i, j] = tr(J(x1_i) J(x2_j)^T)``, shape ``(N1, N2)`` (spec 3.3, the
-    reported default). ``kind="block"``: ``K[i, j] = J(x1_i) J(x2_j)^T``, shape ``(N1, N2, C, C)``.
+    ``kind="scalar"``: ``K[i, j] = tr(J(x1_i) J(x2_j)^T)``, shape ``(N1, N2)`` (the
+    default). ``kind="block"``: ``K[i, j] = J(x1_i) J(x2_j)^T``, shape ``(N1, N2, C, C)``.
 
     Methods (after the torch.func NTK recipes):
 
@@ -289,7 +300,7 @@ def ntk_eigs(
     )
 
 
-# --- linearised dynamics (spec 6.6) ------------------------------------------------------------
+# --- linearised dynamics (Lee et al. 2019) ------------------------------------------------------------
 
 
 def _sym(K: torch.Tensor, name: str = "K") -> torch.Tensor:
@@ -312,10 +323,11 @@ def linearized_residuals(K: torch.Tensor, r0: torch.Tensor, lr: float, steps: in
     """Predicted residuals ``r_k = (I - eta K~)^k r_0`` for ``k = 0..steps``: ``(steps+1, n)``.
 
     Gradient descent with step ``eta`` on ``1/2 sum ||f_lin(x_i) - y_i||^2`` for the linearised model
-    (spec 6.6). Computed in the eigenbasis ``K~ = U diag(lambda) U^T``:
+    (see the module docstring). Computed in the eigenbasis ``K~ = U diag(lambda) U^T``:
     ``r_k = U diag((1 - eta lambda)^k) U^T r_0``; it converges iff ``eta < 2 / lambda_max`` (on the
     range of ``K~``). ``K`` is ``(n, n)`` (scalar NTK, or flattened block NTK) or block
-    ``(N, N, C, C)``; ``r0`` is flat ``(n,)`` in the same ordering. Cost: one ``eigh``.
+    ``(N, N, C, C)``; ``r0`` is flat ``(n,)`` in the same ordering. Cost: one ``eigh``, ``O(n^3)``.
+    Runs on the device and dtype of ``K`` (``r0`` is cast to them).
 
     Example:
         >>> linearized_residuals(torch.eye(2), torch.ones(2), 0.5, 2)[-1]
@@ -336,7 +348,9 @@ def linearized_residuals(K: torch.Tensor, r0: torch.Tensor, lr: float, steps: in
 
 def label_noise_filter(eigenvalues: torch.Tensor, lr: float, steps: int) -> torch.Tensor:
     """Fraction ``1 - (1 - eta lambda_i)^k`` of label noise along eigen-direction ``i`` fitted after
-    ``k = steps`` steps (spec 6.6): large-eigenvalue directions are fitted first.
+    ``k = steps`` steps of the linearised dynamics: large-eigenvalue directions are fitted first.
+
+    Cost: ``O(n)``. Runs on the device and dtype of its input.
 
     Example:
         >>> label_noise_filter(torch.tensor([1.0, 0.01]), 0.5, 10)
@@ -349,8 +363,10 @@ def label_noise_filter(eigenvalues: torch.Tensor, lr: float, steps: int) -> torc
 
 def label_noise_response(K: torch.Tensor, dy: torch.Tensor, lr: float, steps: int) -> torch.Tensor:
     """Change of the training-set fit after ``k = steps`` steps when labels move by ``dy``:
-    ``Delta f_k = (I - (I - eta K~)^k) dy`` (spec 6.6); ``||Delta f_k|| <= min(1, k eta
+    ``Delta f_k = (I - (I - eta K~)^k) dy`` (linearised dynamics); ``||Delta f_k|| <= min(1, k eta
     lambda_max) ||dy||`` for ``eta <= 1/lambda_max``. Shape ``(n,)``.
+
+    Cost: one ``eigh``, ``O(n^3)``. Runs on the device and dtype of ``K`` (``dy`` is cast to them).
 
     Example:
         >>> label_noise_response(torch.eye(2), torch.ones(2), 0.5, 1)
@@ -377,7 +393,7 @@ def gd_residuals(
     parameters; inputs are cast to them.
 
     ``linearized=False`` trains the network itself; ``linearized=True`` trains its linearisation
-    ``f_lin(x; theta) = f(x; theta_0) + J_theta(x)(theta - theta_0)`` (spec 6.6), whose residuals
+    ``f_lin(x; theta) = f(x; theta_0) + J_theta(x)(theta - theta_0)``, whose residuals
     equal :func:`linearized_residuals` of the block NTK exactly. Stops early (rows filled with
     ``inf``) if the residual overflows. Cost per step: one VJP and one forward (or JVP) pass.
 

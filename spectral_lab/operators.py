@@ -1,4 +1,4 @@
-"""A network at one input as a product of linear operators (spec §3.1, §6.1).
+"""A network at one input as a product of linear operators.
 
 By the chain rule, a network ``f = z_L`` built from affine maps and coordinate-wise activations has
 the input Jacobian
@@ -6,7 +6,8 @@ the input Jacobian
     J_f(x) = W_L D_{L-1}(x) W_{L-1} ... D_1(x) W_1,      D_l(x) = diag(phi'(z_l(x))),
 
 exact for smooth ``phi`` and almost everywhere for ReLU-type ``phi`` (biases enter only through
-``D_l``). :func:`operator_product` walks ``model.layers`` and returns the factors in the order they
+``D_l``). This product is the starting point of "A Unified Matrix-Spectral Framework for Stability
+and Interpretability in Deep Learning" (Katende 2026). :func:`operator_product` walks ``model.layers`` and returns the factors in the order they
 act: dense weights (``nn.Linear``), matrix-free convolutions (``nn.Conv2d``) with ``.dense()`` for
 small inputs, pooling (max pool = a 0/1 selection matrix at ``x``; average pool = a fixed linear
 map), the diagonal gates, and residual blocks ``h + scale * branch(h)`` as ``I + scale * J_branch``.
@@ -41,7 +42,8 @@ __all__ = [
     "operator_product",
 ]
 
-# sup_z |phi'(z)| for the supported activations (used by the data-free bound of spec §6.2).
+# sup_z |phi'(z)| for the supported activations (used by the data-free bound
+# ||J_f(x)||_2 <= prod_k sup_x ||F_k(x)||_2).
 # GELU: max of Phi(z) + z phi(z), at z = sqrt(2); SiLU: max of s + z s (1 - s), at z ~ 2.3994.
 ACTIVATION_SUP_DERIVATIVE = {
     "ReLU": 1.0,
@@ -59,10 +61,11 @@ def activation_derivative(module: nn.Module, z: torch.Tensor) -> torch.Tensor:
     """``phi'(z)`` elementwise, in closed form, for ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU.
 
     ReLU-type derivatives at the kink follow PyTorch's convention (``phi'(0) = 0`` for ReLU, the
-    negative slope for LeakyReLU). Cost ``O(numel)``.
+    negative slope for LeakyReLU). Cost ``O(numel)``. Runs on the device and dtype of ``z``.
 
-    >>> activation_derivative(nn.Tanh(), torch.zeros(2)).tolist()
-    [1.0, 1.0]
+    Example:
+        >>> activation_derivative(nn.Tanh(), torch.zeros(2)).tolist()
+        [1.0, 1.0]
     """
     if isinstance(module, nn.ReLU):
         return (z > 0).to(z.dtype)
@@ -103,7 +106,8 @@ class Factor:
 
     ``kind`` is ``"weight"``, ``"gate"``, ``"pool"`` or ``"residual"``. Subclasses implement
     :meth:`matvec` on a batch of row vectors ``(k, n_in) -> (k, n_out)``; :meth:`rmatvec` (the
-    transpose) defaults to a vector-Jacobian product of that linear map.
+    transpose) defaults to a vector-Jacobian product of that linear map. A factor holds tensors
+    on the device and dtype of the model it came from. Example: see :class:`OperatorProduct`.
     """
 
     name: str
@@ -297,6 +301,16 @@ class OperatorProduct:
     ``n_outputs`` (``C``). Methods: ``matvec``/``rmatvec`` (matrix-free ``J v``, ``u J``),
     ``dense()`` (the ``C x d`` Jacobian, built by ``C`` transposed products: cost ``C`` backward
     sweeps), ``partial_products()`` and ``partial_spectra()`` (``F_k ... F_1`` through depth).
+    Built by :func:`operator_product`; runs on the device and dtype of the model it came from.
+
+    Example: the product equals the autograd Jacobian.
+        >>> from spectral_lab import MLP
+        >>> model = MLP(4, 3, width=8, depth=3).double().eval()
+        >>> x = torch.randn(4, dtype=torch.float64)
+        >>> op = operator_product(model, x)
+        >>> J = torch.autograd.functional.jacobian(lambda v: model(v[None])[0], x)
+        >>> torch.allclose(op.dense(), J), op.norm_bound() >= float(torch.linalg.matrix_norm(J, 2))
+        (True, True)
     """
 
     def __init__(self, factors: Sequence[Factor], input_shape: tuple[int, ...], ref: torch.Tensor):
@@ -372,7 +386,7 @@ class OperatorProduct:
         return [f.spectral_norm() for f in self.factors]
 
     def norm_bound(self) -> float:
-        """``prod_k ||F_k||_2`` at this input: the first inequality of spec §6.2."""
+        """``prod_k ||F_k||_2`` at this input, a bound on ``||J_f(x)||_2`` by submultiplicativity."""
         return math.prod(self.factor_norms())
 
     def sup_norm_bound(self) -> float:
@@ -495,15 +509,18 @@ def _as_seq(m: nn.Module) -> Sequence[nn.Module]:
 
 def operator_product(model: nn.Module, x: torch.Tensor) -> OperatorProduct:
     """The network at ONE input ``x`` (shape ``input_shape``, no batch dimension) as the product
-    ``J_f(x) = W_L D_{L-1}(x) ... D_1(x) W_1`` (spec §3.1), walking ``model.layers``.
+    ``J_f(x) = W_L D_{L-1}(x) ... D_1(x) W_1``, walking ``model.layers``.
 
     Cost: one forward pass plus the factors' bookkeeping; every factor is stored matrix-free or as
-    its own (small) dense matrix. ``dense()`` costs ``C`` transposed sweeps.
+    its own (small) dense matrix. ``dense()`` costs ``C`` transposed sweeps. Runs on the device and
+    dtype of the model's parameters; ``x`` must already have them (a ``TypeError`` says how to
+    cast), because the factors are compared with autograd to the last bit.
 
-    >>> from spectral_lab import SmallCNN
-    >>> op = operator_product(SmallCNN(1, 10, image_size=8, channels=(4,)), torch.randn(1, 8, 8))
-    >>> op.names
-    ['W1', 'D1', 'P1', 'W2']
+    Example:
+        >>> from spectral_lab import SmallCNN
+        >>> op = operator_product(SmallCNN(1, 10, image_size=8, channels=(4,)), torch.randn(1, 8, 8))
+        >>> op.names
+        ['W1', 'D1', 'P1', 'W2']
     """
     check_model(model)
     x = check_tensor(x, "x")

@@ -52,7 +52,15 @@ class History(Result):
 def as_tensors(data, device=None, dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x, y)`` from a tuple, an :class:`~spectral_lab.data.ArrayDataset`, a Dataset or a
     DataLoader (all samples, concatenated), cast to ``dtype`` (inputs; integer inputs become
-    ``float32`` when ``dtype`` is None) and moved to ``device``."""
+    ``float32`` when ``dtype`` is None) and moved to ``device``.
+
+    Cost: one pass over ``data`` and a copy of it in memory.
+
+    Example:
+        >>> x, y = as_tensors((torch.zeros(3, 2, dtype=torch.uint8), torch.arange(3)))
+        >>> x.dtype, y.tolist()
+        (torch.float32, [0, 1, 2])
+    """
     mem = _in_memory(data)
     if mem is not None and mem[1] is None:
         raise TypeError("as_tensors needs labels: pass (x, y), a Dataset or a DataLoader")
@@ -79,7 +87,16 @@ def evaluate(
 
     ``loss="mse"`` is ``(1/n) sum_i 1/2 ||f(x_i) - y_i||^2`` (sum over outputs, mean over
     samples), the loss :func:`train` minimises. Runs on the device and dtype of the model's
-    parameters; inputs are cast to them."""
+    parameters; inputs are cast to them. Cost: one forward pass over ``data``.
+
+    Example:
+        >>> lin = torch.nn.Linear(2, 2, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = lin.weight.copy_(torch.eye(2))
+        >>> x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+        >>> evaluate(lin, (x, torch.tensor([0, 1, 1])))[1]  # two of three right
+        0.6666666666666666
+    """
     if legacy:  # the old evaluate(model, data, loss, batch_size) order, for one release
         if len(legacy) > 2:
             raise TypeError("evaluate() takes model, data and keywords loss=, batch_size=")
@@ -147,6 +164,17 @@ def train(
         callback: ``callback(model, step, loss)`` after every optimiser step.
 
     Cost: ``epochs * n / batch_size`` forward/backward passes (plus the extra term's cost).
+
+    Example: with ``loss="mse"`` and plain gradient descent on one full batch, one step is
+    ``theta <- theta - lr * grad((1/n) sum_i 1/2 ||f(x_i) - y_i||^2)``.
+        >>> lin = torch.nn.Linear(1, 1, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = lin.weight.zero_()
+        >>> x, y = torch.ones(4, 1), 2 * torch.ones(4, 1)
+        >>> hist = train(lin, (x, y), loss="mse", optimizer="sgd", lr=0.5, epochs=1,
+        ...              batch_size=4, progress=False)
+        >>> lin.weight.item(), hist.step_loss  # grad = -(y - 0) x = -2, loss = 1/2 * 4
+        (1.0, [2.0])
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
@@ -219,7 +247,22 @@ def save_checkpoint(
     dataset: str | None = None,
     **model_kwargs,
 ) -> Path:
-    """Save weights plus what is needed to rebuild the model with :func:`build_model`."""
+    """Save weights plus what is needed to rebuild the model with :func:`build_model`.
+
+    ``name``, ``input_shape``, ``num_classes`` and ``model_kwargs`` are the arguments of
+    :func:`~spectral_lab.models.build_model`. Tensors are saved from the model's device; load them
+    anywhere with :func:`load_checkpoint`. Cost: one write of the weights. Returns the path.
+
+    Example:
+        >>> import tempfile
+        >>> from spectral_lab.models import build_model
+        >>> m = build_model("mlp", (64,), 10, width=8)
+        >>> path = save_checkpoint(tempfile.mkdtemp() + "/m.pt", m, name="mlp", input_shape=(64,),
+        ...                        num_classes=10, width=8)
+        >>> m2, info = load_checkpoint(path)
+        >>> all(torch.equal(a, b) for a, b in zip(m.parameters(), m2.parameters())), info["model"]["kwargs"]
+        (True, {'width': 8})
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
@@ -241,7 +284,9 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
     """Rebuild a model saved by :func:`save_checkpoint`; weights are loaded with
-    ``weights_only=True`` (no arbitrary code runs). Returns ``(model, info)``."""
+    ``weights_only=True`` (no arbitrary code runs). Returns ``(model, info)``, the model in eval
+    mode on ``map_location`` (default the CPU). Cost: one read of the weights.
+    Example: see :func:`save_checkpoint`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")

@@ -68,13 +68,13 @@ def test_linear_model_attributions_are_constant_and_exact():
     x = torch.randn(9, 5, dtype=torch.float64)
     c = 1
     for method in ("saliency", "smoothgrad"):
-        a = sl.attribution(m, x, method, target=c)
+        a = sl.attribution.attribution(m, x, method, target=c)
         assert torch.allclose(a, W[c].expand_as(a), atol=1e-12), method
-    assert torch.allclose(sl.gradient_x_input(m, x, target=c), x * W[c], atol=1e-12)
-    ig = sl.integrated_gradients(m, x, target=c, steps=3)
+    assert torch.allclose(sl.attribution.gradient_x_input(m, x, target=c), x * W[c], atol=1e-12)
+    ig = sl.integrated_gradients(m, x, target=c, num_steps=3)
     assert torch.allclose(ig, x * W[c], atol=1e-12)
     # constant attributions are perfectly stable under any noise
-    inst = sl.attribution_instability(m, x, scales=(0.1, 1.0), n_draws=3, target=c)
+    inst = sl.attribution_instability(m, x, scales=(0.1, 1.0), num_draws=3, target=c)
     assert float(inst.delta_grad.abs().max()) < 1e-12
     assert float(inst.cosine_distance.abs().max()) < 1e-12
     assert float(inst.topk_overlap.min()) == 1.0
@@ -85,11 +85,11 @@ def test_integrated_gradients_completeness_on_a_smooth_network():
     x = torch.randn(4, 6, dtype=torch.float64)
     base = torch.randn(1, 6, dtype=torch.float64) * 0.1
     c = m(x).argmax(1)
-    ig = sl.integrated_gradients(m, x, baseline=base, steps=256)
+    ig = sl.integrated_gradients(m, x, baseline=base, num_steps=256)
     gap = (m(x) - m(base.expand_as(x))).gather(1, c[:, None])[:, 0]
     assert torch.allclose(ig.sum(1), gap, rtol=1e-4, atol=1e-6)
     # a deliberately coarse rule is detectably less accurate
-    coarse = sl.integrated_gradients(m, x, baseline=base, steps=1)
+    coarse = sl.integrated_gradients(m, x, baseline=base, num_steps=1)
     assert (coarse.sum(1) - gap).abs().max() > (ig.sum(1) - gap).abs().max()
 
 
@@ -100,9 +100,9 @@ def test_smoothgrad_is_the_mean_of_noisy_gradients_and_seeded():
     noise = torch.randn((4, 3, 6), generator=g, dtype=torch.float64)
     c = m(x).argmax(1)
     ref = torch.stack([sl.saliency(m, x + 0.2 * noise[j], target=c) for j in range(4)]).mean(0)
-    sg = sl.smoothgrad(m, x, sigma=0.2, n_samples=4, seed=5)
+    sg = sl.smoothgrad(m, x, sigma=0.2, num_draws=4, seed=5)
     assert torch.allclose(sg, ref, atol=1e-12)
-    sg_chunked = sl.smoothgrad(m, x, sigma=0.2, n_samples=4, seed=5, chunk_size=3)
+    sg_chunked = sl.smoothgrad(m, x, sigma=0.2, num_draws=4, seed=5, chunk_size=3)
     assert torch.allclose(sg_chunked, ref, atol=1e-12)
 
 
@@ -114,8 +114,8 @@ def test_per_sample_metrics_against_numpy():
     ta, tb = torch.tensor(a), torch.tensor(b)
     rel = np.linalg.norm(b - a, axis=1) / np.linalg.norm(a, axis=1)
     cos = 1 - (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-    assert np.allclose(sl.relative_change(ta, tb).numpy(), rel)
-    assert np.allclose(sl.cosine_distance(ta, tb).numpy(), cos)
+    assert np.allclose(sl.attribution.relative_change(ta, tb).numpy(), rel)
+    assert np.allclose(sl.attribution.cosine_distance(ta, tb).numpy(), cos)
     k = 5
     ref = [
         len(set(np.argsort(-np.abs(a[i]))[:k]) & set(np.argsort(-np.abs(b[i]))[:k])) / k
@@ -131,19 +131,21 @@ def test_attribution_condition_number_median_and_classical():
     J = torch.randn(5, 4, 30, dtype=torch.float64)
     s = np.linalg.svd(J.numpy(), compute_uv=False)
     ref = s[:, 0] / np.median(s, axis=1)
-    assert np.allclose(sl.attribution_condition_number(J).numpy(), ref)
+    assert np.allclose(sl.attribution.attribution_condition_number(J).numpy(), ref)
     assert np.allclose(
-        sl.attribution_condition_number(J, kind="classical").numpy(), s[:, 0] / s[:, -1]
+        sl.attribution.attribution_condition_number(J, kind="classical").numpy(), s[:, 0] / s[:, -1]
     )
     m = _tanh_mlp()
     x = torch.randn(5, 6, dtype=torch.float64)
-    via_model = sl.attribution_condition_number(m, x)
-    assert torch.allclose(via_model, sl.attribution_condition_number(sl.input_jacobian(m, x)))
+    via_model = sl.attribution.attribution_condition_number(m, x)
+    assert torch.allclose(
+        via_model, sl.attribution.attribution_condition_number(sl.input_jacobian(m, x))
+    )
     assert (via_model >= 1).all()
     # a flat spectrum has kappa = 1
     Q = torch.linalg.qr(torch.randn(30, 4, dtype=torch.float64)).Q.T
     assert torch.allclose(
-        sl.attribution_condition_number(3 * Q), torch.tensor(1.0, dtype=torch.float64)
+        sl.attribution.attribution_condition_number(3 * Q), torch.tensor(1.0, dtype=torch.float64)
     )
 
 
@@ -170,18 +172,18 @@ def test_gaussian_frechet_distance_matches_scipy_sqrtm_and_1d_closed_form():
     B = rng.normal(size=(d, d))
     c1, c2 = A @ A.T + 0.1 * np.eye(d), B @ B.T + 0.1 * np.eye(d)
     mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
-    ours = sl.gaussian_frechet_distance(*map(torch.tensor, (mu1, c1, mu2, c2)))
+    ours = sl.attribution.gaussian_frechet_distance(*map(torch.tensor, (mu1, c1, mu2, c2)))
     assert abs(float(ours) - _scipy_fd(mu1, c1, mu2, c2)) < 1e-8 * max(
         1, _scipy_fd(mu1, c1, mu2, c2)
     )
     # 1-D closed form: (m1 - m2)^2 + (s1 - s2)^2
-    one = sl.gaussian_frechet_distance(
+    one = sl.attribution.gaussian_frechet_distance(
         torch.tensor([1.0]), torch.tensor([[4.0]]), torch.tensor([-1.0]), torch.tensor([[9.0]])
     )
     assert abs(float(one) - (4.0 + 1.0)) < 1e-12
     # commuting covariances: sum (sqrt(l1) - sqrt(l2))^2
     l1, l2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 4.0, 1.0])
-    dia = sl.gaussian_frechet_distance(
+    dia = sl.attribution.gaussian_frechet_distance(
         torch.zeros(3), torch.diag(torch.tensor(l1)), torch.zeros(3), torch.diag(torch.tensor(l2))
     )
     assert abs(float(dia) - ((np.sqrt(l1) - np.sqrt(l2)) ** 2).sum()) < 1e-10
@@ -242,7 +244,7 @@ def test_frechet_distance_bootstrap_resamples_points_paired():
     n, m, d, k = 30, 3, 12, 4
     clean = torch.tensor(rng.normal(size=(n, d)))
     pert = clean[None] + 0.3 * torch.tensor(rng.normal(size=(m, n, d)))
-    reps = sl.frechet_distance_bootstrap(clean, pert, 5, pca_dim=k, seed=7)
+    reps = sl.attribution.frechet_distance_bootstrap(clean, pert, 5, pca_dim=k, seed=7)
     # replicate 0 by hand: the same seeded index draw, projected on the full clean cloud's top-k
     # principal directions, FD by scipy's sqrtm formula
     idx = torch.randint(0, n, (n,), generator=torch.Generator().manual_seed(7)).numpy()
@@ -254,32 +256,34 @@ def test_frechet_distance_bootstrap_resamples_points_paired():
     assert float(reps[0]) == pytest.approx(ref, rel=1e-8)
     # same seed, same index sets: a second model's replicates are paired with the first's, so a
     # model whose maps are t times smaller gives exactly t^2 times every replicate
-    small = sl.frechet_distance_bootstrap(0.5 * clean, 0.5 * pert, 5, pca_dim=k, seed=7)
+    small = sl.attribution.frechet_distance_bootstrap(0.5 * clean, 0.5 * pert, 5, pca_dim=k, seed=7)
     assert torch.allclose(small, 0.25 * reps, rtol=1e-10)
-    unit = sl.frechet_distance_bootstrap(clean, pert, 5, pca_dim=k, seed=7, normalize=True)
-    unit_small = sl.frechet_distance_bootstrap(
+    unit = sl.attribution.frechet_distance_bootstrap(
+        clean, pert, 5, pca_dim=k, seed=7, normalize=True
+    )
+    unit_small = sl.attribution.frechet_distance_bootstrap(
         0.5 * clean, 0.5 * pert, 5, pca_dim=k, seed=7, normalize=True
     )
     assert torch.allclose(unit, unit_small, rtol=1e-10)
     # the bootstrap distribution surrounds the point estimate of the full clouds
-    many = sl.frechet_distance_bootstrap(clean, pert, 200, pca_dim=k)
+    many = sl.attribution.frechet_distance_bootstrap(clean, pert, 200, pca_dim=k)
     point = float(sl.frechet_distance(clean, pert.reshape(-1, d), pca_dim=k))
     lo, hi = np.quantile(many.numpy(), [0.025, 0.975])
     assert lo < point < hi
     with pytest.raises(ValueError, match="perturbed must be"):
-        sl.frechet_distance_bootstrap(clean, pert[:, :5], 5)
+        sl.attribution.frechet_distance_bootstrap(clean, pert[:, :5], 5)
 
 
 def test_attribution_instability_shapes_fd_and_monotone_in_noise():
     m = _tanh_mlp()
     x = torch.randn(40, 6, dtype=torch.float64)
-    inst = sl.attribution_instability(m, x, scales=(0.01, 0.3), n_draws=4, fd_pca_dim=4)
+    inst = sl.attribution_instability(m, x, scales=(0.01, 0.3), num_draws=4, fd_pca_dim=4)
     assert inst.delta_grad.shape == (2, 40) and inst.fd.shape == (2,)
     assert inst.perturbed.shape == (2, 40, 6) and inst.clean.shape == (40, 6)
     assert (inst.delta_grad[1].mean() > inst.delta_grad[0].mean()).item()
     assert (inst.fd[1] > inst.fd[0]).item()
     # Delta_grad for small noise ~ ||H delta|| / ||a||: scales linearly with s for a smooth net
-    i2 = sl.attribution_instability(m, x, scales=(1e-4, 2e-4), n_draws=4)
+    i2 = sl.attribution_instability(m, x, scales=(1e-4, 2e-4), num_draws=4)
     ratio = float(i2.delta_grad[1].mean() / i2.delta_grad[0].mean())
     assert abs(ratio - 2.0) < 0.05
     assert "Δgrad" in repr(inst) and len(inst.summary()) == 2
@@ -313,7 +317,7 @@ def test_errors_are_clear():
     with pytest.raises(ValueError, match="outside"):
         sl.saliency(m, x, target=9)
     with pytest.raises(ValueError, match="method must be one of"):
-        sl.attribution(m, x, "lime")
+        sl.attribution.attribution(m, x, "lime")
     with pytest.raises(ValueError, match="same number of features"):
         sl.frechet_distance(torch.randn(5, 3), torch.randn(5, 4))
     with pytest.raises(ValueError, match="at least 2 samples"):
@@ -323,13 +327,13 @@ def test_errors_are_clear():
     with pytest.raises(ValueError, match="k must select"):
         topk_overlap(torch.randn(2, 3), torch.randn(2, 3), 4)
     with pytest.raises(ValueError, match="same shape"):
-        sl.relative_change(torch.randn(2, 3), torch.randn(2, 4))
+        sl.attribution.relative_change(torch.randn(2, 3), torch.randn(2, 4))
     with pytest.raises(ValueError, match="kind"):
-        sl.attribution_condition_number(torch.randn(2, 3, 4), kind="max")
+        sl.attribution.attribution_condition_number(torch.randn(2, 3, 4), kind="max")
     with pytest.raises(ValueError, match="scales"):
         sl.attribution_instability(m, x, scales=())
     with pytest.raises(ValueError, match="steps"):
-        sl.integrated_gradients(m, x, steps=0)
+        sl.integrated_gradients(m, x, num_steps=0)
     with pytest.raises(ValueError, match="has no parameters"):
         sl.saliency(nn.Identity(), x)
 
@@ -339,6 +343,6 @@ def test_errors_are_clear():
 def test_attributions_follow_the_device():
     m = _tanh_mlp().cuda()
     x = torch.randn(8, 6, dtype=torch.float64, device="cuda")
-    inst = sl.attribution_instability(m, x, scales=(0.1,), n_draws=2)
+    inst = sl.attribution_instability(m, x, scales=(0.1,), num_draws=2)
     assert inst.delta_grad.device.type == "cuda"
-    assert sl.smoothgrad(m, x, n_samples=2).device.type == "cuda"
+    assert sl.smoothgrad(m, x, num_draws=2).device.type == "cuda"

@@ -87,7 +87,7 @@ def test_root_resolution_order(tmp_path, monkeypatch):
 
 
 def test_mnist_loader_on_idx_files(tmp_path):
-    write_fake_mnist(tmp_path, n_train=12, n_test=7)
+    write_fake_mnist(tmp_path, num_train=12, num_test=7)
     train = sl.load_dataset("mnist", root=tmp_path)
     test = sl.load_dataset("mnist", "test", root=tmp_path)
     assert (len(train), len(test)) == (12, 7)
@@ -98,7 +98,7 @@ def test_mnist_loader_on_idx_files(tmp_path):
 
 
 def test_corrupt_mnist_gives_clear_error(tmp_path):
-    raw = write_fake_mnist(tmp_path, n_train=5, n_test=5)
+    raw = write_fake_mnist(tmp_path, num_train=5, num_test=5)
     (raw / "t10k-images-idx3-ubyte").write_bytes(b"garbage")
     with pytest.raises(DatasetNotFoundError, match="corrupt"):
         sl.load_dataset("mnist", "test", root=tmp_path)
@@ -106,7 +106,7 @@ def test_corrupt_mnist_gives_clear_error(tmp_path):
 
 @pytest.mark.parametrize("which,classes", [("cifar10", 10), ("cifar100", 100)])
 def test_cifar_loader_on_pickle_files(tmp_path, which, classes):
-    write_fake_cifar(tmp_path, which, n_per_batch=6)
+    write_fake_cifar(tmp_path, which, num_per_batch=6)
     ds = sl.load_dataset(which, "train", root=tmp_path, verify=False)
     test = sl.load_dataset(which, "test", root=tmp_path, verify=False)
     n_train = 30 if which == "cifar10" else 6
@@ -122,7 +122,7 @@ def test_cifar_loader_on_pickle_files(tmp_path, which, classes):
 
 
 def test_cifar_md5_check_is_on_by_default(tmp_path):
-    write_fake_cifar(tmp_path, "cifar10", n_per_batch=2)
+    write_fake_cifar(tmp_path, "cifar10", num_per_batch=2)
     with pytest.raises(DatasetNotFoundError, match="MD5 checked; verify=False"):
         sl.load_dataset("cifar10", root=tmp_path)
 

@@ -75,7 +75,7 @@ def test_cifar_files_load_unverified_and_refuse_verification(tmp_path, kind, n_c
 
 def test_study_runs_the_real_cifar_code_path(tmp_path):
     root = _write_cifar(tmp_path / "data", "cifar10")
-    cfg = sl.study_preset("cifar10", quick=True).replace(
+    cfg = sl.experiments.study_preset("cifar10", quick=True).replace(
         data_root=str(root),
         verify=False,
         model_kwargs={"channels": (4,)},
@@ -96,7 +96,7 @@ def test_study_runs_the_real_cifar_code_path(tmp_path):
 
 # --------------------------------------------------------------------------- runner and cache
 def _digits_cfg():
-    return sl.StudyConfig(
+    return sl.experiments.StudyConfig(
         dataset="digits",
         model_kwargs={"width": 32, "depth": 2},
         epochs=2,
@@ -141,7 +141,7 @@ def test_study_table_cache_and_sweep(tmp_path):
     assert again.cached == 4
     assert again.table() == rows
     # a sweep reuses the standard runs from the cache
-    sweep = sl.strength_sweep(cfg, [0.05, 0.2], cache_dir=tmp_path, progress=False)
+    sweep = sl.experiments.strength_sweep(cfg, [0.05, 0.2], cache_dir=tmp_path, progress=False)
     assert sweep[0.05].cached == 4 and sweep[0.2].cached == 2
     # a corrupt cache entry is recomputed, not trusted
     for p in tmp_path.glob("*.pt"):
@@ -193,7 +193,7 @@ def _fake(
     ``per_seed(seed, rng) -> (se, delta_grad)`` overrides the per-sample standard-model arrays;
     FD bootstrap replicates are ``fd * (1 + boot_sd * N(0, 1))``, paired across variants.
     """
-    cfg = sl.StudyConfig(seeds=(0, 1, 2), scales=(0.1,), n_boot=200)
+    cfg = sl.experiments.StudyConfig(seeds=(0, 1, 2), scales=(0.1,), n_boot=200)
     rng = np.random.default_rng(0)
     z = np.random.default_rng(1).normal(size=200)
     z2 = np.random.default_rng(2).normal(size=200)
@@ -404,10 +404,10 @@ def test_study_summary_round_trip(tmp_path):
 
 
 def test_paper_numbers_are_the_spec_ones_with_provenance():
-    rep = sl.PAPER_REPORTED["cifar10"]
+    rep = sl.experiments.PAPER_REPORTED["cifar10"]
     assert rep["standard"] == {"SE": 3.101, "FD": 220.445}
     assert rep["stable"] == {"SE": 3.102, "FD": 51.165}
-    assert sl.PAPER_REPORTED["cifar100"] == {}
+    assert sl.experiments.PAPER_REPORTED["cifar100"] == {}
     assert "2602.01136" in PAPER_PROVENANCE and "Table 1" in PAPER_PROVENANCE
 
 
@@ -470,7 +470,7 @@ def test_stored_mnist_study_is_the_preset_and_self_consistent():
 
     d = load_study_summary(STORED)
     assert "reproduce --dataset mnist" in d["command"] and d["date"].startswith("20")
-    preset = json.loads(json.dumps(dataclasses.asdict(sl.study_preset("mnist"))))
+    preset = json.loads(json.dumps(dataclasses.asdict(sl.experiments.study_preset("mnist"))))
     assert d["config"] == preset  # the full study, not a quick one
     assert d["runs"]["n"] == 6 and d["runs"]["cached"] == 0  # trained by that command
     rows = {(r["variant"], r["metric"], r["scale"]): r for r in d["table"]}
@@ -493,7 +493,7 @@ def test_stored_mnist_study_is_reproduced_from_its_cache():
     are recomputed from them and must equal the stored file."""
     from spectral_lab.experiments import cached_study, load_study_summary, study_summary
 
-    res = cached_study(sl.study_preset("mnist"))
+    res = cached_study(sl.experiments.study_preset("mnist"))
     if res is None:
         pytest.skip("the full MNIST study is not in the cache (run the command in the JSON)")
     d, now = load_study_summary(STORED), study_summary(res)

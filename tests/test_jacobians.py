@@ -119,5 +119,5 @@ def test_cuda_routes_and_operator_product():
     s = sl.singular_values(J)
     assert s.device.type == "cuda" and sl.spectral_entropy(J).device.type == "cuda"
     b = sl.sensitivity_bounds(J, 0.1)
-    mc = sl.monte_carlo_sensitivity(model, x, 0.1, 100)
+    mc = sl.sensitivity.monte_carlo_sensitivity(model, x, 0.1, 100)
     assert b.typical.device.type == "cuda" and mc.device.type == "cuda"

@@ -1,4 +1,4 @@
-"""operator_product: the explicit factor product against autograd's Jacobian (spec §3.1, §6.1)."""
+"""operator_product: the explicit factor product against autograd's Jacobian."""
 
 from __future__ import annotations
 
@@ -88,21 +88,21 @@ def test_activation_derivative_matches_finite_differences(act):
     z = torch.linspace(-4, 4, 101, dtype=D64) + 1e-3  # avoid the ReLU kink at 0
     h = 1e-6
     fd = (m(z + h) - m(z - h)) / (2 * h)
-    assert torch.allclose(sl.activation_derivative(m, z), fd, atol=1e-8)
+    assert torch.allclose(sl.operators.activation_derivative(m, z), fd, atol=1e-8)
 
 
 def test_gelu_tanh_approximation_derivative():
     m = nn.GELU(approximate="tanh").double()
     z = torch.linspace(-4, 4, 51, dtype=D64)
     fd = (m(z + 1e-6) - m(z - 1e-6)) / 2e-6
-    assert torch.allclose(sl.activation_derivative(m, z), fd, atol=1e-8)
+    assert torch.allclose(sl.operators.activation_derivative(m, z), fd, atol=1e-8)
 
 
 def test_sup_derivative_constants():
     z = torch.linspace(-20, 20, 400001, dtype=D64)
     for name, sup in sl.operators.ACTIVATION_SUP_DERIVATIVE.items():
         m = getattr(nn, name)()
-        assert abs(float(sl.activation_derivative(m, z).abs().max()) - sup) < 1e-6, name
+        assert abs(float(sl.operators.activation_derivative(m, z).abs().max()) - sup) < 1e-6, name
 
 
 def test_partial_spectra_shapes_and_kinds():
@@ -122,7 +122,7 @@ def test_norm_bounds_of_spec_6_2():
         model = model.double()
         x = torch.randn(shape, dtype=D64)
         op = sl.operator_product(model, x)
-        b = sl.norm_bounds(op)
+        b = sl.sensitivity.norm_bounds(op)
         assert b.holds(), name
         # the factor product is not trivially infinite, and the exact Jacobian norm is below it
         assert 0 < b.jacobian_norm <= b.product_at_x * (1 + 1e-9) < float("inf")

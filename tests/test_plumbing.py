@@ -124,16 +124,16 @@ def test_regularizer_renames_and_one_generator_rule(tiny_mlp):
     m = tiny_mlp(4, 3)
     x = torch.randn(5, 4, dtype=torch.float64)
     with pytest.warns(DeprecationWarning, match="num_draws"):
-        old = sl.jacobian_frobenius_norm(m, x, n_proj=3)
-    assert torch.equal(old, sl.jacobian_frobenius_norm(m, x, num_draws=3))
+        old = sl.regularizers.jacobian_frobenius_norm(m, x, n_proj=3)
+    assert torch.equal(old, sl.regularizers.jacobian_frobenius_norm(m, x, num_draws=3))
     with pytest.warns(DeprecationWarning, match="max_iter"):
-        old = sl.jacobian_spectral_norm(m, x, n_iter=2)
-    assert torch.equal(old, sl.jacobian_spectral_norm(m, x, max_iter=2))
+        old = sl.regularizers.jacobian_spectral_norm(m, x, n_iter=2)
+    assert torch.equal(old, sl.regularizers.jacobian_spectral_norm(m, x, max_iter=2))
     with pytest.warns(DeprecationWarning, match="num_draws") as rec:
         sl.make_regularizer("jacobian_frobenius", 0.1, n_proj=2)
     assert rec[0].filename == __file__
     with pytest.raises(ValueError, match="not both"):
-        sl.jacobian_frobenius_norm(m, x, generator=torch.Generator(), seed=1)
+        sl.regularizers.jacobian_frobenius_norm(m, x, generator=torch.Generator(), seed=1)
 
 
 def test_input_gradient_penalty_with_mse_matches_per_sample_autograd(tiny_mlp):

@@ -38,7 +38,7 @@ def test_differentiable_jacobian_equals_input_jacobian():
 def test_power_iteration_sigma1_and_its_gradient_match_exact_svd():
     m = _mlp()
     x = torch.randn(5, 6, dtype=torch.float64)
-    est = sl.jacobian_spectral_norm(m, x, max_iter=50)
+    est = sl.regularizers.jacobian_spectral_norm(m, x, max_iter=50)
     exact = torch.linalg.svdvals(differentiable_input_jacobian(m, x))[:, 0]
     assert torch.allclose(est.detach(), exact.detach(), rtol=1e-8)
     g_est = _param_grad(m, est.pow(2).sum())
@@ -52,8 +52,8 @@ def test_power_iteration_is_a_lower_bound_that_tightens():
     m = _mlp(act="relu")
     x = torch.randn(20, 6, dtype=torch.float64)
     exact = torch.linalg.svdvals(sl.input_jacobian(m, x))[:, 0]
-    one = sl.jacobian_spectral_norm(m, x, max_iter=1).detach()
-    many = sl.jacobian_spectral_norm(m, x, max_iter=30).detach()
+    one = sl.regularizers.jacobian_spectral_norm(m, x, max_iter=1).detach()
+    many = sl.regularizers.jacobian_spectral_norm(m, x, max_iter=30).detach()
     assert (one <= exact * (1 + 1e-10)).all() and (many <= exact * (1 + 1e-10)).all()
     assert (exact - many).abs().max() <= (exact - one).abs().max() + 1e-12
     assert torch.allclose(many, exact, rtol=1e-6)
@@ -63,7 +63,7 @@ def test_power_iteration_works_on_images():
     torch.manual_seed(0)
     cnn = sl.SmallCNN(1, 5, image_size=6, channels=(3,), activation="tanh").double()
     x = torch.rand(3, 1, 6, 6, dtype=torch.float64)
-    est = sl.jacobian_spectral_norm(cnn, x, max_iter=40).detach()
+    est = sl.regularizers.jacobian_spectral_norm(cnn, x, max_iter=40).detach()
     exact = torch.linalg.svdvals(sl.input_jacobian(cnn.eval(), x))[:, 0]
     assert torch.allclose(est, exact, rtol=1e-6)
 
@@ -72,16 +72,18 @@ def test_hutchinson_frobenius_is_unbiased_in_value_and_gradient():
     m = _mlp()
     x = torch.randn(4, 6, dtype=torch.float64)
     exact = differentiable_input_jacobian(m, x).pow(2).sum((1, 2))
-    est = sl.jacobian_frobenius_norm(m, x, num_draws=4000, seed=1)
+    est = sl.regularizers.jacobian_frobenius_norm(m, x, num_draws=4000, seed=1)
     assert torch.allclose(est.detach(), exact.detach(), rtol=0.06)
     g_ref = _param_grad(m, differentiable_input_jacobian(m, x).pow(2).sum())
-    g_est = _param_grad(m, sl.jacobian_frobenius_norm(m, x, num_draws=4000, seed=2).sum())
+    g_est = _param_grad(
+        m, sl.regularizers.jacobian_frobenius_norm(m, x, num_draws=4000, seed=2).sum()
+    )
     cos = (g_ref @ g_est) / (g_ref.norm() * g_est.norm())
     assert cos > 0.99
     # C = 1: the estimate is exact with one projection (v = ±1)
     torch.manual_seed(0)
     m1 = sl.MLP(6, 1, width=8).double()
-    e1 = sl.jacobian_frobenius_norm(m1, x, num_draws=1).detach()
+    e1 = sl.regularizers.jacobian_frobenius_norm(m1, x, num_draws=1).detach()
     assert torch.allclose(e1, differentiable_input_jacobian(m1, x).pow(2).sum((1, 2)).detach())
 
 
@@ -93,7 +95,7 @@ def test_weight_spectral_penalty_and_spectral_norm():
         if isinstance(layer, nn.Linear)
     )
     assert torch.allclose(weight_spectral_penalty(m).detach(), ref)
-    sn = sl.apply_spectral_norm(_mlp())
+    sn = sl.regularizers.apply_spectral_norm(_mlp())
     sn.train()
     x = torch.randn(3, 6, dtype=torch.float64)
     for _ in range(50):  # power iterations converge during forward passes in train mode
@@ -206,11 +208,11 @@ def test_errors():
     with pytest.raises(ValueError, match="strength"):
         sl.make_regularizer("jacobian_frobenius", -1.0)
     with pytest.raises(ValueError, match="max_iter"):
-        sl.jacobian_spectral_norm(m, x, max_iter=0)
+        sl.regularizers.jacobian_spectral_norm(m, x, max_iter=0)
     with pytest.raises(ValueError, match="num_draws"):
-        sl.jacobian_frobenius_norm(m, x, num_draws=0)
+        sl.regularizers.jacobian_frobenius_norm(m, x, num_draws=0)
     with pytest.raises(TypeError, match="integer"):
-        sl.jacobian_frobenius_norm(m, torch.ones(3, 6, dtype=torch.long))
+        sl.regularizers.jacobian_frobenius_norm(m, torch.ones(3, 6, dtype=torch.long))
     with pytest.raises(ValueError, match="no Linear or Conv2d"):
         weight_spectral_penalty(nn.Sequential(nn.Flatten(), nn.PReLU()))
 

@@ -1,4 +1,4 @@
-"""Singular spectra and their summaries against closed forms, numpy and invariances (spec §4)."""
+"""Singular spectra and their summaries against closed forms, numpy and invariances."""
 
 from __future__ import annotations
 
@@ -46,7 +46,12 @@ def test_orthogonal_invariance_and_scaling():
     q1, _ = torch.linalg.qr(torch.randn(6, 6, dtype=D64, generator=g))
     q2, _ = torch.linalg.qr(torch.randn(30, 30, dtype=D64, generator=g))
     assert torch.allclose(sl.singular_values(q1 @ m @ q2), sl.singular_values(m), rtol=1e-10)
-    for fn in (sl.spectral_entropy, sl.stable_rank, sl.participation_ratio, sl.effective_rank):
+    for fn in (
+        sl.spectral_entropy,
+        sl.stable_rank,
+        sl.spectra.participation_ratio,
+        sl.effective_rank,
+    ):
         assert torch.allclose(fn(7.5 * m), fn(m), rtol=1e-10), fn.__name__
     assert torch.allclose(sl.condition_number(3 * m), sl.condition_number(m), rtol=1e-10)
 
@@ -84,7 +89,7 @@ def test_rank_summaries_closed_forms():
     m = torch.diag(torch.tensor([4.0, 2.0, 1.0, 1.0], dtype=D64))
     e = torch.tensor([16.0, 4.0, 1.0, 1.0], dtype=D64)
     assert float(sl.stable_rank(m)) == pytest.approx(22 / 16)
-    assert float(sl.participation_ratio(m)) == pytest.approx(22**2 / float((e**2).sum()))
+    assert float(sl.spectra.participation_ratio(m)) == pytest.approx(22**2 / float((e**2).sum()))
     assert float(sl.condition_number(m)) == pytest.approx(4.0)
     assert float(sl.condition_number(m, "median")) == pytest.approx(4.0 / 1.5)
     odd = torch.diag(torch.tensor([9.0, 3.0, 1.0], dtype=D64))
@@ -93,7 +98,7 @@ def test_rank_summaries_closed_forms():
     sing = torch.diag(torch.tensor([2.0, 1.0, 0.0], dtype=D64))
     assert float(sl.condition_number(sing)) == pytest.approx(2.0)
     assert float(sl.condition_number(torch.zeros(2, 2, dtype=D64))) == math.inf
-    assert int(sl.numerical_rank(sing)) == 2
+    assert int(sl.spectra.numerical_rank(sing)) == 2
 
 
 def test_renyi_chain_on_100_random_matrices():
@@ -101,7 +106,7 @@ def test_renyi_chain_on_100_random_matrices():
     for _ in range(100):
         r, c = torch.randint(1, 12, (2,), generator=g).tolist()
         m = torch.randn(r, c, dtype=D64, generator=g) * torch.rand(c, dtype=D64, generator=g) ** 3
-        s = sl.spectral_summary(m)
+        s = sl.spectra.spectral_summary(m)
         tol = 1 + 1e-10
         assert 1 <= s.stable_rank * tol
         assert s.stable_rank <= s.participation_ratio * tol
@@ -115,14 +120,14 @@ def test_batched_leading_dimensions():
     for fn in (
         sl.spectral_entropy,
         sl.stable_rank,
-        sl.participation_ratio,
+        sl.spectra.participation_ratio,
         sl.effective_rank,
         sl.condition_number,
     ):
         out = fn(m)
         assert out.shape == (2, 3)
         assert torch.allclose(out[1, 2], fn(m[1, 2]))
-    assert "SpectralSummary(" in repr(sl.spectral_summary(m))
+    assert "SpectralSummary(" in repr(sl.spectra.spectral_summary(m))
 
 
 def test_errors():
@@ -168,8 +173,8 @@ def test_kind_singular_and_eigen_agree_with_the_matrix():
         sl.spectral_entropy,
         sl.effective_rank,
         sl.stable_rank,
-        sl.participation_ratio,
-        sl.numerical_rank,
+        sl.spectra.participation_ratio,
+        sl.spectra.numerical_rank,
     ):
         ref = fn(m)
         # numerical_rank uses k in place of max(m, n) in the tolerance; equal here (full rank)
@@ -198,7 +203,7 @@ def test_is_spectrum_is_deprecated_but_works():
 def test_spectral_summary_is_a_frozen_result_with_to_dict():
     import dataclasses
 
-    summ = sl.spectral_summary(torch.eye(3, dtype=D64))
+    summ = sl.spectra.spectral_summary(torch.eye(3, dtype=D64))
     assert summ.to_dict()["rank"] == 3
     with pytest.raises(dataclasses.FrozenInstanceError):
         summ.rank = 0

@@ -39,7 +39,7 @@ def _flat_params(model):
 
 def test_ntk_and_hessian_plots(regression):
     A = torch.diag(torch.linspace(0.1, 3.0, 40, dtype=D))
-    la, pw = sl.lanczos(A, 1, tol=1e-10), sl.power_iteration(A, 1, tol=1e-8)
+    la, pw = sl.linalg.lanczos(A, 1, tol=1e-10), sl.linalg.power_iteration(A, 1, tol=1e-8)
     fig = sl.plots.plot_convergence({"Lanczos": la, "power": pw}, 3.0)
     assert len(fig.axes[0].lines) == 2
     for line, r in zip(fig.axes[0].lines, (la, pw)):  # relative error of the top estimate vs 3.0
@@ -47,7 +47,7 @@ def test_ntk_and_hessian_plots(regression):
         np.testing.assert_allclose(line.get_ydata(), np.maximum(err, 1e-16), rtol=1e-12)
         np.testing.assert_array_equal(line.get_xdata(), np.asarray(r.history_matvecs))
     assert fig.axes[0].lines[0].get_ydata()[-1] < 1e-8  # Lanczos reached the true top eigenvalue
-    dens = sl.spectral_density(A, 2, 10)
+    dens = sl.linalg.spectral_density(A, 2, 10)
     fig = sl.plots.plot_density(dens, exact=torch.diag(A))
     assert fig.axes[0].get_yscale() == "log"
     g, y_plot = fig.axes[0].lines[0].get_xdata(), fig.axes[0].lines[0].get_ydata()
@@ -73,7 +73,7 @@ def test_ntk_and_hessian_plots(regression):
 
     loss0 = float(loss(theta0))
     sharp0 = float(np.linalg.eigvalsh(torch.autograd.functional.hessian(loss, theta0).numpy())[-1])
-    tr = sl.gd_with_sharpness(net, (x, y), 0.01, 4, loss="mse", every=2, tol=1e-10)
+    tr = sl.hessian.gd_with_sharpness(net, (x, y), 0.01, 4, loss="mse", every=2, tol=1e-10)
     fig = sl.plots.plot_sharpness(tr)
     assert len(fig.axes) == 2
     loss_line, sharp_line, edge = fig.axes[0].lines[0], *fig.axes[1].lines[:2]

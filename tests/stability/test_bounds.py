@@ -40,7 +40,7 @@ def test_ntk_condition_bound_against_dense_references_and_block_ntk_domination(s
                         lam[-1] / lam[0], rel_tol=1e-8)  # fmt: skip
     # a genuine inequality, not true by construction: the block NTK's top eigenvalue over n is at
     # most max_i sigma_1(J_theta(x_i))^2 -- fails if param_top under-estimates
-    Kb = sl.block_to_matrix(sl.ntk_gram(model, x, kind="block"))
+    Kb = sl.ntk.block_to_matrix(sl.ntk_gram(model, x, kind="block"))
     assert torch.linalg.eigvalsh(Kb)[-1].item() / len(x) <= prof.param_top**2 * (1 + 1e-10)
     assert ntk_condition_bound(idx, 0.0) == math.inf
 

@@ -113,7 +113,7 @@ def test_profile_repr_and_dict(setup):
 def test_block_ntk_option(setup):
     model, x, y, prof = setup
     blk = stability_profile(model, (x, y), ntk_kind="block", operators=("input_jacobian", "ntk"))
-    Kb = sl.block_to_matrix(sl.ntk_gram(model, x, kind="block"))
+    Kb = sl.ntk.block_to_matrix(sl.ntk_gram(model, x, kind="block"))
     assert math.isclose(blk.ntk_top, torch.linalg.eigvalsh(Kb)[-1].item() / len(x), rel_tol=1e-10)
     assert blk.ntk_top <= prof.param_top**2 * (1 + 1e-10) and blk.settings["ntk"].startswith(
         "block"

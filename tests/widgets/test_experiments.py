@@ -16,7 +16,7 @@ from spectral_lab import plots, widgets
 
 @pytest.fixture(scope="module")
 def sweep():
-    cfg = sl.StudyConfig(
+    cfg = sl.experiments.StudyConfig(
         dataset="digits",
         model_kwargs={"width": 16, "depth": 2},
         epochs=1,
@@ -26,7 +26,7 @@ def sweep():
         scales=(0.05, 0.1),
         fd_pca_dim=6,
     )
-    return sl.strength_sweep(cfg, [0.01, 0.1], cache_dir=False, progress=False)
+    return sl.experiments.strength_sweep(cfg, [0.01, 0.1], cache_dir=False, progress=False)
 
 
 def _lower_median(a) -> float:

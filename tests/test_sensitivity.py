@@ -1,4 +1,4 @@
-"""Sensitivity bounds (the seed's Theorem 5.1) and Schur-concavity helpers (Prop. 5.7)."""
+"""Sensitivity bounds (typical vs worst case, the entropy bound) and Schur-concavity helpers."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_typical_sensitivity_by_monte_carlo_matrix():
     J = torch.randn(1, 10, 784, dtype=D64, generator=g) * torch.rand(784, dtype=D64, generator=g)
     b = sl.sensitivity_bounds(J, eps=0.1)
     for dist in ("gaussian", "sphere"):
-        mc = sl.monte_carlo_sensitivity(J, None, 0.1, 20000, dist, generator=g)
+        mc = sl.sensitivity.monte_carlo_sensitivity(J, None, 0.1, 20000, dist, generator=g)
         assert abs(float(mc[0] / b.typical[0]) - 1) < 0.03, dist
     assert bool(b.holds().all())
     # closed form: (eps^2/d)||J||_F^2, not eps^2 ||J||_F^2 (a wrong constant would be caught)
@@ -36,9 +36,9 @@ def test_typical_sensitivity_network_first_order():
     gaps = []
     for eps in (1e-1, 1e-3):
         g = torch.Generator().manual_seed(1)
-        mc = sl.monte_carlo_sensitivity(model, x, eps, 4000, generator=g)
+        mc = sl.sensitivity.monte_carlo_sensitivity(model, x, eps, 4000, generator=g)
         g = torch.Generator().manual_seed(1)
-        lin = sl.monte_carlo_sensitivity(J, None, eps, 4000, generator=g)  # same draws
+        lin = sl.sensitivity.monte_carlo_sensitivity(J, None, eps, 4000, generator=g)  # same draws
         gaps.append(float(((mc - lin).abs() / lin).max()))
     assert gaps[1] < 1e-3 and gaps[1] < gaps[0]
 
@@ -59,7 +59,7 @@ def test_entropy_bound_constant_over_a_dataset():
     torch.manual_seed(1)
     model = sl.MLP(16, 4, width=16, depth=3).double()
     J = sl.input_jacobian(model, torch.randn(30, 16, dtype=D64))
-    K = sl.entropy_bound_constant(J)
+    K = sl.sensitivity.entropy_bound_constant(J)
     eps = 0.05
     lhs = (eps**2 / 16 * (J**2).sum((1, 2))).mean()
     rhs = K * eps**2 * sl.effective_rank(J).mean()
@@ -67,7 +67,7 @@ def test_entropy_bound_constant_over_a_dataset():
     assert math.isclose(float(K), float(sl.singular_values(J)[:, 0].max() ** 2 / 16))
 
 
-# --- Theorem 5.1 pinned to an independent closed form (numpy), plus mutation tests -----------------
+# --- the entropy bound pinned to an independent closed form (numpy), plus mutation tests ---
 
 
 def _reference_bounds(J: np.ndarray, eps: float) -> dict[str, np.ndarray]:
@@ -112,7 +112,7 @@ def _bounds_match_reference(bounds_fn, constant_fn, eps: float = 0.3) -> bool:
             ok &= bool(np.allclose(getattr(b, name).numpy(), ref[name], rtol=1e-10, atol=0))
         K = constant_fn(J)
         ok &= math.isclose(float(K), float(ref["dataset_K"]), rel_tol=1e-10)
-        rhs = K * eps**2 * sl.effective_rank(J).mean()  # the data-set form of Theorem 5.1
+        rhs = K * eps**2 * sl.effective_rank(J).mean()  # the data-set form of the entropy bound
         ok &= math.isclose(float(rhs), float(ref["dataset_rhs"]), rel_tol=1e-10)
     return ok
 
@@ -124,7 +124,7 @@ def test_entropy_bound_pinned_to_closed_form():
     hand = 9.0 / 12 * 0.3**2 * math.exp(-(p * np.log(p)).sum())
     J = _pinning_stacks()[1]
     assert math.isclose(float(sl.sensitivity_bounds(J, 0.3).entropy_bound[0]), hand, rel_tol=1e-12)
-    assert _bounds_match_reference(sl.sensitivity_bounds, sl.entropy_bound_constant)
+    assert _bounds_match_reference(sl.sensitivity_bounds, sl.sensitivity.entropy_bound_constant)
 
 
 def _mutant(fn, old: str, new: str):
@@ -132,7 +132,11 @@ def _mutant(fn, old: str, new: str):
     src = inspect.getsource(fn)
     assert old in src, f"mutation site {old!r} not found in {fn.__name__}"
     ns: dict = {}
-    exec(compile(src.replace(old, new), f"<mutant of {fn.__name__}>", "exec"), vars(sl.bounds), ns)
+    exec(
+        compile(src.replace(old, new), f"<mutant of {fn.__name__}>", "exec"),
+        vars(sl.sensitivity),
+        ns,
+    )
     return ns[fn.__name__]
 
 
@@ -157,21 +161,21 @@ CONSTANT_MUTANTS = {
 
 @pytest.mark.parametrize("name", sorted(BOUNDS_MUTANTS))
 def test_pinned_check_catches_wrong_entropy_bound(name, monkeypatch):
-    mutant = _mutant(sl.bounds.sensitivity_bounds, *BOUNDS_MUTANTS[name])
-    monkeypatch.setattr(sl.bounds, "sensitivity_bounds", mutant)
-    assert not _bounds_match_reference(mutant, sl.entropy_bound_constant), name
+    mutant = _mutant(sl.sensitivity.sensitivity_bounds, *BOUNDS_MUTANTS[name])
+    monkeypatch.setattr(sl.sensitivity, "sensitivity_bounds", mutant)
+    assert not _bounds_match_reference(mutant, sl.sensitivity.entropy_bound_constant), name
 
 
 @pytest.mark.parametrize("name", sorted(CONSTANT_MUTANTS))
 def test_pinned_check_catches_wrong_dataset_constant(name, monkeypatch):
-    mutant = _mutant(sl.bounds.entropy_bound_constant, *CONSTANT_MUTANTS[name])
-    monkeypatch.setattr(sl.bounds, "entropy_bound_constant", mutant)
+    mutant = _mutant(sl.sensitivity.entropy_bound_constant, *CONSTANT_MUTANTS[name])
+    monkeypatch.setattr(sl.sensitivity, "entropy_bound_constant", mutant)
     assert not _bounds_match_reference(sl.sensitivity_bounds, mutant), name
 
 
 def test_amplitude_mutant_survives_the_one_sided_checks():
     # why the pin is needed: the amplitude entropy (M3) still satisfies every inequality of the chain
-    mutant = _mutant(sl.bounds.sensitivity_bounds, *BOUNDS_MUTANTS["amplitude entropy (M3)"])
+    mutant = _mutant(sl.sensitivity.sensitivity_bounds, *BOUNDS_MUTANTS["amplitude entropy (M3)"])
     for J in _pinning_stacks():
         b = mutant(J, 0.3)
         assert bool(b.holds().all())
@@ -181,11 +185,13 @@ def test_amplitude_mutant_survives_the_one_sided_checks():
 def test_isotropic_perturbations_have_isotropic_covariance():
     g = torch.Generator().manual_seed(3)
     for dist in ("gaussian", "sphere"):
-        d = sl.isotropic_perturbations((2, 3), 0.5, 200000, dist, generator=g, dtype=D64)
+        d = sl.sensitivity.isotropic_perturbations(
+            (2, 3), 0.5, 200000, dist, generator=g, dtype=D64
+        )
         flat = d.reshape(len(d), -1)
         cov = flat.T @ flat / len(flat)
         assert torch.allclose(cov, torch.eye(6, dtype=D64) * 0.25 / 6, atol=2e-3)
-    sphere = sl.isotropic_perturbations((5,), 0.5, 10, "sphere", generator=g, dtype=D64)
+    sphere = sl.sensitivity.isotropic_perturbations((5,), 0.5, 10, "sphere", generator=g, dtype=D64)
     assert torch.allclose(sphere.norm(dim=1), torch.full((10,), 0.5, dtype=D64))
 
 
@@ -194,18 +200,18 @@ def test_schur_concavity_helpers():
     e = lambda v: v**2 / (v**2).sum()  # noqa: E731
     prev_h, prev_k = -1.0, math.inf
     for t in torch.linspace(0, 1, 11).tolist():
-        st = sl.mix_toward_uniform(s, t)
+        st = sl.sensitivity.mix_toward_uniform(s, t)
         assert math.isclose(float((st**2).sum()), float((s**2).sum()), rel_tol=1e-12)
         h, k = (
             float(sl.spectral_entropy(st, kind="singular")),
             float(sl.condition_number(st, kind="singular")),
         )
         assert h >= prev_h - 1e-12 and k <= prev_k + 1e-12
-        assert sl.majorizes(e(s), e(st))
+        assert sl.sensitivity.majorizes(e(s), e(st))
         prev_h, prev_k = h, k
     assert math.isclose(prev_h, math.log(4), rel_tol=1e-12) and math.isclose(prev_k, 1.0)
-    r = sl.robin_hood_transfer(s, 0, 3, 0.5)
-    assert sl.majorizes(e(s), e(r)) and not sl.majorizes(e(r), e(s))
+    r = sl.sensitivity.robin_hood_transfer(s, 0, 3, 0.5)
+    assert sl.sensitivity.majorizes(e(s), e(r)) and not sl.sensitivity.majorizes(e(r), e(s))
     assert sl.spectral_entropy(r, kind="singular") > sl.spectral_entropy(s, kind="singular")
     assert sl.condition_number(r, kind="singular") <= sl.condition_number(s, kind="singular")
 
@@ -215,18 +221,21 @@ def test_entropy_lower_bound_from_condition_number():
     for _ in range(100):
         m = torch.randn(6, 9, dtype=D64, generator=g) * torch.rand(9, dtype=D64, generator=g)
         kappa = sl.condition_number(m)
-        assert float(sl.spectral_entropy(m)) >= float(sl.entropy_lower_bound(kappa, 6)) - 1e-12
-    assert math.isclose(float(sl.entropy_lower_bound(1.0, 5)), math.log(5))
+        assert (
+            float(sl.spectral_entropy(m))
+            >= float(sl.sensitivity.entropy_lower_bound(kappa, 6)) - 1e-12
+        )
+    assert math.isclose(float(sl.sensitivity.entropy_lower_bound(1.0, 5)), math.log(5))
 
 
 def test_errors():
     with pytest.raises(ValueError, match="eps"):
         sl.sensitivity_bounds(torch.eye(3), eps=0)
     with pytest.raises(ValueError, match="distribution"):
-        sl.isotropic_perturbations((3,), 0.1, 5, "cauchy")
+        sl.sensitivity.isotropic_perturbations((3,), 0.1, 5, "cauchy")
     with pytest.raises(ValueError, match="fraction"):
-        sl.robin_hood_transfer(torch.ones(3), 0, 1, 2.0)
+        sl.sensitivity.robin_hood_transfer(torch.ones(3), 0, 1, 2.0)
     with pytest.raises(ValueError, match="same length"):
-        sl.majorizes(torch.ones(3), torch.ones(4))
-    with pytest.raises(ValueError, match="n_draws"):
-        sl.isotropic_perturbations((3,), 0.1, 0)
+        sl.sensitivity.majorizes(torch.ones(3), torch.ones(4))
+    with pytest.raises(ValueError, match="num_draws"):
+        sl.sensitivity.isotropic_perturbations((3,), 0.1, 0)
