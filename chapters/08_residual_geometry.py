@@ -318,8 +318,8 @@ sl.widgets.power_law_fit_explorer(d=64)
 widths = [64, 256, 1024, 4096]
 print("tau = 0.9     " + "".join(f"d={w:<7d}" for w in widths) + "bound")
 for alpha in (0.5, 1.0, 1.5, 2.0):
-    row = "".join(f"{geo.orbit_effective_rank(alpha, w, 0.9):<9d}" for w in widths)
-    bound = geo.effective_rank_bound(alpha, 0.9) if alpha > 1 else "-"
+    row = "".join(f"{geo.orbit_energy_quantile_rank(alpha, w, 0.9):<9d}" for w in widths)
+    bound = geo.energy_quantile_rank_bound(alpha, 0.9) if alpha > 1 else "-"
     print(f"alpha = {alpha:<5g} {row}{bound}")
 
 # %% tags=["nbval-check-output"]
@@ -331,10 +331,10 @@ for alpha in (1.2, 1.5, 2.0, 3.0):
         pw = geo.gibbs_distribution(alpha, w)
         ok_tail &= all(pw[kk:].sum() <= geo.tail_mass_bound(alpha, kk, w) for kk in (1, 4, 16))
         ok_bound &= all(
-            geo.orbit_effective_rank(alpha, w, t) <= geo.effective_rank_bound(alpha, t)
+            geo.orbit_energy_quantile_rank(alpha, w, t) <= geo.energy_quantile_rank_bound(alpha, t)
             for t in (0.5, 0.9, 0.99)
         )
-ks = [geo.orbit_effective_rank(a, 32, 0.9) for a in np.linspace(0, 3, 31)]
+ks = [geo.orbit_energy_quantile_rank(a, 32, 0.9) for a in np.linspace(0, 3, 31)]
 ok_mono = all(b <= a for a, b in zip(ks[:-1], ks[1:]))
 p = geo.gibbs_distribution(1.2, 32)
 q = np.sort(p * np.exp(0.3 * rng.standard_normal(32)))[::-1]

@@ -18,8 +18,8 @@ This package gives every quantity of that paper as a function, one module per to
   :func:`bures_wasserstein_distance`, :func:`orbit_top_radial`, :func:`orbit_top_radial_inverse`,
   :func:`inverse_chart_lipschitz`, :func:`fisher_rao_length`, :func:`orbit_actions`;
 * fits: :func:`power_law_fit` -> :class:`PowerLawFit`;
-* effective rank: :func:`effective_rank`, :func:`orbit_effective_rank`, :func:`tail_mass_bound`,
-  :func:`effective_rank_bound`, :func:`rank_summary`, :func:`total_variation`;
+* effective rank: :func:`energy_quantile_rank`, :func:`orbit_energy_quantile_rank`, :func:`tail_mass_bound`,
+  :func:`energy_quantile_rank_bound`, :func:`rank_summary`, :func:`total_variation`;
 * chains: :func:`chain_slack` -> :class:`ChainSlack`, :func:`near_identity_cartan`,
   :func:`near_identity_slack`, :func:`depth_budget` -> :class:`DepthBudget`;
 * models: :func:`layer_factors`, :func:`conv_operator_matrix`,
@@ -136,9 +136,9 @@ from .orbit import (
 )
 from .rank import (
     RankSummary,
-    effective_rank,
-    effective_rank_bound,
-    orbit_effective_rank,
+    energy_quantile_rank,
+    energy_quantile_rank_bound,
+    orbit_energy_quantile_rank,
     rank_summary,
     tail_mass_bound,
     total_variation,
@@ -167,8 +167,8 @@ __all__ = [
     "circular_conv_singular_values",
     "conv_operator_matrix",
     "depth_budget",
-    "effective_rank",
-    "effective_rank_bound",
+    "energy_quantile_rank",
+    "energy_quantile_rank_bound",
     "exponent_profile",
     "fisher_information",
     "fisher_rao_length",
@@ -183,7 +183,7 @@ __all__ = [
     "near_identity_slack",
     "orbit_actions",
     "orbit_bures_distance",
-    "orbit_effective_rank",
+    "orbit_energy_quantile_rank",
     "orbit_hellinger",
     "orbit_kl",
     "orbit_top_radial",
@@ -196,3 +196,25 @@ __all__ = [
     "top_radial",
     "total_variation",
 ]
+
+# ``effective_rank`` meant two things (``spectra.effective_rank`` is exp(SE)); the energy-quantile
+# rank k_tau has its own name now. The old spellings work for one release, with a warning.
+_RENAMED = {
+    "effective_rank": "energy_quantile_rank",
+    "orbit_effective_rank": "orbit_energy_quantile_rank",
+    "effective_rank_bound": "energy_quantile_rank_bound",
+}
+
+
+def __getattr__(name: str):
+    if name in _RENAMED:
+        from .._deprecate import warn_deprecated
+
+        new = _RENAMED[name]
+        warn_deprecated(
+            f"spectral_lab.geometry.{name} is deprecated and will be removed in the next release; "
+            f"use spectral_lab.geometry.{new} (the energy-quantile rank k_tau; "
+            "spectral_lab.spectra.effective_rank is exp(SE), a different quantity)"
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ from torch import nn
 from .._checks import check_model, check_tensor
 from .chain import ChainSlack, DepthBudget, _factor_stack, chain_slack, depth_budget
 from .fit import power_law_fit
-from .rank import _check_tau, effective_rank
+from .rank import _check_tau, energy_quantile_rank
 
 
 def _residual_blocks(model: nn.Module):
@@ -263,7 +263,7 @@ def chain_profile(
         rho=np.array([ft.rho for ft in fits]),
         res_hel=np.array([ft.res_hel for ft in fits]),
         ls_r2=np.array([ft.ls_r2 for ft in fits]),
-        k_tau=np.array([effective_rank(s, tau, kind="eigen") for s in sv]),
+        k_tau=np.array([energy_quantile_rank(s, tau, kind="eigen") for s in sv]),
         power_law=np.array([ft.is_power_law for ft in fits], dtype=float),
         d=d,
         tau=tau,

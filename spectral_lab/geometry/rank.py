@@ -25,18 +25,18 @@ def _quantile(p: np.ndarray, tau: float) -> int:
     return int(min(np.searchsorted(c, tau * c[-1] * (1 - 1e-13), side="left") + 1, p.size))
 
 
-def effective_rank(spectrum, tau: float = 0.9, kind: str = "singular") -> int:
+def energy_quantile_rank(spectrum, tau: float = 0.9, kind: str = "singular") -> int:
     """Effective rank as a spectral-energy quantile ``k_τ = min{k : Σ_{j≤k} p_j ≥ τ}`` [P; D].
 
     Example:
-        >>> effective_rank([1.0, 1.0, 1.0, 1.0], tau=0.6, kind="eigen")
+        >>> energy_quantile_rank([1.0, 1.0, 1.0, 1.0], tau=0.6, kind="eigen")
         3
     """
     tau = _check_tau(tau)
     return _quantile(spectral_energy(spectrum, kind), tau)
 
 
-def orbit_effective_rank(alpha: float, d: int, tau: float = 0.9) -> int:
+def orbit_energy_quantile_rank(alpha: float, d: int, tau: float = 0.9) -> int:
     """``k_τ(α) = min{k : H_k(α) ≥ τ H_d(α)}`` on the orbit; non-increasing in ``α`` [D]."""
     return _quantile(gibbs_distribution(alpha, d), _check_tau(tau))
 
@@ -55,7 +55,7 @@ def tail_mass_bound(alpha: float, k: int, d: int | None = None) -> float:
     return b if d is None else b / harmonic_number(d, alpha)
 
 
-def effective_rank_bound(alpha: float, tau: float = 0.9) -> int:
+def energy_quantile_rank_bound(alpha: float, tau: float = 0.9) -> int:
     """Width-free bound ``k_τ ≤ ⌈((1−τ)(α−1))^{−1/(α−1)}⌉`` for ``α > 1`` [D]."""
     alpha, tau = _check_alpha(alpha), _check_tau(tau)
     if alpha <= 1:

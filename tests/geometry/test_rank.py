@@ -12,14 +12,14 @@ from ._helpers import D
 
 def test_effective_rank_quantile_and_monotone_in_alpha():
     p = np.array([0.5, 0.3, 0.15, 0.05])
-    assert [g.effective_rank(p, t, kind="eigen") for t in (0.5, 0.8, 0.9, 0.99)] == [1, 2, 3, 4]
-    ks = [g.orbit_effective_rank(a, D, 0.9) for a in np.linspace(0, 3, 31)]
+    assert [g.energy_quantile_rank(p, t, kind="eigen") for t in (0.5, 0.8, 0.9, 0.99)] == [1, 2, 3, 4]
+    ks = [g.orbit_energy_quantile_rank(a, D, 0.9) for a in np.linspace(0, 3, 31)]
     assert all(b <= a for a, b in zip(ks[:-1], ks[1:]))
     # definition against the harmonic-number form
     for a in (0.5, 1.0, 2.0):
         h = [g.harmonic_number(k, a) for k in range(1, D + 1)]
         ref = next(k for k in range(1, D + 1) if h[k - 1] >= 0.9 * h[-1])
-        assert g.orbit_effective_rank(a, D, 0.9) == ref
+        assert g.orbit_energy_quantile_rank(a, D, 0.9) == ref
 
 
 @pytest.mark.parametrize("alpha", [1.2, 1.5, 2.0, 3.0])
@@ -31,15 +31,15 @@ def test_finite_width_tail_bounds(alpha):
             assert tail <= g.tail_mass_bound(alpha, k, d) + 1e-15
             assert g.tail_mass_bound(alpha, k, d) <= g.tail_mass_bound(alpha, k)
         for tau in (0.5, 0.9, 0.99):
-            assert g.orbit_effective_rank(alpha, d, tau) <= g.effective_rank_bound(alpha, tau)
+            assert g.orbit_energy_quantile_rank(alpha, d, tau) <= g.energy_quantile_rank_bound(alpha, tau)
     # the spec's measured values at tau = 0.9
-    assert [g.orbit_effective_rank(2.0, d, 0.9) for d in (64, 256, 1024, 4096)] == [6, 6, 6, 6]
-    assert g.effective_rank_bound(2.0, 0.9) == 10 or g.effective_rank_bound(2.0, 0.9) == 11
+    assert [g.orbit_energy_quantile_rank(2.0, d, 0.9) for d in (64, 256, 1024, 4096)] == [6, 6, 6, 6]
+    assert g.energy_quantile_rank_bound(2.0, 0.9) == 10 or g.energy_quantile_rank_bound(2.0, 0.9) == 11
 
 
 def test_effective_rank_regimes_match_spec_table():
     got = {
-        a: [g.orbit_effective_rank(a, d, 0.9) for d in (64, 256, 1024, 4096)]
+        a: [g.orbit_energy_quantile_rank(a, d, 0.9) for d in (64, 256, 1024, 4096)]
         for a in (0.5, 1.0, 1.5)
     }
     assert got[0.5] == [53, 210, 834, 3327]
@@ -55,9 +55,9 @@ def test_quantile_robustness_under_total_variation():
         q = np.sort(q / q.sum())[::-1]
         tv = g.total_variation(p, q)
         for tau in (0.5, 0.8, 0.9):
-            lo = g.effective_rank(p, max(tau - tv, 1e-9), kind="eigen")
-            hi = g.effective_rank(p, min(tau + tv, 1 - 1e-12), kind="eigen")
-            assert lo <= g.effective_rank(q, tau, kind="eigen") <= hi
+            lo = g.energy_quantile_rank(p, max(tau - tv, 1e-9), kind="eigen")
+            hi = g.energy_quantile_rank(p, min(tau + tv, 1 - 1e-12), kind="eigen")
+            assert lo <= g.energy_quantile_rank(q, tau, kind="eigen") <= hi
 
 
 def test_rank_summary():
@@ -65,6 +65,22 @@ def test_rank_summary():
     assert s.entropy_rank == pytest.approx(10) and s.participation_ratio == pytest.approx(10)
     assert s.stable_rank == pytest.approx(10) and s.k_tau[0.9] == 9
     with pytest.raises(ValueError, match="tau"):
-        g.effective_rank(np.ones(3), tau=1.0)
+        g.energy_quantile_rank(np.ones(3), tau=1.0)
     with pytest.raises(ValueError, match="alpha > 1"):
         g.tail_mass_bound(1.0, 3)
+
+
+def test_old_effective_rank_names_warn_at_the_caller_and_forward():
+    import warnings
+
+    from spectral_lab import geometry as g
+
+    s = np.array([3.0, 2.0, 1.0, 0.5])
+    for old, new in g._RENAMED.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fn = getattr(g, old)
+        assert fn is getattr(g, new)
+        assert [w.category for w in caught] == [DeprecationWarning]
+        assert caught[0].filename == __file__, "the warning must point at the caller's line"
+    assert g.energy_quantile_rank(s, 0.9) == 2  # energy 9, 4, 1, .25: 9/14.25 < .9 <= 13/14.25
