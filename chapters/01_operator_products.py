@@ -25,6 +25,11 @@
 # 4. watch singular values spread through depth, and explain the role of the initialisation gain,
 #    the width, the depth and the activation;
 # 5. bound the worst-case amplification $\|J_f(x)\|_2$ by the product of factor norms.
+#
+# **Prerequisites.** Chapter 00; the chain rule for vector functions; matrix products and the
+# operator norm $\|A\|_2 = \sigma_1(A)$.
+#
+# **Approximate time:** 60 minutes (the cells run in under a minute on a laptop CPU).
 
 # %% tags=["nbval-ignore-output"]
 import matplotlib.pyplot as plt
@@ -170,7 +175,7 @@ assert max(worst.values()) < 1e-10
 
 # %% tags=["nbval-check-output"]
 lin = sl.MLP(64, 10, width=32, depth=3, activation="identity").double()
-W = [m.weight.detach() for m in lin.layers if isinstance(m, nn.Linear)]
+W = [p.detach() for name, p in lin.named_parameters() if name.endswith("weight")]
 lin_ok = all(torch.allclose(sl.operator_product(lin, xi).dense(), W[2] @ W[1] @ W[0], atol=1e-12)
              for xi in x64)
 print("linear network: Jacobian == W3 W2 W1 at every input:", lin_ok)
@@ -349,35 +354,127 @@ for group in ("random", "trained"):
 # motivation for chapter 02: look at the *whole spectrum* of the product, not only at a bound on its
 # largest singular value.
 #
+# ## Summary
+#
+# * At every input, $J_f(x) = W_L D_{L-1}(x) \cdots D_1(x) W_1$: weights times diagonal gates; biases
+#   only choose *where* the gates are evaluated.
+# * Convolutions, pooling and residual blocks are factors too; `sl.operator_product` builds the
+#   product for every model of the course and agrees with autograd to $10^{-10}$.
+# * Singular values spread through depth at a rate set by the gain, the width and the activation.
+# * $\|J_f(x)\|_2 \le \prod_k \|F_k(x)\|_2$ always holds and is loose, because the top directions of
+#   consecutive factors do not line up: look at the whole spectrum (chapter 02).
+#
 # ## Exercises
 #
-# 1. Show that for a ReLU network $f(\lambda x) = \lambda f(x)$ when all biases are zero
-#    (`bias=False`) and $\lambda > 0$, and hence $J_f(\lambda x) = J_f(x)$. Check it with
-#    `operator_product`.
-# 2. For a trained ReLU MLP, what fraction of hidden units is on, on average over the test digits?
-#    Does the fraction differ between layers?
-# 3. Build `nn.Sequential(nn.Linear(64, 32), nn.ELU(), nn.Linear(32, 10))` and call
-#    `sl.operator_product`. Read the error. Which lines of `spectral_lab/operators.py` would you add
-#    to support ELU?
-# 4. For a residual block $I + sB$ with $\|B\|_2 = b$, show
-#    $1 - s b \le \sigma_{\min}(I + sB) \le \sigma_1(I + sB) \le 1 + s b$. What does this say about
-#    deep residual networks with small $s$? Check it on `sl.ResidualMLP(..., residual_scale=0.1)`.
+# Each exercise has a cell to complete (replace the `...`), a hidden solution cell (collapsed; it
+# runs when you *Run All*), and a check cell that tests the answer against an independent
+# computation.
 #
-# ### Solutions
-#
-# 1. With zero biases every layer is positively homogeneous: $\mathrm{ReLU}(\lambda z) = \lambda\,
-#    \mathrm{ReLU}(z)$, so $f(\lambda x) = \lambda f(x)$; the gates depend only on signs, which do not
-#    change, so $J_f(\lambda x) = J_f(x)$:
-#    `m = sl.MLP(64, 10, bias=False).double(); torch.allclose(sl.operator_product(m, 3 * x).dense(),
-#    sl.operator_product(m, x).dense())`.
-# 2. `[f.diag.mean() for f in sl.operator_product(m, x).factors if f.kind == "gate"]`, averaged over
-#    inputs; typically about half the units are on at initialisation, and trained networks often have
-#    sparser deep layers.
-# 3. `TypeError: operator_product does not support layer ELU ...`. Add ELU to `_GATES`, its
-#    derivative (`1` for $z > 0$, $\alpha e^{z}$ otherwise) to `activation_derivative`, and its
-#    $\sup|\phi'| = \max(1, \alpha)$ to the sup table.
-# 4. $\|(I + sB)v\| \ge \|v\| - s\|Bv\| \ge (1 - sb)\|v\|$ and $\le (1 + sb)\|v\|$. With $L$ blocks
-#    the product's singular values lie in $[(1 - sb)^L, (1 + sb)^L]$: for $s \sim 1/L$ they stay
-#    bounded, so deep residual networks with small scales stay well conditioned (chapter 08).
-#    Check: `r = sl.operator_product(res, x).factors[1]; s = sl.singular_values(r.dense());
-#    b = sl.singular_values(r.branch.dense())[0]`.
+# **Exercise 1.** With zero biases (`bias=False`) a ReLU network is positively homogeneous:
+# $f(\lambda x) = \lambda f(x)$ for $\lambda > 0$, and hence $J_f(\lambda x) = J_f(x)$. Show why on
+# paper, then compute the dense products at $x$ and at $3x$ with `sl.operator_product`.
+
+# %% tags=["exercise"]
+torch.manual_seed(2)
+mlp_nobias = sl.MLP(64, 10, width=32, depth=3, bias=False).double()
+x_one = x64[0]
+J_at_x = ...    # dense Jacobian (10 x 64) at x_one, from sl.operator_product
+J_at_3x = ...   # the same at 3 * x_one
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# ReLU(lambda z) = lambda ReLU(z) for lambda > 0, and without biases every layer commutes with the
+# scaling; the gates depend only on signs, which do not change, so J(lambda x) = J(x).
+J_at_x = sl.operator_product(mlp_nobias, x_one).dense()
+J_at_3x = sl.operator_product(mlp_nobias, 3 * x_one).dense()
+
+# %% tags=["nbval-check-output"]
+# check exercise 1 with autograd and the forward pass
+ref_x = autograd_jacobian(mlp_nobias, x_one)
+with torch.no_grad():
+    homog = torch.allclose(mlp_nobias(3 * x_one[None]), 3 * mlp_nobias(x_one[None]))
+ex1_ok = (homog and torch.allclose(torch.as_tensor(J_at_x), ref_x, atol=1e-12)
+          and torch.allclose(torch.as_tensor(J_at_3x), ref_x, atol=1e-12))
+print("f(3x) = 3 f(x):", homog, "| exercise 1 passed:", ex1_ok)
+assert ex1_ok
+
+# %% [markdown]
+# **Exercise 2.** For the trained ReLU MLP (`trained["MLP relu"]`), what fraction of the hidden units
+# is on, on average over the first 100 test digits, in each hidden layer? Read it from the gates of
+# `sl.operator_product` (factors of kind `"gate"`, whose `diag` holds $\phi'(z)$).
+
+# %% tags=["exercise"]
+x_hundred = x_test[:100].double()
+frac_on = ...   # list of floats, one per hidden layer, in order
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+gates = [[f.diag for f in sl.operator_product(trained["MLP relu"], xi).factors if f.kind == "gate"]
+         for xi in x_hundred]
+frac_on = [torch.stack([g[layer] for g in gates]).gt(0).double().mean().item()
+           for layer in range(len(gates[0]))]
+
+# %% tags=["nbval-check-output"]
+# check exercise 2 independently: record the ReLU outputs with forward hooks and count positives
+acts = []
+hooks = [mod.register_forward_hook(lambda mod, inp, out: acts.append(out.detach()))
+         for mod in trained["MLP relu"].modules() if isinstance(mod, nn.ReLU)]
+with torch.no_grad():
+    trained["MLP relu"](x_hundred)
+for hk in hooks:
+    hk.remove()
+ref_frac = [a.gt(0).double().mean().item() for a in acts]
+print("fraction of units on per hidden layer:", [round(f, 3) for f in frac_on])
+ex2_ok = len(frac_on) == len(ref_frac) and np.allclose(frac_on, ref_frac, atol=1e-12)
+print("exercise 2 passed:", ex2_ok)
+assert ex2_ok
+
+# %% [markdown]
+# **Exercise 3.** A residual factor $I + sB$ with $\|B\|_2 = b$ has all its singular values in
+# $[1 - sb,\, 1 + sb]$ (triangle inequality: $\|(I + sB)v\| \ge \|v\| - s\|Bv\|$). Complete
+# `residual_sandwich(factor)` for a factor of kind `"residual"`: return
+# `(1 - s*b, sigma_min, sigma_max, 1 + s*b)`, with `factor.scale` for $s$, `factor.branch.dense()`
+# for $B$ and `factor.dense()` for $I + sB$. What does this say about deep residual networks with
+# small $s$?
+
+# %% tags=["exercise"]
+def residual_sandwich(factor):
+    raise NotImplementedError("complete residual_sandwich: b from the branch, sigmas from the factor")
+
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+def residual_sandwich(factor):
+    s_res = abs(factor.scale)
+    b = sl.singular_values(factor.branch.dense())[0].item()
+    sig = sl.singular_values(factor.dense())
+    return 1 - s_res * b, sig[-1].item(), sig[0].item(), 1 + s_res * b
+# With L blocks the product's singular values lie in [(1 - sb)^L, (1 + sb)^L]: for s ~ 1/L they stay
+# bounded, so deep residual networks with small scales stay well conditioned (chapter 09).
+
+
+# %% tags=["nbval-check-output"]
+# check exercise 3 with numpy's SVD on every residual factor of a ResidualMLP with s = 0.1
+torch.manual_seed(3)
+res_small = sl.ResidualMLP(64, 10, width=32, depth=4, residual_scale=0.1).double()
+ex3_ok = True
+for xi in x64[:3]:
+    for f in sl.operator_product(res_small, xi).factors:
+        if f.kind != "residual":
+            continue
+        lo, smin, smax, hi = residual_sandwich(f)
+        sv = np.linalg.svd(f.dense().numpy(), compute_uv=False)
+        b_ref = np.linalg.svd(f.branch.dense().numpy(), compute_uv=False)[0]
+        ex3_ok &= bool(np.isclose(smin, sv[-1]) and np.isclose(smax, sv[0])
+                       and np.isclose(hi - lo, 2 * abs(f.scale) * b_ref)
+                       and lo - 1e-12 <= sv[-1] and sv[0] <= hi + 1e-12)
+print("1 - sb <= sigma_min <= sigma_max <= 1 + sb on every residual factor:", ex3_ok)
+print("exercise 3 passed:", ex3_ok)
+assert ex3_ok
+
+# %% [markdown]
+# **Exercise 4 (think).** Build `nn.Sequential(nn.Linear(64, 32), nn.ELU(), nn.Linear(32, 10))` and call
+# `sl.operator_product` on it. Read the error message. What would the library need to know about ELU
+# to support it?
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# *Answer.* The error names the unsupported layer. A gate needs the activation's derivative,
+# $\phi'(z) = 1$ for $z > 0$ and $\alpha e^{z}$ otherwise, to fill $D(x)$; and the worst-case bound of
+# §6 needs $\sup|\phi'| = \max(1, \alpha)$.
