@@ -27,10 +27,20 @@
 #    worst case $\epsilon^2\sigma_1^2$;
 # 5. compare the spectra of trained and untrained networks on the digits.
 #
+# **Prerequisites.** Chapters 00 and 01; the SVD; Shannon entropy $-\sum_k p_k \log p_k$; expectation
+# and variance of a random vector.
+#
+# **Approximate time:** 75 minutes (the cells run in under a minute on a laptop CPU).
+#
 # **Conventions.** The spectral entropy is the energy (E2) normalisation in nats unless a figure
 # says otherwise ($p_k = \sigma_k^2/\sum_j \sigma_j^2$, the normalisation under which the
-# typical-sensitivity theorem of §4 holds with the constant used here; the paper's own normalisation
-# could not be read, so this is a choice, not from the paper). `base=2` gives bits.
+# typical-sensitivity theorem of §4 holds with the constant used here). `base=2` gives bits.
+#
+# > **Sources and choices.** The spectral entropy of the input Jacobian, its role as a bound on the
+# > typical sensitivity, and the monotonicity of §3 come from Katende, *A Unified Matrix-Spectral Framework for Stability and Interpretability in Deep Learning* (arXiv 2602.01136).
+# > The energy normalisation $p_k = \sigma_k^2/\sum_j\sigma_j^2$ and the explicit constant
+# > $K = \sigma_1^2/d$ in §4 are this course's choices: under them the theorem is an identity plus the
+# > Rényi chain, derived below, so every step can be checked.
 
 # %% tags=["nbval-ignore-output"]
 import math
@@ -183,8 +193,8 @@ assert all(chain_ok.values())
 # * *mixing toward uniform*, $p_t = (1-t)\,p + t/k$ (`sl.mix_toward_uniform`).
 #
 # Both can only lower the largest and raise the smallest energy, so the classical condition number
-# $\kappa = \sigma_1/\sigma_r$ cannot grow while $SE$ rises: this is the content of the seed's
-# Proposition 5.7 as we state it (our rendering; the paper's exact statement could not be read).
+# $\kappa = \sigma_1/\sigma_r$ cannot grow while $SE$ rises: this is the course's statement of the monotonicity result
+# (Proposition 5.7) of *A Unified Matrix-Spectral Framework for Stability and Interpretability in Deep Learning*.
 # Conversely, a small $\kappa$ forces a high entropy:
 # $SE \ge -\log \max_k p_k \ge \log\big(1 + (r-1)/\kappa^2\big)$.
 
@@ -267,9 +277,10 @@ print(f"SE = {float(sl.spectral_entropy(s_odd, kind='singular')):.3f} nats "
 #
 # The first equality is exact; the inequalities are the Rényi chain of §2. So the typical-to-worst
 # ratio is $\mathrm{srank}/d \le e^{SE}/d$: **a low-entropy (concentrated) spectrum certifies that
-# random perturbations are amplified far less than the worst one**. This is the seed's Theorem 5.1,
-# $\mathbb{E}_\delta\|f(x+\delta) - f(x)\|^2 \le K\epsilon^2 e^{H_S(J_f(x))}$, with our explicit
-# constant $K = \sigma_1^2/d$ (the paper's constant could not be read); for a smooth network it holds
+# random perturbations are amplified far less than the worst one**. This is Theorem 5.1 of the Unified
+# Matrix-Spectral Framework paper,
+# $\mathbb{E}_\delta\|f(x+\delta) - f(x)\|^2 \le K\epsilon^2 e^{H_S(J_f(x))}$, with the explicit constant
+# $K = \sigma_1^2/d$ derived in the display above; for a smooth network it holds
 # up to an $O(\epsilon^3)$ remainder, and exactly for the linearisation.
 #
 # `sl.sensitivity_bounds(J, eps)` computes all four numbers;
@@ -286,7 +297,7 @@ sl.plots.plot_sensitivity_bounds(b, mc, title=f"trained MLP, eps={eps} (SE in na
 plt.show()
 
 # %% tags=["nbval-check-output"]
-# check (Theorem 5.1 of the seed paper): on every model, Monte Carlo E||f(x+delta)-f(x)||^2 (M = 4000
+# check (Theorem 5.1 of the Unified Matrix-Spectral Framework paper): on every model, Monte Carlo E||f(x+delta)-f(x)||^2 (M = 4000
 # Gaussian draws) matches (eps^2/d)||J||_F^2 within 5 standard errors; the library's entropy bound
 # equals an independent numpy value (p_k = s_k^2 / sum s^2, SE = -sum p log p, (s_1^2/d) eps^2 e^SE),
 # so a wrong normalisation or constant fails here; and typical <= entropy bound <= rank bound <= worst
@@ -453,30 +464,114 @@ for name, Jn in J.items():
 sl.widgets.entropy_explorer(J["trained MLP"], eps=0.1)
 
 # %% [markdown]
+# ## Summary
+#
+# * $\sigma_1(J)$ is the worst-case amplification and is attained by the top right singular vector.
+# * The spectral entropy $SE$ measures how evenly the energy $\sigma_k^2$ is spread; $e^{SE}$ (the
+#   effective rank) sits between the stable rank and the rank.
+# * Schur-concavity: flattening a spectrum raises $SE$ and cannot raise the condition number.
+# * For isotropic noise, $\mathbb{E}\|J\delta\|^2 = (\epsilon^2/d)\|J\|_F^2 \le K\epsilon^2 e^{SE}$: a
+#   concentrated spectrum certifies that typical noise is amplified far less than the worst case.
+# * The entropy bound is tight for flat spectra and loose for one large value plus a flat tail.
+#
 # ## Exercises
 #
-# 1. Show that the amplitude (E1) entropy is always at least the energy (E2) entropy. Check it on
-#    the Jacobians above.
-# 2. Use uniform-on-the-sphere perturbations (`distribution="sphere"`) in
-#    `sl.monte_carlo_sensitivity`. Does the theorem still hold exactly? Why?
-# 3. Non-isotropic noise: let $\delta \sim \mathcal{N}(0, \Sigma)$. Show that
-#    $\mathbb{E}\|J\delta\|^2 = \operatorname{tr}(J\Sigma J^\top)$ and find noise for which the typical
-#    case equals the worst case.
-# 4. Compute the ratio typical/worst case $= \mathrm{srank}/d$ for the trained CNN at all 360 test
-#    digits. Which digit classes are the most "worst-case-like"?
+# Each exercise has a cell to complete (replace the `...`), a hidden solution cell (collapsed; it
+# runs when you *Run All*), and a check cell that tests the answer against an independent
+# computation.
 #
-# ### Solutions
-#
-# 1. Majorisation again: with $a_k = \sigma_k/\sum\sigma$, the energy distribution
-#    $p_k = a_k^2/\sum a^2$ majorises $a$ (squaring and renormalising concentrates), so by
-#    Schur-concavity $H(p) \le H(a)$. Check:
-#    `(sl.spectral_entropy(Jn, "amplitude") >= sl.spectral_entropy(Jn) - 1e-12).all()`.
-# 2. Yes: the uniform distribution on the sphere of radius $\epsilon$ also has
-#    $\mathbb{E}\delta\delta^\top = (\epsilon^2/d)I$ (by symmetry, and $\operatorname{tr} = \epsilon^2$),
-#    and the identity only uses this second moment.
-# 3. $\mathbb{E}\|J\delta\|^2 = \mathbb{E}\operatorname{tr}(J\delta\delta^\top J^\top) =
-#    \operatorname{tr}(J\Sigma J^\top)$. Taking $\Sigma = \epsilon^2 v_1 v_1^\top$ (noise only along the
-#    top right singular vector) gives $\epsilon^2\sigma_1^2$: the worst case. Isotropy is what makes
-#    the typical case small.
-# 4. `b = sl.sensitivity_bounds(sl.input_jacobian(models["trained CNN"], x_test.double()), 0.1)`;
-#    `ratio = b.typical / b.worst_case`; group by `y_test` and compare medians.
+# **Exercise 1.** Show that the amplitude (E1) entropy, with $a_k = \sigma_k/\sum_j\sigma_j$, is always
+# at least the energy (E2) entropy. Then compute both for the trained MLP's Jacobians.
+
+# %% tags=["exercise"]
+Jn_ex = J["trained MLP"]
+se_amplitude = ...   # (120,) E1 entropies in nats
+se_energy = ...      # (120,) E2 entropies in nats
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# The energy distribution p_k = a_k^2 / sum a^2 majorises a (squaring and renormalising
+# concentrates), so by Schur-concavity H(p) <= H(a).
+se_amplitude = sl.spectral_entropy(Jn_ex, "amplitude")
+se_energy = sl.spectral_entropy(Jn_ex, "energy")
+
+# %% tags=["nbval-check-output"]
+# check exercise 1 with numpy's SVD and the entropy formula written out
+sv_np = np.linalg.svd(Jn_ex.numpy(), compute_uv=False)
+a_np = sv_np / sv_np.sum(1, keepdims=True)
+p_np = sv_np**2 / (sv_np**2).sum(1, keepdims=True)
+ent = lambda q: -(q * np.log(np.where(q > 0, q, 1))).sum(1)  # noqa: E731
+ex1_ok = (np.allclose(np.asarray(se_amplitude), ent(a_np), atol=1e-10)
+          and np.allclose(np.asarray(se_energy), ent(p_np), atol=1e-10)
+          and bool((ent(a_np) >= ent(p_np) - 1e-12).all()))
+print(f"E1 - E2 ranges over [{(ent(a_np) - ent(p_np)).min():.3f}, {(ent(a_np) - ent(p_np)).max():.3f}] nats")
+print("exercise 1 passed:", ex1_ok)
+assert ex1_ok
+
+# %% [markdown]
+# **Exercise 2.** Use perturbations uniform on the sphere of radius $\epsilon$
+# (`distribution="sphere"`) in `sl.monte_carlo_sensitivity`, on the *linearisation* (pass the Jacobian
+# stack `J["trained MLP"][:10]` and `None` for `x`), with 4000 draws and `eps`. Does the identity
+# $\mathbb{E}\|J\delta\|^2 = (\epsilon^2/d)\|J\|_F^2$ still hold? Why?
+
+# %% tags=["exercise"]
+gen_ex = torch.Generator().manual_seed(5)
+mc_sphere = ...   # (10,) Monte Carlo means of ||J delta||^2 for sphere noise
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# Yes: uniform noise on the sphere of radius eps also has E[delta delta^T] = (eps^2/d) I (by symmetry,
+# and its trace is eps^2), and the identity uses only this second moment.
+mc_sphere = sl.monte_carlo_sensitivity(J["trained MLP"][:10], None, eps, 4000,
+                                       distribution="sphere", generator=gen_ex)
+
+# %% tags=["nbval-check-output"]
+# check exercise 2: against (eps^2/d)||J||_F^2 from numpy, within 5 Gaussian standard errors
+# (sphere noise has a smaller variance than Gaussian noise, so this tolerance is generous)
+J_np = J["trained MLP"][:10].numpy()
+exact = eps**2 / d * (J_np**2).sum((1, 2))
+sv10 = np.linalg.svd(J_np, compute_uv=False)
+pr = (sv10**2).sum(1) ** 2 / (sv10**4).sum(1)
+rel = np.abs(np.asarray(mc_sphere) / exact - 1)
+ex2_ok = bool((rel < 5 * np.sqrt(2 / (pr * 4000))).all())
+print(f"largest relative gap to (eps^2/d)||J||_F^2: {rel.max():.3%}")
+print("exercise 2 passed:", ex2_ok)
+assert ex2_ok
+
+# %% [markdown]
+# **Exercise 3.** The typical-to-worst ratio is $\mathbb{E}\|J\delta\|^2 / (\epsilon^2\sigma_1^2) =
+# \mathrm{srank}(J)/d$. Compute it for the trained CNN at all 360 test digits (in float64) and find
+# the class whose median ratio is the largest: the most "worst-case-like" digit.
+
+# %% tags=["exercise"]
+x_all64 = x_test.double()
+ratio_cnn = ...            # (360,) typical / worst case
+most_worst_case_like = ... # int: the class with the largest median ratio
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+b_cnn = sl.sensitivity_bounds(sl.input_jacobian(models["trained CNN"], x_all64), eps)
+ratio_cnn = b_cnn.typical / b_cnn.worst_case
+most_worst_case_like = max(range(10), key=lambda c: ratio_cnn[y_test == c].median().item())
+
+# %% tags=["nbval-check-output"]
+# check exercise 3: ||J||_F^2 / (d sigma_1^2) from numpy's SVD of autograd Jacobians
+J_cnn = torch.stack([torch.autograd.functional.jacobian(
+    lambda v: models["trained CNN"](v[None])[0], xi).reshape(10, -1) for xi in x_all64]).numpy()
+sv_cnn = np.linalg.svd(J_cnn, compute_uv=False)
+ratio_ref = (sv_cnn**2).sum(1) / (d * sv_cnn[:, 0] ** 2)
+med = [np.median(ratio_ref[y_test.numpy() == c]) for c in range(10)]
+ex3_ok = (np.allclose(np.asarray(ratio_cnn), ratio_ref, rtol=1e-8)
+          and most_worst_case_like == int(np.argmax(med)))
+print(f"most worst-case-like class: {most_worst_case_like} (median ratio {max(med):.3f}; "
+      f"the smallest class median is {min(med):.3f})")
+print("exercise 3 passed:", ex3_ok)
+assert ex3_ok
+
+# %% [markdown]
+# **Exercise 4 (think).** Non-isotropic noise: let $\delta \sim \mathcal{N}(0, \Sigma)$. Show that
+# $\mathbb{E}\|J\delta\|^2 = \operatorname{tr}(J\Sigma J^\top)$, and find noise for which the typical
+# case equals the worst case.
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# *Answer.* $\mathbb{E}\|J\delta\|^2 = \mathbb{E}\operatorname{tr}(J\delta\delta^\top J^\top) =
+# \operatorname{tr}(J\Sigma J^\top)$. With $\Sigma = \epsilon^2 v_1 v_1^\top$ (noise only along the top
+# right singular vector) this is $\epsilon^2\sigma_1^2$, the worst case. Isotropy is what makes the
+# typical case small.
