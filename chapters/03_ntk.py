@@ -26,6 +26,11 @@
 # 4. predict the training residual of gradient descent from $\tilde K$ alone,
 #    $r_k = (I - \eta \tilde K)^k r_0$, and compare with real training;
 # 5. explain which eigen-directions of label noise are fitted first, with a bound you can check.
+#
+# **Prerequisites.** Chapters 01 and 02; eigenvalues of a symmetric positive semi-definite matrix;
+# gradient descent on a least-squares loss.
+#
+# **Approximate time:** 60 minutes (the cells run in under a minute on a laptop CPU).
 
 # %% tags=["nbval-ignore-output"]
 import matplotlib.pyplot as plt
@@ -366,26 +371,119 @@ assert ok_pred and all(bounds) and top_first
 sl.widgets.ntk_explorer(x[:20], y[:20], steps=150)
 
 # %% [markdown]
+# ## Summary
+#
+# * The parameter Jacobian $J_\theta(x)$ says how the output moves when the weights move; `sl`
+#   computes it, and the products $Jv$, $J^\top u$ without forming it.
+# * The NTK is its Gram matrix over the data, $\tilde K = J_\theta J_\theta^\top$ (block) or its trace over
+#   outputs (scalar); two algorithms and autograd agree.
+# * Wider networks have NTK spectra that concentrate around their mean.
+# * Linearised gradient descent is $r_k = (I - \eta\tilde K)^k r_0$: stable for $\eta < 2/\lambda_{\max}$,
+#   and a wide network trains almost exactly so.
+# * Label noise along eigen-direction $i$ is fitted as $1 - (1 - \eta\lambda_i)^k$: large-eigenvalue
+#   directions first, which is why early stopping filters noise.
+#
 # ## Exercises
 #
-# 1. Compute the NTK of `sl.MLP(16, 3, width=64)` on 30 inputs with `kind="scalar"` and
-#    `kind="block"`. How many nonzero eigenvalues can each have? Compare $\lambda_{\max}$ of both.
-# 2. Train the width-512 network of §4 with $\eta = 1.5/\lambda_{\max}$ and predict the number of
-#    steps until $\|r_k\| < 10^{-2}\|r_0\|$ from the spectrum. Is the prediction right?
-# 3. Repeat §4 with width 32. Plot the relative gap between prediction and training. Why does it
-#    grow? (Hint: compute the NTK again *after* training and compare.)
-# 4. Using `sl.label_noise_filter`, find the step $k$ at which half of the noise along the
-#    10th eigen-direction has been fitted, and compare with $\ln 2/(\eta\lambda_{10})$.
+# Each exercise has a cell to complete (replace the `...`), a hidden solution cell (collapsed; it
+# runs when you *Run All*), and a check cell that tests the answer against an independent
+# computation.
 #
-# ### Solutions
-#
-# 1. $K$ is $30\times 30$ and $\tilde K$ is $90\times 90$ (rank at most $\min(NC, p)$). Since
-#    $K_{ij} = \operatorname{tr}\tilde K_{ij}$, $\lambda_{\max}(K) \ge \lambda_{\max}(\tilde K)$ is
-#    typical but not guaranteed; compare with `torch.linalg.eigvalsh`.
-# 2. `c = U.T @ r0`; the residual is $\sqrt{\sum_i (1-\eta\lambda_i)^{2k} c_i^2}$; solve for the
-#    first $k$ with the ratio below $10^{-2}$ and compare with `sl.gd_residuals`. Directions with
-#    $\lambda_i$ tiny are never fitted: if $c_i$ there is large the threshold is never reached.
-# 3. The kernel moves by a relative amount that shrinks like $1/\sqrt{\text{width}}$; at width 32
-#    the NTK after training differs visibly from the initial one, so the linear prediction drifts.
-# 4. Solve $1 - (1-\eta\lambda)^k = 1/2$: $k = \ln 2 / (-\ln(1 - \eta\lambda)) \approx
-#    \ln 2/(\eta\lambda)$ for small $\eta\lambda$.
+# **Exercise 1.** Compute the NTK of a fresh `sl.MLP(16, 3, width=64)` (float64, seed 4) on 30 inputs
+# as a $30\times 30$ scalar kernel and as a $90\times 90$ block matrix. How many nonzero eigenvalues
+# can each have? Compare their $\lambda_{\max}$.
+
+# %% tags=["exercise"]
+torch.manual_seed(4)
+net3 = sl.MLP(16, 3, width=64).to(DT)
+x30 = x_all[:30].to(DT)
+K_scalar30 = ...   # (30, 30)
+K_block90 = ...    # (90, 90): sl.block_to_matrix of the block kernel
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# K is 30 x 30 (rank <= 30), K~ is 90 x 90 (rank <= min(90, p)). K_ij = tr K~_ij, so lambda_max(K)
+# and lambda_max(K~) are related but not ordered in general: compare them numerically.
+K_scalar30 = sl.ntk_gram(net3, x30)
+K_block90 = sl.block_to_matrix(sl.ntk_gram(net3, x30, kind="block"))
+
+# %% tags=["nbval-check-output"]
+# check exercise 1 against a dense parameter Jacobian from torch.func (no spectral_lab involved)
+params3 = {k: q.detach() for k, q in net3.named_parameters()}
+Jd = torch.func.jacrev(lambda ps: torch.func.functional_call(net3, ps, (x30,)))(params3)
+Jd = torch.cat([j.reshape(30, 3, -1) for j in Jd.values()], dim=2)       # (30, 3, p)
+K_block_ref = Jd.reshape(90, -1) @ Jd.reshape(90, -1).T
+K_scalar_ref = torch.einsum("icp,jcp->ij", Jd, Jd)
+ex1_ok = (torch.allclose(torch.as_tensor(K_block90), K_block_ref, rtol=1e-9, atol=1e-9)
+          and torch.allclose(torch.as_tensor(K_scalar30), K_scalar_ref, rtol=1e-9, atol=1e-9))
+print(f"lambda_max: scalar {torch.linalg.eigvalsh(K_scalar_ref)[-1]:.4g}, "
+      f"block {torch.linalg.eigvalsh(K_block_ref)[-1]:.4g}; p = {Jd.shape[2]} parameters")
+print("exercise 1 passed:", ex1_ok)
+assert ex1_ok
+
+# %% [markdown]
+# **Exercise 2.** Predict from the spectrum of $\tilde K$ alone how many gradient-descent steps the
+# width-512 network of §4 needs, at $\eta = 1.5/\lambda_{\max}$, until $\|r_k\| < 10^{-2}\|r_0\|$.
+# Complete `predicted_steps`: in the eigenbasis, $\|r_k\|^2 = \sum_i (1 - \eta\lambda_i)^{2k} c_i^2$ with
+# $c = U^\top r_0$. Then compare with real training.
+
+# %% tags=["exercise"]
+def predicted_steps(K, r0, eta, tol=1e-2, max_steps=5000):
+    """First k with ||(I - eta K)^k r0|| < tol ||r0||, or None within max_steps."""
+    raise NotImplementedError("complete predicted_steps: eigendecompose K, then scan k")
+
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+def predicted_steps(K, r0, eta, tol=1e-2, max_steps=5000):
+    """First k with ||(I - eta K)^k r0|| < tol ||r0||, or None within max_steps."""
+    lam_k, U_k = torch.linalg.eigh(K)
+    c = U_k.T @ r0
+    for k in range(max_steps + 1):
+        if ((1 - eta * lam_k) ** (2 * k) * c**2).sum().sqrt() < tol * r0.norm():
+            return k
+    return None
+
+
+# %% tags=["nbval-check-output"]
+# check exercise 2: iterate r <- r - eta K r in numpy, then compare with real gradient descent
+eta15 = 1.5 / lam_max
+r0 = actual[0]
+k_pred = predicted_steps(K, r0, eta15)
+K_np, r_np, k_ref = K.numpy(), r0.numpy().copy(), 0
+while np.linalg.norm(r_np) >= 1e-2 * np.linalg.norm(r0.numpy()):
+    r_np, k_ref = r_np - eta15 * K_np @ r_np, k_ref + 1
+real = sl.gd_residuals(wide, x, y, eta15, k_ref + 20).norm(dim=1) / r0.norm()
+k_real = int(torch.nonzero(real < 1e-2)[0]) if bool((real < 1e-2).any()) else None
+print(f"predicted {k_pred} steps; real gradient descent needs {k_real}")
+ex2_ok = k_pred == k_ref
+print("exercise 2 passed:", ex2_ok)
+assert ex2_ok
+
+# %% [markdown]
+# **Exercise 3.** Using `sl.label_noise_filter`, find the first step $k$ at which at least half of
+# the noise along the 30th-largest eigen-direction of $\tilde K$ (§5, step `eta`) has been fitted,
+# and compare it with the small-step estimate $\ln 2/(\eta\lambda_{30})$.
+
+# %% tags=["exercise"]
+k_half = ...   # int
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+k_half = next(k for k in range(1, 100_000) if sl.label_noise_filter(lam, eta, k)[-30] >= 0.5)
+
+# %% tags=["nbval-check-output"]
+# check exercise 3 with the closed form: 1 - (1 - eta lam)^k >= 1/2  <=>  k >= ln 2 / -ln(1 - eta lam)
+lam30 = np.linalg.eigvalsh(K.numpy())[-30]
+k_closed = int(np.ceil(np.log(2) / -np.log1p(-eta * lam30)))
+print(f"k_half = {k_half}; closed form {k_closed}; small-step estimate ln2/(eta lam_30) = "
+      f"{np.log(2) / (eta * lam30):.1f}")
+ex3_ok = k_half == k_closed
+print("exercise 3 passed:", ex3_ok)
+assert ex3_ok
+
+# %% [markdown]
+# **Exercise 4 (think).** Repeat §4 with width 32 and compare the predicted and real residuals. Why
+# does the gap grow? (Hint: compute the NTK again *after* training and compare.)
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# *Answer.* The prediction assumes the kernel stays fixed. The kernel moves during training by a
+# relative amount that shrinks with width (roughly like $1/\sqrt{\text{width}}$); at width 32 the NTK
+# after training differs visibly from the initial one, so the linear prediction drifts from the truth.
