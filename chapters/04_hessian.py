@@ -29,6 +29,11 @@
 # 6. split $H$ into its Gauss–Newton part and a residual part, and relate the Gauss–Newton part to
 #    the NTK of chapter 03: $\lambda_{\max}(H) = \lambda_{\max}(\tilde K)/n$ at an interpolating
 #    solution.
+#
+# **Prerequisites.** Chapters 01–03 (chapter 03's NTK is used in §4 and §6); eigenvalues of a
+# symmetric matrix; gradient descent.
+#
+# **Approximate time:** 75 minutes (the cells run in about a minute on a laptop CPU).
 
 # %% tags=["nbval-ignore-output"]
 import matplotlib.pyplot as plt
@@ -390,25 +395,116 @@ assert G_psd and H_neg and gn_match
 sl.widgets.step_size_explorer(net, "mse", data_r, lam_H, steps=60)
 
 # %% [markdown]
+# ## Summary
+#
+# * Hessian-vector products cost a few gradients; eigenvalues, the trace and the spectral density all
+#   come from products alone.
+# * Lanczos finds the top of the spectrum in far fewer products than power iteration; Hutch++ and
+#   stochastic Lanczos quadrature estimate the trace and the density.
+# * Gradient descent on a quadratic is stable iff $\eta < 2/\lambda_{\max}$; on a network the same
+#   rule separates convergence from divergence near a minimum.
+# * At the edge of stability, training pushes the sharpness up to about $2/\eta$.
+# * $H$ = Gauss–Newton (PSD, tied to the NTK) + a residual part that carries the negative eigenvalues.
+#
 # ## Exercises
 #
-# 1. Compute the top 5 Hessian eigenvalues of the digits MLP with `method="power"` and with
-#    `method="lanczos"` at `tol=1e-4`. Compare `result.matvecs`. Why does deflated power iteration
-#    get slower for the 4th and 5th eigenvalues?
-# 2. Use `order="smallest"` to find the most negative eigenvalue of $H$. Is the Gauss–Newton matrix's
-#    smallest eigenvalue negative?
-# 3. Run Hutchinson and Hutch++ with budgets 15, 30, 60, 120 and plot the mean absolute error against
-#    the budget on log–log axes. Which slopes do you see?
-# 4. Repeat §5 with $\eta = 0.04$ for 1,000 steps. Does the sharpness reach $2/\eta = 50$?
+# Each exercise has a cell to complete (replace the `...`), a hidden solution cell (collapsed; it
+# runs when you *Run All*), and a check cell that tests the answer against an independent
+# computation.
 #
-# ### Solutions
-#
-# 1. Lanczos builds one Krylov space for all five; power iteration starts over for each pair and
-#    converges at rate $|\lambda_{j+1}/\lambda_j|$, which is close to 1 inside the top cluster.
-# 2. `sl.hessian_eigs(model, data, loss="cross_entropy", k=1, order="smallest")`; with `which="gn"` the
-#    smallest eigenvalue is $0$ up to rounding, since $G$ is PSD.
-# 3. Hutchinson's error falls like $m^{-1/2}$; Hutch++'s falls faster (towards $m^{-1}$) as the
-#    sketch captures the dominant eigenvalues.
-# 4. Not within 1,000 steps in our runs: print `tr.sharpness` and compare it with 50 — at this
-#    small step the sharpness wanders slowly and stays well below $2/\eta$. The edge of stability
-#    is reached only when $2/\eta$ is within reach of progressive sharpening.
+# **Exercise 1.** Compute the top 5 Hessian eigenvalues of the digits MLP of §1 with
+# `method="power"` (`max_iter=3000`) and with `method="lanczos"`, both at `tol=1e-4`, and compare
+# `result.matvecs`. Why does deflated power iteration get slower for the 4th and 5th eigenvalues?
+
+# %% tags=["exercise"]
+top5_power = ...     # the EigResult of method="power"
+top5_lanczos = ...   # the EigResult of method="lanczos"
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# Lanczos builds one Krylov space for all five; power iteration starts over for each pair and
+# converges at rate |lambda_{j+1} / lambda_j|, which is close to 1 inside the top cluster.
+top5_power = sl.hessian_eigs(model, data, loss="cross_entropy", k=5, method="power", tol=1e-4,
+                             max_iter=3000)
+top5_lanczos = sl.hessian_eigs(model, data, loss="cross_entropy", k=5, method="lanczos", tol=1e-4)
+
+# %% tags=["nbval-check-output"]
+# check exercise 1 against the exact eigenvalues of the dense Hessian (checked against finite
+# differences in section 1); the power-iteration result is compared by magnitude, as it is defined
+top5_exact = exact.flip(0)[:5]
+top5_mag = exact[exact.abs().argsort(descending=True)][:5]
+ex1_ok = (torch.allclose(top5_lanczos.eigenvalues, top5_exact, rtol=1e-3)
+          and torch.allclose(top5_power.eigenvalues.abs().sort(descending=True).values,
+                             top5_mag.abs(), rtol=1e-3))
+print(f"products used: power {top5_power.matvecs}, Lanczos {top5_lanczos.matvecs}")
+print("exercise 1 passed:", ex1_ok)
+assert ex1_ok
+
+# %% [markdown]
+# **Exercise 2.** Use `order="smallest"` to find the most negative eigenvalue of $H$, and the
+# smallest eigenvalue of the Gauss–Newton matrix (`which="gn"`). Is the latter negative?
+
+# %% tags=["exercise"]
+lam_min_H = ...   # float
+lam_min_G = ...   # float
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# G = J^T (Hessian of the loss in the outputs) J is positive semi-definite, so its smallest eigenvalue
+# is 0 up to rounding (it has many zero eigenvalues); H is not, and its negative eigenvalues come
+# from the residual part.
+lam_min_H = sl.hessian_eigs(model, data, loss="cross_entropy", k=1, order="smallest",
+                            tol=1e-8).eigenvalues[0].item()
+lam_min_G = sl.hessian_eigs(model, data, loss="cross_entropy", k=1, order="smallest", which="gn",
+                            tol=1e-8).eigenvalues[0].item()
+
+# %% tags=["nbval-check-output"]
+# check exercise 2 against the dense spectra of H and G
+scale_H = exact.abs().max().item()
+ex2_ok = (abs(lam_min_H - exact[0].item()) <= 1e-5 * scale_H
+          and abs(lam_min_G - ev_G[0].item()) <= 1e-5 * scale_H and lam_min_G > -1e-6 * scale_H)
+print(f"lambda_min(H) = {lam_min_H:.3e}, lambda_min(G) = {lam_min_G:.1e} (lambda_max(H) = {scale_H:.3g})")
+print("exercise 2 passed:", ex2_ok)
+assert ex2_ok
+
+# %% [markdown]
+# **Exercise 3.** Write Hutchinson's estimator yourself: with $m$ random sign vectors $z_j$
+# ($\pm 1$ entries), $\operatorname{tr} H \approx \frac1m\sum_j z_j^\top H z_j$, using only `sl.hvp`. Then
+# measure how its mean absolute error falls with the budget $m$ (the theory: like $m^{-1/2}$).
+
+# %% tags=["exercise"]
+def my_hutchinson(m: int, gen: torch.Generator) -> float:
+    """Hutchinson's estimate of tr H from m Rademacher probes drawn with gen."""
+    raise NotImplementedError("complete my_hutchinson: draw signs, multiply by H with sl.hvp, average")
+
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+def my_hutchinson(m: int, gen: torch.Generator) -> float:
+    """Hutchinson's estimate of tr H from m Rademacher probes drawn with gen."""
+    total = 0.0
+    for _ in range(m):
+        z = torch.randint(0, 2, (p,), generator=gen, dtype=DT) * 2 - 1
+        total += (z @ sl.hvp(model, data, z, loss="cross_entropy")).item()
+    return total / m
+
+
+# %% tags=["nbval-check-output"]
+# check exercise 3: unbiased (mean of 20 runs within 4 standard errors of the exact trace) and the
+# variance formula Var(z^T H z) = 2 (||H||_F^2 - sum_i H_ii^2) / m for Rademacher probes
+gen_h = torch.Generator().manual_seed(7)
+runs_h = {m: np.array([my_hutchinson(m, gen_h) for _ in range(20)]) for m in (8, 32)}
+sd_theory = {m: np.sqrt(2 * ((H**2).sum() - (H.diagonal() ** 2).sum()).item() / m) for m in runs_h}
+unbiased_h = all(abs(r.mean() - tr_exact) < 4 * sd_theory[m] / np.sqrt(len(r)) for m, r in runs_h.items())
+err = {m: np.mean(np.abs(r - tr_exact)) for m, r in runs_h.items()}
+print(f"mean |error|: m=8 {err[8]:.3g}, m=32 {err[32]:.3g}; "
+      f"measured slope {np.log(err[32] / err[8]) / np.log(4):.2f} (theory -0.5)")
+ex3_ok = unbiased_h and all(0.5 < r.std() / sd_theory[m] < 1.6 for m, r in runs_h.items())
+print("exercise 3 passed:", ex3_ok)
+assert ex3_ok
+
+# %% [markdown]
+# **Exercise 4 (think).** Repeat §5 with a *smaller* step, e.g. $\eta = 0.04$, for 1,000 steps. Before
+# you run it: should the sharpness reach $2/\eta$, and what decides it?
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# *Answer.* Not necessarily. The sharpness reaches $2/\eta$ only if progressive sharpening carries
+# it that far within the run; with a small step, $2/\eta$ is large and may be out of reach, so the
+# sharpness wanders below it. Print `tr.sharpness` next to $2/\eta$ to see which happens in your run.
