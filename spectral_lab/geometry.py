@@ -78,8 +78,16 @@ def _check_alpha(alpha: float, name: str = "alpha") -> float:
     return a
 
 
-def _as_spectrum(spectrum, kind: str = "singular", name: str = "spectrum") -> np.ndarray:
-    """Eigenvalues ``λ`` of ``ĀᵀĀ`` (unnormalised), float64, descending, positive part only."""
+def _as_spectrum(
+    spectrum, kind: str = "singular", name: str = "spectrum", drop_zeros: bool = True
+) -> np.ndarray:
+    """Eigenvalues ``λ`` of ``ĀᵀĀ`` (unnormalised), float64, descending.
+
+    ``drop_zeros=True`` keeps only the numerically nonzero part (``λ > 1e-14 λ_1``), so that ``d``
+    becomes the numerical rank (what the power-law fit and the energy distribution on ranks use);
+    ``drop_zeros=False`` keeps every value, so that ``d`` is the ambient dimension (what the top
+    radial ``log σ_1(Ā)`` of the whole factor uses).
+    """
     if kind not in ("singular", "eigen"):
         raise ValueError(
             f"kind must be 'singular' (singular values σ, λ = σ²) or 'eigen' (λ itself), got {kind!r}"
@@ -104,7 +112,9 @@ def _as_spectrum(spectrum, kind: str = "singular", name: str = "spectrum") -> np
     lam = np.sort(lam)[::-1]
     if lam[0] <= 0:
         raise ValueError(f"{name} is identically zero; a zero factor has no normalised spectrum")
-    # rank-deficient factors: keep the numerically nonzero part (spec 3.7: replace d by the rank)
+    if not drop_zeros:
+        return lam
+    # rank-deficient factors: keep the numerically nonzero part (fit on the rank, not the width)
     keep = lam > lam[0] * 1e-14
     return lam[keep]
 
@@ -164,16 +174,23 @@ def top_radial(
 ) -> float:
     """Top-radial Cartan coordinate ``r = log σ_1(Ā) = ½ log(d p_1) ∈ [0, ½ log d]`` [P name, D formula].
 
-    ``r = 0`` iff the spectrum is flat (``Ā`` orthogonal), ``½ log d`` iff rank one.
+    ``d`` is the **ambient** dimension: the number of values passed, zeros included (pass all
+    ``min(rows, cols)`` singular values of the factor). So ``r`` equals ``log σ_1`` of the
+    Frobenius-normalised factor (:func:`frobenius_normalize`) for every factor, rank-deficient or
+    not: ``r = 0`` iff the spectrum is flat (``Ā`` orthogonal), ``½ log d`` iff rank one.
+    (:func:`power_law_fit` instead fits the numerically nonzero part and reports its own
+    ``r_hat`` with ``d`` = the numerical rank; the two agree for full-rank spectra.)
     ``normalized=True`` returns ``r / (½ log d) ∈ [0, 1]`` (choice, not from the paper: its exact
     normalisation is unknown). ``trace="one"`` returns ``½ log p_1 = r − ½ log d``. Cost ``O(d)``.
 
     Example:
         >>> top_radial([1.0, 1.0, 1.0, 1.0])
         0.0
+        >>> round(top_radial([1.0, 0.0, 0.0, 0.0]), 6) == round(0.5 * math.log(4), 6)  # rank one
+        True
     """
     _check_trace(trace)
-    lam = _as_spectrum(spectrum, kind)
+    lam = _as_spectrum(spectrum, kind, drop_zeros=False)
     d = lam.size
     p1 = lam[0] / lam.sum()
     r = 0.5 * math.log(d * p1)
@@ -419,8 +436,8 @@ class PowerLawFit:
     alpha_top_radial: float  # solves r(α) = r̂
     alpha_hellinger: float  # metric chart: argmin Hel(p̂, p_α)
     window: tuple[int, int]  # ranks [k_lo, k_hi] (1-based, inclusive) used by mle and ls
-    d: int  # number of (nonzero) eigenvalues
-    r_hat: float  # observed top radial ½ log(d p̂_1)
+    d: int  # numerical rank: number of nonzero eigenvalues (the fit ignores exact zeros)
+    r_hat: float  # observed top radial ½ log(d p̂_1) with d = the numerical rank
     rho: float  # signed top-radial residual r̂ − r(α̂_mle)
     res_hel: float  # min_α Hel(p̂, p_α) (full spectrum)
     res_kl: float  # KL(p̂ ‖ p_α̂_mle) on the window (goodness of the ML fit)
@@ -478,7 +495,10 @@ def power_law_fit(
     flat) ≤ tol_relative`` and ``ls_r2 ≥ tol_r2`` (a flat spectrum is the orbit point ``α = 0``).
 
     ``window = (k_lo, k_hi)`` (1-based, inclusive; default all ranks). Zero eigenvalues are
-    dropped and ``d`` becomes the numerical rank. Cost ``O(d)`` per chart evaluation (a few
+    dropped and ``d`` becomes the numerical rank: a rank-deficient spectrum is fitted on the orbit
+    of its rank, so ``r_hat``, ``rho`` and the top-radial chart use that ``d`` too (for a
+    full-rank spectrum ``r_hat = top_radial(spectrum)``; for a rank-deficient one
+    :func:`top_radial`, which keeps the ambient ``d``, is larger by ``½ log(d_ambient/rank)``). Cost ``O(d)`` per chart evaluation (a few
     hundred evaluations).
 
     Example:
@@ -641,7 +661,7 @@ class RankSummary:
     entropy_rank: float  # exp(Shannon entropy of p)
     participation_ratio: float  # 1 / Σ p_k²
     stable_rank: float  # 1 / p_1 = Σλ / λ_1
-    d: int
+    d: int  # numerical rank (zeros are dropped; they change none of the summaries)
 
     def __repr__(self) -> str:
         ks = ", ".join(f"k_{t:g}={k}" for t, k in self.k_tau.items())
@@ -783,7 +803,18 @@ class DepthBudget:
     * ``bound_budget[l] = Lip · (u · (log M + S)/L + |ρ_{l+1} − ρ_l|)`` with the measured
       non-uniformity ``u = max_l r_l / mean_l r_l ≥ 1`` (``u = 1``: uniform budget);
     * ``bound_exact = Lip · (log M)/L`` is the paper's rate, valid with zero slack, exact chart and a
-      uniform budget (``exact_hypotheses``).
+      uniform budget ``r_l ≤ (log M)/L`` for every ``l`` (``exact_hypotheses``).
+
+    **These inequalities hold by construction, for any data.** ``ρ_l`` is *defined* so that
+    ``α_l = r⁻¹(r_l − ρ_l)``, so ``bound_general`` is the mean-value theorem for ``r⁻¹``; with the
+    default ``log M = log σ_1(P̄)`` one has ``Σ r_l = log M + S``, hence ``u (log M + S)/L = max_l
+    r_l ≥ |r_{l+1} − r_l|``; and ``converse_gap`` is identically ``Σ_l [r(α_l) − r(α_min)] ≥ 0``.
+    So :attr:`holds` tests the implementation (the Lipschitz constant ``2/E_{α*}[log k]`` taken at
+    the right place ``α* = max α_l``, the ``u`` factor, the sign of ``S``), not the data; it is
+    ``True`` for any numbers whatever when those are right. Consequences that *can* fail are
+    checked elsewhere: the chain amplitude predicted from per-layer exponents alone against the
+    product's measured ``σ_1``, and the drift on chains with known exponents where the bound is
+    tight (``tests/test_geometry.py``, chapter 08 section 6).
     """
 
     drift: np.ndarray  # |α_{l+1} − α_l|
@@ -802,12 +833,16 @@ class DepthBudget:
     converse_gap: (
         float  # log σ_1(P̄) − (L r(α_min) + Σρ_l − S) = Σ_l [r(α_l) − r(α_min)] ≥ 0 (converse bound)
     )
-    exact_hypotheses: bool  # S ≈ 0, ρ ≈ 0, u ≈ 1
+    exact_hypotheses: bool  # S ≈ 0, ρ ≈ 0 and r_l ≤ (log M)/L for every l
 
     @property
     def holds(self) -> bool:
         """Drift within the general and budget bounds at every interface (and the exact rate when
-        its hypotheses hold)."""
+        its hypotheses hold), and the converse gap ``≥ 0``.
+
+        True by construction for any data once ``Lip``, ``u`` and the sign of ``S`` are right (see
+        the class docstring): a check of the implementation, not evidence about a network.
+        """
         tol = 1e-9
         ok = bool(np.all(self.drift <= self.bound_general + tol)) and bool(
             np.all(self.drift <= self.bound_budget + tol)
@@ -846,8 +881,11 @@ def depth_budget(
 
     ``alphas``: full-spectrum (ML) exponents per layer; ``r``: top radials ``r_l``; ``d``: width;
     ``log_sigma_chain`` and ``total_slack`` from :func:`chain_slack`. ``log_M`` defaults to
-    ``log σ_1(P̄)`` (choice, not from the paper: ``M`` is any bound on the chain amplitude).
-    The residuals are ``ρ_l = r_l − r(α_l)`` so that ``α_l = r⁻¹(r_l − ρ_l)`` exactly.
+    ``log σ_1(P̄)`` (choice, not from the paper: ``M`` is any bound on the chain amplitude; pass an
+    a-priori budget to test the uniform-budget rate ``r_l ≤ (log M)/L``). The residuals are
+    ``ρ_l = r_l − r(α_l)`` so that ``α_l = r⁻¹(r_l − ρ_l)`` exactly; with these choices every
+    bound reported holds by construction (see :class:`DepthBudget`). ``r`` must be the top radials
+    of the full ``d × d`` factors and ``alphas`` fits on all ``d`` ranks (full-rank factors).
     """
     a = np.asarray([_check_alpha(x) for x in alphas], dtype=np.float64)
     rr = np.asarray(r, dtype=np.float64)
@@ -867,7 +905,8 @@ def depth_budget(
     u = float(rr.max() / mean_r) if mean_r > 0 else 1.0
     b_slack = (log_M + total_slack) / L
     converse = log_sigma_chain - (L * orbit_top_radial(float(a.min()), d) + rho.sum() - total_slack)
-    exact = abs(total_slack) <= tol and np.all(np.abs(rho) <= tol) and u <= 1 + tol
+    # uniform budget: every layer takes at most the average share (log M)/L of the amplitude
+    exact = abs(total_slack) <= tol and np.all(np.abs(rho) <= tol) and rr.max() <= log_M / L + tol
     return DepthBudget(
         drift=drift,
         radial_increments=dr,
@@ -1075,7 +1114,11 @@ class ExponentProfile:
 
     @property
     def holds(self) -> bool:
-        """The depth-budget inequality holds for the chain (every sample's chain)."""
+        """:attr:`DepthBudget.holds` for the chain (every sample's chain).
+
+        True by construction for any data when the code is right (see :class:`DepthBudget`): a
+        check of the implementation, not a finding about the model.
+        """
         if self.per_sample:
             return all(p.holds for p in self.per_sample)
         return self.budget is None or self.budget.holds
@@ -1107,7 +1150,9 @@ def chain_profile(
 
     Per layer: eigenvalues of ``A_lᵀA_l`` (symmetric eigensolve), :func:`power_law_fit` (exponent by ``chart``, ML by
     default), ``k_τ``; per chain: :func:`chain_slack` and :func:`depth_budget` (which always uses
-    the ML exponents, the chart for which ``ρ`` is defined). Cost ``O(L d³)``.
+    the ML exponents, the chart for which ``ρ`` is defined). The budget is ``None`` when a factor is
+    numerically rank-deficient: its fit then lives on the orbit of its rank while ``r_l`` (from
+    the whole factor) uses the ambient ``d``, and the two cannot be combined. Cost ``O(L d³)``.
     """
     f = _factor_stack(factors)
     if f.dim() != 3:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.optimize
 import scipy.stats
 import torch
 
@@ -43,11 +45,16 @@ def test_frobenius_normalize_and_cartan_coordinates():
     assert torch.allclose(g.cartan_coordinates(q1 @ a[0] @ q2), c[0])
 
 
+def _np_log_sigma1_normalized(a: np.ndarray) -> float:
+    """Independent reference: log σ_1 of sqrt(d) A / ||A||_F, d = min(rows, cols), in numpy."""
+    ab = math.sqrt(min(a.shape)) * a / np.linalg.norm(a, "fro")
+    return math.log(np.linalg.svd(ab, compute_uv=False)[0])
+
+
 def test_top_radial_range_and_options():
     d = 16
     assert g.top_radial(np.ones(d)) == 0.0
     rank1 = np.r_[1.0, np.zeros(d - 1)]
-    # rank one: zero values are dropped -> d becomes 1; check with a tiny tail instead
     near = np.r_[1.0, np.full(d - 1, 1e-6)]
     assert math.isclose(g.top_radial(near), 0.5 * math.log(d), rel_tol=1e-6)
     assert math.isclose(g.top_radial(near, normalized=True), 1.0, rel_tol=1e-6)
@@ -57,7 +64,26 @@ def test_top_radial_range_and_options():
     ab = g.frobenius_normalize(torch.diag(torch.tensor(s)))
     assert math.isclose(r, math.log(torch.linalg.matrix_norm(ab, 2).item()), rel_tol=1e-12)
     assert math.isclose(g.top_radial(s, trace="one"), r - 0.5 * math.log(d))
-    assert g.top_radial(rank1) == 0.0  # one nonzero value: d = 1, trivially flat
+    # rank one: the zeros are part of the d x d factor, so r = ½ log d (not 0, "flat")
+    assert math.isclose(g.top_radial(rank1), 0.5 * math.log(d), rel_tol=1e-12)
+    assert math.isclose(g.top_radial(rank1, normalized=True), 1.0, rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("rank", [1, 5, 16])
+def test_top_radial_of_rank_deficient_factors_is_log_sigma1(rank):
+    """r = log σ_1(frobenius_normalize(A)) for any factor; reference: numpy SVD of a dense matrix."""
+    d = 16
+    rng = np.random.default_rng(rank)
+    a = rng.standard_normal((d, rank)) @ rng.standard_normal((rank, d))
+    ref = _np_log_sigma1_normalized(a)
+    sv = np.linalg.svd(a, compute_uv=False)  # d values, d - rank of them ~1e-15
+    assert g.top_radial(sv) == pytest.approx(ref, abs=1e-12)
+    assert g.top_radial(np.r_[sv[:rank], np.zeros(d - rank)]) == pytest.approx(ref, abs=1e-12)
+    assert g.top_radial(sv**2, kind="eigen") == pytest.approx(ref, abs=1e-12)
+    lib = torch.log(torch.linalg.matrix_norm(g.frobenius_normalize(torch.tensor(a)), 2)).item()
+    assert lib == pytest.approx(ref, abs=1e-12)
+    if rank == 1:
+        assert ref == pytest.approx(0.5 * math.log(d), abs=1e-12)
 
 
 # ---------------------------------------------------------------- the orbit
@@ -411,6 +437,33 @@ def test_zero_slack_chain_and_rotations():
     assert np.allclose(sl_rot.r, sl.r)  # per-layer radials are rotation invariant
 
 
+def _np_orbit_r(alpha: float, d: int) -> float:
+    """Independent reference: top radial ½ log(d p_1) of the power law p_k ∝ k^{-α}, numpy."""
+    w = np.arange(1, d + 1, dtype=np.float64) ** -alpha
+    return 0.5 * math.log(d * w[0] / w.sum())
+
+
+def _np_lipschitz(alpha_star: float, d: int, n: int = 20001) -> float:
+    """Independent Lipschitz constant of r⁻¹ on [0, r(α*)]: the largest finite-difference slope
+    Δα/Δr of the map α ↦ r(α) = ½ log(d p_1(α)) on a fine grid (no closed form used)."""
+    a = np.linspace(0.0, alpha_star, n)
+    w = np.arange(1, d + 1, dtype=np.float64)[None, :] ** -a[:, None]
+    r = 0.5 * np.log(d / w.sum(1))
+    return float(np.max(np.diff(a) / np.diff(r)))
+
+
+def _orbit_chain(alphas, rng, aligned=True):
+    """Dense factors with exact orbit spectra α_l. ``aligned``: A_l = Q_{l+1} D_l Q_lᵀ (each top
+    output direction is the next top input direction: zero slack, yet non-diagonal); otherwise an
+    independent Haar rotation is inserted after every factor."""
+    qs = [_haar(D, rng) for _ in range(len(alphas) + 1)]
+    out = []
+    for i, x in enumerate(alphas):
+        dl = np.diag(np.sqrt(g.power_law_spectrum(x, D)))
+        out.append(qs[i + 1] @ dl @ (qs[i].T if aligned else qs[i + 1].T @ _haar(D, rng)))
+    return np.stack(out)
+
+
 def _budget_of_chain(fac):
     sl = g.chain_slack(fac)
     sv = torch.linalg.svdvals(fac)
@@ -432,8 +485,11 @@ def test_depth_budget_exact_chart_zero_slack_uniform():
     )
     bud, sl = _budget_of_chain(fac)
     assert abs(sl.total_slack) < 1e-10
-    # converse gap = Σ_l [r(α_l) − r(α_min)] >= 0 exactly (exact chart, zero slack)
-    ref_gap = sum(g.orbit_top_radial(x, D) - g.orbit_top_radial(alphas.min(), D) for x in alphas)
+    # converse gap (exact chart, zero slack) = log σ_1(P) − L r(α_min), with σ_1(P) of the dense
+    # numpy product of the normalised factors and r(α_min) = ½ log(d p_1) from its definition
+    nb = [math.sqrt(D) * f / np.linalg.norm(f) for f in fac.numpy()]
+    log_p = math.log(np.linalg.svd(np.linalg.multi_dot(nb[::-1]), compute_uv=False)[0])
+    ref_gap = log_p - L * _np_orbit_r(alphas.min(), D)
     assert bud.converse_gap == pytest.approx(ref_gap, abs=1e-9) and bud.converse_gap > 0
     # the chain amplitude budget M: every layer gets at most (log M)/L
     log_M = L * r_share
@@ -485,14 +541,175 @@ def test_depth_budget_needs_slack_with_rotations_and_residual_off_orbit():
 
 
 def test_depth_budget_tracks_random_residual_chains():
+    """Every field of the budget of a random chain against numpy recomputations (``holds`` itself
+    is true by construction; what can be wrong is the bookkeeping and the constant)."""
     torch.manual_seed(0)
     fac = torch.eye(D, dtype=torch.float64) + 0.1 * torch.randn(
         16, D, D, dtype=torch.float64
     ) / math.sqrt(D)
     bud, sl = _budget_of_chain(fac)
-    assert bud.holds and np.all(bud.drift <= bud.bound_general + 1e-12)
+    f = fac.numpy()
+    r = np.array([_np_log_sigma1_normalized(x) for x in f])
+    nb = [math.sqrt(D) * x / np.linalg.norm(x) for x in f]
+    log_p = math.log(np.linalg.svd(np.linalg.multi_dot(nb[::-1]), compute_uv=False)[0])
+    # independent ML exponents: moment match E_α[log k] = Σ p̂_k log k by bisection (scipy)
+    logk = np.log(np.arange(1, D + 1.0))
+    alphas = []
+    for x in f:
+        p = np.linalg.svd(x, compute_uv=False) ** 2
+        p /= p.sum()
+        t = p @ logk
+        m = lambda a, t=t: (np.exp(-a * logk) / np.exp(-a * logk).sum()) @ logk - t  # noqa: E731
+        alphas.append(scipy.optimize.brentq(m, 0.0, 20.0, xtol=1e-14))
+    alphas = np.array(alphas)
+    rho = r - np.array([_np_orbit_r(x, D) for x in alphas])
+    lip = _np_lipschitz(alphas.max(), D)
+    assert np.allclose(sl.r, r, atol=1e-12) and sl.log_sigma_chain == pytest.approx(log_p)
+    assert sl.total_slack == pytest.approx(r.sum() - log_p, abs=1e-10)
+    assert np.allclose(bud.drift, np.abs(np.diff(alphas)), atol=1e-9)
+    assert bud.lipschitz == pytest.approx(lip, rel=1e-4)
+    assert np.allclose(bud.residual_increments, np.abs(np.diff(rho)), atol=1e-9)
+    ref_general = lip * (np.abs(np.diff(r)) + np.abs(np.diff(rho)))
+    assert np.allclose(bud.bound_general, ref_general, rtol=1e-4)
+    u = r.max() / r.mean()
+    ref_budget = lip * (u * (log_p + r.sum() - log_p) / 16 + np.abs(np.diff(rho)))
+    assert np.allclose(bud.bound_budget, ref_budget, rtol=1e-4)
+    assert np.all(np.abs(np.diff(alphas)) <= ref_general * (1 + 1e-6))
     with pytest.raises(ValueError, match="log_M"):
         g.depth_budget([0.1, 0.2], [0.1, 0.2], D, 1.0, 0.0, log_M=0.5)
+
+
+# The depth-budget inequality as implemented holds by construction for any data (see the
+# DepthBudget docstring). The tests below check consequences that can fail: the chain amplitude
+# predicted from per-layer exponents alone against the product's measured σ_1, and the drift on
+# chains with known exponents where the bound is tight; then mutation tests show that ``holds``
+# reports failure when a plausible wrong formula is swapped in.
+
+
+def test_chain_amplitude_predicted_from_per_layer_exponents():
+    """Zero-slack chain with known α_l: log σ_1(P) of the dense product equals Σ_l r(α_l), computed
+    from the exponents alone; unaligned layers fall short of it by exactly the measured slack."""
+    rng = np.random.default_rng(5)
+    alphas = rng.uniform(0.05, 0.8, 10)
+    predicted = sum(_np_orbit_r(x, D) for x in alphas)
+    for aligned in (True, False):
+        fac = _orbit_chain(alphas, rng, aligned)
+        nb = [math.sqrt(D) * f / np.linalg.norm(f) for f in fac]
+        log_p = math.log(np.linalg.svd(np.linalg.multi_dot(nb[::-1]), compute_uv=False)[0])
+        sl = g.chain_slack(torch.tensor(fac))
+        if aligned:
+            assert log_p == pytest.approx(predicted, abs=1e-10)
+            assert abs(sl.total_slack) < 1e-10
+        else:
+            assert log_p < predicted - 0.5  # random rotations backtrack
+            assert sl.total_slack == pytest.approx(predicted - log_p, abs=1e-10)
+
+
+def _tight_chain(rng, L=12, share=0.02):
+    """Zero-slack chain alternating between α = 0 and the α_s with r(α_s) = share, under the
+    a-priori amplitude budget log M = L · share (every layer within its share): the exact rate
+    Lip · (log M)/L is attained to within O(share)."""
+    a_s = g.orbit_top_radial_inverse(share, D)
+    alphas = np.where(np.arange(L) % 2 == 0, 0.0, a_s)
+    return _orbit_chain(alphas, rng), alphas, L * share
+
+
+def test_depth_budget_is_tight_on_a_known_chain():
+    fac, alphas, log_M = _tight_chain(np.random.default_rng(3))
+    bud, sl = _budget_of_chain(torch.tensor(fac))
+    bud = g.depth_budget(
+        [g.power_law_fit(s).alpha_mle for s in np.linalg.svd(fac, compute_uv=False)],
+        sl.r,
+        D,
+        sl.log_sigma_chain,
+        sl.total_slack,
+        log_M=log_M,
+    )
+    assert bud.exact_hypotheses
+    assert np.allclose(bud.drift, np.abs(np.diff(alphas)), atol=1e-9)  # fits recover known α
+    lip = _np_lipschitz(alphas.max(), D)
+    rate = lip * log_M / len(alphas)  # independent: finite-difference Lip, a-priori M
+    assert bud.bound_exact == pytest.approx(rate, rel=1e-4)
+    # the bound holds, and is tight: a constant 2x too small (or Lip taken at α_min = 0) fails
+    assert np.all(bud.drift <= rate * (1 + 1e-6)) and bud.drift.max() >= 0.99 * rate
+    assert bud.drift.max() > (2 / g.mean_log_rank(0.0, D)) * log_M / len(alphas)
+    assert bud.holds
+
+
+def _steep_chain(rng):
+    """Zero-slack chain 0, 1.0, 1.01, 1.0, 1.01, ...: the small steps sit at the top of the
+    exponent window, where r⁻¹ is steepest, so the general bound Lip (|Δr| + |Δρ|) is attained there
+    to O(0.01), and a Lipschitz constant taken at α_min = 0 is far too small."""
+    alphas = np.r_[0.0, np.tile([1.0, 1.01], 4)]
+    return _orbit_chain(alphas, rng), alphas
+
+
+def test_depth_budget_general_bound_is_tight_at_the_top_of_the_window():
+    fac, alphas = _steep_chain(np.random.default_rng(4))
+    bud, sl = _budget_of_chain(torch.tensor(fac))
+    assert np.allclose(bud.drift, np.abs(np.diff(alphas)), atol=1e-9)
+    r = np.array([_np_log_sigma1_normalized(a) for a in fac])
+    lip = _np_lipschitz(alphas.max(), D)
+    ratio = np.abs(np.diff(alphas)) / (lip * np.abs(np.diff(r)))
+    assert np.all(ratio <= 1 + 1e-6) and ratio.max() >= 0.99
+    assert np.allclose(bud.bound_general, lip * np.abs(np.diff(r)), rtol=1e-4, atol=1e-12)
+    lip_at_min = 2 / g.mean_log_rank(0.0, D)
+    assert ratio.max() * lip / lip_at_min > 1.5  # a constant at α_min would be violated by 50 %
+
+
+def _mutant(monkeypatch, func: str, old: str, new: str) -> None:
+    """Swap in a copy of ``geometry.<func>`` with one source fragment replaced (a mutation)."""
+    src = inspect.getsource(getattr(g, func))
+    assert src.count(old) == 1, f"mutation target {old!r} not found once in {func}: update test"
+    ns = dict(vars(g))
+    exec(src.replace(old, new), ns)  # noqa: S102
+    monkeypatch.setattr(g, func, ns[func])
+
+
+MUTANTS = {
+    # the audit's M15: Lipschitz constant of r⁻¹ evaluated at α_min instead of α* = max α_l
+    "lip_at_alpha_min": ("depth_budget", "float(a.max())", "float(a.min())", "steep"),
+    # Lipschitz constant 2x too small
+    "lip_halved": (
+        "inverse_chart_lipschitz",
+        "2.0 / mean_log_rank",
+        "1.0 / mean_log_rank",
+        "tight",
+    ),
+    # non-uniformity factor u dropped from the budget bound
+    "u_dropped": ("depth_budget", "u * b_slack", "b_slack", "alternating"),
+    # sign of the slack flipped in the budget
+    "slack_sign_flipped": (
+        "depth_budget",
+        "(log_M + total_slack) / L",
+        "(log_M - total_slack) / L",
+        "rotated",
+    ),
+}
+
+
+def _mutation_case(name):
+    rng = np.random.default_rng(7)
+    alt = np.where(np.arange(12) % 2 == 0, 0.15, 0.6)
+    if name == "tight":
+        fac, _, log_M = _tight_chain(rng)
+    elif name == "steep":
+        (fac, _), log_M = _steep_chain(rng), None
+    else:
+        fac, log_M = _orbit_chain(alt, rng, aligned=name == "alternating"), None
+    sl = g.chain_slack(torch.tensor(fac))
+    alphas = [g.power_law_fit(s).alpha_mle for s in np.linalg.svd(fac, compute_uv=False)]
+    return g.depth_budget(alphas, sl.r, D, sl.log_sigma_chain, sl.total_slack, log_M=log_M)
+
+
+@pytest.mark.parametrize("mutant", sorted(MUTANTS))
+def test_depth_budget_mutants_are_caught(mutant, monkeypatch):
+    func, old, new, case = MUTANTS[mutant]
+    assert _mutation_case(case).holds  # the right formulas pass on the case ...
+    _mutant(monkeypatch, func, old, new)
+    assert not _mutation_case(case).holds, (
+        f"mutant {mutant} was not caught"
+    )  # ... a wrong one fails
 
 
 # ---------------------------------------------------------------- models
@@ -554,24 +771,44 @@ def test_exponent_profiles_mlp_and_conv():
     m = ResidualMLP(8, 3, width=16, depth=6, residual_scale=0.1).double()
     p = g.exponent_profile(m)
     assert p.alpha.shape == (6,) and p.L == 6 and p.d == 16
-    assert p.holds and p.slack.total_slack >= 0
+    # static factors are I + scale W (independent: the weights themselves), r_l = log σ_1 of the
+    # normalised factor and log σ_1(P) of the dense product, both in numpy
+    ws = [blk.branch[1].weight.detach().numpy() for blk in m.blocks]
+    f = [np.eye(16) + 0.1 * w for w in ws]
+    nb = [4.0 * x / np.linalg.norm(x) for x in f]
+    assert np.allclose(p.r, [_np_log_sigma1_normalized(x) for x in f], atol=1e-12)
+    log_p = math.log(np.linalg.svd(np.linalg.multi_dot(nb[::-1]), compute_uv=False)[0])
+    assert p.slack.log_sigma_chain == pytest.approx(log_p, abs=1e-10)
+    assert p.slack.total_slack == pytest.approx(p.r.sum() - log_p, abs=1e-10)
     fits = [g.power_law_fit(s) for s in torch.linalg.svdvals(g.layer_factors(m))]
     assert np.allclose(p.alpha, [f.alpha_mle for f in fits])
+    assert np.allclose(p.budget.drift, np.abs(np.diff(p.alpha)))
     x = torch.randn(3, 8, dtype=torch.float64)
     pj = g.exponent_profile(m, x, kind="jacobian")
-    assert len(pj.per_sample) == 3 and pj.holds
+    assert len(pj.per_sample) == 3
     assert np.allclose(pj.alpha, np.mean([q.alpha for q in pj.per_sample], 0))
+    # each sample's chain is the chain of that sample's Jacobian factors (numpy recomputation)
+    jf = g.layer_factors(m, x, kind="jacobian").numpy()
+    for q, fs in zip(pj.per_sample, jf):
+        assert np.allclose(q.r, [_np_log_sigma1_normalized(a) for a in fs], atol=1e-12)
+        nbj = [4.0 * a / np.linalg.norm(a) for a in fs]
+        lp = math.log(np.linalg.svd(np.linalg.multi_dot(nbj[::-1]), compute_uv=False)[0])
+        assert q.slack.log_sigma_chain == pytest.approx(lp, abs=1e-10)
     c = ConvResNet(1, 3, image_size=6, channels=2, depth=3, pool=2).double()
     xc = torch.randn(2, 1, 6, 6, dtype=torch.float64)
     pc = g.exponent_profile(c, xc)
-    assert pc.d == 2 * 36 and pc.holds
+    assert pc.d == 2 * 36
+    fc = g.layer_factors(c, xc).numpy()
+    assert np.allclose(pc.r, [_np_log_sigma1_normalized(a) for a in fc], atol=1e-12)
     # static conv factor spectra are the FFT ones of I + scale*K (circular padding)
     sv = torch.linalg.svdvals(g.layer_factors(c, xc)[0])
     conv = c.blocks[0].branch[1]
     dense = torch.eye(72, dtype=torch.float64) + c.blocks[0].scale * g.conv_operator_matrix(conv, 6)
     assert torch.allclose(sv, torch.linalg.svdvals(dense.detach()), atol=1e-10)
     pcj = g.exponent_profile(c, xc, kind="jacobian")
-    assert pcj.holds and pcj.alpha.shape == (3,)
+    assert pcj.alpha.shape == (3,)
+    fcj = g.layer_factors(c, xc, kind="jacobian").numpy()[1]
+    assert np.allclose(pcj.per_sample[1].r, [_np_log_sigma1_normalized(a) for a in fcj])
     with pytest.raises(ValueError, match="feature-map size"):
         g.layer_factors(c)
 
@@ -594,11 +831,20 @@ def test_docstring_examples():
     assert res.failed == 0 and res.attempted > 10
 
 
-def test_rank_deficient_spectrum_uses_numerical_rank():
+def test_rank_deficient_spectrum_fit_uses_numerical_rank_top_radial_ambient():
     lam = np.r_[g.power_law_spectrum(1.0, 20), np.zeros(12)]
     fit = g.power_law_fit(lam, kind="eigen")
+    # the fit lives on the orbit of the rank (20) ...
     assert fit.d == 20 and fit.alpha == pytest.approx(1.0, abs=1e-8)
-    assert g.top_radial(lam, kind="eigen") == pytest.approx(g.orbit_top_radial(1.0, 20))
+    assert fit.r_hat == pytest.approx(_np_orbit_r(1.0, 20), abs=1e-12) and abs(fit.rho) < 1e-10
+    # ... while the top radial is log σ_1 of the whole 32 x 32 factor (numpy reference)
+    ref = _np_log_sigma1_normalized(np.diag(np.sqrt(lam)))
+    assert g.top_radial(lam, kind="eigen") == pytest.approx(ref, abs=1e-12)
+    assert ref == pytest.approx(fit.r_hat + 0.5 * math.log(32 / 20), abs=1e-12)
+    # the budget refuses to mix the two: a rank-deficient factor gives no budget
+    fac = torch.stack([torch.diag(torch.tensor(np.sqrt(lam)))] * 2) + 0.0
+    fac[0] = torch.eye(32, dtype=torch.float64)
+    assert g.chain_profile(fac).budget is None
 
 
 def test_chain_and_budget_error_paths():
