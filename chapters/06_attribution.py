@@ -27,10 +27,18 @@
 # 4. test the claim that per-sample spectral entropy and instability are only weakly,
 #    seed-dependently correlated, with entropy bounding the unstable regime.
 #
-# The paper is Katende, *A Unified Matrix-Spectral Framework for Stability and Interpretability in
-# Deep Learning*. Every metric definition below is a *choice, not from the paper* unless it says
-# so: the paper's own definitions could not be read. The chapter trains on MNIST when its files
-# are present and on the bundled 8×8 digits otherwise; its first output says which.
+# **Prerequisites.** Chapters 01 and 02 (input Jacobians, singular values, spectral entropy);
+# Spearman rank correlation and confidence intervals.
+#
+# **Approximate time:** 75 minutes (the cells run in about a minute on a laptop CPU).
+#
+# > **Sources and choices.** The claim tested in §4 — per-sample spectral entropy and attribution
+# > instability are weakly, seed-dependently correlated, with entropy bounding the unstable regime —
+# > is from Katende, *A Unified Matrix-Spectral Framework for Stability and Interpretability in Deep
+# > Learning* (arXiv 2602.01136). The paper does not give its metric definitions, so every metric
+# > below ($\Delta_{grad}$, the Fréchet distance of attribution clouds, the envelope test) is this
+# > course's choice, defined where it is used. The chapter trains on MNIST when its files are
+# > present and on the bundled 8×8 digits otherwise; its first output says which.
 
 # %% tags=["nbval-ignore-output"]
 import time
@@ -409,24 +417,113 @@ sl.widgets.attribution_explorer(model, x_eval[:40], y_eval[:40])
 print(f"chapter ran in {time.perf_counter() - t_start:.0f} s")
 
 # %% [markdown]
+# ## Summary
+#
+# * A saliency map is one row of the input Jacobian: $a(x) = J_f(x)^\top e_c$; one batched call gives
+#   saliency, gradient × input, SmoothGrad and integrated gradients.
+# * Instability is measured by the relative change $\Delta_{grad}$, the cosine distance, the top-$k$
+#   overlap and the Fréchet distance between clouds of clean and perturbed maps.
+# * The raw Fréchet distance scales with the square of the maps' size; unit-norm maps compare shape.
+# * For ReLU networks small noise rarely moves the map at all (activation margins); the spectrum's
+#   extreme directions govern how much it moves when it does.
+# * The entropy–instability claim is measured per seed, pooled, and tested for heterogeneity: the
+#   cells print whether this run supports it.
+#
 # ## Exercises
 #
-# 1. Repeat §2 with `method="smoothgrad"`. Is SmoothGrad more stable than saliency by
-#    $\Delta_{grad}$? By FD? Why might the two disagree?
-# 2. Train the same MLP with `activation="tanh"`. For a smooth network §6.5a predicts
-#    $\Delta_{grad}\propto s$ for small $s$; check it with `SCALES = (1e-4, 2e-4, 4e-4)`.
-# 3. Replace $\Delta_{grad}$ by the cosine distance in §4. Does the verdict on the envelope change?
-# 4. Compute FD with `normalize=True` (unit-norm maps). What part of FD measures the *size* of the
-#    maps rather than their shape?
+# Each exercise has a cell to complete (replace the `...`), a hidden solution cell (collapsed; it
+# runs when you *Run All*), and a check cell that tests the answer against an independent
+# computation.
 #
-# ### Solutions
-#
-# 1. `sl.attribution_instability(model, x_eval, SCALES, method="smoothgrad", n_samples=8)`.
-#    SmoothGrad maps are averages, hence smoother and usually more stable by $\Delta_{grad}$; FD
-#    compares whole clouds, including their spread, so it can move differently.
-# 2. With tanh the gradient is smooth: `inst.delta_grad.mean(1)` doubles when $s$ doubles (ReLU
-#    networks give exactly 0 for most samples instead, §3).
-# 3. Pass `inst.cosine_distance[1]` to `sl.upper_envelope`; the rank correlation stays weak.
-# 4. `sl.frechet_distance(inst.clean, inst.perturbed[1], normalize=True, pca_dim=32)`: the
-#    unnormalised FD scales with $\|a\|^2$, so a model whose maps are merely *smaller* has a smaller
-#    FD — chapter 07 shows this matters.
+# **Exercise 1.** Compute the Fréchet distance of §2 at the largest noise scale with unit-norm maps
+# (`normalize=True`, `pca_dim=32`) and compare it with the raw one. What part of the raw FD measures
+# the *size* of the maps rather than their shape?
+
+# %% tags=["exercise"]
+fd_unit = ...   # 0-d tensor or float: squared FD of unit-norm maps at SCALES[-1]
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# The raw FD scales with ||a||^2 (section 2's check), so a model whose maps are merely smaller has a
+# smaller FD; unit-norm maps remove that and compare shapes only (chapter 07 shows why it matters).
+fd_unit = sl.frechet_distance(inst.clean, inst.perturbed[-1], normalize=True, pca_dim=32)
+
+# %% tags=["nbval-check-output"]
+# check exercise 1 with numpy and scipy: normalise rows, project on the clean cloud's top 32
+# principal directions, fit Gaussians (n - 1 covariance), and take the Gaussian Frechet distance
+def fd_numpy(A, B, k=32):
+    A = A.reshape(len(A), -1).astype(float)
+    B = B.reshape(len(B), -1).astype(float)
+    A, B = A / np.linalg.norm(A, axis=1, keepdims=True), B / np.linalg.norm(B, axis=1, keepdims=True)
+    mu = A.mean(0)
+    P = np.linalg.svd(A - mu, full_matrices=False)[2][:k].T
+    A, B = (A - mu) @ P, (B - mu) @ P
+    cA, cB = np.cov(A.T), np.cov(B.T)
+    cross = np.real(scipy.linalg.sqrtm(cA @ cB))
+    return ((A.mean(0) - B.mean(0)) ** 2).sum() + np.trace(cA + cB - 2 * cross)
+
+
+fd_ref = fd_numpy(inst.clean.numpy(), inst.perturbed[-1].numpy())
+print(f"s = {SCALES[-1]}: raw FD {float(inst.fd[-1]):.4g}, unit-norm FD {float(fd_unit):.4g}")
+ex1_ok = abs(float(fd_unit) - fd_ref) <= 1e-6 * max(fd_ref, 1e-12)
+print("exercise 1 passed:", ex1_ok)
+assert ex1_ok
+
+# %% [markdown]
+# **Exercise 2.** For a *smooth* network the map moves linearly with small noise: by Taylor's theorem
+# $a(x + \delta) - a(x) \approx \nabla^2 f_c(x)\,\delta$, so $\Delta_{grad} \propto s$. Take a tanh network
+# (an untrained `sl.MLP(D, 10, width=256, depth=3, activation="tanh")` with seed 0 will do:
+# smoothness, not training, is the point) and compute the mean $\Delta_{grad}$ over the first 50
+# evaluation points at $s = 10^{-4}$ and $2\cdot 10^{-4}$ (`sl.attribution_instability`, 8 draws, seed 0).
+# Does it double? (ReLU networks give exactly 0 for most samples instead, §3.)
+
+# %% tags=["exercise"]
+torch.manual_seed(0)
+tanh_net = sl.MLP(D, 10, width=256, depth=3, activation="tanh").double()
+x50 = x_eval[:50].double()
+dg_small = ...   # tensor of 2 numbers: mean Delta_grad at s = 1e-4 and 2e-4
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+dg_small = sl.attribution_instability(tanh_net, x50, (1e-4, 2e-4), n_draws=8, seed=0).delta_grad.mean(1)
+
+# %% tags=["nbval-check-output"]
+# check exercise 2 with autograd alone: ||a(x + delta) - a(x)|| / ||a(x)|| for fresh Gaussian noise,
+# the class fixed at the clean prediction; the two means must agree to sampling error, and double
+def grad_of_class(net, z, c):
+    z = z.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(net(z).gather(1, c[:, None]).sum(), z)
+    return g.flatten(1)
+
+
+c50 = tanh_net(x50).argmax(1)
+a50 = grad_of_class(tanh_net, x50, c50)
+g_ref = torch.Generator().manual_seed(11)
+own = []
+for s_ in (1e-4, 2e-4):
+    rel = [(grad_of_class(tanh_net, x50 + s_ * torch.randn(x50.shape, generator=g_ref, dtype=x50.dtype),
+                         c50) - a50).norm(dim=1) / a50.norm(dim=1) for _ in range(8)]
+    own.append(torch.stack(rel).mean().item())
+dg_small = torch.as_tensor(dg_small, dtype=torch.float64)
+print(f"mean Delta_grad: {dg_small[0]:.3e} at s = 1e-4, {dg_small[1]:.3e} at 2e-4 "
+      f"(ratio {dg_small[1] / dg_small[0]:.3f}); own autograd: ratio {own[1] / own[0]:.3f}")
+ex2_ok = (abs(dg_small[0].item() / own[0] - 1) < 0.2 and abs(dg_small[1].item() / own[1] - 1) < 0.2
+          and abs(dg_small[1].item() / dg_small[0].item() - 2) < 0.1)
+print("exercise 2 passed:", ex2_ok)
+assert ex2_ok
+
+# %% [markdown]
+# **Exercise 3 (think).** Repeat §2 with `method="smoothgrad"`. Would you expect SmoothGrad to be
+# more stable than saliency by $\Delta_{grad}$? By FD? Why might the two disagree?
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# *Answer.* SmoothGrad maps are averages over noisy copies, hence smoother and usually more stable
+# by $\Delta_{grad}$. FD compares whole clouds, including their spread, so it can move differently.
+# Run `sl.attribution_instability(model, x_eval, SCALES, method="smoothgrad")` to see which happens.
+
+# %% [markdown]
+# **Exercise 4 (think).** Replace $\Delta_{grad}$ by the cosine distance (`inst.cosine_distance`) in
+# §4. Would you expect the verdict on the envelope to change?
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# *Answer.* Both measure how much a map turns under noise, so the per-sample ranking — and with it
+# the rank correlation and the envelope — usually changes little. Pass `inst.cosine_distance[1]` to
+# `sl.upper_envelope` and read its trend and interval as in §4.
