@@ -415,10 +415,13 @@ K_block_ref = Jd.reshape(90, -1) @ Jd.reshape(90, -1).T
 K_scalar_ref = torch.einsum("icp,jcp->ij", Jd, Jd)
 ex1_ok = (torch.allclose(torch.as_tensor(K_block90), K_block_ref, rtol=1e-9, atol=1e-9)
           and torch.allclose(torch.as_tensor(K_scalar30), K_scalar_ref, rtol=1e-9, atol=1e-9))
-print(f"lambda_max: scalar {torch.linalg.eigvalsh(K_scalar_ref)[-1]:.4g}, "
-      f"block {torch.linalg.eigvalsh(K_block_ref)[-1]:.4g}; p = {Jd.shape[2]} parameters")
 print("exercise 1 passed:", ex1_ok)
 assert ex1_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(f"lambda_max: scalar {torch.linalg.eigvalsh(K_scalar_ref)[-1]:.4g}, "
+      f"block {torch.linalg.eigvalsh(K_block_ref)[-1]:.4g}; p = {Jd.shape[2]} parameters")
 
 # %% [markdown]
 # **Exercise 2.** Predict from the spectrum of $\tilde K$ alone how many gradient-descent steps the
@@ -431,7 +434,6 @@ def predicted_steps(K, r0, eta, tol=1e-2, max_steps=5000):
     """First k with ||(I - eta K)^k r0|| < tol ||r0||, or None within max_steps."""
     raise NotImplementedError("complete predicted_steps: eigendecompose K, then scan k")
 
-
 # %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
 def predicted_steps(K, r0, eta, tol=1e-2, max_steps=5000):
     """First k with ||(I - eta K)^k r0|| < tol ||r0||, or None within max_steps."""
@@ -441,7 +443,6 @@ def predicted_steps(K, r0, eta, tol=1e-2, max_steps=5000):
         if ((1 - eta * lam_k) ** (2 * k) * c**2).sum().sqrt() < tol * r0.norm():
             return k
     return None
-
 
 # %% tags=["nbval-check-output"]
 # check exercise 2: iterate r <- r - eta K r in numpy, then compare with real gradient descent
@@ -453,10 +454,13 @@ while np.linalg.norm(r_np) >= 1e-2 * np.linalg.norm(r0.numpy()):
     r_np, k_ref = r_np - eta15 * K_np @ r_np, k_ref + 1
 real = sl.gd_residuals(wide, x, y, eta15, k_ref + 20).norm(dim=1) / r0.norm()
 k_real = int(torch.nonzero(real < 1e-2)[0]) if bool((real < 1e-2).any()) else None
-print(f"predicted {k_pred} steps; real gradient descent needs {k_real}")
 ex2_ok = k_pred == k_ref
 print("exercise 2 passed:", ex2_ok)
 assert ex2_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(f"predicted {k_pred} steps; real gradient descent needs {k_real}")
 
 # %% [markdown]
 # **Exercise 3.** Using `sl.label_noise_filter`, find the first step $k$ at which at least half of
@@ -473,11 +477,14 @@ k_half = next(k for k in range(1, 100_000) if sl.label_noise_filter(lam, eta, k)
 # check exercise 3 with the closed form: 1 - (1 - eta lam)^k >= 1/2  <=>  k >= ln 2 / -ln(1 - eta lam)
 lam30 = np.linalg.eigvalsh(K.numpy())[-30]
 k_closed = int(np.ceil(np.log(2) / -np.log1p(-eta * lam30)))
-print(f"k_half = {k_half}; closed form {k_closed}; small-step estimate ln2/(eta lam_30) = "
-      f"{np.log(2) / (eta * lam30):.1f}")
 ex3_ok = k_half == k_closed
 print("exercise 3 passed:", ex3_ok)
 assert ex3_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(f"k_half = {k_half}; closed form {k_closed}; small-step estimate ln2/(eta lam_30) = "
+      f"{np.log(2) / (eta * lam30):.1f}")
 
 # %% [markdown]
 # **Exercise 4 (think).** Repeat §4 with width 32 and compare the predicted and real residuals. Why

@@ -435,9 +435,12 @@ top5_mag = exact[exact.abs().argsort(descending=True)][:5]
 ex1_ok = (torch.allclose(top5_lanczos.eigenvalues, top5_exact, rtol=1e-3)
           and torch.allclose(top5_power.eigenvalues.abs().sort(descending=True).values,
                              top5_mag.abs(), rtol=1e-3))
-print(f"products used: power {top5_power.matvecs}, Lanczos {top5_lanczos.matvecs}")
 print("exercise 1 passed:", ex1_ok)
 assert ex1_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(f"products used: power {top5_power.matvecs}, Lanczos {top5_lanczos.matvecs}")
 
 # %% [markdown]
 # **Exercise 2.** Use `order="smallest"` to find the most negative eigenvalue of $H$, and the
@@ -461,9 +464,12 @@ lam_min_G = sl.hessian_eigs(model, data, loss="cross_entropy", k=1, order="small
 scale_H = exact.abs().max().item()
 ex2_ok = (abs(lam_min_H - exact[0].item()) <= 1e-5 * scale_H
           and abs(lam_min_G - ev_G[0].item()) <= 1e-5 * scale_H and lam_min_G > -1e-6 * scale_H)
-print(f"lambda_min(H) = {lam_min_H:.3e}, lambda_min(G) = {lam_min_G:.1e} (lambda_max(H) = {scale_H:.3g})")
 print("exercise 2 passed:", ex2_ok)
 assert ex2_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(f"lambda_min(H) = {lam_min_H:.3e}, lambda_min(G) = {lam_min_G:.1e} (lambda_max(H) = {scale_H:.3g})")
 
 # %% [markdown]
 # **Exercise 3.** Write Hutchinson's estimator yourself: with $m$ random sign vectors $z_j$
@@ -475,7 +481,6 @@ def my_hutchinson(m: int, gen: torch.Generator) -> float:
     """Hutchinson's estimate of tr H from m Rademacher probes drawn with gen."""
     raise NotImplementedError("complete my_hutchinson: draw signs, multiply by H with sl.hvp, average")
 
-
 # %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
 def my_hutchinson(m: int, gen: torch.Generator) -> float:
     """Hutchinson's estimate of tr H from m Rademacher probes drawn with gen."""
@@ -485,7 +490,6 @@ def my_hutchinson(m: int, gen: torch.Generator) -> float:
         total += (z @ sl.hvp(model, data, z, loss="cross_entropy")).item()
     return total / m
 
-
 # %% tags=["nbval-check-output"]
 # check exercise 3: unbiased (mean of 20 runs within 4 standard errors of the exact trace) and the
 # variance formula Var(z^T H z) = 2 (||H||_F^2 - sum_i H_ii^2) / m for Rademacher probes
@@ -494,11 +498,14 @@ runs_h = {m: np.array([my_hutchinson(m, gen_h) for _ in range(20)]) for m in (8,
 sd_theory = {m: np.sqrt(2 * ((H**2).sum() - (H.diagonal() ** 2).sum()).item() / m) for m in runs_h}
 unbiased_h = all(abs(r.mean() - tr_exact) < 4 * sd_theory[m] / np.sqrt(len(r)) for m, r in runs_h.items())
 err = {m: np.mean(np.abs(r - tr_exact)) for m, r in runs_h.items()}
-print(f"mean |error|: m=8 {err[8]:.3g}, m=32 {err[32]:.3g}; "
-      f"measured slope {np.log(err[32] / err[8]) / np.log(4):.2f} (theory -0.5)")
 ex3_ok = unbiased_h and all(0.5 < r.std() / sd_theory[m] < 1.6 for m, r in runs_h.items())
 print("exercise 3 passed:", ex3_ok)
 assert ex3_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(f"mean |error|: m=8 {err[8]:.3g}, m=32 {err[32]:.3g}; "
+      f"measured slope {np.log(err[32] / err[8]) / np.log(4):.2f} (theory -0.5)")
 
 # %% [markdown]
 # **Exercise 4 (think).** Repeat §5 with a *smaller* step, e.g. $\eta = 0.04$, for 1,000 steps. Before

@@ -387,12 +387,15 @@ def var_log_k(a, d_):
 
 logH = lambda a, d_: np.log((np.arange(1, d_ + 1) ** -a).sum())  # noqa: E731
 fd2 = (logH(0.7 + 1e-4, 16) - 2 * logH(0.7, 16) + logH(0.7 - 1e-4, 16)) / 1e-8
-print(f"I(0), d = 2: {I0_d2_by_hand:.6f}; I(0.7), d = 16: {I07_d16:.6f} (second difference {fd2:.6f})")
 ex1_ok = (math.isclose(I0_d2_by_hand, var_log_k(0.0, 2), rel_tol=1e-12)
           and math.isclose(I07_d16, var_log_k(0.7, 16), rel_tol=1e-9)
           and math.isclose(I07_d16, fd2, rel_tol=1e-4))
 print("exercise 1 passed:", ex1_ok)
 assert ex1_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(f"I(0), d = 2: {I0_d2_by_hand:.6f}; I(0.7), d = 16: {I07_d16:.6f} (second difference {fd2:.6f})")
 
 # %% [markdown]
 # **Exercise 2.** Fit `sl.geometry.power_law_fit` (default ML chart, whole spectrum) to the singular
@@ -417,9 +420,13 @@ lam_mp = np.sort(sv_mp**2)[::-1]
 kk = np.arange(1, 65)
 target = (lam_mp / lam_mp.sum() * np.log(kk)).sum()
 w_fit = kk ** -mp.alpha_mle / (kk ** -mp.alpha_mle).sum()
-print(f"power law: {mp.is_power_law}; alpha ML {mp.alpha_mle:.3f}, LS {mp.alpha_ls:.3f}, "
-      f"top radial {mp.alpha_top_radial:.3f}, Hellinger {mp.alpha_hellinger:.3f}; "
-      f"relative residual {mp.relative_residual:.2f}, R^2 {mp.ls_r2:.2f}")
 ex2_ok = abs((w_fit * np.log(kk)).sum() - target) < 1e-8
 print("exercise 2 passed:", ex2_ok)
 assert ex2_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(f"power law: {mp.is_power_law}; alpha ML {mp.alpha_mle:.3f}, LS {mp.alpha_ls:.3f}, "
+      f"top radial {mp.alpha_top_radial:.3f}, Hellinger {mp.alpha_hellinger:.3f}; "
+      f"relative residual {mp.relative_residual:.2f}, R^2 {mp.ls_r2:.2f}")
+
