@@ -140,7 +140,7 @@ for j in range(6):
     axes[0, j].imshow(x6[j, 0], cmap="gray_r")
     axes[0, j].set_title(f"label {int(y_eval[j])}", fontsize=8)
     for i, m in enumerate(methods, start=1):
-        axes[i, j].imshow(sl.plots._as_heat(maps[m][j]), cmap="magma")
+        axes[i, j].imshow(maps[m][j].detach().abs().sum(0), cmap="magma")  # |a| summed over channels
 for i, name in enumerate(["input"] + methods):
     axes[i, 0].set_ylabel(name.replace("_", " "), fontsize=8)
 for ax in axes.ravel():
