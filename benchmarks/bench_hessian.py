@@ -87,7 +87,8 @@ def main() -> None:
             for s in range(args.seeds)
         ]
         ep = [
-            abs(sl.linalg.hutchpp(Hm, b, seed=s).estimate - exact) / abs(exact) for s in range(args.seeds)
+            abs(sl.linalg.hutchpp(Hm, b, seed=s).estimate - exact) / abs(exact)
+            for s in range(args.seeds)
         ]
         mh, mp_ = sum(eh) / len(eh), sum(ep) / len(ep)
         print(f"{b:>6} {mh:>19.3e} {mp_:>16.3e} {mh / mp_:>6.1f}x  (mean over {args.seeds} seeds)")

@@ -61,7 +61,9 @@ def main() -> None:
         reg = sl.make_regularizer(name, 0.01, max_samples=args.reg_samples, **kw)
         rows.append((name, _step_time(model, x, y, reg, args.repeats)))
     torch.manual_seed(0)
-    model = sl.regularizers.apply_spectral_norm(sl.MLP(784, 10, width=args.width, depth=3).to(args.device))
+    model = sl.regularizers.apply_spectral_norm(
+        sl.MLP(784, 10, width=args.width, depth=3).to(args.device)
+    )
     rows.append(("spectral_norm (hard)", _step_time(model, x, y, None, args.repeats)))
     base = rows[0][1]
     print(f"{'route':<24}{'ms/step':>10}{'x plain':>10}")

@@ -23,6 +23,12 @@
 #    at a few inputs and read the plot;
 # 4. find where in the course each idea is developed.
 #
+# **Prerequisites.** Python and a little PyTorch; the chain rule; the singular value decomposition
+# (what $\sigma_1 \ge \sigma_2 \ge \dots$ of a matrix are). No earlier chapter.
+#
+# **Approximate time:** 45 minutes to read, run and do the exercises (the cells run in well under a
+# minute on a laptop CPU).
+#
 # **Who this is for.** Students who know the chain rule and the singular value decomposition;
 # teachers who want runnable, checked material; researchers who want one call that diagnoses their
 # own model. Every figure is computed when you run the chapter. A theorem a chapter states is
@@ -44,7 +50,8 @@
 # | 05 | one index, four kinds of stability | `stability_profile`, `diagnose` |
 # | 06 | attribution (saliency) robustness | `saliency`, `frechet_distance` |
 # | 07 | spectral regularisation experiments (real MNIST when present, else the bundled digits) | `regularizers`, `experiments` |
-# | 08 | residual chains, power-law spectra and their geometry | `geometry` |
+# | 08 | the power-law orbit: its geometry, fits and effective rank | `geometry` |
+# | 09 | residual networks, exponent profiles and the depth budget | `geometry` |
 #
 # **How to run it.** Open the `.ipynb` files in JupyterLab (`jupyter lab chapters/`) and run the
 # cells from the top (*Run → Run All Cells*). Cells marked as *checks* end in a line such as
@@ -66,7 +73,9 @@ import spectral_lab as sl
 sl.plots.use_style()
 torch.manual_seed(0)
 device = "cuda" if torch.cuda.is_available() else "cpu"
-print(f"python {platform.python_version()}, torch {torch.__version__}, spectral_lab {sl.__version__}")
+print(
+    f"python {platform.python_version()}, torch {torch.__version__}, spectral_lab {sl.__version__}"
+)
 print(f"device: {device}, CPU threads: {torch.get_num_threads()}")
 
 # %% tags=["nbval-check-output"]
@@ -126,13 +135,16 @@ assert test_acc > 0.90
 
 # %%
 x_few, y_few = test_set.tensors(6)
-J = sl.input_jacobian(model, x_few)          # (6, 10, 64): one Jacobian per input, no Python loop
-s = sl.singular_values(J)                    # (6, 10)
+J = sl.input_jacobian(model, x_few)  # (6, 10, 64): one Jacobian per input, no Python loop
+s = sl.singular_values(J)  # (6, 10)
 print("Jacobian shape:", tuple(J.shape))
 print("sigma_1 per input:", np.round(s[:, 0].detach().numpy(), 2))
 
-sl.plots.plot_spectra(s.detach(), labels=[f"digit {int(t)}" for t in y_few],
-                      title="singular values of $J_f(x)$ at six test digits")
+sl.plots.plot_spectra(
+    s.detach(),
+    labels=[f"digit {int(t)}" for t in y_few],
+    title="singular values of $J_f(x)$ at six test digits",
+)
 plt.show()
 
 # %% [markdown]
@@ -188,22 +200,98 @@ sl.widgets.jacobian_spectrum_explorer(model, x_many, y_many)
 # * **Chapters 06–07** ask whether explanations (saliency maps) are stable, and whether a modest
 #   spectral regulariser makes them so, measured on MNIST (or the bundled digits) with
 #   confidence intervals.
-# * **Chapter 08** follows deep residual chains and the power-law geometry of their spectra.
+# * **Chapters 08–09** follow the power-law geometry of spectra (08) and then deep residual chains
+#   and their depth budget (09).
+#
+# ## Summary
+#
+# * The course runs offline on the bundled digits; every chapter runs top to bottom and its check
+#   cells raise if a claim fails.
+# * `sl.train` fits a model in one line; `sl.input_jacobian` gives $J_f(x)$ for a batch at once, and
+#   `sl.singular_values` its spectrum.
+# * $\sigma_1$ is the worst-case amplification of a small input change; the shape of the rest of the
+#   spectrum says how that amplification is spread over directions.
+# * Trust a derivative only after comparing it with something independent (here: finite differences).
 #
 # ## Exercises
 #
-# 1. Retrain with `activation="tanh"` and compare the spectra. Are they flatter or steeper?
-# 2. Replace `depth=3` by `depth=6`. What happens to $\sigma_1$ at initialisation and after training?
-# 3. Compute $\sigma_1$ for all 360 test digits. Which class has the largest median $\sigma_1$?
+# Each exercise has a cell to complete (replace the `...`), a hidden solution cell (click the
+# collapsed cell to reveal it; it runs when you *Run All*, so overwrite it only after trying), and a
+# check cell that tests your answer against an independent computation.
 #
-# *Solutions* are at the end of the chapter.
+# **Exercise 1.** Compute $\sigma_1(J_f(x))$ of the trained `model` at all 360 test digits and find
+# the class whose median $\sigma_1$ is the largest.
+
+# %% tags=["exercise"]
+x_all, y_all = test_set.tensors()
+sigma1_all = ...  # tensor of shape (360,): the top singular value at each test digit
+loudest_class = ...  # int: the class with the largest median sigma_1
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+sigma1_all = sl.singular_values(sl.input_jacobian(model, x_all))[:, 0].detach()
+loudest_class = max(range(10), key=lambda c: sigma1_all[y_all == c].median().item())
+
+# %% tags=["nbval-check-output"]
+# check exercise 1 against an independent route: autograd's dense Jacobian and the matrix 2-norm
+J_ref = torch.stack(
+    [torch.autograd.functional.jacobian(model, xi[None])[0, :, 0].flatten(1) for xi in x_all]
+)
+sigma1_ref = torch.linalg.matrix_norm(J_ref, ord=2)
+medians = [sigma1_ref[y_all == c].median().item() for c in range(10)]
+ex1_ok = torch.allclose(
+    torch.as_tensor(sigma1_all), sigma1_ref, rtol=1e-4
+) and loudest_class == int(np.argmax(medians))
+print("exercise 1 passed:", ex1_ok)
+assert ex1_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(f"class with the largest median sigma_1: {loudest_class}")
 
 # %% [markdown]
-# ### Solutions
-#
-# 1. `sl.MLP(64, 10, activation="tanh")`; tanh gates take values in $(0, 1]$ rather than
-#    $\{0, 1\}$, so fewer directions are switched off completely and the spectrum is usually flatter.
-# 2. Each extra layer multiplies another random matrix into the product; without careful gain,
-#    $\sigma_1$ at initialisation grows or shrinks geometrically with depth (chapter 01 shows this).
-# 3. `s_all = sl.singular_values(sl.input_jacobian(model, test_set.tensors()[0]))[:, 0]`, then
-#    group by `test_set.tensors()[1]` and take `median` per class.
+# **Exercise 2.** Depth at initialisation. Complete `median_sigma1_at_init(depth)`: seed with
+# `torch.manual_seed(0)`, build an *untrained* `sl.MLP(64, 10, width=64, depth=depth, gain=2**0.5)`
+# and return the median of $\sigma_1$ over the 40 digits in `x_many`. Then look at depths 2, 4 and 8:
+# does $\sigma_1$ change geometrically with depth? (Chapter 01 explains why.)
+
+
+# %% tags=["exercise"]
+def median_sigma1_at_init(depth: int) -> float:
+    raise NotImplementedError(
+        "complete median_sigma1_at_init: build the MLP, then J_f, then sigma_1"
+    )
+
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+def median_sigma1_at_init(depth: int) -> float:
+    torch.manual_seed(0)
+    net = sl.MLP(64, 10, width=64, depth=depth, gain=2**0.5)
+    return sl.singular_values(sl.input_jacobian(net, x_many))[:, 0].median().item()
+
+
+# %% tags=["nbval-check-output"]
+# check exercise 2 at depth 4 against the largest eigenvalue of J J^T from autograd, at each input
+torch.manual_seed(0)
+net_ref = sl.MLP(64, 10, width=64, depth=4, gain=2**0.5)
+J4 = torch.stack(
+    [torch.autograd.functional.jacobian(net_ref, xi[None])[0, :, 0].flatten(1) for xi in x_many]
+)
+ref = torch.linalg.eigvalsh(J4 @ J4.transpose(1, 2))[:, -1].sqrt().median().item()
+by_depth = {d: median_sigma1_at_init(d) for d in (2, 4, 8)}
+ex2_ok = abs(by_depth[4] - ref) <= 1e-4 * ref
+print("exercise 2 passed:", ex2_ok)
+assert ex2_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print("median sigma_1 at init by depth:", {d: round(v, 3) for d, v in by_depth.items()})
+
+# %% [markdown]
+# **Exercise 3 (think).** Retrain with `activation="tanh"` and compare the spectra with the ReLU
+# ones above. Before you run it: which do you expect to be flatter, and why?
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# *Answer.* A ReLU gate is $0$ or $1$, so each input switches some directions off completely; a tanh
+# gate takes values in $(0, 1]$ and switches none off entirely. That argues for flatter tanh spectra,
+# but training changes the weights too, so the outcome is an empirical question: measure it with
+# `sl.spectral_entropy` (chapter 02) on both models rather than trusting the argument.

@@ -25,6 +25,11 @@
 # 4. watch singular values spread through depth, and explain the role of the initialisation gain,
 #    the width, the depth and the activation;
 # 5. bound the worst-case amplification $\|J_f(x)\|_2$ by the product of factor norms.
+#
+# **Prerequisites.** Chapter 00; the chain rule for vector functions; matrix products and the
+# operator norm $\|A\|_2 = \sigma_1(A)$.
+#
+# **Approximate time:** 60 minutes (the cells run in under a minute on a laptop CPU).
 
 # %% tags=["nbval-ignore-output"]
 import matplotlib.pyplot as plt
@@ -94,7 +99,7 @@ for ax, act in zip(axes, ["relu", "tanh"]):
 plt.show()
 
 # %% [markdown]
-# The closed-form derivatives behind the gates are in `sl.activation_derivative`. For the six
+# The closed-form derivatives behind the gates are in `sl.operators.activation_derivative`. For the six
 # supported activations they agree with a central finite difference:
 
 # %% tags=["nbval-check-output"]
@@ -104,7 +109,7 @@ deriv_ok = {}
 for act in ["relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu"]:
     phi = sl.models.activation(act)
     fd = (phi(z + 1e-6) - phi(z - 1e-6)) / 2e-6
-    deriv_ok[act] = bool(torch.allclose(sl.activation_derivative(phi, z), fd, atol=1e-8))
+    deriv_ok[act] = bool(torch.allclose(sl.operators.activation_derivative(phi, z), fd, atol=1e-8))
 print("closed-form phi' matches finite differences:", all(deriv_ok.values()))
 assert all(deriv_ok.values()), deriv_ok
 
@@ -127,14 +132,17 @@ res = sl.ResidualMLP(64, 10, width=32, depth=3, residual_scale=0.5, activation="
 for m in (cnn, res):
     print(sl.operator_product(m, x64[0]))
 pool = sl.operator_product(cnn, x64[0]).factors[2]
-print(f"{pool.name}: {pool.n_out} x {pool.n_in} selection matrix, row sums",
-      pool.dense().sum(1).unique().tolist())
+print(
+    f"{pool.name}: {pool.n_out} x {pool.n_in} selection matrix, row sums",
+    pool.dense().sum(1).unique().tolist(),
+)
 
 # %% [markdown]
 # **The main check.** For every model family of the course and every supported activation, in
 # float64, the multiplied-out product equals the Jacobian that autograd computes independently
 # (`torch.autograd.functional.jacobian`), to a relative error below $10^{-10}$ at several random
 # inputs and several digits.
+
 
 # %% tags=["nbval-check-output"]
 # check: dense(product of factors) == autograd Jacobian, relative error < 1e-10
@@ -144,13 +152,17 @@ def autograd_jacobian(model, x):
 
 
 torch.manual_seed(1)
-zoo = {f"MLP {a}": sl.MLP(64, 10, width=32, depth=4, activation=a)
-       for a in ["relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu"]}
+zoo = {
+    f"MLP {a}": sl.MLP(64, 10, width=32, depth=4, activation=a)
+    for a in ["relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu"]
+}
 zoo["SmallCNN max pool"] = sl.SmallCNN(1, 10, 8, (4, 8), pool="max")
 zoo["SmallCNN avg pool"] = sl.SmallCNN(1, 10, 8, (4, 8), pool="avg", activation="silu")
 zoo["ResidualMLP"] = sl.ResidualMLP(64, 10, width=32, depth=4, hidden=16)
 zoo["ConvResNet"] = sl.ConvResNet(1, 10, 8, channels=4, depth=3, pool=4)
 inputs = torch.cat([x64[:2], torch.randn(2, 1, 8, 8, dtype=D64)])
+
+
 def rel_err(m, xi):
     ref = autograd_jacobian(m, xi)
     return float((sl.operator_product(m, xi).dense() - ref).norm() / ref.norm())
@@ -170,9 +182,11 @@ assert max(worst.values()) < 1e-10
 
 # %% tags=["nbval-check-output"]
 lin = sl.MLP(64, 10, width=32, depth=3, activation="identity").double()
-W = [m.weight.detach() for m in lin.layers if isinstance(m, nn.Linear)]
-lin_ok = all(torch.allclose(sl.operator_product(lin, xi).dense(), W[2] @ W[1] @ W[0], atol=1e-12)
-             for xi in x64)
+W = [p.detach() for name, p in lin.named_parameters() if name.endswith("weight")]
+lin_ok = all(
+    torch.allclose(sl.operator_product(lin, xi).dense(), W[2] @ W[1] @ W[0], atol=1e-12)
+    for xi in x64
+)
 print("linear network: Jacobian == W3 W2 W1 at every input:", lin_ok)
 assert lin_ok
 
@@ -197,8 +211,9 @@ fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
 for ax, gain in zip(axes, [0.5, 1.0, 2.0]):
     torch.manual_seed(0)
     m = sl.MLP(64, 10, width=64, depth=6, activation="identity", gain=gain).double()
-    sl.plots.plot_depth_spectra(sl.operator_product(m, x64[0]).partial_spectra(), ax=ax,
-                                title=f"linear MLP, gain {gain}")
+    sl.plots.plot_depth_spectra(
+        sl.operator_product(m, x64[0]).partial_spectra(), ax=ax, title=f"linear MLP, gain {gain}"
+    )
 fig.tight_layout()
 plt.show()
 
@@ -212,8 +227,13 @@ for gain in (0.7, 1.0, 1.5):
         m = sl.MLP(64, 10, width=48, depth=5, activation="identity", gain=gain).double()
         parts = sl.operator_product(m, x64[0]).partial_products()
         widths = [48, 48, 48, 48, 10]
-        acc += torch.tensor([float((p**2).sum()) / (n * gain ** (2 * (i + 1)))
-                             for i, (p, n) in enumerate(zip(parts, widths))], dtype=D64)
+        acc += torch.tensor(
+            [
+                float((p**2).sum()) / (n * gain ** (2 * (i + 1)))
+                for i, (p, n) in enumerate(zip(parts, widths))
+            ],
+            dtype=D64,
+        )
     ratios[gain] = acc / 40
 ok = all(bool(((r - 1).abs() < 0.15).all()) for r in ratios.values())
 print("E||P_l||_F^2 / (n_l g^(2l)) within 15% of 1 at every depth and gain:", ok)
@@ -262,8 +282,12 @@ for width in (16, 64, 256):
         sp = sl.operator_product(m, x64[0]).partial_spectra()
         conds.append([float(sl.condition_number(s, kind="singular")) for _, s in sp[:-1]])
     ax.plot(range(1, 8), np.exp(np.log(conds).mean(0)), "o-", label=f"width {width}")
-ax.set(xlabel="depth l", ylabel=r"$\sigma_1/\sigma_r$ of $P_l$", yscale="log",
-       title="products of random matrices grow ill-conditioned")
+ax.set(
+    xlabel="depth l",
+    ylabel=r"$\sigma_1/\sigma_r$ of $P_l$",
+    yscale="log",
+    title="products of random matrices grow ill-conditioned",
+)
 ax.legend()
 plt.show()
 
@@ -289,7 +313,7 @@ sl.widgets.depth_spectra_explorer(x64)
 # and, integrating along the segment from $x$ to $x + \delta$,
 # $\|f(x+\delta) - f(x)\| \le \sup_{t\in[0,1]} \|J_f(x + t\delta)\|_2\, \|\delta\|$. For ReLU and tanh
 # $\sup|\phi'| = 1$, for sigmoid $1/4$; max pooling has norm 1 (non-overlapping windows), a $k\times k$
-# average pool $1/k$, a residual block at most $1 + s\,\|J_g\|$. `sl.norm_bounds(op)` returns all three
+# average pool $1/k$, a residual block at most $1 + s\,\|J_g\|$. `sl.sensitivity.norm_bounds(op)` returns all three
 # numbers. How loose is the chain? We check it on random *and trained* models.
 
 # %%
@@ -308,11 +332,13 @@ for name, make in {
 # %% tags=["nbval-check-output"]
 # check: ||J(x)||_2 <= prod ||F_k(x)||_2 <= prod sup ||F_k|| on random and trained models,
 # and ||f(x+delta) - f(x)|| <= 1.01 sup_t ||J(x + t delta)||_2 ||delta|| (256-point grid of t)
-models_to_check = {**{f"random {k}": v for k, v in zoo.items()},
-                   **{f"trained {k}": v for k, v in trained.items()}}
+models_to_check = {
+    **{f"random {k}": v for k, v in zoo.items()},
+    **{f"trained {k}": v for k, v in trained.items()},
+}
 slack, chain_ok, path_ok = {}, {}, {}
 for name, m in models_to_check.items():
-    bounds = [sl.norm_bounds(sl.operator_product(m, xi)) for xi in x64[:4]]
+    bounds = [sl.sensitivity.norm_bounds(sl.operator_product(m, xi)) for xi in x64[:4]]
     chain_ok[name] = all(b.holds() for b in bounds)
     slack[name] = float(np.mean([b.product_at_x / b.jacobian_norm for b in bounds]))
     if "random MLP" in name and "relu" not in name and "tanh" not in name:
@@ -327,21 +353,28 @@ for name, m in models_to_check.items():
             change = float((m((xi + di)[None]) - m(xi[None])).norm())
         ok.append(change <= 1.01 * sup * float(di.norm()))
     path_ok[name] = all(ok)
-print(f"norm chain holds on {sum(chain_ok.values())} of {len(chain_ok)} models; "
-      f"path bound holds on {sum(path_ok.values())} of the {len(path_ok)} models path-checked")
+print(
+    f"norm chain holds on {sum(chain_ok.values())} of {len(chain_ok)} models; "
+    f"path bound holds on {sum(path_ok.values())} of the {len(path_ok)} models path-checked"
+)
 assert all(chain_ok.values()), [k for k, v in chain_ok.items() if not v]
 assert all(path_ok.values()), [k for k, v in path_ok.items() if not v]
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.4))
 ax.barh(list(slack), list(slack.values()))
-ax.set(xscale="log", xlabel=r"$\prod_k\|F_k(x)\|_2 \,/\, \|J_f(x)\|_2$ (mean over 4 digits)",
-       title="how loose the product-of-norms bound is")
+ax.set(
+    xscale="log",
+    xlabel=r"$\prod_k\|F_k(x)\|_2 \,/\, \|J_f(x)\|_2$ (mean over 4 digits)",
+    title="how loose the product-of-norms bound is",
+)
 plt.show()
 for group in ("random", "trained"):
     v = [x for k, x in slack.items() if k.startswith(group)]
-    print(f"{group:8s} models: product of norms / ||J||_2 from {min(v):.3g} to {max(v):.3g} "
-          f"(median {np.median(v):.3g})")
+    print(
+        f"{group:8s} models: product of norms / ||J||_2 from {min(v):.3g} to {max(v):.3g} "
+        f"(median {np.median(v):.3g})"
+    )
 
 # %% [markdown]
 # The product of norms is loose (the cell above prints by how much, for the random and the trained
@@ -349,35 +382,151 @@ for group in ("random", "trained"):
 # motivation for chapter 02: look at the *whole spectrum* of the product, not only at a bound on its
 # largest singular value.
 #
+# ## Summary
+#
+# * At every input, $J_f(x) = W_L D_{L-1}(x) \cdots D_1(x) W_1$: weights times diagonal gates; biases
+#   only choose *where* the gates are evaluated.
+# * Convolutions, pooling and residual blocks are factors too; `sl.operator_product` builds the
+#   product for every model of the course and agrees with autograd to $10^{-10}$.
+# * Singular values spread through depth at a rate set by the gain, the width and the activation.
+# * $\|J_f(x)\|_2 \le \prod_k \|F_k(x)\|_2$ always holds and is loose, because the top directions of
+#   consecutive factors do not line up: look at the whole spectrum (chapter 02).
+#
 # ## Exercises
 #
-# 1. Show that for a ReLU network $f(\lambda x) = \lambda f(x)$ when all biases are zero
-#    (`bias=False`) and $\lambda > 0$, and hence $J_f(\lambda x) = J_f(x)$. Check it with
-#    `operator_product`.
-# 2. For a trained ReLU MLP, what fraction of hidden units is on, on average over the test digits?
-#    Does the fraction differ between layers?
-# 3. Build `nn.Sequential(nn.Linear(64, 32), nn.ELU(), nn.Linear(32, 10))` and call
-#    `sl.operator_product`. Read the error. Which lines of `spectral_lab/operators.py` would you add
-#    to support ELU?
-# 4. For a residual block $I + sB$ with $\|B\|_2 = b$, show
-#    $1 - s b \le \sigma_{\min}(I + sB) \le \sigma_1(I + sB) \le 1 + s b$. What does this say about
-#    deep residual networks with small $s$? Check it on `sl.ResidualMLP(..., residual_scale=0.1)`.
+# Each exercise has a cell to complete (replace the `...`), a hidden solution cell (collapsed; it
+# runs when you *Run All*), and a check cell that tests the answer against an independent
+# computation.
 #
-# ### Solutions
-#
-# 1. With zero biases every layer is positively homogeneous: $\mathrm{ReLU}(\lambda z) = \lambda\,
-#    \mathrm{ReLU}(z)$, so $f(\lambda x) = \lambda f(x)$; the gates depend only on signs, which do not
-#    change, so $J_f(\lambda x) = J_f(x)$:
-#    `m = sl.MLP(64, 10, bias=False).double(); torch.allclose(sl.operator_product(m, 3 * x).dense(),
-#    sl.operator_product(m, x).dense())`.
-# 2. `[f.diag.mean() for f in sl.operator_product(m, x).factors if f.kind == "gate"]`, averaged over
-#    inputs; typically about half the units are on at initialisation, and trained networks often have
-#    sparser deep layers.
-# 3. `TypeError: operator_product does not support layer ELU ...`. Add ELU to `_GATES`, its
-#    derivative (`1` for $z > 0$, $\alpha e^{z}$ otherwise) to `activation_derivative`, and its
-#    $\sup|\phi'| = \max(1, \alpha)$ to the sup table.
-# 4. $\|(I + sB)v\| \ge \|v\| - s\|Bv\| \ge (1 - sb)\|v\|$ and $\le (1 + sb)\|v\|$. With $L$ blocks
-#    the product's singular values lie in $[(1 - sb)^L, (1 + sb)^L]$: for $s \sim 1/L$ they stay
-#    bounded, so deep residual networks with small scales stay well conditioned (chapter 08).
-#    Check: `r = sl.operator_product(res, x).factors[1]; s = sl.singular_values(r.dense());
-#    b = sl.singular_values(r.branch.dense())[0]`.
+# **Exercise 1.** With zero biases (`bias=False`) a ReLU network is positively homogeneous:
+# $f(\lambda x) = \lambda f(x)$ for $\lambda > 0$, and hence $J_f(\lambda x) = J_f(x)$. Show why on
+# paper, then compute the dense products at $x$ and at $3x$ with `sl.operator_product`.
+
+# %% tags=["exercise"]
+torch.manual_seed(2)
+mlp_nobias = sl.MLP(64, 10, width=32, depth=3, bias=False).double()
+x_one = x64[0]
+J_at_x = ...  # dense Jacobian (10 x 64) at x_one, from sl.operator_product
+J_at_3x = ...  # the same at 3 * x_one
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# ReLU(lambda z) = lambda ReLU(z) for lambda > 0, and without biases every layer commutes with the
+# scaling; the gates depend only on signs, which do not change, so J(lambda x) = J(x).
+J_at_x = sl.operator_product(mlp_nobias, x_one).dense()
+J_at_3x = sl.operator_product(mlp_nobias, 3 * x_one).dense()
+
+# %% tags=["nbval-check-output"]
+# check exercise 1 with autograd and the forward pass
+ref_x = autograd_jacobian(mlp_nobias, x_one)
+with torch.no_grad():
+    homog = torch.allclose(mlp_nobias(3 * x_one[None]), 3 * mlp_nobias(x_one[None]))
+ex1_ok = (
+    homog
+    and torch.allclose(torch.as_tensor(J_at_x), ref_x, atol=1e-12)
+    and torch.allclose(torch.as_tensor(J_at_3x), ref_x, atol=1e-12)
+)
+print("f(3x) = 3 f(x):", homog, "| exercise 1 passed:", ex1_ok)
+assert ex1_ok
+
+# %% [markdown]
+# **Exercise 2.** For the trained ReLU MLP (`trained["MLP relu"]`), what fraction of the hidden units
+# is on, on average over the first 100 test digits, in each hidden layer? Read it from the gates of
+# `sl.operator_product` (factors of kind `"gate"`, whose `diag` holds $\phi'(z)$).
+
+# %% tags=["exercise"]
+x_hundred = x_test[:100].double()
+frac_on = ...  # list of floats, one per hidden layer, in order
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+gates = [
+    [f.diag for f in sl.operator_product(trained["MLP relu"], xi).factors if f.kind == "gate"]
+    for xi in x_hundred
+]
+frac_on = [
+    torch.stack([g[layer] for g in gates]).gt(0).double().mean().item()
+    for layer in range(len(gates[0]))
+]
+
+# %% tags=["nbval-check-output"]
+# check exercise 2 independently: record the ReLU outputs with forward hooks and count positives
+acts = []
+hooks = [
+    mod.register_forward_hook(lambda mod, inp, out: acts.append(out.detach()))
+    for mod in trained["MLP relu"].modules()
+    if isinstance(mod, nn.ReLU)
+]
+with torch.no_grad():
+    trained["MLP relu"](x_hundred)
+for hk in hooks:
+    hk.remove()
+ref_frac = [a.gt(0).double().mean().item() for a in acts]
+ex2_ok = len(frac_on) == len(ref_frac) and np.allclose(frac_on, ref_frac, atol=1e-12)
+print("exercise 2 passed:", ex2_ok)
+assert ex2_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print("fraction of units on per hidden layer:", [round(f, 3) for f in frac_on])
+
+# %% [markdown]
+# **Exercise 3.** A residual factor $I + sB$ with $\|B\|_2 = b$ has all its singular values in
+# $[1 - sb,\, 1 + sb]$ (triangle inequality: $\|(I + sB)v\| \ge \|v\| - s\|Bv\|$). Complete
+# `residual_sandwich(factor)` for a factor of kind `"residual"`: return
+# `(1 - s*b, sigma_min, sigma_max, 1 + s*b)`, with `factor.scale` for $s$, `factor.branch.dense()`
+# for $B$ and `factor.dense()` for $I + sB$. What does this say about deep residual networks with
+# small $s$?
+
+
+# %% tags=["exercise"]
+def residual_sandwich(factor):
+    raise NotImplementedError(
+        "complete residual_sandwich: b from the branch, sigmas from the factor"
+    )
+
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+def residual_sandwich(factor):
+    s_res = abs(factor.scale)
+    b = sl.singular_values(factor.branch.dense())[0].item()
+    sig = sl.singular_values(factor.dense())
+    return 1 - s_res * b, sig[-1].item(), sig[0].item(), 1 + s_res * b
+
+
+# With L blocks the product's singular values lie in [(1 - sb)^L, (1 + sb)^L]: for s ~ 1/L they stay
+# bounded, so deep residual networks with small scales stay well conditioned (chapter 09).
+
+# %% tags=["nbval-check-output"]
+# check exercise 3 with numpy's SVD on every residual factor of a ResidualMLP with s = 0.1
+torch.manual_seed(3)
+res_small = sl.ResidualMLP(64, 10, width=32, depth=4, residual_scale=0.1).double()
+ex3_ok = True
+for xi in x64[:3]:
+    for f in sl.operator_product(res_small, xi).factors:
+        if f.kind != "residual":
+            continue
+        lo, smin, smax, hi = residual_sandwich(f)
+        sv = np.linalg.svd(f.dense().numpy(), compute_uv=False)
+        b_ref = np.linalg.svd(f.branch.dense().numpy(), compute_uv=False)[0]
+        ex3_ok &= bool(
+            np.isclose(smin, sv[-1])
+            and np.isclose(smax, sv[0])
+            and np.isclose(hi - lo, 2 * abs(f.scale) * b_ref)
+            and lo - 1e-12 <= sv[-1]
+            and sv[0] <= hi + 1e-12
+        )
+print("exercise 3 passed:", ex3_ok)
+assert ex3_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print("1 - sb <= sigma_min <= sigma_max <= 1 + sb on every residual factor:", ex3_ok)
+
+# %% [markdown]
+# **Exercise 4 (think).** Build `nn.Sequential(nn.Linear(64, 32), nn.ELU(), nn.Linear(32, 10))` and call
+# `sl.operator_product` on it. Read the error message. What would the library need to know about ELU
+# to support it?
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# *Answer.* The error names the unsupported layer. A gate needs the activation's derivative,
+# $\phi'(z) = 1$ for $z > 0$ and $\alpha e^{z}$ otherwise, to fill $D(x)$; and the worst-case bound of
+# §6 needs $\sup|\phi'| = \max(1, \alpha)$.

@@ -27,10 +27,20 @@
 #    worst case $\epsilon^2\sigma_1^2$;
 # 5. compare the spectra of trained and untrained networks on the digits.
 #
+# **Prerequisites.** Chapters 00 and 01; the SVD; Shannon entropy $-\sum_k p_k \log p_k$; expectation
+# and variance of a random vector.
+#
+# **Approximate time:** 75 minutes (the cells run in under a minute on a laptop CPU).
+#
 # **Conventions.** The spectral entropy is the energy (E2) normalisation in nats unless a figure
 # says otherwise ($p_k = \sigma_k^2/\sum_j \sigma_j^2$, the normalisation under which the
-# typical-sensitivity theorem of §4 holds with the constant used here; the paper's own normalisation
-# could not be read, so this is a choice, not from the paper). `base=2` gives bits.
+# typical-sensitivity theorem of §4 holds with the constant used here). `base=2` gives bits.
+#
+# > **Sources and choices.** The spectral entropy of the input Jacobian, its role as a bound on the
+# > typical sensitivity, and the monotonicity of §3 come from Katende, *A Unified Matrix-Spectral Framework for Stability and Interpretability in Deep Learning* (arXiv 2602.01136).
+# > The energy normalisation $p_k = \sigma_k^2/\sum_j\sigma_j^2$ and the explicit constant
+# > $K = \sigma_1^2/d$ in §4 are this course's choices: under them the theorem is an identity plus the
+# > Rényi chain, derived below, so every step can be checked.
 
 # %% tags=["nbval-ignore-output"]
 import math
@@ -64,8 +74,11 @@ models = {}
 for arch in ("MLP", "CNN"):
     for state in ("random", "trained"):
         torch.manual_seed(0)
-        m = (sl.MLP(64, 10, width=64, depth=3, gain=2**0.5) if arch == "MLP"
-             else sl.SmallCNN(1, 10, image_size=8, channels=(8, 16), pool="max"))
+        m = (
+            sl.MLP(64, 10, width=64, depth=3, gain=2**0.5)
+            if arch == "MLP"
+            else sl.SmallCNN(1, 10, image_size=8, channels=(8, 16), pool="max")
+        )
         if state == "trained":
             sl.train(m, train_set, epochs=6, lr=3e-3, batch_size=64, seed=0, progress=False)
         else:  # small random biases: see the note below
@@ -133,16 +146,20 @@ examples = {
     "geometric 0.5^k": 0.5 ** torch.arange(10, dtype=D64),
     "one big + flat tail": torch.tensor([1.0] + [0.3] * 9, dtype=D64),
 }
-print(f"{'spectrum':22s} {'SE nats':>8s} {'SE bits':>8s} {'SE E1':>7s} {'srank':>6s} {'PR':>6s} "
-      f"{'erank':>6s} {'normalized':>10s}")
+print(
+    f"{'spectrum':22s} {'SE nats':>8s} {'SE bits':>8s} {'SE E1':>7s} {'srank':>6s} {'PR':>6s} "
+    f"{'erank':>6s} {'normalized':>10s}"
+)
 for name, s in examples.items():
     kw = {"kind": "singular"}
-    print(f"{name:22s} {float(sl.spectral_entropy(s, **kw)):8.3f} "
-          f"{float(sl.spectral_entropy(s, base=2, **kw)):8.3f} "
-          f"{float(sl.spectral_entropy(s, 'amplitude', **kw)):7.3f} "
-          f"{float(sl.stable_rank(s, **kw)):6.2f} {float(sl.participation_ratio(s, **kw)):6.2f} "
-          f"{float(sl.effective_rank(s, **kw)):6.2f} "
-          f"{float(sl.spectral_entropy(s, normalized=True, **kw)):10.3f}")
+    print(
+        f"{name:22s} {float(sl.spectral_entropy(s, **kw)):8.3f} "
+        f"{float(sl.spectral_entropy(s, base=2, **kw)):8.3f} "
+        f"{float(sl.spectral_entropy(s, 'amplitude', **kw)):7.3f} "
+        f"{float(sl.stable_rank(s, **kw)):6.2f} {float(sl.spectra.participation_ratio(s, **kw)):6.2f} "
+        f"{float(sl.effective_rank(s, **kw)):6.2f} "
+        f"{float(sl.spectral_entropy(s, normalized=True, **kw)):10.3f}"
+    )
 
 # %% tags=["nbval-check-output"]
 # check: closed forms and invariances of the spectral entropy
@@ -152,21 +169,36 @@ rank1_ok = abs(float(sl.spectral_entropy(torch.ones(10, 64, dtype=D64)))) < 1e-1
 q1, _ = torch.linalg.qr(torch.randn(10, 10, dtype=D64))
 q2, _ = torch.linalg.qr(torch.randn(64, 64, dtype=D64))
 se = sl.spectral_entropy(Jm)
-invariant = bool(torch.allclose(sl.spectral_entropy(3.7 * Jm), se)
-                 and torch.allclose(sl.spectral_entropy(q1 @ Jm @ q2), se))
-print("flat: log r:", flat_ok, "| 8 flat in bits: 3:", bits_ok, "| rank one: 0:", rank1_ok,
-      "| unchanged by scaling and rotations:", invariant)
+invariant = bool(
+    torch.allclose(sl.spectral_entropy(3.7 * Jm), se)
+    and torch.allclose(sl.spectral_entropy(q1 @ Jm @ q2), se)
+)
+print(
+    "flat: log r:",
+    flat_ok,
+    "| 8 flat in bits: 3:",
+    bits_ok,
+    "| rank one: 0:",
+    rank1_ok,
+    "| unchanged by scaling and rotations:",
+    invariant,
+)
 assert flat_ok and bits_ok and rank1_ok and invariant
 
 # %% tags=["nbval-check-output"]
 # check: 1 <= srank <= PR <= exp(SE) <= rank for every Jacobian of every model
 chain_ok = {}
 for name, Jn in J.items():
-    s = sl.spectral_summary(Jn)
+    s = sl.spectra.spectral_summary(Jn)
     t = 1 + 1e-10
-    chain_ok[name] = bool(((1 <= s.stable_rank * t) & (s.stable_rank <= s.participation_ratio * t)
-                           & (s.participation_ratio <= s.effective_rank * t)
-                           & (s.effective_rank <= s.rank * t)).all())
+    chain_ok[name] = bool(
+        (
+            (1 <= s.stable_rank * t)
+            & (s.stable_rank <= s.participation_ratio * t)
+            & (s.participation_ratio <= s.effective_rank * t)
+            & (s.effective_rank <= s.rank * t)
+        ).all()
+    )
     print(f"{name:12s} 1 <= srank <= PR <= erank <= rank on all {len(Jn)} digits:", chain_ok[name])
 assert all(chain_ok.values())
 
@@ -179,19 +211,19 @@ assert all(chain_ok.values())
 # order, i.e. to flatten a spectrum while keeping $\|J\|_F$:
 #
 # * a *Robin-Hood transfer* moves energy from a larger $\sigma_i^2$ to a smaller $\sigma_j^2$
-#   without crossing (`sl.robin_hood_transfer`);
-# * *mixing toward uniform*, $p_t = (1-t)\,p + t/k$ (`sl.mix_toward_uniform`).
+#   without crossing (`sl.sensitivity.robin_hood_transfer`);
+# * *mixing toward uniform*, $p_t = (1-t)\,p + t/k$ (`sl.sensitivity.mix_toward_uniform`).
 #
 # Both can only lower the largest and raise the smallest energy, so the classical condition number
-# $\kappa = \sigma_1/\sigma_r$ cannot grow while $SE$ rises: this is the content of the seed's
-# Proposition 5.7 as we state it (our rendering; the paper's exact statement could not be read).
+# $\kappa = \sigma_1/\sigma_r$ cannot grow while $SE$ rises: this is the course's statement of the monotonicity result
+# (Proposition 5.7) of *A Unified Matrix-Spectral Framework for Stability and Interpretability in Deep Learning*.
 # Conversely, a small $\kappa$ forces a high entropy:
 # $SE \ge -\log \max_k p_k \ge \log\big(1 + (r-1)/\kappa^2\big)$.
 
 # %%
 s0 = sl.singular_values(Jm[0])
 ts = np.linspace(0, 1, 21)
-path = [sl.mix_toward_uniform(s0, float(t)) for t in ts]
+path = [sl.sensitivity.mix_toward_uniform(s0, float(t)) for t in ts]
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
 for t, s in zip(ts[::5], path[::5]):
     axes[0].semilogy(range(1, 11), s.numpy(), "o-", ms=3, label=f"t={t:.2f}")
@@ -201,14 +233,20 @@ axes[1].plot(ts, [float(sl.spectral_entropy(s, kind="singular")) for s in path],
 axes[1].axhline(math.log(10), color="0.5", ls="--", label="log 10")
 axes[1].set(xlabel="t", ylabel="SE (nats, E2)", title="entropy rises")
 axes[1].legend()
-axes[2].semilogy(ts, [float(sl.condition_number(s, kind="singular")) for s in path], "o-",
-                 label="classical")
-axes[2].semilogy(ts, [float(sl.condition_number(s, "median", kind="singular")) for s in path],
-                 "s-", label="median (attribution)")
+axes[2].semilogy(
+    ts, [float(sl.condition_number(s, kind="singular")) for s in path], "o-", label="classical"
+)
+axes[2].semilogy(
+    ts,
+    [float(sl.condition_number(s, "median", kind="singular")) for s in path],
+    "s-",
+    label="median (attribution)",
+)
 axes[2].set(xlabel="t", ylabel="condition number", title="condition number falls")
 axes[2].legend()
 fig.tight_layout()
 plt.show()
+
 
 # %% tags=["nbval-check-output"]
 # check (Prop. 5.7 as stated above): along mixing paths and Robin-Hood transfers of real Jacobian
@@ -223,19 +261,31 @@ for Jn in J.values():
     for s in sl.singular_values(Jn[:10]):
         prev = s
         for t in np.linspace(0.05, 1, 20):
-            cur = sl.mix_toward_uniform(s, float(t))
-            schur_ok &= sl.majorizes(energies(prev), energies(cur), atol=1e-10)
-            schur_ok &= bool(sl.spectral_entropy(cur, kind="singular")
-                             >= sl.spectral_entropy(prev, kind="singular") - 1e-12)
-            schur_ok &= bool(sl.condition_number(cur, kind="singular")
-                             <= sl.condition_number(prev, kind="singular") * (1 + 1e-12))
+            cur = sl.sensitivity.mix_toward_uniform(s, float(t))
+            schur_ok &= sl.sensitivity.majorizes(energies(prev), energies(cur), atol=1e-10)
+            schur_ok &= bool(
+                sl.spectral_entropy(cur, kind="singular")
+                >= sl.spectral_entropy(prev, kind="singular") - 1e-12
+            )
+            schur_ok &= bool(
+                sl.condition_number(cur, kind="singular")
+                <= sl.condition_number(prev, kind="singular") * (1 + 1e-12)
+            )
             prev = cur
-        rh = sl.robin_hood_transfer(s, 0, 9, 0.3)
-        schur_ok &= sl.majorizes(energies(s), energies(rh), atol=1e-10)
-        schur_ok &= bool(sl.spectral_entropy(rh, kind="singular")
-                         >= sl.spectral_entropy(s, kind="singular"))
-lower_ok = all(bool((sl.spectral_entropy(Jn) >= sl.entropy_lower_bound(sl.condition_number(Jn), 10)
-                     - 1e-12).all()) for Jn in J.values())
+        rh = sl.sensitivity.robin_hood_transfer(s, 0, 9, 0.3)
+        schur_ok &= sl.sensitivity.majorizes(energies(s), energies(rh), atol=1e-10)
+        schur_ok &= bool(
+            sl.spectral_entropy(rh, kind="singular") >= sl.spectral_entropy(s, kind="singular")
+        )
+lower_ok = all(
+    bool(
+        (
+            sl.spectral_entropy(Jn)
+            >= sl.sensitivity.entropy_lower_bound(sl.condition_number(Jn), 10) - 1e-12
+        ).all()
+    )
+    for Jn in J.values()
+)
 print("flattening raises SE and lowers the condition number:", schur_ok)
 print("SE >= log(1 + (r-1)/kappa^2) on every Jacobian:", lower_ok)
 assert schur_ok and lower_ok
@@ -248,10 +298,12 @@ assert schur_ok and lower_ok
 
 # %%
 s_odd = torch.tensor([1.0] * 9 + [1e-6], dtype=D64)
-print(f"SE = {float(sl.spectral_entropy(s_odd, kind='singular')):.3f} nats "
-      f"(log 9 = {math.log(9):.3f}), classical kappa = "
-      f"{float(sl.condition_number(s_odd, kind='singular')):.0e}, "
-      f"median kappa = {float(sl.condition_number(s_odd, 'median', kind='singular')):.1f}")
+print(
+    f"SE = {float(sl.spectral_entropy(s_odd, kind='singular')):.3f} nats "
+    f"(log 9 = {math.log(9):.3f}), classical kappa = "
+    f"{float(sl.condition_number(s_odd, kind='singular')):.0e}, "
+    f"median kappa = {float(sl.condition_number(s_odd, 'median', kind='singular')):.1f}"
+)
 
 # %% [markdown]
 # ## 4. Typical versus worst case: the entropy bound
@@ -267,26 +319,29 @@ print(f"SE = {float(sl.spectral_entropy(s_odd, kind='singular')):.3f} nats "
 #
 # The first equality is exact; the inequalities are the Rényi chain of §2. So the typical-to-worst
 # ratio is $\mathrm{srank}/d \le e^{SE}/d$: **a low-entropy (concentrated) spectrum certifies that
-# random perturbations are amplified far less than the worst one**. This is the seed's Theorem 5.1,
-# $\mathbb{E}_\delta\|f(x+\delta) - f(x)\|^2 \le K\epsilon^2 e^{H_S(J_f(x))}$, with our explicit
-# constant $K = \sigma_1^2/d$ (the paper's constant could not be read); for a smooth network it holds
+# random perturbations are amplified far less than the worst one**. This is Theorem 5.1 of the Unified
+# Matrix-Spectral Framework paper,
+# $\mathbb{E}_\delta\|f(x+\delta) - f(x)\|^2 \le K\epsilon^2 e^{H_S(J_f(x))}$, with the explicit constant
+# $K = \sigma_1^2/d$ derived in the display above; for a smooth network it holds
 # up to an $O(\epsilon^3)$ remainder, and exactly for the linearisation.
 #
 # `sl.sensitivity_bounds(J, eps)` computes all four numbers;
-# `sl.monte_carlo_sensitivity(model, x, eps, n_draws)` estimates the left side by sampling.
+# `sl.sensitivity.monte_carlo_sensitivity(model, x, eps, n_draws)` estimates the left side by sampling.
 
 # %%
 eps = 1e-2
 n_show = 12
 gen = torch.Generator().manual_seed(0)
 b = sl.sensitivity_bounds(J["trained MLP"][:n_show], eps)
-mc = sl.monte_carlo_sensitivity(models["trained MLP"], x_eval[:n_show], eps, 4000, generator=gen)
+mc = sl.sensitivity.monte_carlo_sensitivity(
+    models["trained MLP"], x_eval[:n_show], eps, 4000, generator=gen
+)
 print(b)
 sl.plots.plot_sensitivity_bounds(b, mc, title=f"trained MLP, eps={eps} (SE in nats, E2)")
 plt.show()
 
 # %% tags=["nbval-check-output"]
-# check (Theorem 5.1 of the seed paper): on every model, Monte Carlo E||f(x+delta)-f(x)||^2 (M = 4000
+# check (Theorem 5.1 of the Unified Matrix-Spectral Framework paper): on every model, Monte Carlo E||f(x+delta)-f(x)||^2 (M = 4000
 # Gaussian draws) matches (eps^2/d)||J||_F^2 within 5 standard errors; the library's entropy bound
 # equals an independent numpy value (p_k = s_k^2 / sum s^2, SE = -sum p log p, (s_1^2/d) eps^2 e^SE),
 # so a wrong normalisation or constant fails here; and typical <= entropy bound <= rank bound <= worst
@@ -312,14 +367,19 @@ M = 4000
 for name, m in models.items():
     g = torch.Generator().manual_seed(1)
     b_n = sl.sensitivity_bounds(J[name][:10], eps)
-    mc_n = sl.monte_carlo_sensitivity(m, x_eval[:10], eps, M, generator=g)
-    tol = 5 * torch.sqrt(2 / (sl.participation_ratio(J[name][:10]) * M))
+    mc_n = sl.sensitivity.monte_carlo_sensitivity(m, x_eval[:10], eps, M, generator=g)
+    tol = 5 * torch.sqrt(2 / (sl.spectra.participation_ratio(J[name][:10]) * M))
     mc_ok[name] = bool(((mc_n / b_n.typical - 1).abs() < tol).all())
-    pin_ok[name] = bool(np.allclose(b_n.entropy_bound.numpy(), entropy_bound_numpy(J[name][:10], eps),
-                                    rtol=1e-10, atol=0))
+    pin_ok[name] = bool(
+        np.allclose(
+            b_n.entropy_bound.numpy(), entropy_bound_numpy(J[name][:10], eps), rtol=1e-10, atol=0
+        )
+    )
     chain_ok[name] = bool(b_n.holds().all())
-    print(f"{name:12s} MC matches (eps^2/d)||J||_F^2: {mc_ok[name]} | entropy bound = numpy value: "
-          f"{pin_ok[name]} | chain holds: {chain_ok[name]}")
+    print(
+        f"{name:12s} MC matches (eps^2/d)||J||_F^2: {mc_ok[name]} | entropy bound = numpy value: "
+        f"{pin_ok[name]} | chain holds: {chain_ok[name]}"
+    )
 assert all(mc_ok.values()) and all(pin_ok.values()) and all(chain_ok.values())
 
 # %% [markdown]
@@ -334,16 +394,20 @@ J_tanh = sl.input_jacobian(m_tanh, x_eval[:5])
 gaps = []
 for e in (1.0, 0.1, 0.01):
     g1, g2 = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
-    net = sl.monte_carlo_sensitivity(m_tanh, x_eval[:5], e, 2000, generator=g1)
-    lin = sl.monte_carlo_sensitivity(J_tanh, None, e, 2000, generator=g2)
+    net = sl.sensitivity.monte_carlo_sensitivity(m_tanh, x_eval[:5], e, 2000, generator=g1)
+    lin = sl.sensitivity.monte_carlo_sensitivity(J_tanh, None, e, 2000, generator=g2)
     gaps.append(float(((net - lin).abs() / lin).max()))
-print("relative gap decreases as eps shrinks:", gaps[0] > gaps[1] > gaps[2],
-      "| below 1e-2 at eps=0.01:", gaps[2] < 1e-2)
+print(
+    "relative gap decreases as eps shrinks:",
+    gaps[0] > gaps[1] > gaps[2],
+    "| below 1e-2 at eps=0.01:",
+    gaps[2] < 1e-2,
+)
 assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-2
 
 # %% [markdown]
 # **Over a data set.** Averaging over inputs, with the single constant $K = \max_x\sigma_1(x)^2/d$
-# (`sl.entropy_bound_constant`):
+# (`sl.sensitivity.entropy_bound_constant`):
 # $\mathbb{E}_x\mathbb{E}_\delta\|J_f(x)\delta\|^2 \le K\epsilon^2\, \mathbb{E}_x e^{SE(J_f(x))}$.
 
 # %% tags=["nbval-check-output"]
@@ -352,12 +416,14 @@ assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-2
 ds_ok = {}
 for name, Jn in J.items():
     lhs = float((eps**2 / d * (Jn**2).sum((1, 2))).mean())
-    rhs = float(sl.entropy_bound_constant(Jn) * eps**2 * sl.effective_rank(Jn).mean())
+    rhs = float(sl.sensitivity.entropy_bound_constant(Jn) * eps**2 * sl.effective_rank(Jn).mean())
     s1sq, se = numpy_sigma1_sq_and_se(Jn)
     rhs_np = float(s1sq.max() / d * eps**2 * np.exp(se).mean())
     ds_ok[name] = lhs <= rhs and math.isclose(rhs, rhs_np, rel_tol=1e-10)
-    print(f"{name:12s} E_x typical {lhs:.3e} <= K eps^2 E_x exp(SE) {rhs:.3e} "
-          f"(numpy {rhs_np:.3e}):", ds_ok[name])
+    print(
+        f"{name:12s} E_x typical {lhs:.3e} <= K eps^2 E_x exp(SE) {rhs:.3e} (numpy {rhs_np:.3e}):",
+        ds_ok[name],
+    )
 assert all(ds_ok.values())
 
 # %% [markdown]
@@ -373,19 +439,30 @@ assert all(ds_ok.values())
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
 for name, Jn in J.items():
-    s = sl.spectral_summary(Jn)
+    s = sl.spectra.spectral_summary(Jn)
     ratio = (s.effective_rank / s.stable_rank).numpy()
-    print(f"{name:12s} exp(SE)/srank: median {np.median(ratio):.2f}, max {ratio.max():.2f} "
-          f"(rank {min(Jn.shape[-2:])})")
+    print(
+        f"{name:12s} exp(SE)/srank: median {np.median(ratio):.2f}, max {ratio.max():.2f} "
+        f"(rank {min(Jn.shape[-2:])})"
+    )
     axes[0].hist(ratio, bins=25, alpha=0.6, label=name)
-axes[0].set(xlabel=r"$e^{SE}/\mathrm{srank}$ (entropy bound / typical)", ylabel="digits",
-            title="slack of the entropy bound (SE in nats)")
+axes[0].set(
+    xlabel=r"$e^{SE}/\mathrm{srank}$ (entropy bound / typical)",
+    ylabel="digits",
+    title="slack of the entropy bound (SE in nats)",
+)
 axes[0].legend()
 b_all = sl.sensitivity_bounds(J["trained MLP"], eps)
 axes[1].hist((b_all.typical / b_all.worst_case).numpy(), bins=25, alpha=0.7, label="typical/worst")
-axes[1].hist((b_all.entropy_bound / b_all.worst_case).numpy(), bins=25, alpha=0.7,
-             label=r"$e^{SE}/d$ (entropy certificate)")
-axes[1].set(xlabel="ratio to the worst case", ylabel="digits", title="trained MLP: typical << worst")
+axes[1].hist(
+    (b_all.entropy_bound / b_all.worst_case).numpy(),
+    bins=25,
+    alpha=0.7,
+    label=r"$e^{SE}/d$ (entropy certificate)",
+)
+axes[1].set(
+    xlabel="ratio to the worst case", ylabel="digits", title="trained MLP: typical << worst"
+)
 axes[1].legend()
 fig.tight_layout()
 plt.show()
@@ -397,10 +474,17 @@ tail = torch.cat([torch.diag(examples["one big + flat tail"]), torch.zeros(10, 5
 tail_b = sl.sensitivity_bounds(tail, eps)
 tight = math.isclose(float(flat_b.entropy_bound), float(flat_b.typical), rel_tol=1e-12)
 loose = float(tail_b.entropy_bound / tail_b.typical) > 2
-bounded = all(bool((sl.effective_rank(Jn) / sl.stable_rank(Jn) <= 10 + 1e-9).all())
-              for Jn in J.values())
-print("tight when flat:", tight, "| loose for big + flat tail:", loose,
-      "| exp(SE)/srank <= rank:", bounded)
+bounded = all(
+    bool((sl.effective_rank(Jn) / sl.stable_rank(Jn) <= 10 + 1e-9).all()) for Jn in J.values()
+)
+print(
+    "tight when flat:",
+    tight,
+    "| loose for big + flat tail:",
+    loose,
+    "| exp(SE)/srank <= rank:",
+    bounded,
+)
 assert tight and loose and bounded
 
 # %% [markdown]
@@ -426,10 +510,12 @@ plt.show()
 
 # %% tags=["nbval-ignore-output"]
 for name, Jn in J.items():
-    s = sl.spectral_summary(Jn)
-    print(f"{name:12s} median sigma_1 {s.sigma_1.median():7.3f}  mean SE {s.entropy.mean():.3f} nats"
-          f"  median cond {s.condition.median():8.1f}  median cond_median "
-          f"{s.condition_median.median():6.2f}")
+    s = sl.spectra.spectral_summary(Jn)
+    print(
+        f"{name:12s} median sigma_1 {s.sigma_1.median():7.3f}  mean SE {s.entropy.mean():.3f} nats"
+        f"  median cond {s.condition.median():8.1f}  median cond_median "
+        f"{s.condition_median.median():6.2f}"
+    )
 
 # %% [markdown]
 # Typically training raises $\sigma_1$ (the network becomes more sensitive along the directions it
@@ -453,30 +539,137 @@ for name, Jn in J.items():
 sl.widgets.entropy_explorer(J["trained MLP"], eps=0.1)
 
 # %% [markdown]
+# ## Summary
+#
+# * $\sigma_1(J)$ is the worst-case amplification and is attained by the top right singular vector.
+# * The spectral entropy $SE$ measures how evenly the energy $\sigma_k^2$ is spread; $e^{SE}$ (the
+#   effective rank) sits between the stable rank and the rank.
+# * Schur-concavity: flattening a spectrum raises $SE$ and cannot raise the condition number.
+# * For isotropic noise, $\mathbb{E}\|J\delta\|^2 = (\epsilon^2/d)\|J\|_F^2 \le K\epsilon^2 e^{SE}$: a
+#   concentrated spectrum certifies that typical noise is amplified far less than the worst case.
+# * The entropy bound is tight for flat spectra and loose for one large value plus a flat tail.
+#
 # ## Exercises
 #
-# 1. Show that the amplitude (E1) entropy is always at least the energy (E2) entropy. Check it on
-#    the Jacobians above.
-# 2. Use uniform-on-the-sphere perturbations (`distribution="sphere"`) in
-#    `sl.monte_carlo_sensitivity`. Does the theorem still hold exactly? Why?
-# 3. Non-isotropic noise: let $\delta \sim \mathcal{N}(0, \Sigma)$. Show that
-#    $\mathbb{E}\|J\delta\|^2 = \operatorname{tr}(J\Sigma J^\top)$ and find noise for which the typical
-#    case equals the worst case.
-# 4. Compute the ratio typical/worst case $= \mathrm{srank}/d$ for the trained CNN at all 360 test
-#    digits. Which digit classes are the most "worst-case-like"?
+# Each exercise has a cell to complete (replace the `...`), a hidden solution cell (collapsed; it
+# runs when you *Run All*), and a check cell that tests the answer against an independent
+# computation.
 #
-# ### Solutions
-#
-# 1. Majorisation again: with $a_k = \sigma_k/\sum\sigma$, the energy distribution
-#    $p_k = a_k^2/\sum a^2$ majorises $a$ (squaring and renormalising concentrates), so by
-#    Schur-concavity $H(p) \le H(a)$. Check:
-#    `(sl.spectral_entropy(Jn, "amplitude") >= sl.spectral_entropy(Jn) - 1e-12).all()`.
-# 2. Yes: the uniform distribution on the sphere of radius $\epsilon$ also has
-#    $\mathbb{E}\delta\delta^\top = (\epsilon^2/d)I$ (by symmetry, and $\operatorname{tr} = \epsilon^2$),
-#    and the identity only uses this second moment.
-# 3. $\mathbb{E}\|J\delta\|^2 = \mathbb{E}\operatorname{tr}(J\delta\delta^\top J^\top) =
-#    \operatorname{tr}(J\Sigma J^\top)$. Taking $\Sigma = \epsilon^2 v_1 v_1^\top$ (noise only along the
-#    top right singular vector) gives $\epsilon^2\sigma_1^2$: the worst case. Isotropy is what makes
-#    the typical case small.
-# 4. `b = sl.sensitivity_bounds(sl.input_jacobian(models["trained CNN"], x_test.double()), 0.1)`;
-#    `ratio = b.typical / b.worst_case`; group by `y_test` and compare medians.
+# **Exercise 1.** Show that the amplitude (E1) entropy, with $a_k = \sigma_k/\sum_j\sigma_j$, is always
+# at least the energy (E2) entropy. Then compute both for the trained MLP's Jacobians.
+
+# %% tags=["exercise"]
+Jn_ex = J["trained MLP"]
+se_amplitude = ...  # (120,) E1 entropies in nats
+se_energy = ...  # (120,) E2 entropies in nats
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# The energy distribution p_k = a_k^2 / sum a^2 majorises a (squaring and renormalising
+# concentrates), so by Schur-concavity H(p) <= H(a).
+se_amplitude = sl.spectral_entropy(Jn_ex, "amplitude")
+se_energy = sl.spectral_entropy(Jn_ex, "energy")
+
+# %% tags=["nbval-check-output"]
+# check exercise 1 with numpy's SVD and the entropy formula written out
+sv_np = np.linalg.svd(Jn_ex.numpy(), compute_uv=False)
+a_np = sv_np / sv_np.sum(1, keepdims=True)
+p_np = sv_np**2 / (sv_np**2).sum(1, keepdims=True)
+ent = lambda q: -(q * np.log(np.where(q > 0, q, 1))).sum(1)  # noqa: E731
+ex1_ok = (
+    np.allclose(np.asarray(se_amplitude), ent(a_np), atol=1e-10)
+    and np.allclose(np.asarray(se_energy), ent(p_np), atol=1e-10)
+    and bool((ent(a_np) >= ent(p_np) - 1e-12).all())
+)
+print("exercise 1 passed:", ex1_ok)
+assert ex1_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(
+    f"E1 - E2 ranges over [{(ent(a_np) - ent(p_np)).min():.3f}, {(ent(a_np) - ent(p_np)).max():.3f}] nats"
+)
+
+# %% [markdown]
+# **Exercise 2.** Use perturbations uniform on the sphere of radius $\epsilon$
+# (`distribution="sphere"`) in `sl.sensitivity.monte_carlo_sensitivity`, on the *linearisation* (pass the Jacobian
+# stack `J["trained MLP"][:10]` and `None` for `x`), with 4000 draws and `eps`. Does the identity
+# $\mathbb{E}\|J\delta\|^2 = (\epsilon^2/d)\|J\|_F^2$ still hold? Why?
+
+# %% tags=["exercise"]
+gen_ex = torch.Generator().manual_seed(5)
+mc_sphere = ...  # (10,) Monte Carlo means of ||J delta||^2 for sphere noise
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# Yes: uniform noise on the sphere of radius eps also has E[delta delta^T] = (eps^2/d) I (by symmetry,
+# and its trace is eps^2), and the identity uses only this second moment.
+mc_sphere = sl.sensitivity.monte_carlo_sensitivity(
+    J["trained MLP"][:10], None, eps, 4000, distribution="sphere", generator=gen_ex
+)
+
+# %% tags=["nbval-check-output"]
+# check exercise 2: against (eps^2/d)||J||_F^2 from numpy, within 5 Gaussian standard errors
+# (sphere noise has a smaller variance than Gaussian noise, so this tolerance is generous)
+J_np = J["trained MLP"][:10].numpy()
+exact = eps**2 / d * (J_np**2).sum((1, 2))
+sv10 = np.linalg.svd(J_np, compute_uv=False)
+pr = (sv10**2).sum(1) ** 2 / (sv10**4).sum(1)
+rel = np.abs(np.asarray(mc_sphere) / exact - 1)
+ex2_ok = bool((rel < 5 * np.sqrt(2 / (pr * 4000))).all())
+print("exercise 2 passed:", ex2_ok)
+assert ex2_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(f"largest relative gap to (eps^2/d)||J||_F^2: {rel.max():.3%}")
+
+# %% [markdown]
+# **Exercise 3.** The typical-to-worst ratio is $\mathbb{E}\|J\delta\|^2 / (\epsilon^2\sigma_1^2) =
+# \mathrm{srank}(J)/d$. Compute it for the trained CNN at all 360 test digits (in float64) and find
+# the class whose median ratio is the largest: the most "worst-case-like" digit.
+
+# %% tags=["exercise"]
+x_all64 = x_test.double()
+ratio_cnn = ...  # (360,) typical / worst case
+most_worst_case_like = ...  # int: the class with the largest median ratio
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+b_cnn = sl.sensitivity_bounds(sl.input_jacobian(models["trained CNN"], x_all64), eps)
+ratio_cnn = b_cnn.typical / b_cnn.worst_case
+most_worst_case_like = max(range(10), key=lambda c: ratio_cnn[y_test == c].median().item())
+
+# %% tags=["nbval-check-output"]
+# check exercise 3: ||J||_F^2 / (d sigma_1^2) from numpy's SVD of autograd Jacobians
+J_cnn = torch.stack(
+    [
+        torch.autograd.functional.jacobian(lambda v: models["trained CNN"](v[None])[0], xi).reshape(
+            10, -1
+        )
+        for xi in x_all64
+    ]
+).numpy()
+sv_cnn = np.linalg.svd(J_cnn, compute_uv=False)
+ratio_ref = (sv_cnn**2).sum(1) / (d * sv_cnn[:, 0] ** 2)
+med = [np.median(ratio_ref[y_test.numpy() == c]) for c in range(10)]
+ex3_ok = np.allclose(np.asarray(ratio_cnn), ratio_ref, rtol=1e-8) and most_worst_case_like == int(
+    np.argmax(med)
+)
+print("exercise 3 passed:", ex3_ok)
+assert ex3_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(
+    f"most worst-case-like class: {most_worst_case_like} (median ratio {max(med):.3f}; "
+    f"the smallest class median is {min(med):.3f})"
+)
+
+# %% [markdown]
+# **Exercise 4 (think).** Non-isotropic noise: let $\delta \sim \mathcal{N}(0, \Sigma)$. Show that
+# $\mathbb{E}\|J\delta\|^2 = \operatorname{tr}(J\Sigma J^\top)$, and find noise for which the typical
+# case equals the worst case.
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# *Answer.* $\mathbb{E}\|J\delta\|^2 = \mathbb{E}\operatorname{tr}(J\delta\delta^\top J^\top) =
+# \operatorname{tr}(J\Sigma J^\top)$. With $\Sigma = \epsilon^2 v_1 v_1^\top$ (noise only along the top
+# right singular vector) this is $\epsilon^2\sigma_1^2$, the worst case. Isotropy is what makes the
+# typical case small.

@@ -26,6 +26,11 @@
 # 4. predict the training residual of gradient descent from $\tilde K$ alone,
 #    $r_k = (I - \eta \tilde K)^k r_0$, and compare with real training;
 # 5. explain which eigen-directions of label noise are fitted first, with a bound you can check.
+#
+# **Prerequisites.** Chapters 01 and 02; eigenvalues of a symmetric positive semi-definite matrix;
+# gradient descent on a least-squares loss.
+#
+# **Approximate time:** 60 minutes (the cells run in under a minute on a laptop CPU).
 
 # %% tags=["nbval-ignore-output"]
 import matplotlib.pyplot as plt
@@ -52,7 +57,7 @@ print(f"torch {torch.__version__}, spectral_lab {sl.__version__}")
 # product $h_{l-1}(x)^\top \otimes G_l(x)$, with $G_l = \partial f / \partial z_l$ the product of the
 # factors *above* layer $l$: the input Jacobian of chapter 01 reappears, cut at layer
 # $l$. `sl.parameter_jacobian` computes all $N$ per-sample Jacobians with one vectorised call
-# (`torch.func.vmap(jacrev(...))`); `sl.parameter_jvp` and `sl.parameter_vjp` compute $J v$
+# (`torch.func.vmap(jacrev(...))`); `sl.jacobians.parameter_jvp` and `sl.jacobians.parameter_vjp` compute $J v$
 # (one forward-mode pass) and $J^\top u$ (one backward pass) without ever forming $J$.
 
 # %%
@@ -78,7 +83,7 @@ theta = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
 v = torch.randn(p, dtype=DT)
 v /= v.norm()
 f0 = model(x).detach()
-Jv = sl.parameter_jvp(model, x, v)
+Jv = sl.jacobians.parameter_jvp(model, x, v)
 ratios = []
 for eps in (1e-2, 1e-3, 1e-4):
     moved = sl.MLP(16, 1, width=256, depth=2, activation="tanh").to(DT)
@@ -119,7 +124,7 @@ xs = x[:12]
 K_block_j = sl.ntk_gram(clf, xs, method="jacobian", kind="block")  # (12, 12, 3, 3)
 K_block_v = sl.ntk_gram(clf, xs, method="ntvp", kind="block")
 K_scalar = sl.ntk_gram(clf, xs)  # (12, 12)
-Kt = sl.block_to_matrix(K_block_j)  # (36, 36)
+Kt = sl.ntk.block_to_matrix(K_block_j)  # (36, 36)
 same = torch.allclose(K_block_j, K_block_v, rtol=1e-10, atol=1e-10)
 symmetric = torch.allclose(Kt, Kt.T) and torch.allclose(K_scalar, K_scalar.T)
 psd = bool(torch.linalg.eigvalsh(Kt)[0] > -1e-10 * torch.linalg.eigvalsh(Kt)[-1])
@@ -131,8 +136,9 @@ theta_c = torch.nn.utils.parameters_to_vector(clf.parameters()).detach()
 
 
 def f_of_theta(t):
-    ps = dict(zip(names, [c.reshape(sh) for c, sh in zip(t.split([sh.numel() for sh in shapes]),
-                                                         shapes)]))
+    ps = dict(
+        zip(names, [c.reshape(sh) for c, sh in zip(t.split([sh.numel() for sh in shapes]), shapes)])
+    )
     return torch.func.functional_call(clf, ps, (xs,)).reshape(-1)
 
 
@@ -141,8 +147,14 @@ fro = torch.isclose(K_scalar.trace(), (J_ref**2).sum(), rtol=1e-10)
 gram_ok = torch.allclose(Kt, J_ref @ J_ref.T, rtol=1e-10, atol=1e-10)
 print("Jacobian contraction == NTK-vector products:", same)
 print("symmetric:", symmetric, "| positive semi-definite:", psd)
-print("K_ij = tr K~_ij:", trace_rel, "| tr K = ||J||_F^2 with an independent autograd J:", bool(fro),
-      "| K~ = J J^T (same J):", gram_ok)
+print(
+    "K_ij = tr K~_ij:",
+    trace_rel,
+    "| tr K = ||J||_F^2 with an independent autograd J:",
+    bool(fro),
+    "| K~ = J J^T (same J):",
+    gram_ok,
+)
 assert same and symmetric and psd and trace_rel and fro and gram_ok
 
 # %% [markdown]
@@ -214,8 +226,10 @@ plt.show()
 concentrates = spread[-1] < 0.5 * spread[0] and all(a > b for a, b in zip(spread, spread[1:]))
 slope = np.polyfit(np.log(widths), np.log(spread), 1)[0]
 print("the NTK concentrates as width grows (spread decreases with width):", concentrates)
-print(f"measured slope of log spread against log width: {slope:.2f} (law of large numbers: -0.5; "
-      f"{len(widths)} widths, {len(grams[widths[0]])} draws each)")
+print(
+    f"measured slope of log spread against log width: {slope:.2f} (law of large numbers: -0.5; "
+    f"{len(widths)} widths, {len(grams[widths[0]])} draws each)"
+)
 assert concentrates
 
 # %% [markdown]
@@ -232,21 +246,21 @@ assert concentrates
 # Each eigen-direction $u_i$ of $\tilde K$ decays at its own rate $|1-\eta\lambda_i|$: fast for large
 # $\lambda_i$, slowly for small ones, and not at all — it *grows* — if $\eta > 2/\lambda_{\max}$.
 # A wide network stays close to its linearisation during training, so the same formula predicts
-# its real training curve. `sl.linearized_residuals` evaluates the formula;
-# `sl.gd_residuals` runs real gradient descent (on a copy of the model), on the network or on its
+# its real training curve. `sl.ntk.linearized_residuals` evaluates the formula;
+# `sl.ntk.gd_residuals` runs real gradient descent (on a copy of the model), on the network or on its
 # linearisation.
 
 # %%
 torch.manual_seed(0)
 wide = sl.MLP(16, 1, width=512, depth=2, activation="tanh").to(DT)
-K = sl.block_to_matrix(sl.ntk_gram(wide, x, kind="block"))  # C = 1: block = scalar
+K = sl.ntk.block_to_matrix(sl.ntk_gram(wide, x, kind="block"))  # C = 1: block = scalar
 lam, U = torch.linalg.eigh(K)
 lam_max = lam[-1].item()
 eta = 1.0 / lam_max
 steps = 200
-actual = sl.gd_residuals(wide, x, y, eta, steps)
-predicted = sl.linearized_residuals(K, actual[0], eta, steps)
-linear = sl.gd_residuals(wide, x, y, eta, steps, linearized=True)
+actual = sl.ntk.gd_residuals(wide, x, y, eta, steps)
+predicted = sl.ntk.linearized_residuals(K, actual[0], eta, steps)
+linear = sl.ntk.gd_residuals(wide, x, y, eta, steps, linearized=True)
 
 fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
 sl.plots.plot_residuals(predicted, actual, ax=axes[0], title="width 512: predicted vs trained")
@@ -271,8 +285,8 @@ plt.show()
 # %% tags=["nbval-check-output"]
 exact = (linear - predicted).abs().max().item() < 1e-10
 close = ((actual - predicted).norm(dim=1) / actual[0].norm()).max().item() < 0.05
-below = sl.gd_residuals(wide, x, y, 1.95 / lam_max, 200, linearized=True)
-above = sl.gd_residuals(wide, x, y, 2.05 / lam_max, 200, linearized=True)
+below = sl.ntk.gd_residuals(wide, x, y, 1.95 / lam_max, 200, linearized=True)
+above = sl.ntk.gd_residuals(wide, x, y, 2.05 / lam_max, 200, linearized=True)
 stable = bool(below[-1].norm() < below[0].norm())
 diverges = bool(above[-1].norm() > 100 * above[0].norm())
 print("linearised GD == (I - eta K)^k r0 to 1e-10:", exact)
@@ -300,17 +314,17 @@ assert exact and close and stable and diverges
 gen = torch.Generator().manual_seed(1)
 dy = 0.3 * torch.randn(40, 1, generator=gen, dtype=DT)
 k_stop = 20
-fit_clean = sl.gd_residuals(wide, x, y, eta, k_stop)[-1] + y.reshape(-1)
-fit_noisy = sl.gd_residuals(wide, x, y + dy, eta, k_stop)[-1] + (y + dy).reshape(-1)
+fit_clean = sl.ntk.gd_residuals(wide, x, y, eta, k_stop)[-1] + y.reshape(-1)
+fit_noisy = sl.ntk.gd_residuals(wide, x, y + dy, eta, k_stop)[-1] + (y + dy).reshape(-1)
 df_actual = fit_noisy - fit_clean
-df_pred = sl.label_noise_response(K, dy.reshape(-1), eta, k_stop)
+df_pred = sl.ntk.label_noise_response(K, dy.reshape(-1), eta, k_stop)
 
 fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
 ranks = np.arange(40, 0, -1)
 for kk in (1, 10, 100, 1000):
     axes[0].semilogx(
         lam.clamp_min(1e-12).numpy(),
-        sl.label_noise_filter(lam, eta, kk).numpy(),
+        sl.ntk.label_noise_filter(lam, eta, kk).numpy(),
         "o-",
         ms=3,
         label=f"k = {kk}",
@@ -342,11 +356,11 @@ plt.show()
 # %% tags=["nbval-check-output"]
 ok_pred = ((df_actual - df_pred).norm() / df_pred.norm()).item() < 0.05
 bounds = [
-    sl.label_noise_response(K, dy.reshape(-1), eta, kk).norm().item()
+    sl.ntk.label_noise_response(K, dy.reshape(-1), eta, kk).norm().item()
     <= min(1.0, kk * eta * lam_max) * dy.norm().item() + 1e-12
     for kk in (1, 3, 10, 100)
 ]
-filt = sl.label_noise_filter(lam, eta, k_stop)
+filt = sl.ntk.label_noise_filter(lam, eta, k_stop)
 top_first = bool(filt[-1] > 0.99 and filt[0] < 0.1 and (filt.diff() >= 0).all())
 print("trained network's response to label noise matches the NTK prediction (5%):", ok_pred)
 print("||df_k|| <= min(1, k eta lambda_max) ||dy|| at k = 1, 3, 10, 100:", all(bounds))
@@ -366,26 +380,134 @@ assert ok_pred and all(bounds) and top_first
 sl.widgets.ntk_explorer(x[:20], y[:20], steps=150)
 
 # %% [markdown]
+# ## Summary
+#
+# * The parameter Jacobian $J_\theta(x)$ says how the output moves when the weights move; `sl`
+#   computes it, and the products $Jv$, $J^\top u$ without forming it.
+# * The NTK is its Gram matrix over the data, $\tilde K = J_\theta J_\theta^\top$ (block) or its trace over
+#   outputs (scalar); two algorithms and autograd agree.
+# * Wider networks have NTK spectra that concentrate around their mean.
+# * Linearised gradient descent is $r_k = (I - \eta\tilde K)^k r_0$: stable for $\eta < 2/\lambda_{\max}$,
+#   and a wide network trains almost exactly so.
+# * Label noise along eigen-direction $i$ is fitted as $1 - (1 - \eta\lambda_i)^k$: large-eigenvalue
+#   directions first, which is why early stopping filters noise.
+#
 # ## Exercises
 #
-# 1. Compute the NTK of `sl.MLP(16, 3, width=64)` on 30 inputs with `kind="scalar"` and
-#    `kind="block"`. How many nonzero eigenvalues can each have? Compare $\lambda_{\max}$ of both.
-# 2. Train the width-512 network of §4 with $\eta = 1.5/\lambda_{\max}$ and predict the number of
-#    steps until $\|r_k\| < 10^{-2}\|r_0\|$ from the spectrum. Is the prediction right?
-# 3. Repeat §4 with width 32. Plot the relative gap between prediction and training. Why does it
-#    grow? (Hint: compute the NTK again *after* training and compare.)
-# 4. Using `sl.label_noise_filter`, find the step $k$ at which half of the noise along the
-#    10th eigen-direction has been fitted, and compare with $\ln 2/(\eta\lambda_{10})$.
+# Each exercise has a cell to complete (replace the `...`), a hidden solution cell (collapsed; it
+# runs when you *Run All*), and a check cell that tests the answer against an independent
+# computation.
 #
-# ### Solutions
-#
-# 1. $K$ is $30\times 30$ and $\tilde K$ is $90\times 90$ (rank at most $\min(NC, p)$). Since
-#    $K_{ij} = \operatorname{tr}\tilde K_{ij}$, $\lambda_{\max}(K) \ge \lambda_{\max}(\tilde K)$ is
-#    typical but not guaranteed; compare with `torch.linalg.eigvalsh`.
-# 2. `c = U.T @ r0`; the residual is $\sqrt{\sum_i (1-\eta\lambda_i)^{2k} c_i^2}$; solve for the
-#    first $k$ with the ratio below $10^{-2}$ and compare with `sl.gd_residuals`. Directions with
-#    $\lambda_i$ tiny are never fitted: if $c_i$ there is large the threshold is never reached.
-# 3. The kernel moves by a relative amount that shrinks like $1/\sqrt{\text{width}}$; at width 32
-#    the NTK after training differs visibly from the initial one, so the linear prediction drifts.
-# 4. Solve $1 - (1-\eta\lambda)^k = 1/2$: $k = \ln 2 / (-\ln(1 - \eta\lambda)) \approx
-#    \ln 2/(\eta\lambda)$ for small $\eta\lambda$.
+# **Exercise 1.** Compute the NTK of a fresh `sl.MLP(16, 3, width=64)` (float64, seed 4) on 30 inputs
+# as a $30\times 30$ scalar kernel and as a $90\times 90$ block matrix. How many nonzero eigenvalues
+# can each have? Compare their $\lambda_{\max}$.
+
+# %% tags=["exercise"]
+torch.manual_seed(4)
+net3 = sl.MLP(16, 3, width=64).to(DT)
+x30 = x_all[:30].to(DT)
+K_scalar30 = ...  # (30, 30)
+K_block90 = ...  # (90, 90): sl.ntk.block_to_matrix of the block kernel
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# K is 30 x 30 (rank <= 30), K~ is 90 x 90 (rank <= min(90, p)). K_ij = tr K~_ij, so lambda_max(K)
+# and lambda_max(K~) are related but not ordered in general: compare them numerically.
+K_scalar30 = sl.ntk_gram(net3, x30)
+K_block90 = sl.ntk.block_to_matrix(sl.ntk_gram(net3, x30, kind="block"))
+
+# %% tags=["nbval-check-output"]
+# check exercise 1 against a dense parameter Jacobian from torch.func (no spectral_lab involved)
+params3 = {k: q.detach() for k, q in net3.named_parameters()}
+Jd = torch.func.jacrev(lambda ps: torch.func.functional_call(net3, ps, (x30,)))(params3)
+Jd = torch.cat([j.reshape(30, 3, -1) for j in Jd.values()], dim=2)  # (30, 3, p)
+K_block_ref = Jd.reshape(90, -1) @ Jd.reshape(90, -1).T
+K_scalar_ref = torch.einsum("icp,jcp->ij", Jd, Jd)
+ex1_ok = torch.allclose(
+    torch.as_tensor(K_block90), K_block_ref, rtol=1e-9, atol=1e-9
+) and torch.allclose(torch.as_tensor(K_scalar30), K_scalar_ref, rtol=1e-9, atol=1e-9)
+print("exercise 1 passed:", ex1_ok)
+assert ex1_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(
+    f"lambda_max: scalar {torch.linalg.eigvalsh(K_scalar_ref)[-1]:.4g}, "
+    f"block {torch.linalg.eigvalsh(K_block_ref)[-1]:.4g}; p = {Jd.shape[2]} parameters"
+)
+
+# %% [markdown]
+# **Exercise 2.** Predict from the spectrum of $\tilde K$ alone how many gradient-descent steps the
+# width-512 network of §4 needs, at $\eta = 1.5/\lambda_{\max}$, until $\|r_k\| < 10^{-2}\|r_0\|$.
+# Complete `predicted_steps`: in the eigenbasis, $\|r_k\|^2 = \sum_i (1 - \eta\lambda_i)^{2k} c_i^2$ with
+# $c = U^\top r_0$. Then compare with real training.
+
+
+# %% tags=["exercise"]
+def predicted_steps(K, r0, eta, tol=1e-2, max_steps=5000):
+    """First k with ||(I - eta K)^k r0|| < tol ||r0||, or None within max_steps."""
+    raise NotImplementedError("complete predicted_steps: eigendecompose K, then scan k")
+
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+def predicted_steps(K, r0, eta, tol=1e-2, max_steps=5000):
+    """First k with ||(I - eta K)^k r0|| < tol ||r0||, or None within max_steps."""
+    lam_k, U_k = torch.linalg.eigh(K)
+    c = U_k.T @ r0
+    for k in range(max_steps + 1):
+        if ((1 - eta * lam_k) ** (2 * k) * c**2).sum().sqrt() < tol * r0.norm():
+            return k
+    return None
+
+
+# %% tags=["nbval-check-output"]
+# check exercise 2: iterate r <- r - eta K r in numpy, then compare with real gradient descent
+eta15 = 1.5 / lam_max
+r0 = actual[0]
+k_pred = predicted_steps(K, r0, eta15)
+K_np, r_np, k_ref = K.numpy(), r0.numpy().copy(), 0
+while np.linalg.norm(r_np) >= 1e-2 * np.linalg.norm(r0.numpy()):
+    r_np, k_ref = r_np - eta15 * K_np @ r_np, k_ref + 1
+real = sl.ntk.gd_residuals(wide, x, y, eta15, k_ref + 20).norm(dim=1) / r0.norm()
+k_real = int(torch.nonzero(real < 1e-2)[0]) if bool((real < 1e-2).any()) else None
+ex2_ok = k_pred == k_ref
+print("exercise 2 passed:", ex2_ok)
+assert ex2_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(f"predicted {k_pred} steps; real gradient descent needs {k_real}")
+
+# %% [markdown]
+# **Exercise 3.** Using `sl.ntk.label_noise_filter`, find the first step $k$ at which at least half of
+# the noise along the 30th-largest eigen-direction of $\tilde K$ (§5, step `eta`) has been fitted,
+# and compare it with the small-step estimate $\ln 2/(\eta\lambda_{30})$.
+
+# %% tags=["exercise"]
+k_half = ...  # int
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+k_half = next(k for k in range(1, 100_000) if sl.ntk.label_noise_filter(lam, eta, k)[-30] >= 0.5)
+
+# %% tags=["nbval-check-output"]
+# check exercise 3 with the closed form: 1 - (1 - eta lam)^k >= 1/2  <=>  k >= ln 2 / -ln(1 - eta lam)
+lam30 = np.linalg.eigvalsh(K.numpy())[-30]
+k_closed = int(np.ceil(np.log(2) / -np.log1p(-eta * lam30)))
+ex3_ok = k_half == k_closed
+print("exercise 3 passed:", ex3_ok)
+assert ex3_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(
+    f"k_half = {k_half}; closed form {k_closed}; small-step estimate ln2/(eta lam_30) = "
+    f"{np.log(2) / (eta * lam30):.1f}"
+)
+
+# %% [markdown]
+# **Exercise 4 (think).** Repeat §4 with width 32 and compare the predicted and real residuals. Why
+# does the gap grow? (Hint: compute the NTK again *after* training and compare.)
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# *Answer.* The prediction assumes the kernel stays fixed. The kernel moves during training by a
+# relative amount that shrinks with width (roughly like $1/\sqrt{\text{width}}$); at width 32 the NTK
+# after training differs visibly from the initial one, so the linear prediction drifts from the truth.

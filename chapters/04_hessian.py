@@ -29,6 +29,11 @@
 # 6. split $H$ into its Gauss–Newton part and a residual part, and relate the Gauss–Newton part to
 #    the NTK of chapter 03: $\lambda_{\max}(H) = \lambda_{\max}(\tilde K)/n$ at an interpolating
 #    solution.
+#
+# **Prerequisites.** Chapters 01–03 (chapter 03's NTK is used in §4 and §6); eigenvalues of a
+# symmetric matrix; gradient descent.
+#
+# **Approximate time:** 75 minutes (the cells run in about a minute on a laptop CPU).
 
 # %% tags=["nbval-ignore-output"]
 import matplotlib.pyplot as plt
@@ -65,8 +70,10 @@ x, y = digits.tensors(256)
 x = x.to(DT)
 data = (x, y)
 p = sum(q.numel() for q in model.parameters())
-print(f"p = {p} parameters (H has p^2 = {p**2:,} entries), "
-      f"loss {sl.hessian.loss_value(model, data, loss='cross_entropy'):.3f}")
+print(
+    f"p = {p} parameters (H has p^2 = {p**2:,} entries), "
+    f"loss {sl.hessian.loss_value(model, data, loss='cross_entropy'):.3f}"
+)
 
 # %% [markdown]
 # **Check.** Against two independent references: a central finite difference of gradients,
@@ -88,7 +95,7 @@ def grad_at(t):
 h = 1e-5
 fd = (grad_at(theta + h * v) - grad_at(theta - h * v)) / (2 * h)
 Hv = sl.hvp(model, data, v, loss="cross_entropy")
-H = sl.dense_hessian(model, data, loss="cross_entropy")  # p x p, toy sizes only
+H = sl.hessian.dense_hessian(model, data, loss="cross_entropy")  # p x p, toy sizes only
 fd_ok = ((Hv - fd).norm() / Hv.norm()).item() < 1e-6
 dense_ok = torch.allclose(H @ v, Hv, rtol=1e-10, atol=1e-12)
 print("Hv agrees with finite differences of gradients:", fd_ok)
@@ -104,7 +111,7 @@ assert fd_ok and dense_ok
 # $\mathcal K_m = \operatorname{span}\{v, Hv, \dots, H^{m-1}v\}$ and picks the best approximations
 # in all of it (the eigenvalues of a small tridiagonal matrix $T_m$). Its error shrinks roughly
 # like $\exp(-2m\sqrt{(\lambda_1-\lambda_2)/(\lambda_1 - \lambda_p)})$ — a square root better than
-# power iteration's rate. `sl.lanczos` re-orthogonalises every new vector against all previous ones
+# power iteration's rate. `sl.linalg.lanczos` re-orthogonalises every new vector against all previous ones
 # (memory $m \cdot p$), which removes the "ghost" copies of eigenvalues that plain Lanczos produces
 # in floating point. Both stop when the residual $\|Hu - \theta u\| \le \mathrm{tol}\,|\theta|$,
 # which bounds the eigenvalue error by the same relative tolerance.
@@ -112,7 +119,9 @@ assert fd_ok and dense_ok
 # %%
 exact = torch.linalg.eigvalsh(H)
 lanczos = sl.hessian_eigs(model, data, loss="cross_entropy", k=1, method="lanczos", tol=1e-10)
-power = sl.hessian_eigs(model, data, loss="cross_entropy", k=1, method="power", tol=1e-10, max_iter=2000)
+power = sl.hessian_eigs(
+    model, data, loss="cross_entropy", k=1, method="power", tol=1e-10, max_iter=2000
+)
 print(lanczos)
 print(power)
 sl.plots.plot_convergence(
@@ -130,9 +139,13 @@ plt.show()
 
 # %% tags=["nbval-ignore-output"]
 cert_l = sl.hessian_eigs(model, data, loss="cross_entropy", k=1, method="lanczos", tol=1e-4)
-cert_p = sl.hessian_eigs(model, data, loss="cross_entropy", k=1, method="power", tol=1e-4, max_iter=2000)
-print(f"products to certify 1e-4: Lanczos {cert_l.matvecs}, power iteration {cert_p.matvecs} "
-      f"({cert_p.matvecs / cert_l.matvecs:.1f}x as many)")
+cert_p = sl.hessian_eigs(
+    model, data, loss="cross_entropy", k=1, method="power", tol=1e-4, max_iter=2000
+)
+print(
+    f"products to certify 1e-4: Lanczos {cert_l.matvecs}, power iteration {cert_p.matvecs} "
+    f"({cert_p.matvecs / cert_l.matvecs:.1f}x as many)"
+)
 
 # %% tags=["nbval-check-output"]
 matches = abs(lanczos.eigenvalues[0].item() - exact[-1].item()) <= 1e-6 * exact[-1].item()
@@ -157,11 +170,15 @@ assert matches and certified
 # %%
 budget = 30
 hutch = [
-    sl.hessian_trace(model, data, loss="cross_entropy", method="hutchinson", num_matvecs=budget, seed=s).estimate
+    sl.hessian_trace(
+        model, data, loss="cross_entropy", method="hutchinson", num_matvecs=budget, seed=s
+    ).estimate
     for s in range(20)
 ]
 hpp = [
-    sl.hessian_trace(model, data, loss="cross_entropy", method="hutch++", num_matvecs=budget, seed=s).estimate
+    sl.hessian_trace(
+        model, data, loss="cross_entropy", method="hutch++", num_matvecs=budget, seed=s
+    ).estimate
     for s in range(20)
 ]
 tr_exact = H.trace().item()
@@ -180,8 +197,10 @@ unbiased = abs(np.mean(hpp) - tr_exact) < 4 * np.std(hpp) / np.sqrt(20) + 1e-9
 print("Hutch++ mean is within 4 standard errors of tr H (it is unbiased):", bool(unbiased))
 assert unbiased
 # a measurement, not a theorem: how much Hutch++'s sketch helps depends on how fast the spectrum decays
-print(f"mean |error| at {budget} products: Hutchinson {err_h:.3g}, Hutch++ {err_pp:.3g} "
-      f"(ratio {err_pp / err_h:.2f})")
+print(
+    f"mean |error| at {budget} products: Hutchinson {err_h:.3g}, Hutch++ {err_pp:.3g} "
+    f"(ratio {err_pp / err_h:.2f})"
+)
 
 # %% [markdown]
 # The whole spectrum: *stochastic Lanczos quadrature* runs $m$ Lanczos steps from a few random
@@ -202,8 +221,10 @@ top_ev = exact.flip(0)[:16]
 gaps = (top_ev[:-1] / top_ev[1:]).numpy()
 n_out = int(np.argmax(gaps)) + 1
 print("top 16 eigenvalues of H:", np.array2string(top_ev.numpy(), precision=2))
-print(f"largest ratio between consecutive top eigenvalues: {gaps.max():.2f}, after the first "
-      f"{n_out} (classes: {len(torch.unique(y))}); median ratio {np.median(gaps):.2f}")
+print(
+    f"largest ratio between consecutive top eigenvalues: {gaps.max():.2f}, after the first "
+    f"{n_out} (classes: {len(torch.unique(y))}); median ratio {np.median(gaps):.2f}"
+)
 sl.plots.plot_density(density, exact=exact, title="Hessian spectral density")
 plt.gcf().set_size_inches(6.5, 3.4)
 plt.show()
@@ -241,7 +262,7 @@ x0 = torch.ones(3, dtype=DT)
 fig, ax = plt.subplots(figsize=(6, 3.2))
 for f in (0.5, 0.95, 1.05):
     ax.semilogy(
-        sl.gd_quadratic(Hq, x0, f * 2 / 4.0, 100).numpy(),
+        sl.hessian.gd_quadratic(Hq, x0, f * 2 / 4.0, 100).numpy(),
         label=rf"$\eta = {f}\cdot 2/\lambda_{{\max}}$",
     )
 ax.set(xlabel="step", ylabel="loss", title="gradient descent on a quadratic")
@@ -263,7 +284,7 @@ net = sl.MLP(16, 1, width=256, depth=2, activation="tanh").to(DT)
 sl.train(net, (xr, yr), epochs=400, lr=1e-2, batch_size=40, loss="mse", seed=0, progress=False)
 data_r = (xr, yr)
 lam_H = sl.hessian_eigs(net, data_r, loss="mse", tol=1e-10).eigenvalues[0].item()
-K_block = sl.block_to_matrix(sl.ntk_gram(net, xr, kind="block"))
+K_block = sl.ntk.block_to_matrix(sl.ntk_gram(net, xr, kind="block"))
 lam_K = torch.linalg.eigvalsh(K_block)[-1].item()
 print(f"training loss {sl.hessian.loss_value(net, data_r, loss='mse'):.1e}")
 
@@ -286,8 +307,8 @@ plt.show()
 
 # %% tags=["nbval-check-output"]
 quad_ok = bool(
-    sl.gd_quadratic(Hq, x0, 0.95 * 0.5, 400)[-1] < 1e-6
-    and sl.gd_quadratic(Hq, x0, 1.05 * 0.5, 400)[-1] > 1e6
+    sl.hessian.gd_quadratic(Hq, x0, 0.95 * 0.5, 400)[-1] < 1e-6
+    and sl.hessian.gd_quadratic(Hq, x0, 1.05 * 0.5, 400)[-1] > 1e6
 )
 stays = bool(runs[0.9].max() <= runs[0.9][0] * (1 + 1e-6))
 # the largest loss of the run, not the last one: a catapult can bring the loss back down
@@ -304,7 +325,7 @@ assert quad_ok and stays and leaves
 # $2/\eta$, and then hovers there while the loss keeps decreasing, non-monotonically: training
 # runs at the *edge of stability*. If it starts sharper than $2/\eta$, the first steps are
 # unstable and throw the parameters into a flatter region with $\lambda_{\max} \approx 2/\eta$.
-# `sl.gd_with_sharpness` trains by full-batch GD and measures the sharpness by Lanczos every few
+# `sl.hessian.gd_with_sharpness` trains by full-batch GD and measures the sharpness by Lanczos every few
 # steps. We train a $64\to64\to64\to10$ tanh MLP with $\tfrac12$-MSE on one-hot digit labels
 # at two step sizes (the cell prints the initial sharpness, to compare with $2/\eta$).
 
@@ -315,8 +336,12 @@ traces = {}
 for lr in (0.08, 0.12):
     torch.manual_seed(0)
     mlp = sl.MLP(64, 10, width=64, depth=3, activation="tanh").to(DT)
-    traces[lr] = sl.gd_with_sharpness(mlp, (xe, ye), loss="mse", lr=lr, steps=200, every=20, tol=1e-3)
-    print(f"eta = {lr}: initial sharpness {float(traces[lr].sharpness[0]):.1f}, 2/eta = {2 / lr:.1f}")
+    traces[lr] = sl.hessian.gd_with_sharpness(
+        mlp, (xe, ye), loss="mse", lr=lr, steps=200, every=20, tol=1e-3
+    )
+    print(
+        f"eta = {lr}: initial sharpness {float(traces[lr].sharpness[0]):.1f}, 2/eta = {2 / lr:.1f}"
+    )
 fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.3))
 for i, (lr, tr) in enumerate(traces.items()):
     axes[0].semilogy(tr.loss.numpy(), color=f"C{i}", label=rf"$\eta$ = {lr}")
@@ -334,9 +359,11 @@ plt.show()
 # (median and range; the observation predicts about 1), and the final loss relative to the first.
 for lr, tr in traces.items():
     late = tr.sharpness[len(tr.sharpness) // 2 :] * lr / 2
-    print(f"eta = {lr}: late sharpness / (2/eta) median {float(late.median()):.3f} "
-          f"(range {float(late.min()):.3f}-{float(late.max()):.3f}); "
-          f"final/initial loss {float(tr.loss[-1] / tr.loss[0]):.3f}")
+    print(
+        f"eta = {lr}: late sharpness / (2/eta) median {float(late.median()):.3f} "
+        f"(range {float(late.min()):.3f}-{float(late.max()):.3f}); "
+        f"final/initial loss {float(tr.loss[-1] / tr.loss[0]):.3f}"
+    )
 
 # %% [markdown]
 # ## 6. Gauss–Newton versus the full Hessian
@@ -354,9 +381,11 @@ for lr, tr in traces.items():
 # Hessian function.
 
 # %%
-G = sl.dense_hessian(model, data, loss="cross_entropy", which="gn")
+G = sl.hessian.dense_hessian(model, data, loss="cross_entropy", which="gn")
 ev_G = torch.linalg.eigvalsh(G)
-dens_G = sl.hessian_density(model, data, loss="cross_entropy", num_probes=4, num_steps=40, which="gn")
+dens_G = sl.hessian_density(
+    model, data, loss="cross_entropy", num_probes=4, num_steps=40, which="gn"
+)
 fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.3))
 sl.plots.plot_density(density, ax=axes[0], label="full Hessian H", title="spectral densities")
 axes[0].plot(dens_G.grid.numpy(), dens_G.density.numpy(), label="Gauss–Newton G")
@@ -373,7 +402,9 @@ plt.show()
 # %% tags=["nbval-check-output"]
 G_psd = ev_G[0].item() > -1e-10 * ev_G[-1].item()
 H_neg = exact[0].item() < 0
-gn_match = torch.allclose(sl.gnvp(model, data, v, loss="cross_entropy"), G @ v, rtol=1e-10, atol=1e-12)
+gn_match = torch.allclose(
+    sl.hessian.gnvp(model, data, v, loss="cross_entropy"), G @ v, rtol=1e-10, atol=1e-12
+)
 print("Gauss-Newton part is positive semi-definite:", G_psd)
 print("the full Hessian has negative eigenvalues (from the residual term):", H_neg)
 print("gnvp agrees with the dense Gauss-Newton matrix:", gn_match)
@@ -390,25 +421,144 @@ assert G_psd and H_neg and gn_match
 sl.widgets.step_size_explorer(net, "mse", data_r, lam_H, steps=60)
 
 # %% [markdown]
+# ## Summary
+#
+# * Hessian-vector products cost a few gradients; eigenvalues, the trace and the spectral density all
+#   come from products alone.
+# * Lanczos finds the top of the spectrum in far fewer products than power iteration; Hutch++ and
+#   stochastic Lanczos quadrature estimate the trace and the density.
+# * Gradient descent on a quadratic is stable iff $\eta < 2/\lambda_{\max}$; on a network the same
+#   rule separates convergence from divergence near a minimum.
+# * At the edge of stability, training pushes the sharpness up to about $2/\eta$.
+# * $H$ = Gauss–Newton (PSD, tied to the NTK) + a residual part that carries the negative eigenvalues.
+#
 # ## Exercises
 #
-# 1. Compute the top 5 Hessian eigenvalues of the digits MLP with `method="power"` and with
-#    `method="lanczos"` at `tol=1e-4`. Compare `result.matvecs`. Why does deflated power iteration
-#    get slower for the 4th and 5th eigenvalues?
-# 2. Use `order="smallest"` to find the most negative eigenvalue of $H$. Is the Gauss–Newton matrix's
-#    smallest eigenvalue negative?
-# 3. Run Hutchinson and Hutch++ with budgets 15, 30, 60, 120 and plot the mean absolute error against
-#    the budget on log–log axes. Which slopes do you see?
-# 4. Repeat §5 with $\eta = 0.04$ for 1,000 steps. Does the sharpness reach $2/\eta = 50$?
+# Each exercise has a cell to complete (replace the `...`), a hidden solution cell (collapsed; it
+# runs when you *Run All*), and a check cell that tests the answer against an independent
+# computation.
 #
-# ### Solutions
-#
-# 1. Lanczos builds one Krylov space for all five; power iteration starts over for each pair and
-#    converges at rate $|\lambda_{j+1}/\lambda_j|$, which is close to 1 inside the top cluster.
-# 2. `sl.hessian_eigs(model, data, loss="cross_entropy", k=1, order="smallest")`; with `which="gn"` the
-#    smallest eigenvalue is $0$ up to rounding, since $G$ is PSD.
-# 3. Hutchinson's error falls like $m^{-1/2}$; Hutch++'s falls faster (towards $m^{-1}$) as the
-#    sketch captures the dominant eigenvalues.
-# 4. Not within 1,000 steps in our runs: print `tr.sharpness` and compare it with 50 — at this
-#    small step the sharpness wanders slowly and stays well below $2/\eta$. The edge of stability
-#    is reached only when $2/\eta$ is within reach of progressive sharpening.
+# **Exercise 1.** Compute the top 5 Hessian eigenvalues of the digits MLP of §1 with
+# `method="power"` (`max_iter=3000`) and with `method="lanczos"`, both at `tol=1e-4`, and compare
+# `result.matvecs`. Why does deflated power iteration get slower for the 4th and 5th eigenvalues?
+
+# %% tags=["exercise"]
+top5_power = ...  # the EigResult of method="power"
+top5_lanczos = ...  # the EigResult of method="lanczos"
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# Lanczos builds one Krylov space for all five; power iteration starts over for each pair and
+# converges at rate |lambda_{j+1} / lambda_j|, which is close to 1 inside the top cluster.
+top5_power = sl.hessian_eigs(
+    model, data, loss="cross_entropy", k=5, method="power", tol=1e-4, max_iter=3000
+)
+top5_lanczos = sl.hessian_eigs(model, data, loss="cross_entropy", k=5, method="lanczos", tol=1e-4)
+
+# %% tags=["nbval-check-output"]
+# check exercise 1 against the exact eigenvalues of the dense Hessian (checked against finite
+# differences in section 1); the power-iteration result is compared by magnitude, as it is defined
+top5_exact = exact.flip(0)[:5]
+top5_mag = exact[exact.abs().argsort(descending=True)][:5]
+ex1_ok = torch.allclose(top5_lanczos.eigenvalues, top5_exact, rtol=1e-3) and torch.allclose(
+    top5_power.eigenvalues.abs().sort(descending=True).values, top5_mag.abs(), rtol=1e-3
+)
+print("exercise 1 passed:", ex1_ok)
+assert ex1_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(f"products used: power {top5_power.matvecs}, Lanczos {top5_lanczos.matvecs}")
+
+# %% [markdown]
+# **Exercise 2.** Use `order="smallest"` to find the most negative eigenvalue of $H$, and the
+# smallest eigenvalue of the Gauss–Newton matrix (`which="gn"`). Is the latter negative?
+
+# %% tags=["exercise"]
+lam_min_H = ...  # float
+lam_min_G = ...  # float
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# G = J^T (Hessian of the loss in the outputs) J is positive semi-definite, so its smallest eigenvalue
+# is 0 up to rounding (it has many zero eigenvalues); H is not, and its negative eigenvalues come
+# from the residual part.
+lam_min_H = (
+    sl.hessian_eigs(model, data, loss="cross_entropy", k=1, order="smallest", tol=1e-8)
+    .eigenvalues[0]
+    .item()
+)
+lam_min_G = (
+    sl.hessian_eigs(model, data, loss="cross_entropy", k=1, order="smallest", which="gn", tol=1e-8)
+    .eigenvalues[0]
+    .item()
+)
+
+# %% tags=["nbval-check-output"]
+# check exercise 2 against the dense spectra of H and G
+scale_H = exact.abs().max().item()
+ex2_ok = (
+    abs(lam_min_H - exact[0].item()) <= 1e-5 * scale_H
+    and abs(lam_min_G - ev_G[0].item()) <= 1e-5 * scale_H
+    and lam_min_G > -1e-6 * scale_H
+)
+print("exercise 2 passed:", ex2_ok)
+assert ex2_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(
+    f"lambda_min(H) = {lam_min_H:.3e}, lambda_min(G) = {lam_min_G:.1e} (lambda_max(H) = {scale_H:.3g})"
+)
+
+# %% [markdown]
+# **Exercise 3.** Write Hutchinson's estimator yourself: with $m$ random sign vectors $z_j$
+# ($\pm 1$ entries), $\operatorname{tr} H \approx \frac1m\sum_j z_j^\top H z_j$, using only `sl.hvp`. Then
+# measure how its mean absolute error falls with the budget $m$ (the theory: like $m^{-1/2}$).
+
+
+# %% tags=["exercise"]
+def my_hutchinson(m: int, gen: torch.Generator) -> float:
+    """Hutchinson's estimate of tr H from m Rademacher probes drawn with gen."""
+    raise NotImplementedError(
+        "complete my_hutchinson: draw signs, multiply by H with sl.hvp, average"
+    )
+
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+def my_hutchinson(m: int, gen: torch.Generator) -> float:
+    """Hutchinson's estimate of tr H from m Rademacher probes drawn with gen."""
+    total = 0.0
+    for _ in range(m):
+        z = torch.randint(0, 2, (p,), generator=gen, dtype=DT) * 2 - 1
+        total += (z @ sl.hvp(model, data, z, loss="cross_entropy")).item()
+    return total / m
+
+
+# %% tags=["nbval-check-output"]
+# check exercise 3: unbiased (mean of 20 runs within 4 standard errors of the exact trace) and the
+# variance formula Var(z^T H z) = 2 (||H||_F^2 - sum_i H_ii^2) / m for Rademacher probes
+gen_h = torch.Generator().manual_seed(7)
+runs_h = {m: np.array([my_hutchinson(m, gen_h) for _ in range(20)]) for m in (8, 32)}
+sd_theory = {m: np.sqrt(2 * ((H**2).sum() - (H.diagonal() ** 2).sum()).item() / m) for m in runs_h}
+unbiased_h = all(
+    abs(r.mean() - tr_exact) < 4 * sd_theory[m] / np.sqrt(len(r)) for m, r in runs_h.items()
+)
+err = {m: np.mean(np.abs(r - tr_exact)) for m, r in runs_h.items()}
+ex3_ok = unbiased_h and all(0.5 < r.std() / sd_theory[m] < 1.6 for m, r in runs_h.items())
+print("exercise 3 passed:", ex3_ok)
+assert ex3_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(
+    f"mean |error|: m=8 {err[8]:.3g}, m=32 {err[32]:.3g}; "
+    f"measured slope {np.log(err[32] / err[8]) / np.log(4):.2f} (theory -0.5)"
+)
+
+# %% [markdown]
+# **Exercise 4 (think).** Repeat §5 with a *smaller* step, e.g. $\eta = 0.04$, for 1,000 steps. Before
+# you run it: should the sharpness reach $2/\eta$, and what decides it?
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# *Answer.* Not necessarily. The sharpness reaches $2/\eta$ only if progressive sharpening carries
+# it that far within the run; with a small step, $2/\eta$ is large and may be out of reach, so the
+# sharpness wanders below it. Print `tr.sharpness` next to $2/\eta$ to see which happens in your run.

@@ -33,14 +33,20 @@
 # 5. spot where a single index hides what the separate operators show;
 # 6. run `diagnose` (or `spectral-lab diagnose`) on your own model and read the report.
 #
-# **What is from the paper, and what is a choice.** The paper (Katende 2026) defines the index
-# from the spectral norms of the four operators with a *supremum over the data*, and names high
-# quantiles as the robust alternative (its Definition 4.1 and Theorem 4.2, as carried by the
-# course's summary). Its exact formula could not be read. The construction below — put every
-# operator on a common "gain" scale and take the maximum — is the course's **choice, not from the
-# paper**; `stability_index(..., agg=...)` lets you swap it out.
+# **Prerequisites.** Chapters 01–04: the input Jacobian (01–02), the parameter Jacobian and the
+# NTK (03), the loss Hessian (04).
+#
+# **Approximate time:** 90 minutes (the cells run in about a minute on a laptop CPU).
+#
+# > **Sources and choices.** Katende, *A Unified Matrix-Spectral Framework for Stability and Interpretability in Deep Learning* (arXiv 2602.01136), defines the
+# > index from the spectral norms of the four operators with a *supremum over the data*, names high
+# > quantiles as the robust alternative (Definition 4.1) and states the five consequences of
+# > Theorem 4.2. The way the four norms are combined here — put every operator on a common "gain"
+# > scale and take the maximum — is this course's choice, made so that all five consequences hold with
+# > one constant; `stability_index(..., agg=...)` lets you swap it out.
 
 # %% tags=["nbval-ignore-output"]
+import copy
 import math
 
 import matplotlib.pyplot as plt
@@ -143,7 +149,9 @@ plt.show()
 # check: Gamma dominates every operator term; the quantile index never exceeds the supremum one;
 # the geometric mean does not dominate (so it cannot carry the bounds)
 dominates = all(index.dominates(k) for k in index.terms)
-monotone = all(robust.terms[k] <= index.terms[k] for k in index.terms) and robust.value <= index.value
+monotone = (
+    all(robust.terms[k] <= index.terms[k] for k in index.terms) and robust.value <= index.value
+)
 print("Gamma >= every term:", dominates)
 print("Gamma_0.95 <= Gamma_1 term by term:", monotone)
 print("geomean index dominates its largest term:", geo.dominates(geo.dominant))
@@ -197,8 +205,12 @@ assert dominates and monotone and not geo.dominates(geo.dominant)
 check = sl.verify_consequences(model, (x_test[:32], y_test[:32]))
 print(check)
 cc = check.curvature
-print(f"\ncurvature form on {cc.change.shape[1]} segments (32 samples x 2 signs), 2 Gamma = {2 * cc.gamma:.3g}:")
-print(f"{'|delta|':>8} {'max change':>11} {'median M|delta|':>16} {'max change/bound':>17}  M|delta| < 2 Gamma")
+print(
+    f"\ncurvature form on {cc.change.shape[1]} segments (32 samples x 2 signs), 2 Gamma = {2 * cc.gamma:.3g}:"
+)
+print(
+    f"{'|delta|':>8} {'max change':>11} {'median M|delta|':>16} {'max change/bound':>17}  M|delta| < 2 Gamma"
+)
 for e, ch, m, r, f in zip(cc.eps, cc.change, cc.curvature, cc.ratio, cc.curvature_branch):
     print(f"{e:>8g} {ch.max():>11.3g} {(m * e).median():>16.3g} {r:>17.3f}  on {f:.0%}")
 print(f"certified step 2/Gamma^2 = {check.bound['stable_lr']:.3g}, measured largest stable step = "
@@ -328,11 +340,14 @@ linear = sl.MLP(16, 4, width=16, depth=3, activation="identity").double()
 x_lin = teacher.tensors(32)[0]
 lin_prof = sl.stability_profile(linear, x_lin, operators=("input_jacobian",))
 lin_idx = sl.stability_index(lin_prof)
-worst = sl.measure_forward_sensitivity(linear, x_lin, 0.1).max().item()
-exact = math.isclose(worst, sl.forward_sensitivity_bound(lin_idx, 0.1), rel_tol=1e-9)
+worst = sl.stability.measure_forward_sensitivity(linear, x_lin, 0.1).max().item()
+exact = math.isclose(worst, sl.stability.forward_sensitivity_bound(lin_idx, 0.1), rel_tol=1e-9)
 print("linear network attains the forward bound exactly:", exact)
-print("a bound 1% too small would be violated:", worst > 0.99 * sl.forward_sensitivity_bound(lin_idx, 0.1))
-assert exact and worst > 0.99 * sl.forward_sensitivity_bound(lin_idx, 0.1)
+print(
+    "a bound 1% too small would be violated:",
+    worst > 0.99 * sl.stability.forward_sensitivity_bound(lin_idx, 0.1),
+)
+assert exact and worst > 0.99 * sl.stability.forward_sensitivity_bound(lin_idx, 0.1)
 
 # %% [markdown]
 # **Curvature form.** Swap in three plausible wrong curvature measures — half the Hessian norm (a
@@ -389,7 +404,10 @@ from spectral_lab.hessian import half_mse
 torch.manual_seed(0)
 lin2 = sl.MLP(4, 2, depth=1).double()
 g = torch.Generator().manual_seed(0)
-x_q, y_q = torch.randn(20, 4, generator=g, dtype=torch.float64), torch.randn(20, 2, generator=g, dtype=torch.float64)
+x_q, y_q = (
+    torch.randn(20, 4, generator=g, dtype=torch.float64),
+    torch.randn(20, 2, generator=g, dtype=torch.float64),
+)
 
 
 def stiff(out, target):
@@ -438,13 +456,19 @@ ops = ("input_jacobian", "parameter_jacobian")
 prof_clean = sl.stability_profile(model, x_clean, operators=ops)
 prof_odd = sl.stability_profile(model, torch.cat([x_clean, x_odd]), operators=ops)
 qs = np.linspace(0.5, 1.0, 51)
-g_clean = [sl.stability_index(prof_clean.with_q(q), weights={"parameter_jacobian": 0}).value for q in qs]
-g_odd = [sl.stability_index(prof_odd.with_q(q), weights={"parameter_jacobian": 0}).value for q in qs]
+g_clean = [
+    sl.stability_index(prof_clean.with_q(q), weights={"parameter_jacobian": 0}).value for q in qs
+]
+g_odd = [
+    sl.stability_index(prof_odd.with_q(q), weights={"parameter_jacobian": 0}).value for q in qs
+]
 
 fig, ax = plt.subplots(1, 2, figsize=(10, 3.2))
 ax[0].plot(qs, g_clean, label="200 clean digits")
 ax[0].plot(qs, g_odd, "--", label="+ 4 bad scans")
-ax[0].set(xlabel="quantile level q", ylabel=r"$Q_q\,\sigma_1(J_f)$", title="input term of $\\Gamma_q$")
+ax[0].set(
+    xlabel="quantile level q", ylabel=r"$Q_q\,\sigma_1(J_f)$", title="input term of $\\Gamma_q$"
+)
 ax[0].legend()
 sl.plots.plot_profile_samples(prof_odd, "jac_top", q=0.95, ax=ax[1])
 fig.tight_layout()
@@ -482,15 +506,24 @@ relu = sl.MLP(16, 4, width=32, depth=3, activation="relu", gain=2**0.5).double()
 x_r, y_r = teacher.tensors(48)
 x_r = x_r.double()
 alphas = [0.25, 1.0, 4.0]
-rows = []
-for a in alphas:
+
+
+def rescaled_relu(a: float):
+    """The same function as `relu`: first linear layer times a, second divided by a."""
     m = sl.MLP(16, 4, width=32, depth=3, activation="relu").double()
     m.load_state_dict(relu.state_dict())
+    first, second = [mod for mod in m.modules() if isinstance(mod, torch.nn.Linear)][:2]
     with torch.no_grad():
-        m.layers[1].weight.mul_(a)
-        m.layers[1].bias.mul_(a)
-        m.layers[3].weight.div_(a)
-    rows.append((m, sl.stability_index(sl.stability_profile(m, (x_r, y_r)))))
+        first.weight.mul_(a)
+        first.bias.mul_(a)
+        second.weight.div_(a)
+    return m
+
+
+rows = []
+for a in alphas:
+    rows.append((rescaled_relu(a), None))
+rows = [(m, sl.stability_index(sl.stability_profile(m, (x_r, y_r)))) for m, _ in rows]
 same_function = all(torch.allclose(m(x_r), relu(x_r), atol=1e-10) for m, _ in rows)
 
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
@@ -512,7 +545,9 @@ gammas = [idx.value for _, idx in rows]
 print("same function for every alpha:", same_function)
 print("input-Jacobian term invariant:", max(jac_terms) / min(jac_terms) - 1 < 1e-9)
 print("Gamma changes by more than 2x:", max(gammas) / min(gammas) > 2)
-assert same_function and max(jac_terms) / min(jac_terms) - 1 < 1e-9 and max(gammas) / min(gammas) > 2
+assert (
+    same_function and max(jac_terms) / min(jac_terms) - 1 < 1e-9 and max(gammas) / min(gammas) > 2
+)
 
 # %% [markdown]
 # So $\Gamma$ is not a property of the *function* alone; it mixes input-space and parameter-space
@@ -523,12 +558,12 @@ assert same_function and max(jac_terms) / min(jac_terms) - 1 < 1e-9 and max(gamm
 # ## 6. `diagnose`: the report you run on your own model
 #
 # `sl.diagnose(model, data)` streams the data (tensors, a `Dataset` or a `DataLoader`) with a
-# progress bar, caps the cost (`max_samples`, `ntk_samples`, `hessian_samples`,
-# `lanczos_steps`), and returns a `StabilityReport`: it renders as a table in a notebook, prints
+# progress bar, caps the cost (`max_samples`, `num_ntk_samples`, `num_hessian_samples`,
+# `max_iter`), and returns a `StabilityReport`: it renders as a table in a notebook, prints
 # as text, serialises with `to_dict()`/`to_json()` and draws a summary with `plot()`.
 
 # %% tags=["nbval-ignore-output"]
-report = sl.diagnose(model, test_set, max_samples=96, ntk_samples=48, hessian_samples=96,
+report = sl.diagnose(model, test_set, max_samples=96, num_ntk_samples=48, num_hessian_samples=96,
                      progress=False, name="MLP 64-32-32-10 tanh (10 epochs)")  # fmt: skip
 report
 
@@ -546,7 +581,9 @@ x_rep = test_set.tensors(96)[0].double()
 params = {k: v.detach() for k, v in model.named_parameters()}
 one = lambda z: model(z[None])[0]  # noqa: E731
 jf = vmap(jacrev(one))(x_rep).reshape(96, 10, -1).detach().numpy()
-jt = vmap(jacrev(lambda p, z: functional_call(model, p, (z[None],))[0]), in_dims=(None, 0))(params, x_rep[:48])
+jt = vmap(jacrev(lambda p, z: functional_call(model, p, (z[None],))[0]), in_dims=(None, 0))(
+    params, x_rep[:48]
+)
 jt = np.concatenate([v.reshape(48, 10, -1).detach().numpy() for v in jt.values()], axis=2)
 lam = np.linalg.eigvalsh(np.einsum("icp,jcp->ij", jt, jt)) / 48
 ref = {"input_jacobian": np.linalg.svd(jf, compute_uv=False)[:, 0].max(), "ntk": np.sqrt(lam[-1])}
@@ -583,42 +620,149 @@ assert agree
 sl.widgets.stability_explorer(prof_odd)
 
 # %% [markdown]
+# ## Summary
+#
+# * The stability profile records the spectral norms of $J_f(x)$ and $J_\theta(x)$ per sample, and of
+#   $K$ and $H$ on the data; the index $\Gamma_q$ puts them on one gain scale and takes the largest,
+#   with a supremum ($q = 1$) or a quantile over the samples.
+# * Two of the five consequences hold by construction; the curvature form of the attribution bound
+#   and the certified step size can fail, and the check cells catch wrong formulas.
+# * The supremum is fragile to a few odd inputs; a high quantile is not.
+# * $\Gamma$ is not a property of the function alone (a ReLU rescaling moves it): read the profile,
+#   not only the index. `sl.diagnose` prints both.
+#
 # ## Exercises
 #
-# 1. Recompute the sweep's forward-sensitivity panel with `eps=0.5` instead of $10^{-4}$. Does the
-#    bound with $\Gamma$ still hold? With the operator's own term? Why is the first-order statement
-#    not enough for large perturbations?
-# 2. Train the digits model for 30 epochs and plot the four index terms after every 5 epochs.
-#    Which term grows fastest, and does the dominant operator change?
-# 3. Replace the index by the weighted geometric mean (`agg="geomean"`). Which of the five bounds
-#    can still be evaluated with `scale="index"`? What does the library do for the others?
-# 4. Use `spectral-lab diagnose` on a checkpoint of your own model and compare $\Gamma$ and
-#    $\Gamma_{0.95}$. How many samples would have to be removed to bring the supremum down to the
-#    95 % quantile?
-# 5. Take the ReLU rescaling experiment and find the $\alpha$ that *minimises* $\Gamma$. Is the
-#    minimiser the same as the one that minimises the parameter-Jacobian term?
+# Each exercise has a cell to complete (replace the `...`), a hidden solution cell (collapsed; it
+# runs when you *Run All*), and a check cell that tests the answer against an independent
+# computation.
+#
+# **Exercise 1.** Train a copy of the digits model for 30 epochs and record the index terms
+# (`sl.stability_index(sl.stability_profile(...)).terms`) on `(x_test, y_test)` after every 10
+# epochs. Which term grows fastest, and does the dominant operator change?
+
+# %% tags=["exercise"]
+terms_by_epoch = ...  # dict: epoch (10, 20, 30) -> dict of index terms
+model30 = ...  # the model after 30 epochs (float64)
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+torch.manual_seed(0)
+net30 = sl.MLP(64, 10, width=32, depth=3, activation="tanh", gain=1.4)
+terms_by_epoch = {}
+for epoch in (10, 20, 30):
+    sl.train(net30, train_set, epochs=10, lr=3e-3, seed=epoch, progress=False)
+    model30 = copy.deepcopy(net30).double()  # analyse a float64 copy; keep training the original
+    terms_by_epoch[epoch] = sl.stability_index(
+        sl.stability_profile(model30, (x_test, y_test))
+    ).terms
+
+# %% tags=["nbval-check-output"]
+# check exercise 1: the last input-Jacobian term is max_i sigma_1(J_f(x_i)), from torch.func + numpy
+jf30 = torch.func.vmap(torch.func.jacrev(lambda z: model30(z[None])[0]))(x_test.double())
+sup30 = np.linalg.svd(jf30.reshape(len(x_test), 10, -1).detach().numpy(), compute_uv=False)[
+    :, 0
+].max()
+ex1_ok = math.isclose(terms_by_epoch[30]["input_jacobian"], sup30, rel_tol=1e-6)
+print("exercise 1 passed:", ex1_ok)
+assert ex1_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+for epoch, t in terms_by_epoch.items():
+    print(
+        f"epoch {epoch}: "
+        + ", ".join(f"{k} {v:.3g}" for k, v in t.items())
+        + f"  (dominant: {max(t, key=t.get)})"
+    )
 
 # %% [markdown]
-# ### Solutions
-#
-# 1. `sl.verify_consequences(m, (xs, ys), eps=0.5)`. For tanh networks saturation often bends the
-#    path so that the change stays below $\sigma_1\varepsilon$, and with $\Gamma$ (set by another
-#    operator) there is plenty of slack — but nothing guarantees it any more: $f(x+\delta)-f(x)$ is governed by
-#    $\sup_t \|J_f(x+t\delta)\|$ along the segment (the mean-value bound), and points on the
-#    segment are not in the sample. For ReLU networks a kink on the segment can switch to a region with a larger
-#    Jacobian.
-# 2. Loop `sl.train(model, train_set, epochs=5, ...)` six times and collect
-#    `sl.stability_index(sl.stability_profile(model, (x_test, y_test))).terms` and plot each term
-#    against the epoch. Expect the input-Jacobian term to grow as training sharpens the decision
-#    boundaries; which term grows fastest, and which dominates, depends on width, gain and the run —
-#    read it off your plot.
-# 3. Only bounds whose operator term is at most the geometric mean; the others raise a
-#    `ValueError` ("the bound would not hold") because a geometric mean never dominates the largest
-#    term. Use `scale="operator"` to get each operator's own bound instead.
-# 4. `spectral-lab diagnose ckpt.pt --data digits` prints both; the JSON keeps every per-sample
-#    value under `profile.samples`, so `sum(v > q95 for v in samples["jac_top"])` answers it
-#    (about 5 % of the samples by definition of the quantile, fewer when values tie).
-# 5. Scan `alphas = np.logspace(-1, 1, 21)`. The input term is flat; $\Gamma$ is minimised where
-#    the parameter-space terms balance the first and second layers' contributions — typically near,
-#    but not exactly at, the minimiser of the parameter-Jacobian term, because the NTK and Hessian
-#    terms weigh the layers differently.
+# **Exercise 2.** For the profile of §1 (the trained model on 48 test digits), how many samples would
+# have to be removed to bring the supremum of $\sigma_1(J_f(x_i))$ down to its 95 % quantile? Use
+# `profile.samples["jac_top"]` and `profile.with_q(0.95).jac_top`.
+
+# %% tags=["exercise"]
+n_to_remove = ...  # int
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+n_to_remove = int((profile.samples["jac_top"] > profile.with_q(0.95).jac_top).sum())
+
+# %% tags=["nbval-check-output"]
+# check exercise 2: per-sample sigma_1 from numpy's SVD of autograd Jacobians; the quantile is the
+# empirical one that takes the next-higher sample (numpy's method="higher")
+jf48 = torch.func.vmap(torch.func.jacrev(lambda z: model(z[None])[0]))(x_test.double())
+s1_48 = np.linalg.svd(jf48.reshape(len(x_test), 10, -1).detach().numpy(), compute_uv=False)[:, 0]
+n_ref = int((s1_48 > np.quantile(s1_48, 0.95, method="higher") * (1 + 1e-9)).sum())
+ex2_ok = n_to_remove == n_ref
+print("exercise 2 passed:", ex2_ok)
+assert ex2_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(f"{n_to_remove} of {len(s1_48)} samples lie above the 95 % quantile")
+
+# %% [markdown]
+# **Exercise 3.** Take the ReLU rescaling of §5 (`rescaled_relu(alpha)`) and scan
+# `alphas_scan = np.logspace(-1, 1, 9)`. Which $\alpha$ minimises $\Gamma$, and which minimises the
+# parameter-Jacobian term? Are they the same?
+
+# %% tags=["exercise"]
+alphas_scan = np.logspace(-1, 1, 9)
+param_terms = ...  # list of floats, one per alpha
+gamma_scan = ...  # list of floats, one per alpha
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+idx_scan = [
+    sl.stability_index(sl.stability_profile(rescaled_relu(a), (x_r, y_r))) for a in alphas_scan
+]
+param_terms = [ix.terms["parameter_jacobian"] for ix in idx_scan]
+gamma_scan = [ix.value for ix in idx_scan]
+# The input term is flat; Gamma is the largest term, so its minimiser depends on which
+# parameter-space term (J_theta, K or H, which weigh the layers differently) dominates.
+
+
+# %% tags=["nbval-check-output"]
+# check exercise 3: the parameter-Jacobian term is max_i sigma_1(J_theta(x_i)), from torch.func
+def param_sup(m):
+    ps = {k: v.detach() for k, v in m.named_parameters()}
+    jt_ = torch.func.vmap(
+        torch.func.jacrev(lambda p_, z: torch.func.functional_call(m, p_, (z[None],))[0]),
+        in_dims=(None, 0),
+    )(ps, x_r)
+    jt_ = np.concatenate(
+        [v.reshape(len(x_r), 4, -1).detach().numpy() for v in jt_.values()], axis=2
+    )
+    return np.linalg.svd(jt_, compute_uv=False)[:, 0].max()
+
+
+ref_terms = [param_sup(rescaled_relu(a)) for a in alphas_scan]
+ex3_ok = np.allclose(param_terms, ref_terms, rtol=1e-6)
+print("exercise 3 passed:", ex3_ok)
+assert ex3_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(
+    f"Gamma is smallest at alpha = {alphas_scan[int(np.argmin(gamma_scan))]:.3g}; "
+    f"the parameter-Jacobian term at alpha = {alphas_scan[int(np.argmin(param_terms))]:.3g}"
+)
+
+# %% [markdown]
+# **Exercise 4 (think).** The forward-sensitivity bound is a first-order statement. Recompute it
+# with a large perturbation (`sl.verify_consequences(..., eps=0.5)`). Must the bound with $\Gamma$
+# still hold? With the operator's own term?
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# *Answer.* Nothing guarantees it any more. $f(x+\delta) - f(x)$ is governed by
+# $\sup_t\|J_f(x + t\delta)\|_2$ along the segment (the mean-value bound), and points on the segment are
+# not in the sample. For tanh networks saturation often keeps the change below $\sigma_1\varepsilon$,
+# and $\Gamma$ (set by another operator) may leave slack; for ReLU networks a kink on the segment can
+# switch to a region with a larger Jacobian.
+
+# %% [markdown]
+# **Exercise 5 (think).** Replace the index by the weighted geometric mean (`agg="geomean"`). Which of
+# the five bounds can still be evaluated with `scale="index"`?
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# *Answer.* Only those whose operator term is at most the geometric mean: a geometric mean never
+# dominates the largest term, so for the others the bound would not hold, and the library refuses
+# with a `ValueError` that says so. Use `scale="operator"` to get each operator's own bound instead.

@@ -27,10 +27,18 @@
 # 4. test the claim that per-sample spectral entropy and instability are only weakly,
 #    seed-dependently correlated, with entropy bounding the unstable regime.
 #
-# The paper is Katende, *A Unified Matrix-Spectral Framework for Stability and Interpretability in
-# Deep Learning*. Every metric definition below is a *choice, not from the paper* unless it says
-# so: the paper's own definitions could not be read. The chapter trains on MNIST when its files
-# are present and on the bundled 8×8 digits otherwise; its first output says which.
+# **Prerequisites.** Chapters 01 and 02 (input Jacobians, singular values, spectral entropy);
+# Spearman rank correlation and confidence intervals.
+#
+# **Approximate time:** 75 minutes (the cells run in about a minute on a laptop CPU).
+#
+# > **Sources and choices.** The claim tested in §4 — per-sample spectral entropy and attribution
+# > instability are weakly, seed-dependently correlated, with entropy bounding the unstable regime —
+# > is from Katende, *A Unified Matrix-Spectral Framework for Stability and Interpretability in Deep
+# > Learning* (arXiv 2602.01136). The paper does not give its metric definitions, so every metric
+# > below ($\Delta_{grad}$, the Fréchet distance of attribution clouds, the envelope test) is this
+# > course's choice, defined where it is used. The chapter trains on MNIST when its files are
+# > present and on the bundled 8×8 digits otherwise; its first output says which.
 
 # %% tags=["nbval-ignore-output"]
 import time
@@ -127,13 +135,15 @@ assert row_ok and fd_ok
 
 # %%
 methods = ["saliency", "grad_x_input", "smoothgrad", "integrated_gradients"]
-maps = {m: sl.attribution(model, x6, m) for m in methods}
+maps = {m: sl.attribution.attribution(model, x6, m) for m in methods}
 fig, axes = plt.subplots(5, 6, figsize=(8, 7))
 for j in range(6):
     axes[0, j].imshow(x6[j, 0], cmap="gray_r")
     axes[0, j].set_title(f"label {int(y_eval[j])}", fontsize=8)
     for i, m in enumerate(methods, start=1):
-        axes[i, j].imshow(sl.plots._as_heat(maps[m][j]), cmap="magma")
+        axes[i, j].imshow(
+            maps[m][j].detach().abs().sum(0), cmap="magma"
+        )  # |a| summed over channels
 for i, name in enumerate(["input"] + methods):
     axes[i, 0].set_ylabel(name.replace("_", " "), fontsize=8)
 for ax in axes.ravel():
@@ -151,9 +161,9 @@ lin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(D, 10)).double().e
 xl = x_eval[:20].double()
 W = lin[1].weight.detach()
 const_ok = torch.allclose(sl.saliency(lin, xl, target=3).flatten(1), W[3].expand(20, -1))
-inst_lin = sl.attribution_instability(lin, xl, scales=(0.1,), n_draws=2, target=3)
+inst_lin = sl.attribution_instability(lin, xl, scales=(0.1,), num_draws=2, target=3)
 stable_ok = float(inst_lin.delta_grad.max()) < 1e-12
-ig = sl.integrated_gradients(m64, x64, steps=128)
+ig = sl.integrated_gradients(m64, x64, num_steps=128)
 gap = (m64(x64) - m64(torch.zeros_like(x64))).gather(1, pred6[:, None])[:, 0]
 complete_ok = torch.allclose(ig.flatten(1).sum(1), gap, rtol=2e-2, atol=1e-2)
 print("linear model: constant saliency:", const_ok, "| zero instability:", stable_ok)
@@ -183,7 +193,7 @@ assert const_ok and stable_ok and complete_ok
 # eigendecompositions with negative round-off eigenvalues clipped to 0.
 
 # %%
-inst = sl.attribution_instability(model, x_eval, SCALES, n_draws=N_DRAWS, fd_pca_dim=32)
+inst = sl.attribution_instability(model, x_eval, SCALES, num_draws=N_DRAWS, fd_pca_dim=32)
 print(inst)
 idx = torch.arange(8)
 sl.plots.plot_saliency_maps(
@@ -207,9 +217,9 @@ A_, B_ = rng.normal(size=(5, 5)), rng.normal(size=(5, 5))
 c1, c2 = A_ @ A_.T + np.eye(5), B_ @ B_.T + np.eye(5)
 mu1, mu2 = rng.normal(size=5), rng.normal(size=5)
 ref = ((mu1 - mu2) ** 2).sum() + np.trace(c1 + c2 - 2 * np.real(scipy.linalg.sqrtm(c1 @ c2)))
-ours = float(sl.gaussian_frechet_distance(*map(torch.tensor, (mu1, c1, mu2, c2))))
+ours = float(sl.attribution.gaussian_frechet_distance(*map(torch.tensor, (mu1, c1, mu2, c2))))
 one_d = float(
-    sl.gaussian_frechet_distance(
+    sl.attribution.gaussian_frechet_distance(
         torch.tensor([0.0]), torch.tensor([[1.0]]), torch.tensor([2.0]), torch.tensor([[9.0]])
     )
 )
@@ -248,14 +258,14 @@ print("(measured) mean Δgrad and FD grow with the noise scale:", grows)
 # %%
 J = sl.input_jacobian(model, x_eval)
 sig = sl.singular_values(J)
-kappa = sl.attribution_condition_number(J)
+kappa = sl.attribution.attribution_condition_number(J)
 se_bits = sl.spectral_entropy(J, base=2)
 top_share = ((sig[:, 0] ** 2) / (sig**2).sum(1)).numpy()
 print(
     f"median kappa_attr = {kappa.median():.2f}, median share of ||J||_F^2 in sigma_1^2 = "
     f"{np.median(top_share):.2f}"
 )
-tiny = sl.attribution_instability(model, x_eval, (1e-4,), n_draws=4)
+tiny = sl.attribution_instability(model, x_eval, (1e-4,), num_draws=4)
 print(
     f"share of samples whose saliency does not move at all for s=1e-4: "
     f"{float((tiny.delta_grad[0] == 0).float().mean()):.2f}"
@@ -264,7 +274,7 @@ print(
 fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
 ax[0].hist(kappa.numpy(), bins=40, color=sl.plots.COLORS[0])
 ax[0].set(xlabel=r"$\kappa_{attr}$", ylabel="samples", title="attribution condition number")
-rho_k = sl.spearman(kappa, inst.delta_grad[1])
+rho_k = sl.attribution.spearman(kappa, inst.delta_grad[1])
 ax[1].scatter(kappa, inst.delta_grad[1], s=8, alpha=0.5)
 ax[1].set(
     xlabel=r"$\kappa_{attr}$",
@@ -280,7 +290,7 @@ plt.show()
 s_np = np.linalg.svd(J.double().numpy(), compute_uv=False)
 kappa_ok = np.allclose(kappa.double().numpy(), s_np[:, 0] / np.median(s_np, axis=1), rtol=1e-4)
 Q = torch.linalg.qr(torch.randn(D, 10, dtype=torch.float64)).Q.T
-flat_ok = abs(float(sl.attribution_condition_number(Q[None])[0]) - 1.0) < 1e-12
+flat_ok = abs(float(sl.attribution.attribution_condition_number(Q[None])[0]) - 1.0) < 1e-12
 print("kappa_attr matches numpy:", kappa_ok, "| flat spectrum -> 1:", flat_ok)
 assert kappa_ok and flat_ok
 
@@ -305,8 +315,13 @@ for seed in SEEDS:
     if seed != 0:
         sl.train(m, train_set, epochs=EPOCHS, lr=1e-3, seed=seed, progress=False)
     se = sl.spectral_entropy(sl.input_jacobian(m, x_eval), base=2).numpy()
-    dg = sl.attribution_instability(m, x_eval, (0.03,), n_draws=N_DRAWS).delta_grad[0].numpy()
-    per_seed[seed] = (se, dg, sl.spearman(se, dg), sl.upper_envelope(se, dg, bins=8))
+    dg = sl.attribution_instability(m, x_eval, (0.03,), num_draws=N_DRAWS).delta_grad[0].numpy()
+    per_seed[seed] = (
+        se,
+        dg,
+        sl.attribution.spearman(se, dg),
+        sl.attribution.upper_envelope(se, dg, bins=8),
+    )
 
 fig, axes = plt.subplots(1, len(SEEDS), figsize=(4.2 * len(SEEDS), 3.5), sharey=True)
 for ax, (seed, (se, dg, rho, env)) in zip(np.atleast_1d(axes), per_seed.items()):
@@ -339,7 +354,9 @@ from spectral_lab.experiments import rho_heterogeneity
 
 se0, dg0 = per_seed[SEEDS[0]][0], per_seed[SEEDS[0]][1]
 n_pts = len(se0)
-rank_ok = abs(sl.spearman(np.exp2(se0), dg0**3) - sl.spearman(se0, dg0)) < 1e-12
+rank_ok = (
+    abs(sl.attribution.spearman(np.exp2(se0), dg0**3) - sl.attribution.spearman(se0, dg0)) < 1e-12
+)
 rhos = np.array([v[2] for v in per_seed.values()])
 het = rho_heterogeneity(rhos, [n_pts] * len(rhos))
 z = np.arctanh(rhos)
@@ -409,24 +426,139 @@ sl.widgets.attribution_explorer(model, x_eval[:40], y_eval[:40])
 print(f"chapter ran in {time.perf_counter() - t_start:.0f} s")
 
 # %% [markdown]
+# ## Summary
+#
+# * A saliency map is one row of the input Jacobian: $a(x) = J_f(x)^\top e_c$; one batched call gives
+#   saliency, gradient × input, SmoothGrad and integrated gradients.
+# * Instability is measured by the relative change $\Delta_{grad}$, the cosine distance, the top-$k$
+#   overlap and the Fréchet distance between clouds of clean and perturbed maps.
+# * The raw Fréchet distance scales with the square of the maps' size; unit-norm maps compare shape.
+# * For ReLU networks small noise rarely moves the map at all (activation margins); the spectrum's
+#   extreme directions govern how much it moves when it does.
+# * The entropy–instability claim is measured per seed, pooled, and tested for heterogeneity: the
+#   cells print whether this run supports it.
+#
 # ## Exercises
 #
-# 1. Repeat §2 with `method="smoothgrad"`. Is SmoothGrad more stable than saliency by
-#    $\Delta_{grad}$? By FD? Why might the two disagree?
-# 2. Train the same MLP with `activation="tanh"`. For a smooth network §6.5a predicts
-#    $\Delta_{grad}\propto s$ for small $s$; check it with `SCALES = (1e-4, 2e-4, 4e-4)`.
-# 3. Replace $\Delta_{grad}$ by the cosine distance in §4. Does the verdict on the envelope change?
-# 4. Compute FD with `normalize=True` (unit-norm maps). What part of FD measures the *size* of the
-#    maps rather than their shape?
+# Each exercise has a cell to complete (replace the `...`), a hidden solution cell (collapsed; it
+# runs when you *Run All*), and a check cell that tests the answer against an independent
+# computation.
 #
-# ### Solutions
-#
-# 1. `sl.attribution_instability(model, x_eval, SCALES, method="smoothgrad", n_samples=8)`.
-#    SmoothGrad maps are averages, hence smoother and usually more stable by $\Delta_{grad}$; FD
-#    compares whole clouds, including their spread, so it can move differently.
-# 2. With tanh the gradient is smooth: `inst.delta_grad.mean(1)` doubles when $s$ doubles (ReLU
-#    networks give exactly 0 for most samples instead, §3).
-# 3. Pass `inst.cosine_distance[1]` to `sl.upper_envelope`; the rank correlation stays weak.
-# 4. `sl.frechet_distance(inst.clean, inst.perturbed[1], normalize=True, pca_dim=32)`: the
-#    unnormalised FD scales with $\|a\|^2$, so a model whose maps are merely *smaller* has a smaller
-#    FD — chapter 07 shows this matters.
+# **Exercise 1.** Compute the Fréchet distance of §2 at the largest noise scale with unit-norm maps
+# (`normalize=True`, `pca_dim=32`) and compare it with the raw one. What part of the raw FD measures
+# the *size* of the maps rather than their shape?
+
+# %% tags=["exercise"]
+fd_unit = ...  # 0-d tensor or float: squared FD of unit-norm maps at SCALES[-1]
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# The raw FD scales with ||a||^2 (section 2's check), so a model whose maps are merely smaller has a
+# smaller FD; unit-norm maps remove that and compare shapes only (chapter 07 shows why it matters).
+fd_unit = sl.frechet_distance(inst.clean, inst.perturbed[-1], normalize=True, pca_dim=32)
+
+
+# %% tags=["nbval-check-output"]
+# check exercise 1 with numpy and scipy: normalise rows, project on the clean cloud's top 32
+# principal directions, fit Gaussians (n - 1 covariance), and take the Gaussian Frechet distance
+def fd_numpy(A, B, k=32):
+    A = A.reshape(len(A), -1).astype(float)
+    B = B.reshape(len(B), -1).astype(float)
+    A, B = (
+        A / np.linalg.norm(A, axis=1, keepdims=True),
+        B / np.linalg.norm(B, axis=1, keepdims=True),
+    )
+    mu = A.mean(0)
+    P = np.linalg.svd(A - mu, full_matrices=False)[2][:k].T
+    A, B = (A - mu) @ P, (B - mu) @ P
+    cA, cB = np.cov(A.T), np.cov(B.T)
+    cross = np.real(scipy.linalg.sqrtm(cA @ cB))
+    return ((A.mean(0) - B.mean(0)) ** 2).sum() + np.trace(cA + cB - 2 * cross)
+
+
+fd_ref = fd_numpy(inst.clean.numpy(), inst.perturbed[-1].numpy())
+ex1_ok = abs(float(fd_unit) - fd_ref) <= 1e-6 * max(fd_ref, 1e-12)
+print("exercise 1 passed:", ex1_ok)
+assert ex1_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(f"s = {SCALES[-1]}: raw FD {float(inst.fd[-1]):.4g}, unit-norm FD {float(fd_unit):.4g}")
+
+# %% [markdown]
+# **Exercise 2.** For a *smooth* network the map moves linearly with small noise: by Taylor's theorem
+# $a(x + \delta) - a(x) \approx \nabla^2 f_c(x)\,\delta$, so $\Delta_{grad} \propto s$. Take a tanh network
+# (an untrained `sl.MLP(D, 10, width=256, depth=3, activation="tanh")` with seed 0 will do:
+# smoothness, not training, is the point) and compute the mean $\Delta_{grad}$ over the first 50
+# evaluation points at $s = 10^{-4}$ and $2\cdot 10^{-4}$ (`sl.attribution_instability`, 8 draws, seed 0).
+# Does it double? (ReLU networks give exactly 0 for most samples instead, §3.)
+
+# %% tags=["exercise"]
+torch.manual_seed(0)
+tanh_net = sl.MLP(D, 10, width=256, depth=3, activation="tanh").double()
+x50 = x_eval[:50].double()
+dg_small = ...  # tensor of 2 numbers: mean Delta_grad at s = 1e-4 and 2e-4
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+dg_small = sl.attribution_instability(
+    tanh_net, x50, (1e-4, 2e-4), num_draws=8, seed=0
+).delta_grad.mean(1)
+
+
+# %% tags=["nbval-check-output"]
+# check exercise 2 with autograd alone: ||a(x + delta) - a(x)|| / ||a(x)|| for fresh Gaussian noise,
+# the class fixed at the clean prediction; the two means must agree to sampling error, and double
+def grad_of_class(net, z, c):
+    z = z.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(net(z).gather(1, c[:, None]).sum(), z)
+    return g.flatten(1)
+
+
+c50 = tanh_net(x50).argmax(1)
+a50 = grad_of_class(tanh_net, x50, c50)
+g_ref = torch.Generator().manual_seed(11)
+own = []
+for s_ in (1e-4, 2e-4):
+    rel = [
+        (
+            grad_of_class(
+                tanh_net, x50 + s_ * torch.randn(x50.shape, generator=g_ref, dtype=x50.dtype), c50
+            )
+            - a50
+        ).norm(dim=1)
+        / a50.norm(dim=1)
+        for _ in range(8)
+    ]
+    own.append(torch.stack(rel).mean().item())
+dg_small = torch.as_tensor(dg_small, dtype=torch.float64)
+ex2_ok = (
+    abs(dg_small[0].item() / own[0] - 1) < 0.2
+    and abs(dg_small[1].item() / own[1] - 1) < 0.2
+    and abs(dg_small[1].item() / dg_small[0].item() - 2) < 0.1
+)
+print("exercise 2 passed:", ex2_ok)
+assert ex2_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(
+    f"mean Delta_grad: {dg_small[0]:.3e} at s = 1e-4, {dg_small[1]:.3e} at 2e-4 "
+    f"(ratio {dg_small[1] / dg_small[0]:.3f}); own autograd: ratio {own[1] / own[0]:.3f}"
+)
+
+# %% [markdown]
+# **Exercise 3 (think).** Repeat §2 with `method="smoothgrad"`. Would you expect SmoothGrad to be
+# more stable than saliency by $\Delta_{grad}$? By FD? Why might the two disagree?
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# *Answer.* SmoothGrad maps are averages over noisy copies, hence smoother and usually more stable
+# by $\Delta_{grad}$. FD compares whole clouds, including their spread, so it can move differently.
+# Run `sl.attribution_instability(model, x_eval, SCALES, method="smoothgrad")` to see which happens.
+
+# %% [markdown]
+# **Exercise 4 (think).** Replace $\Delta_{grad}$ by the cosine distance (`inst.cosine_distance`) in
+# §4. Would you expect the verdict on the envelope to change?
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# *Answer.* Both measure how much a map turns under noise, so the per-sample ranking — and with it
+# the rank correlation and the envelope — usually changes little. Pass `inst.cosine_distance[1]` to
+# `sl.attribution.upper_envelope` and read its trend and interval as in §4.

@@ -29,10 +29,17 @@
 #    ($\mathrm{FD}(tA, tB) = t^2\,\mathrm{FD}(A, B)$) while SE is blind to scale, and read a
 #    verdict as a statistic: effect size, confidence interval, and the noise it is judged against.
 #
-# The regularisers, the protocol and the metric definitions below are our choices: the paper
-# (Katende, *A Unified Matrix-Spectral Framework for Stability and Interpretability in Deep
-# Learning*) does not give its model, regulariser, strength or metric definitions, so nothing
-# below "reproduces" its numbers: we measure our own, next to its, and say where they agree.
+# **Prerequisites.** Chapters 02 (spectral entropy) and 06 (saliency maps, $\Delta_{grad}$, the
+# Fréchet distance of attribution clouds); bootstrap confidence intervals.
+#
+# **Approximate time:** 75 minutes (the cells run in about a minute on a laptop CPU with the
+# default settings; `FULL = True` takes tens of minutes).
+#
+# > **Sources and choices.** The claim and the CIFAR-10 numbers are from Katende, *A Unified
+# > Matrix-Spectral Framework for Stability and Interpretability in Deep Learning* (arXiv
+# > 2602.01136). The paper does not give its model, regulariser, strength or metric definitions,
+# > so the regularisers, the protocol and the metrics below are this course's choices, and nothing
+# > below "reproduces" its numbers: we measure our own, next to its, and say where they agree.
 
 # %% tags=["nbval-ignore-output"]
 import time
@@ -55,14 +62,14 @@ DATASET = "mnist"  # "mnist", "cifar10", "cifar100" or "digits"
 STRENGTHS = (1e-3, 3e-3, 1e-2)  # the sweep; the middle one is "the" stable model
 # -------------------------------------------------------------------------------------------------
 
-cfg = sl.study_preset(DATASET)
+cfg = sl.experiments.study_preset(DATASET)
 if not FULL:  # a real-MNIST subset and few epochs: about a minute on two CPU cores
     cfg = cfg.replace(n_train=6000, epochs=3, n_eval=300, n_draws=4)
 try:
     data = sl.experiments.load_study_data(cfg)
     note = f"real {DATASET} files"
 except sl.DatasetNotFoundError as err:
-    cfg = sl.study_preset("digits", quick=not FULL)
+    cfg = sl.experiments.study_preset("digits", quick=not FULL)
     data = sl.experiments.load_study_data(cfg)
     note = f"the bundled 8x8 digits, because {DATASET} was not found ({str(err)[:100]}...)"
 STRENGTH = STRENGTHS[len(STRENGTHS) // 2]
@@ -84,7 +91,7 @@ print(cfg)
 # | R4 `input_gradient` | $\lambda\,\mathbb E_x\|\nabla_x\ell\|^2$ | double back-prop | 1 double-backward |
 # | R5 `spectral_entropy` | $\lambda(\log r - \mathrm{SE}(J_f))$ | full Jacobian + SVD | $C$ double-backwards |
 #
-# plus hard layer-weight spectral normalisation, `sl.apply_spectral_norm(model)`. The last column
+# plus hard layer-weight spectral normalisation, `sl.regularizers.apply_spectral_norm(model)`. The last column
 # counts passes; the time each costs on your machine, as a multiple of a plain step (MLP
 # 784-256-256-10, batch 128, penalty on 32 samples), is measured by
 # `python benchmarks/bench_regularizers.py` (it prints one ratio per route; we do not type them
@@ -99,8 +106,8 @@ small = sl.MLP(20, 10, width=32, activation="tanh").double()
 xs = torch.randn(8, 20, dtype=torch.float64)
 J_small = sl.input_jacobian(small.eval(), xs)
 s_exact = torch.linalg.svdvals(J_small)
-s_power = sl.jacobian_spectral_norm(small, xs, max_iter=50).detach()
-fro_mc = sl.jacobian_frobenius_norm(small, xs, num_draws=3000).detach()
+s_power = sl.regularizers.jacobian_spectral_norm(small, xs, max_iter=50).detach()
+fro_mc = sl.regularizers.jacobian_frobenius_norm(small, xs, num_draws=3000).detach()
 power_ok = torch.allclose(s_power, s_exact[:, 0], rtol=1e-6)
 hutch_ok = torch.allclose(fro_mc, (J_small**2).sum((1, 2)), rtol=0.1)
 print("power iteration (JVP/VJP) = sigma_1 from the SVD:", power_ok)
@@ -124,7 +131,7 @@ assert power_ok and hutch_ok
 # reuses the standard models.
 
 # %%
-sweep = sl.strength_sweep(cfg, STRENGTHS, progress=False, data=data)
+sweep = sl.experiments.strength_sweep(cfg, STRENGTHS, progress=False, data=data)
 res = sweep[STRENGTH]
 print(res)
 print(res.format_table())
@@ -252,7 +259,7 @@ for name in ("FD", "FD_shape", "delta_grad"):
 # definitions, so compare *patterns*, not values.
 #
 # Every verdict is a statistic, with its effect size and a 95 % interval (the full rules are in
-# `sl.assess_claims`' docstring):
+# `sl.experiments.assess_claims`' docstring):
 #
 # * **FD drops** (raw maps, then unit-norm maps): the ratio stable/standard with a paired
 #   bootstrap interval over test points; "supported" needs the interval below 1 *and* the ratio at
@@ -315,7 +322,7 @@ for name in ("cifar10", "cifar100"):
 # %% [markdown]
 # ## 6. The full MNIST study
 #
-# The full study (`sl.study_preset("mnist")`: MLP 784-256-256-10, Adam lr $10^{-3}$, batch 128, 5
+# The full study (`sl.experiments.study_preset("mnist")`: MLP 784-256-256-10, Adam lr $10^{-3}$, batch 128, 5
 # epochs on all 60,000 training images, R1 with $\lambda = 10^{-3}$ on 32 samples per batch,
 # seeds 0, 1, 2; 500 test points, 8 noise draws per point; SE in bits; FD squared, top-32 PCs)
 # takes several minutes, so its result is **stored** in `chapters/results/mnist_full_study.json`
@@ -398,23 +405,122 @@ sl.widgets.study_explorer(sweep)
 print(f"chapter ran in {time.perf_counter() - t_start:.0f} s")
 
 # %% [markdown]
+# ## Summary
+#
+# * A spectral penalty is an `extra_loss(model, x, y, logits)` added to any training loop; R1
+#   ($\|J_f\|_F^2$ by random projections) is the cheapest Jacobian-level one.
+# * A study trains standard and stable models with the same seeds and batches, and reports every
+#   metric with bootstrap intervals and the seed-to-seed spread.
+# * The raw Fréchet distance of saliency maps falls when the maps merely shrink ($t^2$); SE is blind
+#   to scale. Unit-norm maps (FD_shape) separate shape from size.
+# * A claim's verdict is a statistic: effect size, interval, and the noise it is judged against.
+#
 # ## Exercises
 #
-# 1. Replace R1 by R2 (`cfg.replace(regularizer="jacobian_spectral")`). Does penalising only
-#    $\sigma_1$ change SE more or less than R1? Why?
-# 2. Use `fd_normalize=True` in the config so that the headline FD is scale free. Which claims
-#    does `assess_claims` support now?
-# 3. Try `regularizer="spectral_entropy"` (R5, pushing towards flat spectra). What happens to SE,
-#    and to FD?
-# 4. Set `FULL = True` and run the chapter (tens of minutes). Do the verdicts change?
+# Each exercise has a cell to complete (replace the `...`), a hidden solution cell (collapsed; it
+# runs when you *Run All*), and a check cell that tests the answer against an independent
+# computation.
 #
-# ### Solutions
-#
-# 1. R2 pushes down only the top singular value, so the spectrum flattens: SE *rises* more than
-#    under R1, whose penalty $\sum_k\sigma_k^2$ shrinks all directions together.
-# 2. With unit-norm maps FD no longer sees the overall shrinkage; the headline FD verdict then
-#    becomes the FD_shape verdict of §4 (on the stored full MNIST study: not supported).
-# 3. SE rises towards $\log_2 10$ by construction; FD falls less than with R1 because the scale of
-#    the Jacobian is not penalised.
-# 4. Compare with the stored table in §6 (it *is* the full study for MNIST, `FULL = True` with
-#    `DATASET = "mnist"`); the verdicts should agree with its printed ones.
+# **Exercise 1.** The R1 estimator. For $v$ uniform on the unit sphere of $\mathbb{R}^C$,
+# $\mathbb{E}\,\|v^\top J\|^2 = \|J\|_F^2/C$. Complete `my_frobenius_sq(model, x, num_draws, gen)`: draw
+# `num_draws` such $v$ per sample, compute $v^\top J$ with one vector-Jacobian product each
+# (`torch.autograd.grad` of $\langle v, f(x)\rangle$ with respect to $x$), and return the per-sample
+# mean of $C\,\|v^\top J\|^2$.
+
+
+# %% tags=["exercise"]
+def my_frobenius_sq(model, x, num_draws, gen):
+    raise NotImplementedError("complete my_frobenius_sq: random unit v, one VJP per draw, average")
+
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+def my_frobenius_sq(model, x, num_draws, gen):
+    x = x.clone().requires_grad_(True)
+    out = model(x)
+    C = out.shape[1]
+    total = torch.zeros(len(x), dtype=out.dtype)
+    for _ in range(num_draws):
+        v = torch.randn(out.shape, generator=gen, dtype=out.dtype)
+        v = v / v.norm(dim=1, keepdim=True)
+        (vj,) = torch.autograd.grad((v * out).sum(), x, retain_graph=True)
+        total += C * vj.flatten(1).pow(2).sum(1)
+    return total / num_draws
+
+
+# %% tags=["nbval-check-output"]
+# check exercise 1 against the exact ||J||_F^2 of the dense autograd Jacobian of section 1's network:
+# unbiased, so with 2000 draws each estimate is within 10% (the relative standard deviation of one
+# draw is below 1 for C = 10)
+est = my_frobenius_sq(small.eval(), xs, 2000, torch.Generator().manual_seed(0)).detach()
+exact_fro = torch.stack(
+    [torch.autograd.functional.jacobian(lambda z: small(z[None])[0], xi).pow(2).sum() for xi in xs]
+)
+ex1_ok = bool(((est / exact_fro - 1).abs() < 0.1).all())
+print("exercise 1 passed:", ex1_ok)
+assert ex1_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print("estimate / exact per sample:", np.round((est / exact_fro).numpy(), 3).tolist())
+
+# %% [markdown]
+# **Exercise 2.** The R2 estimator. Complete `my_sigma1(model, x, iters)`: power iteration on
+# $J^\top J$ per sample, with a Jacobian-vector product $u = Jv$ (`torch.func.jvp`) and a
+# vector-Jacobian product $v \leftarrow J^\top u$ (`torch.func.vjp`), normalising $v$ each step; return
+# $\|Jv\|$ at the end. Use one sample at a time (a loop over `xs` is fine).
+
+
+# %% tags=["exercise"]
+def my_sigma1(model, x, iters=50):
+    raise NotImplementedError(
+        "complete my_sigma1: alternate J v and J^T u, normalise, return ||J v||"
+    )
+
+
+# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+def my_sigma1(model, x, iters=50):
+    out = []
+    for xi in x:
+        f = lambda z: model(z[None])[0]  # noqa: E731
+        v = torch.ones_like(xi) / xi.numel() ** 0.5
+        for _ in range(iters):
+            _, u = torch.func.jvp(f, (xi,), (v,))
+            _, pullback = torch.func.vjp(f, xi)
+            (v,) = pullback(u)
+            v = v / v.norm()
+        out.append(torch.func.jvp(f, (xi,), (v,))[1].norm())
+    return torch.stack(out).detach()
+
+
+# %% tags=["nbval-check-output"]
+# check exercise 2 against numpy's SVD of the dense Jacobians
+sig_mine = my_sigma1(small.eval(), xs)
+sig_np = np.linalg.svd(J_small.detach().numpy(), compute_uv=False)[:, 0]
+ex2_ok = np.allclose(sig_mine.numpy(), sig_np, rtol=1e-6)
+print("exercise 2 passed:", ex2_ok)
+assert ex2_ok
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print("largest relative error:", f"{np.abs(sig_mine.numpy() / sig_np - 1).max():.1e}")
+
+# %% [markdown]
+# **Exercise 3 (think).** Replace R1 by R2 (`cfg.replace(regularizer="jacobian_spectral")`) and by R5
+# (`regularizer="spectral_entropy"`). Before you run them: which should change SE more, and which
+# FD? Why?
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# *Answer.* R1 shrinks all directions together ($\sum_k\sigma_k^2$), so it moves the scale and
+# hardly the shape: FD falls, SE barely moves. R2 pushes down only $\sigma_1$, which flattens the
+# spectrum, so SE should rise more than under R1. R5 pushes towards flat spectra directly, so SE
+# rises towards its maximum $\log_2 C$ by construction, while FD falls less because the Jacobian's
+# scale is not penalised. Run `sl.run_study` with each to see the sizes.
+
+# %% [markdown]
+# **Exercise 4 (think).** Use `fd_normalize=True` in the config, so that the headline FD is scale
+# free. Which of the printed claims would you expect `assess_claims` to support then?
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# *Answer.* With unit-norm maps FD no longer sees the overall shrinkage, so the headline FD verdict
+# becomes the FD_shape verdict of §4; compare with the FD_shape line printed there (and with the
+# stored full MNIST study of §6).

@@ -12,7 +12,12 @@ from ._helpers import D
 
 def test_effective_rank_quantile_and_monotone_in_alpha():
     p = np.array([0.5, 0.3, 0.15, 0.05])
-    assert [g.energy_quantile_rank(p, t, kind="eigen") for t in (0.5, 0.8, 0.9, 0.99)] == [1, 2, 3, 4]
+    assert [g.energy_quantile_rank(p, t, kind="eigen") for t in (0.5, 0.8, 0.9, 0.99)] == [
+        1,
+        2,
+        3,
+        4,
+    ]
     ks = [g.orbit_energy_quantile_rank(a, D, 0.9) for a in np.linspace(0, 3, 31)]
     assert all(b <= a for a, b in zip(ks[:-1], ks[1:]))
     # definition against the harmonic-number form
@@ -31,10 +36,19 @@ def test_finite_width_tail_bounds(alpha):
             assert tail <= g.tail_mass_bound(alpha, k, d) + 1e-15
             assert g.tail_mass_bound(alpha, k, d) <= g.tail_mass_bound(alpha, k)
         for tau in (0.5, 0.9, 0.99):
-            assert g.orbit_energy_quantile_rank(alpha, d, tau) <= g.energy_quantile_rank_bound(alpha, tau)
+            assert g.orbit_energy_quantile_rank(alpha, d, tau) <= g.energy_quantile_rank_bound(
+                alpha, tau
+            )
     # the spec's measured values at tau = 0.9
-    assert [g.orbit_energy_quantile_rank(2.0, d, 0.9) for d in (64, 256, 1024, 4096)] == [6, 6, 6, 6]
-    assert g.energy_quantile_rank_bound(2.0, 0.9) == 10 or g.energy_quantile_rank_bound(2.0, 0.9) == 11
+    assert [g.orbit_energy_quantile_rank(2.0, d, 0.9) for d in (64, 256, 1024, 4096)] == [
+        6,
+        6,
+        6,
+        6,
+    ]
+    assert (
+        g.energy_quantile_rank_bound(2.0, 0.9) == 10 or g.energy_quantile_rank_bound(2.0, 0.9) == 11
+    )
 
 
 def test_effective_rank_regimes_match_spec_table():

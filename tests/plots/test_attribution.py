@@ -34,7 +34,9 @@ def test_attribution_plots(model_and_data):
     plt.close(fig)
     rng = np.random.default_rng(0)
     se, dg = rng.uniform(size=80), rng.uniform(size=80)
-    fig = plots.plot_entropy_instability(se, dg, sl.attribution.upper_envelope(se, dg, bins=5), rho=0.1)
+    fig = plots.plot_entropy_instability(
+        se, dg, sl.attribution.upper_envelope(se, dg, bins=5), rho=0.1
+    )
     assert "Spearman" in fig.axes[0].get_title()
     plt.close(fig)
     # colour images (3 channels) become one heat map

@@ -45,7 +45,9 @@ def test_spectra_plots_against_references(digits):
     plt.close(fig)
     J = sl.input_jacobian(model, x)
     b = sl.sensitivity_bounds(J, 0.1)
-    fig = sl.plots.plot_sensitivity_bounds(b, sl.sensitivity.monte_carlo_sensitivity(J, None, 0.1, 100))
+    fig = sl.plots.plot_sensitivity_bounds(
+        b, sl.sensitivity.monte_carlo_sensitivity(J, None, 0.1, 100)
+    )
     assert len(fig.axes[0].lines) == 5
     # worst, rank, entropy, typical: against a numpy closed form (E2 entropy, K = sigma_1^2 / d)
     sv = np.linalg.svd(J.numpy(), compute_uv=False)
