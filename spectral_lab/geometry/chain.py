@@ -80,6 +80,12 @@ class ChainSlack:
 
     ``r_l = log σ_1(Ā_l)``, the interface slacks ``s_l = r_l + r_{l+1} − log σ_1(Ā_{l+1} Ā_l)``,
     the total slack ``S = Σ r_l − log σ_1(P̄)`` and the amplitude ``G = (Π σ_1(Ā_l))^{1/L}``.
+
+    Example: two factors whose top directions do not chain leave a positive slack.
+        >>> a = torch.diag(torch.tensor([2.0, 1.0], dtype=torch.float64))
+        >>> cs = chain_slack(torch.stack([a, a.flip(0, 1)]))
+        >>> cs.L, bool(cs.total_slack > 0), cs.interface_slack.shape
+        (2, True, (1,))
     """
 
     r: np.ndarray  # r_l = log σ_1(Ā_l), l = 1..L
@@ -168,6 +174,11 @@ class DepthBudget:
     checked elsewhere: the chain amplitude predicted from per-layer exponents alone against the
     product's measured ``σ_1``, and the drift on chains with known exponents where the bound is
     tight (``tests/geometry/``, the chapter on residual chains).
+
+    Example: see :func:`depth_budget`.
+        >>> b = depth_budget([0.0, 0.0], [0.0, 0.0], 8, log_sigma_chain=0.0, total_slack=0.0)
+        >>> b.holds, b.tightness, b.exact_hypotheses
+        (True, 0.0, True)
     """
 
     drift: np.ndarray  # |α_{l+1} − α_l|

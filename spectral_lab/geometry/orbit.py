@@ -249,6 +249,11 @@ class OrbitActions:
 
     ``fisher_action = Σ_l I(α_l) Δα_l²``, ``kl_action = 2 Σ_l KL(p_{α_l} ‖ p_{α_{l+1}})``,
     ``bures_action = Σ_l d_BW²(α_l, α_{l+1})``, ``fisher_length = Σ_l ∫ sqrt(I) dα`` over each step.
+
+    Example:
+        >>> act = orbit_actions([0.0, 0.5], 8)
+        >>> act.steps, act.d, act.cauchy_schwarz_holds
+        (1, 8, True)
     """
 
     fisher_action: float  # Σ I(α_l) (α_{l+1} − α_l)²

@@ -103,6 +103,11 @@ class RankSummary:
 
     With ``p_k = λ_k / Σ_j λ_j``: ``k_tau[τ]`` the energy quantile ranks, ``entropy_rank =
     exp(−Σ p_k log p_k)``, ``participation_ratio = 1 / Σ p_k²``, ``stable_rank = 1 / p_1``.
+
+    Example:
+        >>> s = rank_summary([3.0, 1.0], taus=(0.5,), kind="eigen")
+        >>> s.k_tau, s.stable_rank, round(s.participation_ratio, 4)  # p = (3/4, 1/4)
+        ({0.5: 1}, 1.3333333333333333, 1.6)
     """
 
     k_tau: dict  # {τ: k_τ}
