@@ -16,6 +16,11 @@ from torch.utils.data import DataLoader, Dataset
 
 Batch = tuple[torch.Tensor, "torch.Tensor | None"]
 
+DataLike = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | Dataset | DataLoader | Iterable[Batch]
+"""What a ``data`` argument accepts: a tensor of inputs, an ``(x, y)`` pair, a ``Dataset`` (an
+:class:`~spectral_lab.data.ArrayDataset` or any other), a ``DataLoader`` or an iterable of
+``(x, y)`` batches; all are streamed by :func:`iter_batches`."""
+
 _KINDS = "a tensor of inputs, an (x, y) pair of tensors, a Dataset, a DataLoader or an iterable of (x, y) batches"
 
 

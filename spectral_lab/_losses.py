@@ -18,6 +18,9 @@ import torch
 from torch.nn import functional as F
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossLike = str | Loss
+"""What a ``loss`` argument accepts: ``"mse"``, ``"cross_entropy"`` or a callable
+``loss(outputs, y)`` returning the mean over the batch; resolved by :func:`resolve_loss`."""
 
 
 def half_mse(outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 The report holds the Matrix Stability Profile, the Global Matrix Stability Index at the supremum
 (``q = 1``, what the bounds need) and at a robust quantile (``q = 0.95`` by default), and the
-consequences of Theorem 4.2 evaluated as numbers: how much the output, the parameters' effect and
+consequences of Theorem 4.2 of "A Unified Matrix-Spectral Framework for Stability and
+Interpretability in Deep Learning" evaluated as numbers: how much the output, the parameters' effect and
 the saliency can move per unit of perturbation, the NTK condition number against its bound, and
 the largest step size the index certifies. It prints as text, renders as HTML in a notebook,
 serialises to a dict / JSON and draws a one-figure summary with :meth:`StabilityReport.plot`.
@@ -25,12 +26,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ._checks import check_logits, check_model
-from ._data import iter_batches
+from ._data import DataLike, iter_batches
 from ._deprecate import renamed_kwargs
 from ._losses import resolve_loss
 from .stability import (
@@ -46,6 +48,9 @@ from .stability import (
     stable_step_size,
 )
 from .stability._common import LossFn
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _LABELS = {
     "input_jacobian": "input Jacobian  Q_q sigma_1(J_f)",
@@ -89,6 +94,16 @@ class StabilityReport:
 
     These are the bounds' values, not checks: :func:`~spectral_lab.verify_consequences` measures
     the consequences that can fail.
+
+    Example:
+        >>> import torch
+        >>> from spectral_lab import MLP
+        >>> x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+        >>> rep = diagnose(MLP(4, 3, width=8), (x, y), progress=False, operators=("input_jacobian", "hessian"))
+        >>> math.isclose(rep.bounds["stable_lr"], 2 / rep.index.value**2), "Gamma" in rep.summary()
+        (True, True)
+        >>> sorted(rep.to_dict())[:3]
+        ['bounds', 'data', 'format']
     """
 
     profile: StabilityProfile
@@ -179,7 +194,8 @@ class StabilityReport:
             f"mean spectral entropy SE(J<sub>f</sub>) = {_fmt(p.jac_entropy, 3)}"
             "<table><tr><th>consequence (Theorem 4.2)</th><th>with &Gamma;</th>"
             f"<th>operator alone / measured</th></tr>{crows}</table>"
-            "<small>Index construction: spec 5.2 (a choice, not the paper's formula).</small></div>"
+            "<small>Index construction: the largest of the four operator terms, a choice of this "
+            "library (not the paper's formula).</small></div>"
         )
 
     def to_dict(self, samples: bool = False) -> dict:
@@ -205,7 +221,7 @@ class StabilityReport:
             Path(path).write_text(text)
         return text
 
-    def plot(self, **kwargs):
+    def plot(self, **kwargs) -> Figure:
         """A one-figure summary (see :func:`spectral_lab.plots.plot_stability_report`)."""
         from .plots import plot_stability_report  # drawing lives in plots; imported on demand
 
@@ -265,7 +281,7 @@ def _accuracy(model, data, loss, max_samples, batch_size):
 )
 def diagnose(
     model: nn.Module,
-    data,
+    data: DataLike,
     *,
     q: float = 1.0,
     robust_q: float = 0.95,
@@ -291,10 +307,21 @@ def diagnose(
     NTK Gram (``O(n^2 p)``), ``num_hessian_samples`` and ``max_iter`` (Lanczos steps) the
     matrix-free Hessian eigen-solve (the old spellings ``ntk_samples``, ``hessian_samples`` and
     ``lanczos_steps`` are deprecated for one release); ``ntk_kind`` picks the scalar (default) or block NTK. The index is
-    :func:`~spectral_lab.stability.stability_index` (spec 5.2, a choice, not from the paper; swap
-    it with ``agg=``/``weights=``).
+    :func:`~spectral_lab.stability.stability_index`, ``Gamma_q = max{Q_q sigma_1(J_f(x_i)),
+    Q_q sigma_1(J_theta(x_i)), sqrt(lambda_max(K)/n), sqrt(lambda_max(H))}`` (a choice of this
+    library, not the paper's formula; swap it with ``agg=``/``weights=``).
 
-    Cost: that of :func:`~spectral_lab.stability.stability_profile` plus one forward pass.
+    Cost: that of :func:`~spectral_lab.stability.stability_profile` plus one forward pass. Runs on
+    the device and dtype of the model's parameters; inputs are cast to them.
+
+    Example:
+        >>> import torch
+        >>> from spectral_lab import MLP
+        >>> _ = torch.manual_seed(0)
+        >>> x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+        >>> rep = diagnose(MLP(4, 3, width=8), (x, y), progress=False)
+        >>> rep.index.value >= rep.robust_index.value, rep.profile.n, rep.index.dominant in rep.index.terms
+        (True, 16, True)
     """
     check_model(model)
     t0 = time.perf_counter()

@@ -26,8 +26,9 @@ This package gives every quantity of that paper as a function, one module per to
   :func:`circular_conv_singular_values`, :func:`chain_profile`, :func:`exponent_profile` ->
   :class:`ExponentProfile`.
 
-Tags: [D] derived (elementary, verified numerically), [C] an implementation choice
-(not from the paper), [P] stated in the paper's abstract. Orbit quantities and fits are scalar
+Tags in the docstrings: [P] stated in the paper's abstract; [D] derived here from those statements
+with elementary mathematics (checked numerically in the tests); [C] a choice of this library (the
+paper's own choice is not stated in its abstract). Orbit quantities and fits are scalar
 problems solved in float64 NumPy/SciPy on the CPU (``O(d)`` per evaluation); factor matrices are
 built in torch on the model's device and dtype.
 

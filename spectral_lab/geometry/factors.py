@@ -1,5 +1,6 @@
-"""Layer factors of models (dense, convolutional, residual blocks) and their exponent profiles
-(section 6)."""
+"""Layer factors of models (dense, convolutional, residual blocks) and their exponent profiles: the
+diagnostics that "Geometric and Spectral Alignment for Deep Neural Network I" proposes, computed
+on the models of :mod:`spectral_lab.models`."""
 
 from __future__ import annotations
 
@@ -34,7 +35,13 @@ def conv_operator_matrix(
 
     ``padding="circular"`` wraps around (its singular values are exactly those of the per-frequency
     FFT blocks, see :func:`circular_conv_singular_values`); ``"zero"`` is the model's own operator.
-    Built by applying the conv to the identity basis; cost ``O(c² n⁴ k²)``.
+    Built by applying the conv to the identity basis; cost ``O(c² n⁴ k²)``, memory ``O(c² n⁴)``.
+    Runs on the device and dtype of the conv's weight.
+
+    Example:
+        >>> conv = torch.nn.Conv2d(2, 3, 3, padding=1, bias=False)
+        >>> conv_operator_matrix(conv, 4).shape
+        torch.Size([48, 32])
     """
     if not isinstance(conv, nn.Conv2d):
         raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
@@ -60,7 +67,14 @@ def circular_conv_singular_values(weight: torch.Tensor, image_size: int) -> torc
 
     The operator is block-diagonalised by the 2-D DFT: for each frequency ``(u, v)`` the
     ``c_out × c_in`` block ``K̂(u,v) = Σ_{i,j} K[:, :, i, j] e^{−2πi(u i + v j)/n}`` (Sedghi, Gupta &
-    Long 2019). Returns all ``n² min(c_out, c_in)`` values, descending. Cost ``O(n² c³)``.
+    Long 2019). Returns all ``n² min(c_out, c_in)`` values, descending. Cost ``O(n² c³)``. Runs on
+    the device and dtype of ``weight``.
+
+    Example: the FFT values are those of the dense circular operator.
+        >>> conv = torch.nn.Conv2d(2, 3, 3, padding=1, bias=False).double()
+        >>> dense = torch.linalg.svdvals(conv_operator_matrix(conv, 4))
+        >>> torch.allclose(circular_conv_singular_values(conv.weight, 4), dense)
+        True
     """
     w = check_tensor(weight, "weight", min_dim=4)
     n = int(image_size)
@@ -129,7 +143,16 @@ def layer_factors(
       end-to-end Jacobian chain. Computed with ``torch.func.jacrev`` + ``vmap`` (no sample loop).
 
     ``d`` is the residual width (MLP) or ``channels · n²`` (conv). Cost: static ``O(L d²)`` (plus
-    the conv matrices), Jacobian ``O(N L d)`` backward passes, memory ``O(N L d²)``.
+    the conv matrices), Jacobian ``O(N L d)`` backward passes, memory ``O(N L d²)``. Runs on the
+    device and dtype of the model's parameters; inputs are cast to them.
+
+    Example:
+        >>> from spectral_lab.models import ResidualMLP
+        >>> _ = torch.manual_seed(0)
+        >>> m = ResidualMLP(4, 3, width=6, depth=3).double()  # float32 inputs are cast
+        >>> f = layer_factors(m, torch.randn(2, 4), kind="jacobian")
+        >>> layer_factors(m).shape, f.shape, f.dtype
+        (torch.Size([3, 6, 6]), torch.Size([2, 3, 6, 6]), torch.float64)
     """
     check_model(model)
     if kind not in ("static", "jacobian"):
@@ -143,14 +166,13 @@ def layer_factors(
                     "conv blocks need the feature-map size: pass an input x (one sample is enough)"
                 )
             else:
-                image_size = _block_inputs(model, check_tensor(x[:1], "x", min_dim=2), blocks)[
-                    0
-                ].shape[-1]
+                x1 = check_tensor(x[:1], "x", min_dim=2).to(next(model.parameters()))
+                image_size = _block_inputs(model, x1, blocks)[0].shape[-1]
         with torch.no_grad():
             return torch.stack([_static_factor(b, image_size, conv_padding) for b in blocks])
     if x is None:
         raise ValueError("kind='jacobian' needs inputs x at which to evaluate the factors")
-    x = check_tensor(x, "x", min_dim=2)
+    x = check_tensor(x, "x", min_dim=2).to(next(model.parameters()))
     hs = _block_inputs(model, x, blocks)
     from torch.func import functional_call, jacrev, vmap
 
@@ -173,7 +195,8 @@ class ExponentProfile:
     """Per-layer exponent, fit quality and effective rank along depth, plus the chain's budget.
 
     For Jacobian factors the per-layer arrays are means over the samples and ``per_sample`` holds
-    one profile per input (each with its own chain, slack and budget).
+    one profile per input (each with its own chain, slack and budget). Built by
+    :func:`chain_profile` and :func:`exponent_profile` (see there for an example).
     """
 
     kind: str
@@ -237,6 +260,14 @@ def chain_profile(
     the ML exponents, the chart for which ``ρ`` is defined). The budget is ``None`` when a factor is
     numerically rank-deficient: its fit then lives on the orbit of its rank while ``r_l`` (from
     the whole factor) uses the ambient ``d``, and the two cannot be combined. Cost ``O(L d³)``.
+    Factors are taken to float64 (on their device).
+
+    Example: three copies of an exact orbit point have exponent ``α`` and zero drift.
+        >>> from spectral_lab.geometry import power_law_spectrum
+        >>> a = torch.diag(torch.tensor(power_law_spectrum(1.0, 8)).sqrt())
+        >>> prof = chain_profile(torch.stack([a, a, a]))
+        >>> prof.alpha.round(6).tolist(), prof.holds
+        ([1.0, 1.0, 1.0], True)
     """
     f = _factor_stack(factors)
     if f.dim() != 3:
@@ -287,7 +318,9 @@ def exponent_profile(
 
     ``kind="static"``: weights-only factors (diagnostics only [P]); ``kind="jacobian"``: the
     data-dependent factors ``I + scale · ∂branch/∂h`` at each row of ``x`` (one chain per sample,
-    per-layer means reported). See :func:`layer_factors` and :func:`chain_profile`.
+    per-layer means reported). See :func:`layer_factors` and :func:`chain_profile`. Cost: that of
+    :func:`layer_factors` plus ``O(L d³)`` per chain. Runs on the device and dtype of the model's
+    parameters; inputs are cast to them.
 
     Example:
         >>> from spectral_lab.models import ResidualMLP

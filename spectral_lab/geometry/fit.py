@@ -1,5 +1,8 @@
 """Fitted power-law charts: the exponent of a measured spectrum and whether a power law describes it
-(section 3.7)."""
+(the fitted power-law charts of "Geometric and Spectral Alignment for Deep Neural Network I"; how
+the paper fits them is not stated there, so every chart here is a choice of this library).
+
+Spectra are taken as given and fitted in float64 NumPy/SciPy on the CPU."""
 
 from __future__ import annotations
 
@@ -15,10 +18,17 @@ from .orbit import _gibbs, _log_ranks, orbit_top_radial, orbit_top_radial_invers
 
 @dataclass(frozen=True)
 class PowerLawFit:
-    """A fitted power-law chart ``λ_k ∝ k^{-α}`` of one spectrum, with its quality (spec 3.7).
+    """A fitted power-law chart ``λ_k ∝ k^{-α}`` of one spectrum, with its quality.
 
     ``alpha`` is the exponent of the chart named by ``chart`` (default ``"mle"``); all four charts
-    are always reported. Exponents refer to the eigenvalues ``λ = σ²`` of ``ĀᵀĀ``.
+    are always reported. Exponents refer to the eigenvalues ``λ = σ²`` of ``ĀᵀĀ``. Built by
+    :func:`power_law_fit`.
+
+    Example: on an exact orbit point every chart finds the exponent.
+        >>> from spectral_lab.geometry import power_law_spectrum
+        >>> fit = power_law_fit(power_law_spectrum(0.8, 32), kind="eigen")
+        >>> [round(a, 6) for a in (fit.alpha_mle, fit.alpha_ls, fit.alpha_top_radial)], fit.verdict != ""
+        ([0.8, 0.8, 0.8], True)
     """
 
     alpha: float
@@ -73,7 +83,7 @@ def power_law_fit(
 ) -> PowerLawFit:
     """Fit the power-law orbit ``λ_k ∝ k^{-α}`` to one spectrum and judge whether it is one.
 
-    Charts (spec 3.7; the paper's exact fit is unknown, so all are choices [C]):
+    Charts (the paper does not state its fit, so all four are choices of this library [C]):
 
     * ``"mle"`` (default): maximum likelihood / I-projection on the rank window,
       ``E_α̂[log k | window] = Σ_{k∈window} p̂_k log k / Σ_{k∈window} p̂_k`` (unique root);

@@ -1,5 +1,8 @@
 """Frobenius normalisation of a factor, its Cartan coordinate, spectral energy and top radial
-(sections 3.1-3.2 of the paper)."""
+(the single-factor quantities of "Geometric and Spectral Alignment for Deep Neural Network I").
+
+Matrix functions run on the device and dtype of their input; spectrum functions return float64
+NumPy on the CPU."""
 
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ def frobenius_normalize(a: torch.Tensor, trace: str = "d") -> torch.Tensor:
 
     ``d = min(rows, cols)``; batched over leading dimensions. With ``trace="d"`` the identity is a
     fixed point and ``tr(ĀᵀĀ) = d`` — the convention under which the Bures line element is
-    exactly ``(d/4) I(α)`` [D]; ``"one"`` (trace 1) is the alternative [C]. Cost ``O(d²)``.
+    exactly ``(d/4) I(α)`` [D]; ``"one"`` (trace 1) is the alternative [C]. Cost ``O(d²)``. Runs
+    on the device and dtype of its input.
 
     Example:
         >>> frobenius_normalize(2 * torch.eye(3, dtype=torch.float64)).diag().tolist()
@@ -37,7 +41,7 @@ def cartan_coordinates(a: torch.Tensor, trace: str = "d") -> torch.Tensor:
     """Cartan coordinate ``a_k = log σ_k(Ā) = ½ log λ_k(ĀᵀĀ)``, descending, batched [P/D].
 
     Lies in the Weyl chamber ``a_1 ≥ … ≥ a_d`` with ``Σ_k e^{2 a_k} = d`` (trace ``"d"``). Cost: one
-    SVD, ``O(d³)``. Zero singular values give ``-inf``.
+    SVD, ``O(d³)``. Zero singular values give ``-inf``. Runs on the device and dtype of its input.
 
     Example:
         >>> cartan_coordinates(torch.eye(4)).abs().max().item()
@@ -49,7 +53,10 @@ def cartan_coordinates(a: torch.Tensor, trace: str = "d") -> torch.Tensor:
 def spectral_energy(spectrum, kind: str = "singular") -> np.ndarray:
     """Spectral-energy distribution on ranks ``p_k = λ_k / Σ_j λ_j`` (descending), float64.
 
-    ``kind="singular"`` takes singular values (``λ = σ²``), ``"eigen"`` takes ``λ``. Example:
+    ``kind="singular"`` takes singular values (``λ = σ²``), ``"eigen"`` takes ``λ``. Values
+    below ``1e-14 λ_1`` are dropped. Cost ``O(d log d)``; returns float64 NumPy on the CPU.
+
+    Example:
         >>> spectral_energy([1.0, 1.0]).tolist()
         [0.5, 0.5]
     """

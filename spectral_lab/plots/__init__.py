@@ -5,6 +5,11 @@ Topics: :mod:`._style` (colours, rc settings, :func:`use_style`), :mod:`.trainin
 :mod:`.experiments`. The ``*_draw`` functions are the drawing halves of the explorers in
 :mod:`spectral_lab.widgets` (``draw(**values) -> Figure``), testable without a kernel.
 Every name is re-exported here, so ``sl.plots.<name>`` reaches it.
+
+Every ``plot_*`` function draws the numbers it is given (no model is evaluated; the cost is the
+drawing) and returns the :class:`matplotlib.figure.Figure`; pass ``ax=`` (or ``axes=``) to draw
+into existing axes. A ``*_draw(...)`` factory does its one-off work when called and returns
+``draw(**values) -> Figure``; each states its cost per call.
 """
 
 from __future__ import annotations

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from ._style import COLORS
 
@@ -26,6 +27,9 @@ def _as_image(x) -> np.ndarray:
     x = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=float)
     if x.ndim == 3:
         return x[0] if x.shape[0] == 1 else np.clip(x.transpose(1, 2, 0), 0, 1)
+    if x.ndim == 1:  # a flat input (an MLP's): a square image when its length is a square
+        side = int(round(np.sqrt(x.size)))
+        return x.reshape(side, side) if side * side == x.size else x[None]
     return x
 
 
@@ -35,9 +39,18 @@ def plot_saliency_maps(
     perturbed,
     titles: Sequence[str] | None = None,
     row_labels=("input", "clean |a(x)|", "perturbed |a(x+δ)|"),
-):
+) -> Figure:
     """Columns: samples; rows: the input, its clean saliency, its saliency under noise. Each
-    column's two maps share one colour scale so the change is visible."""
+    column's two maps share one colour scale so the change is visible.
+
+    Example:
+        >>> import torch
+        >>> imgs = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+        >>> fig = plot_saliency_maps(imgs, imgs, 2 * imgs)
+        >>> len(fig.axes)  # 3 rows x 2 samples
+        6
+        >>> plt.close(fig)
+    """
     n = len(images)
     fig, axes = plt.subplots(3, n, figsize=(1.5 * n + 0.6, 4.6), squeeze=False)
     for j in range(n):
@@ -69,9 +82,20 @@ def plot_entropy_instability(
     xlabel: str = "spectral entropy SE(J_f(x)) [bits]",
     ylabel: str = r"instability $\Delta_{grad}$",
     title: str = "",
-):
+) -> Figure:
     """Per-sample scatter of spectral entropy against attribution instability, with the upper
-    envelope (``attribution.Envelope``) and the Spearman rho in the title."""
+    envelope (``attribution.Envelope``) and the Spearman rho in the title.
+
+    Example:
+        >>> from spectral_lab.attribution import spearman, upper_envelope
+        >>> rng = np.random.default_rng(0)
+        >>> se = rng.uniform(1, 3, 50)
+        >>> inst = se + rng.normal(0, 0.1, 50)
+        >>> fig = plot_entropy_instability(se, inst, upper_envelope(se, inst, bins=4), rho=spearman(se, inst))
+        >>> len(fig.axes[0].lines), "Spearman" in fig.axes[0].get_title()
+        (1, True)
+        >>> plt.close(fig)
+    """
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.6, 3.6))
     ax.scatter(
@@ -96,8 +120,21 @@ def plot_entropy_instability(
     return ax.figure
 
 
-def attribution_draw(model, x, y=None):
-    """``draw(index, noise, method, seed)`` for :func:`spectral_lab.widgets.attribution_explorer` (testable directly)."""
+def attribution_draw(model, x, y=None) -> Callable[..., Figure]:
+    """``draw(index, noise, method, seed)`` for :func:`spectral_lab.widgets.attribution_explorer` (testable directly).
+
+    Cost per ``draw``: two attributions of one sample (``smoothgrad`` and ``integrated_gradients``
+    take several gradients each). Runs on the device and dtype of the model's parameters; ``x`` must
+    already be on them.
+
+    Example:
+        >>> from spectral_lab import MLP
+        >>> _ = torch.manual_seed(0)
+        >>> fig = attribution_draw(MLP(16, 3, width=8), torch.rand(2, 16))(index=1, noise=0.1)
+        >>> len(fig.axes)  # x, x + delta and their two maps
+        4
+        >>> plt.close(fig)
+    """
 
     from ..attribution import attribution, cosine_distance, relative_change, topk_overlap
 

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from ._style import _axis
 
 
-def plot_convergence(results: dict, reference, ax=None, title: str = "convergence"):
+def plot_convergence(results: dict, reference, ax=None, title: str = "convergence") -> Figure:
     """Relative error of the top eigenvalue estimate against the number of matrix-vector products,
-    for each ``EigResult`` in ``results`` (``{label: result}``)."""
+    for each ``EigResult`` in ``results`` (``{label: result}``).
+
+    Example:
+        >>> from spectral_lab.linalg import lanczos
+        >>> A = torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64))
+        >>> fig = plot_convergence({"Lanczos": lanczos(A, max_iter=6, seed=0)}, reference=10.0)
+        >>> len(fig.axes[0].lines), bool((fig.axes[0].lines[0].get_ydata() < 1).all())
+        (1, True)
+        >>> plt.close(fig)
+    """
     ax = _axis(ax)
     ref = float(np.asarray(reference).ravel()[0])
     for label, r in results.items():
@@ -28,9 +40,20 @@ def plot_convergence(results: dict, reference, ax=None, title: str = "convergenc
     return ax.figure
 
 
-def plot_density(density, exact=None, ax=None, title: str = "spectral density", label: str = "SLQ"):
+def plot_density(
+    density, exact=None, ax=None, title: str = "spectral density", label: str = "SLQ"
+) -> Figure:
     """A :class:`~spectral_lab.linalg.SpectralDensity`, with an optional histogram of exact
-    eigenvalues for comparison."""
+    eigenvalues for comparison.
+
+    Example:
+        >>> from spectral_lab.linalg import spectral_density
+        >>> A = torch.diag(torch.linspace(0.0, 1.0, 50, dtype=torch.float64))
+        >>> fig = plot_density(spectral_density(A, num_probes=2, num_steps=10, seed=0), exact=A.diag())
+        >>> len(fig.axes[0].lines), len(fig.axes[0].patches)  # the SLQ curve, 80 histogram bars
+        (1, 80)
+        >>> plt.close(fig)
+    """
     ax = _axis(ax)
     if exact is not None:
         ax.hist(
@@ -47,9 +70,19 @@ def plot_density(density, exact=None, ax=None, title: str = "spectral density", 
     return ax.figure
 
 
-def plot_sharpness(trace, ax=None, title: str = "sharpness during gradient descent"):
+def plot_sharpness(trace, ax=None, title: str = "sharpness during gradient descent") -> Figure:
     """Loss (left) and sharpness ``lambda_max(H)`` with the ``2/eta`` line (right) of a
-    :class:`~spectral_lab.hessian.SharpnessTrace`."""
+    :class:`~spectral_lab.hessian.SharpnessTrace`.
+
+    Example:
+        >>> from spectral_lab.hessian import SharpnessTrace
+        >>> t = SharpnessTrace(lr=0.5, steps=torch.arange(3), loss=torch.tensor([1.0, 0.5, 0.3]),
+        ...                    sharpness_steps=torch.tensor([0, 2]), sharpness=torch.tensor([3.0, 3.9]))
+        >>> fig = plot_sharpness(t)
+        >>> float(fig.axes[1].lines[-1].get_ydata()[0])  # the 2 / eta line
+        4.0
+        >>> plt.close(fig)
+    """
     if ax is None:
         fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
     ax = np.atleast_1d(ax)
@@ -69,11 +102,25 @@ def plot_sharpness(trace, ax=None, title: str = "sharpness during gradient desce
     return ax[0].figure
 
 
-def step_size_draw(model, loss_fn, data, lam_max: float, steps: int = 60):
+def step_size_draw(model, loss_fn, data, lam_max: float, steps: int = 60) -> Callable[..., Figure]:
     """The drawing function of :func:`spectral_lab.widgets.step_size_explorer` (testable without a kernel).
 
     A learning-rate slider (in units of ``2 / lambda_max``): gradient descent on the network
     (a copy; ``model`` is not changed) and on a quadratic with the same ``lambda_max``.
+
+    ``loss_fn`` is any ``loss=`` of :func:`~spectral_lab.hessian.gd_losses` (``"mse"``: the one
+    ``train`` minimises). Cost per ``draw``: ``steps`` full-batch gradient steps on ``data``. Runs
+    on the device and dtype of the model's parameters; inputs are cast to them.
+
+    Example: a linear model with ``lambda_max(H) = 2`` under ``"mse"``; below ``2 / lambda_max`` the
+    loss falls.
+        >>> lin = torch.nn.Linear(2, 1, bias=False).double()
+        >>> x = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+        >>> fig = step_size_draw(lin, "mse", (x, torch.zeros(2, 1, dtype=torch.float64)), lam_max=2.0, steps=5)(0.9)
+        >>> losses = fig.axes[1].lines[0].get_ydata()
+        >>> len(fig.axes), bool(losses[-1] < losses[0])
+        (2, True)
+        >>> plt.close(fig)
     """
 
     from ..hessian import gd_losses, gd_quadratic

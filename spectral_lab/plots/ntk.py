@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from ._style import _axis
 
@@ -18,8 +19,15 @@ def plot_eigenvalues(
     normalize: bool = False,
     title: str = "eigenvalues",
     ylabel: str = r"$\lambda_k$",
-):
-    """Rank-ordered eigenvalues (descending), one line per entry of ``eigenvalues`` (log scale)."""
+) -> Figure:
+    """Rank-ordered eigenvalues (descending), one line per entry of ``eigenvalues`` (log scale).
+
+    Example:
+        >>> fig = plot_eigenvalues([[1.0, 4.0, 2.0], [3.0, 1.0]], labels=["a", "b"])
+        >>> [np.asarray(line.get_ydata()).tolist() for line in fig.axes[0].lines]
+        [[4.0, 2.0, 1.0], [3.0, 1.0]]
+        >>> plt.close(fig)
+    """
     ax = _axis(ax)
     for i, ev in enumerate(eigenvalues):
         e = np.sort(np.asarray(ev, dtype=float).ravel())[::-1]
@@ -35,8 +43,17 @@ def plot_eigenvalues(
     return ax.figure
 
 
-def plot_residuals(predicted, actual=None, ax=None, title: str = "training residual", labels=None):
-    """``||r_k||`` against step ``k``: predicted (line) and, optionally, actual (dots)."""
+def plot_residuals(
+    predicted, actual=None, ax=None, title: str = "training residual", labels=None
+) -> Figure:
+    """``||r_k||`` against step ``k``: predicted (line) and, optionally, actual (dots).
+
+    Example:
+        >>> fig = plot_residuals(np.array([[3.0, 4.0], [0.6, 0.8]]))
+        >>> np.asarray(fig.axes[0].lines[0].get_ydata()).tolist()  # ||r_k||
+        [5.0, 1.0]
+        >>> plt.close(fig)
+    """
     ax = _axis(ax)
     lp, la = labels or ("predicted $(I-\\eta\\tilde K)^k r_0$", "actual gradient descent")
     ax.plot(np.linalg.norm(np.asarray(predicted, dtype=float), axis=1), label=lp)
@@ -49,12 +66,25 @@ def plot_residuals(predicted, actual=None, ax=None, title: str = "training resid
     return ax.figure
 
 
-def ntk_draw(x, y, steps: int = 200, lr_factor: float = 0.5, seed: int = 0):
+def ntk_draw(
+    x, y, steps: int = 200, lr_factor: float = 0.5, seed: int = 0
+) -> Callable[..., Figure]:
     """The drawing function of :func:`spectral_lab.widgets.ntk_explorer` (testable without a kernel).
 
     Width, depth and activation of an MLP -> its block-NTK spectrum, and the training residual
     predicted by ``(I - eta K~)^k r_0`` against actual gradient descent (``eta = lr_factor /
     lambda_max``). ``x`` (N, d) and ``y`` (N, C) float64; keep ``N`` small (tens).
+
+    Cost per ``draw``: one ``NC x NC`` block NTK, its eigendecomposition and ``steps`` full-batch
+    gradient steps. Runs on the device and dtype of ``x`` (the model is built there).
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x, y = torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(6, 2, generator=g, dtype=torch.float64)
+        >>> fig = ntk_draw(x, y, steps=10)(width=16, depth=1)
+        >>> len(fig.axes[0].lines[0].get_ydata())  # N C = 12 eigenvalues
+        12
+        >>> plt.close(fig)
     """
 
     from ..models import MLP

@@ -3,11 +3,12 @@ sensitivity bounds they give."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from ._style import COLORS, to_numpy
 
@@ -18,8 +19,15 @@ def plot_spectra(
     labels: Sequence[str] | None = None,
     normalize: bool = False,
     title: str = "singular values",
-):
-    """Rank-ordered singular values, one line per row of ``spectra`` (log scale)."""
+) -> Figure:
+    """Rank-ordered singular values, one line per row of ``spectra`` (log scale).
+
+    Example:
+        >>> fig = plot_spectra(torch.tensor([[4.0, 2.0, 1.0]]), normalize=True)
+        >>> np.asarray(fig.axes[0].lines[0].get_ydata()).tolist()  # sigma_k / sigma_1
+        [1.0, 0.5, 0.25]
+        >>> plt.close(fig)
+    """
     s = np.atleast_2d(to_numpy(spectra))
     if ax is None:
         fig, ax = plt.subplots(figsize=(5, 3.4))
@@ -39,12 +47,20 @@ def plot_spectra(
     return ax.figure
 
 
-def plot_depth_spectra(partial_spectra, ax=None, normalize: bool = False, title: str = ""):
+def plot_depth_spectra(
+    partial_spectra, ax=None, normalize: bool = False, title: str = ""
+) -> Figure:
     """Singular values of the partial products ``F_k ... F_1`` through depth.
 
     ``partial_spectra`` is ``[(name, s), ...]`` from ``OperatorProduct.partial_spectra``; one line
     per partial product, coloured from dark (shallow) to light (deep), log scale. Singular values
     below ``1e-12 sigma_1`` (numerical zeros of a rank-deficient product) are left out.
+
+    Example:
+        >>> fig = plot_depth_spectra([("W1", torch.tensor([2.0, 1.0])), ("W2", torch.tensor([3.0, 1.0, 0.0]))])
+        >>> [np.asarray(line.get_ydata()).tolist() for line in fig.axes[0].lines]  # the zero is left out
+        [[2.0, 1.0], [3.0, 1.0]]
+        >>> plt.close(fig)
     """
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -68,8 +84,17 @@ def plot_depth_spectra(partial_spectra, ax=None, normalize: bool = False, title:
     return ax.figure
 
 
-def plot_depth_summary(names, values, ax=None, ylabel: str = "", title: str = "", label=None):
-    """One number per partial product (e.g. sigma_1, condition number) against depth."""
+def plot_depth_summary(
+    names, values, ax=None, ylabel: str = "", title: str = "", label=None
+) -> Figure:
+    """One number per partial product (e.g. sigma_1, condition number) against depth.
+
+    Example:
+        >>> fig = plot_depth_summary(["W1", "W2"], [1.0, 3.0], ylabel="sigma_1")
+        >>> np.asarray(fig.axes[0].lines[0].get_ydata()).tolist()
+        [1.0, 3.0]
+        >>> plt.close(fig)
+    """
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 3.2))
     ax.plot(range(len(names)), values, "o-", ms=4, label=label)
@@ -80,8 +105,15 @@ def plot_depth_summary(names, values, ax=None, ylabel: str = "", title: str = ""
     return ax.figure
 
 
-def plot_gates(gates, ax=None, title: str = "gates D_l(x): which units are on"):
-    """Gate diagonals ``phi'(z_l(x))`` as an image: rows = inputs, columns = units."""
+def plot_gates(gates, ax=None, title: str = "gates D_l(x): which units are on") -> Figure:
+    """Gate diagonals ``phi'(z_l(x))`` as an image: rows = inputs, columns = units.
+
+    Example:
+        >>> fig = plot_gates(torch.tensor([[0.0, 1.0], [1.0, 1.0]]))
+        >>> len(fig.axes), float(fig.axes[0].images[0].get_array().sum())  # the image and its colour bar
+        (2, 3.0)
+        >>> plt.close(fig)
+    """
     g = np.asarray(gates.detach().cpu() if hasattr(gates, "detach") else gates, dtype=float)
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 2.6))
@@ -92,9 +124,21 @@ def plot_gates(gates, ax=None, title: str = "gates D_l(x): which units are on"):
     return ax.figure
 
 
-def plot_sensitivity_bounds(bounds, monte_carlo=None, ax=None, title: str = ""):
+def plot_sensitivity_bounds(bounds, monte_carlo=None, ax=None, title: str = "") -> Figure:
     """Per sample: Monte-Carlo mean squared change, typical ``eps^2||J||_F^2/d``, entropy bound
-    ``K eps^2 exp(SE)``, rank bound and worst case ``eps^2 sigma_1^2`` (log scale)."""
+    ``K eps^2 exp(SE)``, rank bound and worst case ``eps^2 sigma_1^2`` (log scale).
+
+    ``bounds`` is a :class:`~spectral_lab.sensitivity.SensitivityBounds`; ``monte_carlo`` the
+    measured mean squared change per sample (optional).
+
+    Example:
+        >>> from spectral_lab.sensitivity import sensitivity_bounds
+        >>> b = sensitivity_bounds(torch.randn(3, 2, 5, generator=torch.Generator().manual_seed(0)), eps=0.1)
+        >>> fig = plot_sensitivity_bounds(b)
+        >>> len(fig.axes[0].lines)  # worst case, rank bound, entropy bound, typical
+        4
+        >>> plt.close(fig)
+    """
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.4, 3.4))
     n = len(bounds.typical)
@@ -115,10 +159,21 @@ def plot_sensitivity_bounds(bounds, monte_carlo=None, ax=None, title: str = ""):
     return ax.figure
 
 
-def jacobian_spectrum_draw(model, x, y=None):
+def jacobian_spectrum_draw(model, x, y=None) -> Callable[..., Figure]:
     """The drawing function of :func:`spectral_lab.widgets.jacobian_spectrum_explorer` (testable without a kernel).
 
     Pick a sample with a slider; see the input and its Jacobian's singular values.
+
+    Cost: one input Jacobian per sample of ``x``, once (``draw`` only plots). Runs on the device and
+    dtype of the model's parameters; inputs are cast to them.
+
+    Example:
+        >>> from spectral_lab import MLP
+        >>> _ = torch.manual_seed(0)
+        >>> fig = jacobian_spectrum_draw(MLP(6, 3, width=8), torch.randn(4, 6))(index=1)
+        >>> len(fig.axes[1].lines)  # 4 samples in grey, then the chosen one in blue
+        5
+        >>> plt.close(fig)
     """
     from ..jacobians import input_jacobian
     from ..spectra import singular_values
@@ -147,12 +202,21 @@ def jacobian_spectrum_draw(model, x, y=None):
     return draw
 
 
-def depth_spectra_draw(x, num_classes: int = 10, seed: int = 0):
+def depth_spectra_draw(x, num_classes: int = 10, seed: int = 0) -> Callable[..., Figure]:
     """The drawing function of :func:`spectral_lab.widgets.depth_spectra_explorer` (testable without a kernel).
 
     ``draw(gain, width, depth, activation, normalize)`` builds a random float64 MLP with those
     knobs, takes the operator product at ``x[0]`` and plots the singular values of every partial
     product after each weight, plus ``sigma_1`` and ``sigma_1/sigma_r`` against depth.
+
+    Cost per ``draw``: the SVD of each partial product (``depth + 1`` matrices of at most
+    ``width x d``). Runs in float64 on the CPU.
+
+    Example:
+        >>> fig = depth_spectra_draw(torch.randn(2, 5), num_classes=3)(width=8, depth=2)
+        >>> len(fig.axes), len(fig.axes[0].lines)  # one line per weight (two Linear layers)
+        (2, 2)
+        >>> plt.close(fig)
     """
     from ..models import MLP
     from ..operators import operator_product
@@ -198,13 +262,22 @@ def depth_spectra_draw(x, num_classes: int = 10, seed: int = 0):
     return draw
 
 
-def entropy_draw(J, eps: float = 0.1):
+def entropy_draw(J, eps: float = 0.1) -> Callable[..., Figure]:
     """The drawing function of :func:`spectral_lab.widgets.entropy_explorer` (testable without a kernel).
 
     ``draw(index, t, base)``: the spectrum of ``J[index]`` flattened toward uniform by ``t``
-    (energy mix ``(1 - t) p + t/k``, same Frobenius norm, :func:`spectral_lab.mix_toward_uniform`);
+    (energy mix ``(1 - t) p + t/k``, same Frobenius norm, :func:`spectral_lab.sensitivity.mix_toward_uniform`);
     left: the singular values; right: the energy distribution ``p`` with SE (in the chosen base),
     srank, erank, both condition numbers and the typical / entropy / worst-case sensitivities.
+
+    Cost: one SVD per matrix of ``J``, once. Runs in float64 on the CPU.
+
+    Example: at ``t = 1`` the energy distribution is uniform.
+        >>> J = torch.randn(2, 3, 10, generator=torch.Generator().manual_seed(0))
+        >>> fig = entropy_draw(J)(index=0, t=1.0)
+        >>> np.allclose([b.get_height() for b in fig.axes[1].patches], 1 / 3)
+        True
+        >>> plt.close(fig)
     """
     from ..bounds import mix_toward_uniform
     from ..spectra import (

@@ -1,10 +1,15 @@
-"""The stability profile and index, and the consequences of Theorem 4.2 against their bounds."""
+"""The stability profile and index, and the consequences of Theorem 4.2 of "A Unified
+Matrix-Spectral Framework for Stability and Interpretability in Deep Learning" against their
+bounds."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from ._style import COLORS
 
@@ -16,8 +21,18 @@ _OPERATOR_NAMES = {
 }
 
 
-def plot_index_terms(index, robust_index=None, ax=None, title: str | None = None):
-    """Bars of the four operator terms of a stability index (log scale), with ``Gamma`` as a line."""
+def plot_index_terms(index, robust_index=None, ax=None, title: str | None = None) -> Figure:
+    """Bars of the four operator terms of a stability index (log scale), with ``Gamma`` as a line.
+
+    Example:
+        >>> from spectral_lab.stability import StabilityIndex
+        >>> idx = StabilityIndex(2.0, {"input_jacobian": 2.0, "hessian": 0.5},
+        ...                      {"input_jacobian": 1.0, "hessian": 1.0}, "max", 1.0)
+        >>> fig = plot_index_terms(idx)
+        >>> [float(b.get_height()) for b in fig.axes[0].patches]
+        [2.0, 0.5]
+        >>> plt.close(fig)
+    """
     if ax is None:
         fig, ax = plt.subplots(figsize=(5, 3.2))
     keys = list(index.terms)
@@ -41,8 +56,21 @@ def plot_index_terms(index, robust_index=None, ax=None, title: str | None = None
     return ax.figure
 
 
-def plot_profile_samples(profile, key: str = "jac_top", q: float = 0.95, ax=None, bins: int = 30):
-    """Histogram of one per-sample statistic of a profile with its supremum and ``q``-quantile."""
+def plot_profile_samples(
+    profile, key: str = "jac_top", q: float = 0.95, ax=None, bins: int = 30
+) -> Figure:
+    """Histogram of one per-sample statistic of a profile with its supremum and ``q``-quantile.
+
+    Example:
+        >>> import torch
+        >>> from spectral_lab import MLP
+        >>> from spectral_lab.stability import stability_profile
+        >>> prof = stability_profile(MLP(4, 3, width=8), torch.randn(32, 4), operators=("input_jacobian",))
+        >>> fig = plot_profile_samples(prof, "jac_top", q=0.9)
+        >>> float(fig.axes[0].lines[0].get_xdata()[0]) == prof.jac_top  # the supremum line
+        True
+        >>> plt.close(fig)
+    """
     from ..stability import quantile
 
     if ax is None:
@@ -64,11 +92,17 @@ def plot_profile_samples(profile, key: str = "jac_top", q: float = 0.95, ax=None
 
 
 def plot_bound_check(measured, bound, ax=None, labels=None, title: str = "", xlabel: str = "bound",
-                     ylabel: str = "measured", color=None, lower: bool = False):  # fmt: skip
+                     ylabel: str = "measured", color=None, lower: bool = False) -> Figure:  # fmt: skip
     """Measured value against its bound, one point per configuration, log-log, with ``y = x``.
 
     An upper bound: every point must lie on or below the diagonal; its distance below says how
     loose the bound is. ``lower=True`` (a certified minimum, e.g. a stable step size): on or above.
+
+    Example:
+        >>> fig = plot_bound_check([0.5, 1.0], [1.0, 2.0])
+        >>> fig.axes[0].collections[0].get_offsets().tolist()  # (bound, measured) points
+        [[1.0, 0.5], [2.0, 1.0]]
+        >>> plt.close(fig)
     """
     m = np.asarray(measured, dtype=float)
     b = np.asarray(bound, dtype=float)
@@ -100,10 +134,20 @@ def plot_bound_check(measured, bound, ax=None, labels=None, title: str = "", xla
     return ax.figure
 
 
-def plot_stability_report(report, figsize=(12, 3.4)):
+def plot_stability_report(report, figsize=(12, 3.4)) -> Figure:
     """Summary figure of a :class:`~spectral_lab.diagnose.StabilityReport`: index terms (sup and
     robust quantile), per-sample ``sigma_1(J_f)`` and ``sigma_1(J_theta)`` with their sup and
-    quantile, and the certified step size against ``2/lambda_max(H)``."""
+    quantile, and the certified step size against ``2/lambda_max(H)``.
+
+    Example:
+        >>> import torch
+        >>> from spectral_lab import MLP, diagnose
+        >>> x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+        >>> fig = plot_stability_report(diagnose(MLP(4, 3, width=8), (x, y), progress=False))
+        >>> len(fig.axes)
+        3
+        >>> plt.close(fig)
+    """
     fig, ax = plt.subplots(1, 3, figsize=figsize)
     plot_index_terms(report.index, report.robust_index, ax=ax[0])
     q = report.robust_index.q
@@ -127,10 +171,23 @@ _CONSEQUENCES = {
 }  # fmt: skip
 
 
-def plot_consequences(checks, labels=None, operator: bool = False, figsize=(15, 3.3)):
+def plot_consequences(checks, labels=None, operator: bool = False, figsize=(15, 3.3)) -> Figure:
     """One panel per consequence of Theorem 4.2: measured against bound for a list of
     :class:`~spectral_lab.stability.ConsequenceCheck` (one point each). ``operator=True`` adds the
-    single-operator bounds as hollow points."""
+    single-operator bounds as hollow points.
+
+    Example:
+        >>> import torch
+        >>> from spectral_lab import MLP
+        >>> from spectral_lab.stability import verify_consequences
+        >>> data = (torch.randn(16, 4), torch.randint(0, 3, (16,)))
+        >>> chk = verify_consequences(MLP(4, 3, width=8, activation="tanh"), data, curvature_eps=None,
+        ...                           lr_steps=10, lr_iters=4, max_iter=20)
+        >>> fig = plot_consequences([chk])
+        >>> len(fig.axes) == len(chk.measured)
+        True
+        >>> plt.close(fig)
+    """
     fig, axes = plt.subplots(1, len(_CONSEQUENCES), figsize=figsize)
     for ax, (key, (title, bl, ml)) in zip(axes, _CONSEQUENCES.items()):
         m = [c.measured[key] for c in checks]
@@ -157,11 +214,23 @@ def plot_consequences(checks, labels=None, operator: bool = False, figsize=(15, 
     return fig
 
 
-def stability_draw(profile, key: str = "jac_top"):
+def stability_draw(profile, key: str = "jac_top") -> Callable[..., Figure]:
     """The drawing function of :func:`spectral_lab.widgets.stability_explorer` (testable without a kernel).
 
     Chapter 05: slide the quantile level ``q`` and switch ``max``/``geomean`` aggregation; see
     the index terms move and where ``Q_q`` falls in the per-sample histogram (no recomputation).
+
+    Cost: one :func:`~spectral_lab.stability.stability_index` per ``draw`` (no model evaluation).
+
+    Example:
+        >>> import torch
+        >>> from spectral_lab import MLP
+        >>> from spectral_lab.stability import stability_profile
+        >>> prof = stability_profile(MLP(4, 3, width=8), torch.randn(16, 4), operators=("input_jacobian",))
+        >>> fig = stability_draw(prof)(q=0.9, agg="max")
+        >>> len(fig.axes)
+        2
+        >>> plt.close(fig)
     """
 
     from ..stability import stability_index

@@ -6,10 +6,20 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 
-def plot_history(history, ax=None, keys: Sequence[str] = ("train_acc", "test_acc")):
-    """Per-step loss (left) and per-epoch accuracies (right) of a training ``History``."""
+def plot_history(history, ax=None, keys: Sequence[str] = ("train_acc", "test_acc")) -> Figure:
+    """Per-step loss (left) and per-epoch accuracies (right) of a training ``History``.
+
+    Example:
+        >>> from spectral_lab.training import History
+        >>> h = History(step_loss=[1.0, 0.5, 0.25], epochs=[{"epoch": 1, "train_acc": 0.8, "test_acc": 0.7}])
+        >>> fig = plot_history(h)
+        >>> len(fig.axes), np.asarray(fig.axes[0].lines[0].get_ydata()).tolist()
+        (2, [1.0, 0.5, 0.25])
+        >>> plt.close(fig)
+    """
     if ax is None:
         fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
     else:

@@ -1,4 +1,10 @@
-"""The right-hand sides of the consequences of Theorem 4.2, as functions of the index."""
+"""The right-hand sides of the consequences of the index, as functions of it.
+
+Theorem 4.2 of "A Unified Matrix-Spectral Framework for Stability and Interpretability in Deep
+Learning" derives these consequences from the index; the forms below are on the gain scale of
+:func:`~spectral_lab.stability.stability_index`. ``index`` is a :class:`StabilityIndex` or a plain
+number ``Gamma >= 0``; every function is ``O(1)`` and returns Python floats (or a tensor when
+given one)."""
 
 from __future__ import annotations
 
@@ -34,12 +40,18 @@ def forward_sensitivity_bound(
     index: StabilityIndex | float, eps: float | torch.Tensor, scale: str = "index"
 ):
     """``||f(x + delta) - f(x)|| <= Gamma * eps`` for ``||delta|| <= eps`` at sample points, to
-    first order (Theorem 4.2 (i); spec 6.2, 6.8). Exact for linear networks; for ReLU networks
+    first order (Theorem 4.2 (i) of the unified matrix-spectral framework paper; the first-order
+    term is ``||J_f(x) delta|| <= sigma_1(J_f(x)) ||delta|| <= Gamma ||delta||`` when the index
+    dominates the input term). Exact for linear networks; for ReLU networks
     exact while no unit flips on the segment. ``scale="operator"`` uses ``Q_q sigma_1(J_f)``
     itself (the tightest the profile allows). With ``q < 1`` it holds on a fraction ``q`` of samples.
     Measured at a tiny ``eps`` along the worst direction the change realises ``sigma_1(J_f) eps``,
     which is ``<= Gamma eps`` by the max: near-tautological, it only re-tests that ``sigma_1`` is
-    not under-estimated.
+    not under-estimated. Cost ``O(1)``.
+
+    Example:
+        >>> forward_sensitivity_bound(2.0, 1e-3)
+        0.002
     """
     return _scale(index, "input_jacobian", scale) * eps
 
@@ -48,7 +60,13 @@ def parameter_sensitivity_bound(
     index: StabilityIndex | float, delta_norm: float | torch.Tensor, scale: str = "index"
 ):
     """``||f_{theta+Delta}(x) - f_theta(x)|| <= Gamma ||Delta|| + O(||Delta||^2)`` at sample points
-    (Theorem 4.2; spec 6.3): the first-order term is ``||J_theta(x) Delta|| <= sigma_1 ||Delta||``."""
+    (Theorem 4.2 of the unified matrix-spectral framework paper): the first-order term is
+    ``||J_theta(x) Delta|| <= sigma_1(J_theta(x)) ||Delta||``. Cost ``O(1)``.
+
+    Example:
+        >>> parameter_sensitivity_bound(3.0, 0.5)
+        1.5
+    """
     return _scale(index, "parameter_jacobian", scale) * delta_norm
 
 
@@ -69,6 +87,11 @@ def attribution_change_bound(
     :func:`check_attribution_curvature` checks it with ``M`` measured along the segment.
     A worst-case statement; chapter 06 shows attribution change is governed by margins and
     curvature, not by ``sigma_1`` alone. (Choice of the attribution map: vanilla gradient.)
+    Cost ``O(1)``.
+
+    Example:
+        >>> attribution_change_bound(1.5), attribution_change_bound(1.5, eps=0.1, curvature=4.0)
+        (3.0, 0.4)
     """
     bound = 2.0 * _scale(index, "input_jacobian", scale)
     if curvature is not None:
@@ -86,7 +109,11 @@ def ntk_condition_bound(
     ``ntk_min`` is ``lambda_min(K)/n`` (``profile.ntk_min``). Holds by construction: ``Gamma^2 >=
     lambda_max(K)/n`` by the max, with equality (so the bound *is* ``kappa(K)``) whenever the NTK
     term sets ``Gamma``. No evidence about a model. ``K`` is the scalar NTK the index uses; the
-    block NTK ``K~`` governs multi-output dynamics. ``inf`` for a singular Gram.
+    block NTK ``K~`` governs multi-output dynamics. ``inf`` for a singular Gram. Cost ``O(1)``.
+
+    Example:
+        >>> ntk_condition_bound(2.0, 0.5)  # 2^2 / 0.5
+        8.0
     """
     g = _scale(index, "ntk", scale)
     if ntk_min < 0 or not math.isfinite(ntk_min):
@@ -96,10 +123,16 @@ def ntk_condition_bound(
 
 def stable_step_size(index: StabilityIndex | float, scale: str = "index") -> float:
     """Largest step size the index certifies: gradient descent on the loss's quadratic model is
-    stable for ``eta < 2 / Gamma^2 <= 2 / lambda_max(H)`` (Theorem 4.2; spec 6.7). With ``q = 1``
+    stable for ``eta < 2 / Gamma^2 <= 2 / lambda_max(H)`` (Theorem 4.2 of the unified
+    matrix-spectral framework paper; the Hessian term is ``sqrt(lambda_max(H))``). With ``q = 1``
     it also certifies gradient descent on the linearised model under 1/2-MSE, because
     ``lambda_max(J^T J / n) <= max_i sigma_1(J_theta(x_i))^2 <= Gamma^2``.
     ``scale="operator"`` returns ``2 / lambda_max(H)`` itself. Unlike the attribution and NTK
-    bounds this can fail on a network: compare it with :func:`measure_max_stable_lr`."""
+    bounds this can fail on a network: compare it with :func:`measure_max_stable_lr`. Cost ``O(1)``.
+
+    Example:
+        >>> stable_step_size(2.0)  # 2 / 2^2
+        0.5
+    """
     g = _scale(index, "hessian", scale)
     return math.inf if g == 0 else 2.0 / (g * g)

@@ -1,5 +1,8 @@
 """The curvature form of the attribution bound: ``||a(x + delta) - a(x)|| <= min(2 Gamma, M eps)``,
-with ``M`` the input Hessian of the logit measured along the segment."""
+with ``M`` the input Hessian of the logit measured along the segment.
+
+Each function runs on the device and dtype of the model's parameters; the Hessians are returned
+in float64."""
 
 from __future__ import annotations
 
@@ -38,6 +41,16 @@ def logit_hessian_norm(
     its norm is ``max |eigenvalue|`` (``eigvalsh``). Cost: ``d`` Hessian-vector products per sample,
     ``chunk_size * d^2`` memory (``chunk_size`` samples at once; by default as many as fit in
     ``2**24`` elements). ``memory_budget`` (that element budget) is deprecated for one release.
+
+    Example: ``f(x) = (x_1^2 + 3 x_2^2, 0)`` has the constant input Hessian ``diag(2, 6)``.
+        >>> class Quad(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.w = torch.nn.Parameter(torch.tensor([1.0, 3.0]))
+        ...     def forward(self, x):
+        ...         return torch.stack([(self.w * x**2).sum(1), 0 * x[:, 0]], 1)
+        >>> logit_hessian_norm(Quad(), torch.randn(2, 2), torch.tensor([0, 0])).tolist()
+        [6.0, 6.0]
     """
     check_model(model)
     x = check_tensor(x, "x", min_dim=2)
@@ -77,7 +90,15 @@ def segment_curvature(
     """``M_i = max_t sigma_1(grad_x^2 f_c(x_i + t delta_i))`` over ``points`` equally spaced
     ``t in [0, 1]`` (both ends included), shape ``(N,)``: a sup over sampled points of the segment,
     with :func:`logit_hessian_norm` at each. A grid sup can under-estimate the true sup, which is
-    why :class:`CurvatureCheck` allows a small relative tolerance."""
+    why :class:`CurvatureCheck` allows a small relative tolerance. Cost: ``points`` calls of
+    :func:`logit_hessian_norm` (``points * d`` Hessian-vector products per sample).
+
+    Example: a linear model has no curvature.
+        >>> lin = torch.nn.Linear(3, 2)
+        >>> x = torch.randn(2, 3)
+        >>> segment_curvature(lin, x, 0.1 * torch.randn(2, 3), torch.tensor([0, 1]), points=3).tolist()
+        [0.0, 0.0]
+    """
     if points < 2:
         raise ValueError(f"points must be >= 2 (both ends of the segment), got {points}")
     ts = torch.linspace(0.0, 1.0, points).tolist()
@@ -93,7 +114,14 @@ class CurvatureCheck:
     ``bound[e, i] = min(2 gamma, curvature[e, i] * eps[e])``, where ``curvature[e, i]`` is the
     segment sup :func:`segment_curvature`. Unlike ``2 Gamma`` alone this can fail: a curvature
     measure that is too small (a dropped factor, the Hessian of another logit, a missing segment
-    sup) is caught where ``M eps < 2 gamma``."""
+    sup) is caught where ``M eps < 2 gamma``. Built by :func:`check_attribution_curvature`.
+
+    Example:
+        >>> c = CurvatureCheck(eps=(0.1,), change=torch.tensor([[0.05]]), curvature=torch.tensor([[1.0]]),
+        ...                    gamma=1.0, points=3, direction="worst")
+        >>> c.bound.tolist(), c.holds  # min(2 * 1, 1 * 0.1)
+        ([[0.1]], True)
+    """
 
     eps: tuple[float, ...]
     change: torch.Tensor
@@ -147,7 +175,8 @@ def check_attribution_curvature(
     rtol: float = 0.02,
 ) -> CurvatureCheck:
     """Check ``||a(x + delta) - a(x)|| <= min(2 Gamma, M ||delta||)`` on ``model`` at every row of
-    ``x`` and every size in ``eps`` (spec 6.5 a; smooth activations: for ReLU the Hessian is zero
+    ``x`` and every size in ``eps`` (by the mean-value theorem along the segment; smooth
+    activations: for ReLU the Hessian is zero
     almost everywhere and the gradient jumps at kinks, so the curvature form does not apply).
 
     ``a(x) = grad_x f_c(x)`` (vanilla saliency, a row of :func:`~spectral_lab.input_jacobian`) with
@@ -160,7 +189,16 @@ def check_attribution_curvature(
     ``2 Gamma`` cap) defaults to ``max sigma_1(J_f)`` over the clean and perturbed points, the
     smallest value for which the cap holds; a larger one (e.g. the index) may be passed.
 
-    Cost per ``eps``: ``2 points`` batched dense input Hessians and three input Jacobians.
+    Cost per ``eps``: ``2 points`` batched dense input Hessians and three input Jacobians. Runs on
+    the device and dtype of the model's parameters; inputs are cast to them.
+
+    Example:
+        >>> from spectral_lab import MLP
+        >>> _ = torch.manual_seed(0)
+        >>> chk = check_attribution_curvature(MLP(4, 3, width=8, activation="tanh"), torch.randn(4, 4),
+        ...                                   eps=(1e-2, 0.1), points=3)
+        >>> chk.holds, len(chk.ratio)
+        (True, 2)
     """
     from ..jacobians import input_jacobian
     from ..spectra import singular_values

@@ -1,5 +1,7 @@
 """The left-hand sides of the consequences, measured on a model: forward, parameter and
-attribution sensitivity, and the divergence threshold of full-batch gradient descent."""
+attribution sensitivity, and the divergence threshold of full-batch gradient descent.
+
+Each runs on the device and dtype of the model's parameters; inputs are cast to them."""
 
 from __future__ import annotations
 
@@ -9,10 +11,10 @@ import torch
 from torch import nn
 
 from .._checks import check_model, check_tensor
-from .._data import iter_batches
+from .._data import DataLike, iter_batches
 from .._deprecate import renamed_kwargs
+from .._losses import LossLike
 from ._common import (
-    LossFn,
     _directions,
     _loss_fn,
     _positive_eps,
@@ -33,7 +35,17 @@ def measure_forward_sensitivity(
 
     ``direction="worst"`` uses ``delta = eps * v_1(x)``, the top right singular vector of ``J_f(x)``
     (the direction the bound is tight for, to first order), ``"random"`` ``num_draws`` isotropic ones.
-    Cost: one input Jacobian per sample (worst) or ``num_draws`` forward passes (random).
+    Cost: one input Jacobian per sample (worst) or ``num_draws`` forward passes (random). Runs on
+    the device and dtype of the model's parameters; inputs are cast to them.
+
+    Example: along the worst direction the change is ``sigma_1(J_f) eps`` to first order.
+        >>> from spectral_lab import MLP
+        >>> from spectral_lab.spectra import singular_values
+        >>> from spectral_lab.jacobians import input_jacobian
+        >>> m, x = MLP(4, 3, width=8).double(), torch.randn(5, 4)
+        >>> s1 = singular_values(input_jacobian(m, x.double()))[:, 0]
+        >>> torch.allclose(measure_forward_sensitivity(m, x, 1e-6), 1e-6 * s1, rtol=1e-3)
+        True
     """
     check_model(model)
     x = check_tensor(x, "x", min_dim=2).to(next(model.parameters()))
@@ -88,7 +100,14 @@ def measure_parameter_sensitivity(
     ``direction="random"``: the max over ``num_draws`` isotropic ``Delta`` (shared by all samples).
     ``direction="worst"``: per sample, ``Delta = +-delta_norm * v_1``, the top right singular vector
     of ``J_theta(x_i)`` (where the first-order bound is tight). Cost: ``num_draws`` forward passes, or
-    one ``C x p`` parameter Jacobian and two forward passes per sample.
+    one ``C x p`` parameter Jacobian and two forward passes per sample. Runs on the device and
+    dtype of the model's parameters; inputs are cast to them.
+
+    Example: a linear model moves by at most ``||x|| ||Delta||``.
+        >>> lin = torch.nn.Linear(3, 2, bias=False)
+        >>> x = torch.randn(4, 3)
+        >>> bool((measure_parameter_sensitivity(lin, x, 0.1) <= 0.1 * x.norm(dim=1) + 1e-6).all())
+        True
     """
     from torch.func import functional_call, vmap
 
@@ -141,7 +160,14 @@ def measure_attribution_change(
 ) -> torch.Tensor:
     """Measured ``max_{draws} ||a(x + delta) - a(x)||`` per sample, ``a(x) = grad_x f_c(x)`` with ``c``
     fixed to the clean prediction and isotropic ``||delta|| = eps``. Shape ``(N,)``.
-    Cost: ``num_draws + 1`` input Jacobians."""
+    Cost: ``num_draws + 1`` input Jacobians. Runs on the device and dtype of the model's
+    parameters; inputs are cast to them.
+
+    Example: a linear model's saliency does not change.
+        >>> lin = torch.nn.Linear(3, 2)
+        >>> measure_attribution_change(lin, torch.randn(4, 3), 0.5).abs().max().item()
+        0.0
+    """
     from ..jacobians import input_jacobian
 
     check_model(model)
@@ -168,13 +194,23 @@ def gd_diverges(
     y: torch.Tensor,
     lr: float,
     *,
-    loss: str | LossFn = "cross_entropy",
+    loss: LossLike = "cross_entropy",
     steps: int = 100,
     blowup: float = 10.0,
 ) -> bool:
     """Whether full-batch gradient descent with step ``lr`` from the model's current weights blows
     up within ``steps`` steps (loss non-finite or above ``blowup`` times its start). Runs on a
-    copy; the model is left unchanged. Cost: ``steps`` forward/backward passes over ``x``."""
+    copy; the model is left unchanged. Cost: ``steps`` forward/backward passes over ``x``. Runs on
+    the device and dtype of the model's parameters (``x`` and ``y`` must already be there).
+
+    Example: for ``"mse"`` on a linear model ``lambda_max(H) = lambda_max(X^T X / n)``, and gradient
+    descent diverges above ``2 / lambda_max(H)``.
+        >>> lin = torch.nn.Linear(2, 1, bias=False).double()
+        >>> x = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+        >>> y = torch.zeros(2, 1, dtype=torch.float64)
+        >>> gd_diverges(lin, x, y, 0.9, loss="mse"), gd_diverges(lin, x, y, 1.1, loss="mse")  # 2 / 2
+        (False, True)
+    """
     import copy
 
     loss_fn = _loss_fn(loss)
@@ -197,9 +233,9 @@ def gd_diverges(
 
 def measure_max_stable_lr(
     model: nn.Module,
-    data,
+    data: DataLike,
     *,
-    loss="cross_entropy",
+    loss: LossLike = "cross_entropy",
     lo: float = 1e-4,
     hi: float = 1e4,
     steps: int = 100,
@@ -209,9 +245,18 @@ def measure_max_stable_lr(
     """Largest full-batch gradient-descent step that does not blow up within ``steps`` steps,
     found by bisection in log space between ``lo`` and ``hi`` (``iters`` halvings). Empirical: the
     network is nonlinear, so this is compared with, not derived from, ``2 / lambda_max(H)``.
-    Cost: ``iters * steps`` full-batch gradients."""
+    Cost: ``(iters + 2) * steps`` full-batch gradients. Runs on the device and dtype of the model's
+    parameters; inputs are cast to them.
+
+    Example: the linear model of :func:`gd_diverges` has threshold ``2 / lambda_max(H) = 1``.
+        >>> lin = torch.nn.Linear(2, 1, bias=False).double()
+        >>> x = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+        >>> round(measure_max_stable_lr(lin, (x, torch.zeros(2, 1)), loss="mse", lo=0.1, hi=10.0), 1)
+        1.0
+    """
     check_model(model)
-    x, y = next(iter_batches(data, batch_size=10**9))
+    p0 = next(model.parameters())
+    x, y = next(iter_batches(data, batch_size=10**9, device=p0.device, dtype=p0.dtype))
     if y is None:
         raise ValueError("measure_max_stable_lr needs labels: pass (x, y)")
     if not 0 < lo < hi:

@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .._checks import check_logits, check_model, check_tensor
-from .._data import iter_batches
+from .._data import DataLike, iter_batches
 from .._deprecate import renamed_kwargs
 from ._common import (
     _ELEMENTS,
@@ -30,7 +30,11 @@ from ._common import (
 
 @dataclass(frozen=True, repr=False)
 class StabilityProfile:
-    """The Matrix Stability Profile (spec 5.1): per-operator spectral statistics of a model on data.
+    """The Matrix Stability Profile: per-operator spectral statistics of a model on data.
+
+    The four operators are those of the index in "A Unified Matrix-Spectral Framework for
+    Stability and Interpretability in Deep Learning"; which statistics are kept is a choice of
+    this library.
 
     Per-sample statistics (kept in ``samples`` for plots, CPU float64, one value per sample):
     ``jac_top = sigma_1(J_f(x_i))``, ``jac_fro = ||J_f(x_i)||_F / sqrt(C)``,
@@ -41,6 +45,14 @@ class StabilityProfile:
     ``ntk_min = lambda_min(K)/n``, ``ntk_entropy = SE(K)`` and ``hess_top = lambda_max(H)``.
     Operators that were not computed are ``None``. :meth:`with_q` re-aggregates at another quantile
     without recomputing anything.
+
+    Example:
+        >>> from spectral_lab import MLP
+        >>> prof = stability_profile(MLP(4, 3, width=8), torch.randn(8, 4), operators=("input_jacobian",))
+        >>> prof.n, prof.num_classes, prof.hess_top is None
+        (8, 3, True)
+        >>> prof.with_q(0.5).jac_top <= prof.jac_top
+        True
     """
 
     q: float
@@ -161,7 +173,7 @@ def _hess_top(model, loss_fn, x, y, steps: int, seed: int) -> tuple[float, bool,
 @torch.no_grad()
 def stability_profile(
     model: nn.Module,
-    data,
+    data: DataLike,
     q: float = 1.0,
     *,
     loss: str | LossFn = "cross_entropy",
@@ -178,7 +190,13 @@ def stability_profile(
     progress: bool = False,
     memory_budget: int | None = None,
 ) -> StabilityProfile:
-    """The Matrix Stability Profile of ``model`` on ``data`` (spec 5.1), aggregated with ``Q_q``.
+    """The Matrix Stability Profile of ``model`` on ``data``, aggregated with the quantile ``Q_q``.
+
+    Per sample ``x_i``: ``sigma_1(J_f(x_i))``, ``||J_f(x_i)||_F / sqrt(C)``, the spectral entropy
+    ``SE(J_f(x_i)) = -sum_k p_k log p_k`` with ``p_k = sigma_k^2 / sum_j sigma_j^2``, and
+    ``sigma_1(J_theta(x_i))``; on the first samples ``lambda_max(K)/n``, ``lambda_min(K)/n`` of
+    the NTK Gram ``K`` and ``lambda_max(H)`` of the loss Hessian (see :class:`StabilityProfile`).
+    Runs on the device and dtype of the model's parameters; inputs are cast to them.
 
     Args:
         data: inputs ``x`` (a tensor; labels are then the model's own predictions), ``(x, y)``,
@@ -190,7 +208,7 @@ def stability_profile(
         operators: which of ``input_jacobian``, ``parameter_jacobian``, ``ntk``, ``hessian`` to
             compute (the others are ``None``).
         max_samples: cap on the samples streamed for the per-sample statistics.
-        ntk_kind: ``"scalar"`` (default, the spec's reported NTK: ``K_ij = tr J_i J_j^T``) or
+        ntk_kind: ``"scalar"`` (default, the NTK the index uses: ``K_ij = tr J_i J_j^T``) or
             ``"block"`` (the ``nC x nC`` NTK that drives linearised dynamics; its
             ``lambda_max / n`` is at most ``max_i sigma_1(J_theta(x_i))^2``, whereas the scalar
             one can exceed that by up to a factor ``C``). A choice, not from the paper.
@@ -212,6 +230,14 @@ def stability_profile(
     Cost: per sample ``C`` backward passes (input Jacobian) and one ``C x p`` parameter Jacobian;
     ``O(n_ntk^2 p)`` for the Gram; ``max_iter`` Hessian-vector products over ``n_hess``
     samples. Nothing of size ``p x p`` is formed.
+
+    Example:
+        >>> from spectral_lab import MLP
+        >>> _ = torch.manual_seed(0)
+        >>> x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+        >>> prof = stability_profile(MLP(4, 3, width=8), (x, y))
+        >>> prof.n_ntk, prof.n_hess, prof.ntk_min <= prof.ntk_top, prof.settings["hessian_converged"]
+        (16, 16, True, True)
     """
     check_model(model)
     q = _check_q(q)

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..plots.attribution import attribution_draw
 from ._core import explorer
 
+if TYPE_CHECKING:
+    from ipywidgets import interactive
 
-def attribution_explorer(model, x, y=None):
-    """Pick a sample, a noise scale and an attribution method; see the clean and perturbed maps."""
+
+def attribution_explorer(model, x, y=None) -> interactive:
+    """Pick a sample, a noise scale and an attribution method; see the clean and perturbed maps.
+
+    Cost: that of its draw function (see :mod:`spectral_lab.plots`), once per change of a control.
+
+    Example:
+        >>> import matplotlib.pyplot as plt, torch
+        >>> from spectral_lab import MLP
+        >>> import contextlib, io
+        >>> with contextlib.redirect_stdout(io.StringIO()):  # display() prints outside a notebook
+        ...     ui = attribution_explorer(MLP(16, 3, width=8), torch.rand(2, 16))
+        >>> fig = ui.draw(index=0, noise=0.1, method="saliency", seed=0)
+        >>> len(fig.axes)
+        4
+        >>> plt.close(fig)
+    """
     import ipywidgets as w
 
     from ..attribution import METHODS

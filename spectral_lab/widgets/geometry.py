@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..plots.geometry import power_law_fit_draw, residual_profile_draw
 from ._core import explorer
 
+if TYPE_CHECKING:
+    from ipywidgets import interactive
 
-def residual_profile_explorer(in_features: int = 64, num_classes: int = 10, seed: int = 0, x=None):
+
+def residual_profile_explorer(
+    in_features: int = 64, num_classes: int = 10, seed: int = 0, x=None
+) -> interactive:
     """Depth, residual scale and width -> the exponent profile of a (random-init) ``ResidualMLP``
     and its adjacent-layer drift against the depth budget ``(log M)/L``.
 
     Static-weight factors by default; choose "jacobian" to use the data-dependent factors at the
     rows of ``x`` (random inputs when ``x`` is None; slower).
+
+    Cost: that of its draw function (see :mod:`spectral_lab.plots`), once per change of a control.
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> import contextlib, io
+        >>> with contextlib.redirect_stdout(io.StringIO()):  # display() prints outside a notebook
+        ...     ui = residual_profile_explorer(in_features=4, num_classes=2)
+        >>> fig = ui.draw(depth=3, width=6)
+        >>> len(fig.axes[0].lines[0].get_ydata())  # one exponent per layer
+        3
+        >>> plt.close(fig)
     """
     import ipywidgets as w
 
@@ -25,9 +44,21 @@ def residual_profile_explorer(in_features: int = 64, num_classes: int = 10, seed
     )
 
 
-def power_law_fit_explorer(d: int = 64, seed: int = 0):
+def power_law_fit_explorer(d: int = 64, seed: int = 0) -> interactive:
     """Pick a spectrum shape (power law, two-level, exponential), its exponent and noise; see the
     four fitted charts and the verdict of :func:`spectral_lab.geometry.power_law_fit`.
+
+    Cost: that of its draw function (see :mod:`spectral_lab.plots`), once per change of a control.
+
+    Example:
+        >>> import matplotlib.pyplot as plt
+        >>> import contextlib, io
+        >>> with contextlib.redirect_stdout(io.StringIO()):  # display() prints outside a notebook
+        ...     ui = power_law_fit_explorer(d=16)
+        >>> fig = ui.draw(shape="two-level", alpha=1.0, noise=0.0)
+        >>> len(fig.axes)
+        1
+        >>> plt.close(fig)
     """
     import ipywidgets as w
 
