@@ -279,7 +279,7 @@ def entropy_draw(J, eps: float = 0.1) -> Callable[..., Figure]:
         True
         >>> plt.close(fig)
     """
-    from ..bounds import mix_toward_uniform
+    from ..sensitivity import mix_toward_uniform
     from ..spectra import (
         condition_number,
         effective_rank,

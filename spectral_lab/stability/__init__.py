@@ -54,7 +54,7 @@ Example:
 from __future__ import annotations
 
 from .._data import iter_batches
-from ..bounds import isotropic_perturbations as isotropic_perturbations
+from ..sensitivity import isotropic_perturbations as isotropic_perturbations
 from ._common import AGGREGATIONS, BY_CONSTRUCTION, OPERATORS, quantile
 from ._common import LOSSES as LOSSES  # the loss names the profile accepts by string
 from ._common import LossFn as LossFn

@@ -10,7 +10,7 @@ import torch
 
 from .._deprecate import warn_deprecated
 from .._losses import resolve_loss
-from ..bounds import isotropic_perturbations
+from ..sensitivity import isotropic_perturbations
 
 OPERATORS = ("input_jacobian", "parameter_jacobian", "ntk", "hessian")
 """The four operators of the index: ``J_f(x)``, ``J_theta(x)``, the NTK Gram ``K`` and the loss
