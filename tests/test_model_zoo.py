@@ -15,8 +15,9 @@ classifier. References never go through spectral_lab:
 
 Large models are restricted to a few trainable tensors (the rest frozen) so the references stay
 dense; those tensors are chosen so that derivatives flow through the whole network (ResNet's
-first batch norm) or through the op that lacks forward-mode AD (MobileNet's hardsigmoid
-squeeze-excitation).
+first batch norm) or through the op that lacks higher-order AD (MobileNet's hardsigmoid
+squeeze-excitation), and never include the output bias, whose constant softmax block would
+dominate every norm. Their batch norms get running statistics from one batch of random images.
 """
 
 from __future__ import annotations
@@ -69,17 +70,30 @@ def _restrict(model: nn.Module, keep: tuple[str, ...]) -> nn.Module:
     return model
 
 
+def _calibrate(model: nn.Module) -> nn.Module:
+    """Set batch-norm running statistics from one batch of random images, as a trained model
+    has them: with the fresh ones (mean 0, variance 1) MobileNetV3's logits are ~1e-11 and the
+    loss Hessian is the constant softmax block of the output bias alone."""
+    for mod in model.modules():
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            mod.momentum = None  # cumulative average: one batch sets the statistics
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(5)))
+    return model
+
+
 def _build(name: str):
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     if name == "resnet18":
         m = torchvision.models.resnet18(num_classes=C)
-        m = _restrict(m, ("bn1.weight", "fc.bias"))
+        m = _restrict(_calibrate(m), ("bn1.weight",))
         x = torch.rand(2, 3, 32, 32, generator=g)
     elif name == "mobilenet_v3_small":
         m = torchvision.models.mobilenet_v3_small(num_classes=C)
         keep = ("features.0.1.weight", "features.1.block.1.fc1.bias")
-        m = _restrict(m, (*keep, "features.1.block.1.fc2.bias", "classifier.3.bias"))
+        m = _restrict(_calibrate(m), (*keep, "features.1.block.1.fc2.bias"))
         x = torch.rand(2, 3, 32, 32, generator=g)
     elif name in ("transformer_fused", "transformer"):
         m = Encoder(fused=name == "transformer_fused")
