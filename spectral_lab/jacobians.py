@@ -158,7 +158,7 @@ def parameter_jacobian(
     LSTMs off mkldnn: their hidden state is built from the batch size): one forward pass per chunk
     of at most 8 samples and reverse mode vmapped over the chunk's ``chunk * C`` one-hot output
     cotangents (no Python loop over samples; cost ``chunk`` times the vmap route's);
-    ``"auto"`` (default) tries vmap on two samples and falls back to ``"batched"``. The route
+    ``"auto"`` (default) tries vmap on the first chunk and falls back to ``"batched"``. The route
     used is recorded in ``spectral_lab._func.LAST_ROUTES["parameter_jacobian"]``. Columns follow ``model.named_parameters()``; for a bias-free MLP the block
     of layer ``l`` is ``h_{l-1}(x)^T (x) G_l(x)`` (input to the layer times the backpropagated
     output gradient ``G_l = d f / d z_l``). Cost: ``N C`` reverse passes, memory
@@ -196,9 +196,12 @@ def parameter_jacobian(
             rows = torch.func.vmap(lambda e: _func.flatten(vjp_fn(e)[0]))(eye)
             return rows.reshape(m, c, -1)
 
+        out = []
         if route == "auto":
+            # try vmap on the first chunk itself (no separate probe: a probe's Jacobian would be
+            # as large as C p per sample); a model that cannot be vmapped fails in its forward
             try:
-                jac_vmap(x[:2])
+                out.append(jac_vmap(x[:chunk]))
                 route = "vmap"
             except (RuntimeError, NotImplementedError):
                 route = "batched"
@@ -206,7 +209,8 @@ def parameter_jacobian(
             chunk = min(chunk, _BATCHED_CHUNK) if chunk_size is None else chunk
         fn = jac_vmap if route == "vmap" else jac_batched
         _func.LAST_ROUTES["parameter_jacobian"] = route
-        out = [fn(x[i : i + chunk]) for i in range(0, len(x), chunk)]
+        start = chunk if out else 0  # the first chunk is done when vmap ran on it
+        out += [fn(x[i : i + chunk]) for i in range(start, len(x), chunk)]
     return torch.cat(out).detach()
 
 
