@@ -79,6 +79,9 @@ def input_jacobian(
     * ``"vmap"``: ``torch.func.vmap(torch.func.jacrev(f))`` (reverse mode per sample, vectorised);
       on a model that cannot be vmapped (GRU, LSTM off mkldnn) it warns and uses ``"backward"``.
     * ``"forward"``: ``vmap(jacfwd(f))``, ``d`` forward-mode passes: only wins when ``d < C``.
+      Where it cannot run (no vmap, or an op without forward-mode AD) it warns and uses
+      ``"backward"`` (silently under ``"auto"``). The route used is recorded in
+      ``spectral_lab._func.LAST_ROUTES["input_jacobian"]``.
     * ``"auto"`` (default): ``"forward"`` if ``d < C`` else ``"backward"``.
 
     ``chunk_size`` bounds memory: at most that many samples per pass (default: as many as fit a
@@ -112,17 +115,19 @@ def input_jacobian(
     c = probe.shape[1]
     if chunk_size is None:
         chunk = max(1, min(n, _CHUNK_BYTES // max(1, c * d * x.element_size())))
+    asked = route
     if route == "auto":
         route = "forward" if d < c else "backward"
-    if route == "vmap":
+    if route in ("vmap", "forward"):
         try:
-            _jac_vmap(model, x[:2])
+            (_jac_vmap if route == "vmap" else _jac_forward)(model, x[:2])
         except (RuntimeError, NotImplementedError) as err:
-            warnings.warn(
-                f"input_jacobian: the model cannot be vmapped ({str(err).splitlines()[0][:120]}); "
-                "using the batched 'backward' route instead",
-                stacklevel=2,
-            )
+            if asked != "auto":
+                warnings.warn(
+                    f"input_jacobian: route {route!r} does not run on this model "
+                    f"({str(err).splitlines()[0][:120]}); using the batched 'backward' route",
+                    stacklevel=2,
+                )
             route = "backward"
     from ._func import LAST_ROUTES
 

@@ -329,6 +329,10 @@ def test_zoo_routes():
     assert routes["gru"] == "forward-over-reverse"
     assert routes["gru/J"] == "batched"
     assert routes["mobilenet_v3_small/J"] == "vmap"
+    m, x, _ = _build("gru")
+    with pytest.warns(UserWarning, match="does not run on this model"):
+        sl.input_jacobian(m, x, route="vmap")
+    assert _func.LAST_ROUTES["input_jacobian"] == "backward"
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs mkldnn")
@@ -362,6 +366,22 @@ def test_forward_and_reverse_routes_agree_on_a_mlp():
         assert _rel(b @ u, a @ u) < 1e-10
     Ks = [sl.ntk_gram(m, x, method="ntvp", kind="block", route=r) for r in ("forward", "reverse")]
     assert _rel(Ks[1], Ks[0]) < 1e-10
+
+
+def test_input_jacobian_auto_forward_route_falls_back_silently_on_a_gru():
+    """``d < C`` picks forward mode under "auto"; a GRU cannot be vmapped, so "backward" runs."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.GRU(1, 4, batch_first=True), _Last(), nn.Linear(4, 7)).double().eval()
+    x = torch.randn(3, 2, 1, dtype=torch.float64)  # d = 2 < C = 7
+    J = sl.input_jacobian(m, x)
+    assert _func.LAST_ROUTES["input_jacobian"] == "backward"
+    full = torch.autograd.functional.jacobian(m, x).reshape(3, 7, 3, 2)
+    assert _rel(J, full[torch.arange(3), :, torch.arange(3)]) < 1e-12
+
+
+class _Last(nn.Module):
+    def forward(self, out):
+        return out[0][:, -1]
 
 
 def test_vmap_fallback_routes_agree_on_a_mlp():
