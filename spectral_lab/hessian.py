@@ -139,6 +139,7 @@ def hessian_operator(
     loss: Loss | str = "cross_entropy",
     which: str = "full",
     batch_size: int | None = None,
+    route: str = "auto",
 ) -> LinearOperator:
     """The loss Hessian (``which="full"``) or its Gauss--Newton part (``"gn"``) as a
     :class:`~spectral_lab.linalg.LinearOperator` on flat parameter vectors (length ``p``).
@@ -149,7 +150,17 @@ def hessian_operator(
 
     Full: forward-over-reverse ``jvp(grad L)(v)`` per batch (~ 2-4 gradient costs); GN:
     ``J^T (grad^2_f loss) (J v)`` with one JVP, an output-space HVP and one VJP. Blocks of vectors
-    are vmapped. Products over several batches accumulate batch by batch (memory of one batch).
+    are vmapped (column by column if the model cannot be vmapped). Products over several batches
+    accumulate batch by batch (memory of one batch).
+
+    ``route``: ``"auto"`` (default) runs one product on one sample with forward-over-reverse and,
+    if some operation lacks forward-mode AD (or a higher derivative), falls back to
+    reverse-over-reverse (double backward: ``H v`` as the VJP of the gradient, ``J v`` as
+    ``d/du <J^T u, v>``), then to either with composite kernels (hardsigmoid as a clamp, attention
+    on PyTorch's MATH backend: the same function, differentiable to any order). ``"forward"`` /
+    ``"reverse"`` force a mode. The choice is kept for the operator's life and recorded in
+    ``op.route`` and in the results of :func:`hessian_eigs`, :func:`hessian_trace` and
+    :func:`hessian_density` (``result.route``).
 
     Example:
         >>> from spectral_lab import MLP
@@ -167,36 +178,45 @@ def hessian_operator(
     p0 = next(iter(params.values()))
     f = _func.functional(model)
 
-    def batch_product(x, y, V):  # V: dict of tangents (with a leading batch dim if vmapped)
+    def batch_product(x, y, V, rev):  # V: dict of tangents (with a leading batch dim if vmapped)
         if which == "full":
 
             def lp(p):
                 return scalar_loss(loss_fn(f(p, x), y))
 
-            return torch.func.jvp(torch.func.grad(lp), (params,), (V,))[1]
-        out, jv = torch.func.jvp(lambda p: f(p, x), (params,), (V,))
-        _, hu = torch.func.jvp(torch.func.grad(lambda o: scalar_loss(loss_fn(o, y))), (out,), (jv,))
+            return _func.hvp_of(lp, params, V, rev)
+        out, jv = _func.jvp(lambda p: f(p, x), params, V, rev)
+        hu = _func.hvp_of(lambda o: scalar_loss(loss_fn(o, y)), out, jv, rev)
         _, vjp_fn = torch.func.vjp(lambda p: f(p, x), params)
         return vjp_fn(hu)[0]
 
-    def product(v: torch.Tensor, batched: bool) -> torch.Tensor:
+    def probe(r: _func.ADRoute) -> None:
         with _func.eval_mode(model):
+            x, y = next(iter(_labelled(batches)))
+            batch_product(
+                x[:1], y[:1], {k: torch.ones_like(t) for k, t in params.items()}, r.reverse
+            )
+
+    ad = _func.choose_route(route, probe, "hessian")
+    state: dict = {}
+
+    def product(v: torch.Tensor, batched: bool) -> torch.Tensor:
+        with _func.eval_mode(model), ad.context():
             n_total = batches.num_samples()
             acc = None
             for x, y in _labelled(batches):
                 w = len(x) / n_total
-                if batched:
-                    res = torch.func.vmap(
-                        lambda col, x=x, y=y: _func.flatten(
-                            batch_product(x, y, _func.unflatten(col, params))
-                        )
-                    )(v.T).T
-                else:
-                    res = _func.flatten(batch_product(x, y, _func.unflatten(v, params)))
+
+                def one(col, x=x, y=y):
+                    return _func.flatten(
+                        batch_product(x, y, _func.unflatten(col, params), ad.reverse)
+                    )
+
+                res = _func.vmap_or_loop(one, v, state) if batched else one(v)
                 acc = w * res if acc is None else acc + w * res
             return acc.detach()
 
-    return LinearOperator(
+    op = LinearOperator(
         lambda v: product(v, False),
         _func.num_params(params),
         p0.dtype,
@@ -204,6 +224,8 @@ def hessian_operator(
         matmat=lambda V: product(V, True),
         name="Hessian" if which == "full" else "Gauss-Newton",
     )
+    op.route = ad.name
+    return op
 
 
 @_legacy_loss_first("v", "which")
@@ -215,6 +237,7 @@ def hvp(
     loss: Loss | str = "cross_entropy",
     which: str = "full",
     batch_size: int | None = None,
+    route: str = "auto",
 ) -> torch.Tensor:
     """Hessian-vector product ``H v`` (or ``G v`` with ``which="gn"``) for a flat ``v`` of length
     ``p``. Cost ~ 2-4 gradient evaluations; no ``p x p`` matrix. ``loss`` as in
@@ -228,7 +251,7 @@ def hvp(
         >>> hvp(m, data, torch.ones(21), loss="mse").shape
         torch.Size([21])
     """
-    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size)
+    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size, route=route)
     p0 = next(iter(_func.trainable(model).values()))
     return op.mv(_func.check_vector(v, op.dim, p0))
 
@@ -241,6 +264,7 @@ def gnvp(
     *,
     loss: Loss | str = "cross_entropy",
     batch_size: int | None = None,
+    route: str = "auto",
 ) -> torch.Tensor:
     """Gauss--Newton-vector product ``G v = (1/N) sum_i J_i^T Lambda_i J_i v``; the same as
     ``hvp(..., which="gn")``. ``G`` is PSD for convex losses (MSE, cross-entropy). ``loss`` as in
@@ -254,7 +278,7 @@ def gnvp(
         >>> torch.allclose(gnvp(lin, (x, y), v, loss="mse"), x.T @ x @ v / 6)
         True
     """
-    return hvp(model, data, v, loss=loss, which="gn", batch_size=batch_size)
+    return hvp(model, data, v, loss=loss, which="gn", batch_size=batch_size, route=route)
 
 
 @_legacy_loss_first()
@@ -298,6 +322,7 @@ def hessian_eigs(
     tol: float = 1e-6,
     max_iter: int | None = None,
     batch_size: int | None = None,
+    route: str = "auto",
     generator: torch.Generator | None = None,
     seed: int | None = None,
 ) -> EigResult:
@@ -312,7 +337,8 @@ def hessian_eigs(
     sharpness: gradient descent on the local quadratic model is stable iff ``eta < 2/lambda_max``.
     Eigenvectors are flat parameter vectors ``(p, k)``. Runs on the device and dtype of the
     model's parameters; inputs are cast to them. Cost: ``result.matvecs`` Hessian-vector products
-    (typically ``~2k + 20`` for Lanczos).
+    (typically ``~2k + 20`` for Lanczos). ``route`` as in :func:`hessian_operator`; the one used
+    is ``result.route``.
 
     Example:
         >>> from spectral_lab import MLP
@@ -325,7 +351,7 @@ def hessian_eigs(
         raise ValueError(f"method must be 'lanczos' or 'power', got {method!r}")
     if order not in _ORDERS:
         raise ValueError(f"order must be one of {sorted(_ORDERS)}, got {order!r}")
-    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size)
+    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size, route=route)
     g = resolve_generator(generator, seed, op.device)
     if method == "power":
         return power_iteration(op, k, tol=tol, max_iter=max_iter or 1000, generator=g)
@@ -342,6 +368,7 @@ def hessian_trace(
     num_matvecs: int = 60,
     which: str = "full",
     batch_size: int | None = None,
+    route: str = "auto",
     generator: torch.Generator | None = None,
     seed: int | None = None,
 ) -> TraceResult:
@@ -363,7 +390,7 @@ def hessian_trace(
     """
     if method not in ("hutch++", "hutchinson"):
         raise ValueError(f"method must be 'hutch++' or 'hutchinson', got {method!r}")
-    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size)
+    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size, route=route)
     g = resolve_generator(generator, seed, op.device)
     if method == "hutch++":
         return hutchpp(op, num_matvecs, generator=g)
@@ -382,6 +409,7 @@ def hessian_density(
     sigma: float | None = None,
     num_points: int = 512,
     batch_size: int | None = None,
+    route: str = "auto",
     generator: torch.Generator | None = None,
     seed: int | None = None,
 ) -> SpectralDensity:
@@ -398,7 +426,7 @@ def hessian_density(
         >>> hessian_density(m, data, loss="mse", num_probes=2, num_steps=10).nodes.shape
         torch.Size([2, 10])
     """
-    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size)
+    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size, route=route)
     g = resolve_generator(generator, seed, op.device)
     return spectral_density(
         op, num_probes, num_steps, sigma=sigma, num_points=num_points, generator=g
@@ -414,6 +442,7 @@ def dense_hessian(
     which: str = "full",
     max_params: int = 5000,
     batch_size: int | None = None,
+    route: str = "auto",
 ) -> torch.Tensor:
     """The full ``p x p`` Hessian (or GN matrix) from ``p`` batched products; toy nets only
     (refuses ``p > max_params``). ``loss`` as in :func:`hessian_operator`. Runs on the device and
@@ -425,7 +454,7 @@ def dense_hessian(
         >>> torch.allclose(dense_hessian(lin, (x, y), loss="mse"), x.T @ x / 6)
         True
     """
-    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size)
+    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size, route=route)
     if op.dim > max_params:
         raise ValueError(
             f"the model has p={op.dim} parameters > max_params={max_params}; a dense Hessian "

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -17,7 +18,9 @@ from torch import nn
 from ._checks import check_logits, check_model, check_tensor
 
 INPUT_JACOBIAN_ROUTES = ("auto", "backward", "vmap", "forward")
+PARAMETER_JACOBIAN_ROUTES = ("auto", "vmap", "batched")
 _CHUNK_BYTES = 2**30  # default memory budget of one chunk's Jacobian block
+_BATCHED_CHUNK = 8  # samples per forward pass on the batched (non-vmap) parameter-Jacobian route
 
 
 def _jac_backward(model: nn.Module, xc: torch.Tensor) -> torch.Tensor:
@@ -73,8 +76,12 @@ def input_jacobian(
       every sample's Jacobian. Cost ``C`` backward passes per chunk. This is the fastest route on
       CPU for both MLPs and CNNs (see ``benchmarks/bench_input_jacobian.py``; ``vmap(jacrev)`` is
       ~equal on MLPs and several times slower on CNNs with pooling).
-    * ``"vmap"``: ``torch.func.vmap(torch.func.jacrev(f))`` (reverse mode per sample, vectorised).
+    * ``"vmap"``: ``torch.func.vmap(torch.func.jacrev(f))`` (reverse mode per sample, vectorised);
+      on a model that cannot be vmapped (GRU, LSTM off mkldnn) it warns and uses ``"backward"``.
     * ``"forward"``: ``vmap(jacfwd(f))``, ``d`` forward-mode passes: only wins when ``d < C``.
+      Where it cannot run (no vmap, or an op without forward-mode AD) it warns and uses
+      ``"backward"`` (silently under ``"auto"``). The route used is recorded in
+      ``spectral_lab._func.LAST_ROUTES["input_jacobian"]``.
     * ``"auto"`` (default): ``"forward"`` if ``d < C`` else ``"backward"``.
 
     ``chunk_size`` bounds memory: at most that many samples per pass (default: as many as fit a
@@ -108,8 +115,23 @@ def input_jacobian(
     c = probe.shape[1]
     if chunk_size is None:
         chunk = max(1, min(n, _CHUNK_BYTES // max(1, c * d * x.element_size())))
+    asked = route
     if route == "auto":
         route = "forward" if d < c else "backward"
+    if route in ("vmap", "forward"):
+        try:
+            (_jac_vmap if route == "vmap" else _jac_forward)(model, x[:2])
+        except (RuntimeError, NotImplementedError) as err:
+            if asked != "auto":
+                warnings.warn(
+                    f"input_jacobian: route {route!r} does not run on this model "
+                    f"({str(err).splitlines()[0][:120]}); using the batched 'backward' route",
+                    stacklevel=2,
+                )
+            route = "backward"
+    from ._func import LAST_ROUTES
+
+    LAST_ROUTES["input_jacobian"] = route
     fn = {"backward": _jac_backward, "vmap": _jac_vmap, "forward": _jac_forward}[route]
     if chunk >= n:
         return fn(model, x)
@@ -132,12 +154,17 @@ def _param_setup(model: nn.Module, x: torch.Tensor):
 
 
 def parameter_jacobian(
-    model: nn.Module, x: torch.Tensor, chunk_size: int | None = None
+    model: nn.Module, x: torch.Tensor, chunk_size: int | None = None, *, route: str = "auto"
 ) -> torch.Tensor:
     """Per-sample parameter Jacobians ``J_theta(x_n) = d f(x_n) / d theta``: shape ``(N, C, p)``.
 
-    Route: ``vmap(jacrev(f(theta, x_n)))`` over samples (torch.func), ``chunk_size`` samples at a
-    time to bound memory. Columns follow ``model.named_parameters()``; for a bias-free MLP the block
+    Routes: ``"vmap"``, ``vmap(jacrev(f(theta, x_n)))`` over samples (torch.func), ``chunk_size``
+    samples at a time to bound memory; ``"batched"``, for models that cannot be vmapped (GRUs,
+    LSTMs off mkldnn: their hidden state is built from the batch size): one forward pass per chunk
+    of at most 8 samples and reverse mode vmapped over the chunk's ``chunk * C`` one-hot output
+    cotangents (no Python loop over samples; cost ``chunk`` times the vmap route's);
+    ``"auto"`` (default) tries vmap on the first chunk and falls back to ``"batched"``. The route
+    used is recorded in ``spectral_lab._func.LAST_ROUTES["parameter_jacobian"]``. Columns follow ``model.named_parameters()``; for a bias-free MLP the block
     of layer ``l`` is ``h_{l-1}(x)^T (x) G_l(x)`` (input to the layer times the backpropagated
     output gradient ``G_l = d f / d z_l``). Cost: ``N C`` reverse passes, memory
     ``O(chunk C p)`` plus the ``N C p`` result. Model evaluated in eval mode. Runs on the device
@@ -149,6 +176,8 @@ def parameter_jacobian(
         torch.Size([5, 3, 67])
     """
     _func, params, x = _param_setup(model, x)
+    if route not in PARAMETER_JACOBIAN_ROUTES:
+        raise ValueError(f"route must be one of {PARAMETER_JACOBIAN_ROUTES}, got {route!r}")
     chunk = len(x) if chunk_size is None else int(chunk_size)
     if chunk < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
@@ -158,10 +187,35 @@ def parameter_jacobian(
         def single(p, xi):
             return check_logits(f(p, xi[None]))[0]
 
-        jac = torch.func.vmap(torch.func.jacrev(single), in_dims=(None, 0))
-        out = [
-            _func.flatten_batched(jac(params, x[i : i + chunk]), 2) for i in range(0, len(x), chunk)
-        ]
+        vm = torch.func.vmap(torch.func.jacrev(single), in_dims=(None, 0))
+
+        def jac_vmap(xc):
+            return _func.flatten_batched(vm(params, xc), 2)
+
+        def jac_batched(xc):
+            # one forward pass over the chunk; reverse mode vmapped over the one-hot cotangents
+            # e_{n,c} only (the model itself is never vmapped): row (n, c) is J_theta(x_n)_c
+            out, vjp_fn = torch.func.vjp(lambda p: check_logits(f(p, xc)), params)
+            m, c = out.shape
+            eye = torch.eye(m * c, dtype=out.dtype, device=out.device).reshape(m * c, m, c)
+            rows = torch.func.vmap(lambda e: _func.flatten(vjp_fn(e)[0]))(eye)
+            return rows.reshape(m, c, -1)
+
+        out = []
+        if route == "auto":
+            # try vmap on the first chunk itself (no separate probe: a probe's Jacobian would be
+            # as large as C p per sample); a model that cannot be vmapped fails in its forward
+            try:
+                out.append(jac_vmap(x[:chunk]))
+                route = "vmap"
+            except (RuntimeError, NotImplementedError):
+                route = "batched"
+        if route == "batched":
+            chunk = min(chunk, _BATCHED_CHUNK) if chunk_size is None else chunk
+        fn = jac_vmap if route == "vmap" else jac_batched
+        _func.LAST_ROUTES["parameter_jacobian"] = route
+        start = chunk if out else 0  # the first chunk is done when vmap ran on it
+        out += [fn(x[i : i + chunk]) for i in range(start, len(x), chunk)]
     return torch.cat(out).detach()
 
 

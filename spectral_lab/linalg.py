@@ -82,6 +82,8 @@ class LinearOperator:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.name = name
         self.n_products = 0
+        #: how the products are computed (e.g. the AD route of a Hessian), or None
+        self.route: str | None = None
 
     def mv(self, v: torch.Tensor) -> torch.Tensor:
         """``A v`` for one vector of shape ``(dim,)``."""
@@ -171,7 +173,9 @@ class EigResult(Result):
 
     ``eigenvalues`` (k,), ``eigenvectors`` (dim, k) or None, ``residuals`` ``||A u - lambda u||``
     (k,), ``matvecs`` products spent, ``converged`` whether every residual met the tolerance,
-    ``history`` (iterations, k) the estimates after each product count in ``history_matvecs``.
+    ``history`` (iterations, k) the estimates after each product count in ``history_matvecs``,
+    ``route`` how the operator's products were computed (e.g. ``"reverse-over-reverse"`` for a
+    Hessian) or None.
     """
 
     eigenvalues: torch.Tensor
@@ -182,6 +186,7 @@ class EigResult(Result):
     method: str
     history: torch.Tensor
     history_matvecs: torch.Tensor
+    route: str | None = None
 
     def __float__(self) -> float:
         """The eigenvalue, when exactly one was asked for (``k=1``)."""
@@ -278,6 +283,7 @@ def power_iteration(
         method="power",
         history=torch.tensor(hist, dtype=torch.float64),
         history_matvecs=torch.tensor(hist_mv),
+        route=op.route,
     )
 
 
@@ -402,17 +408,20 @@ def lanczos(
         method="lanczos",
         history=torch.tensor(hist, dtype=torch.float64),
         history_matvecs=torch.tensor(hist_mv),
+        route=op.route,
     )
 
 
 @dataclass(frozen=True)
 class TraceResult(Result):
-    """A stochastic trace estimate with its standard error and the products it cost."""
+    """A stochastic trace estimate with its standard error and the products it cost; ``route``
+    says how the operator's products were computed (or None)."""
 
     estimate: float
     std_error: float
     matvecs: int
     method: str
+    route: str | None = None
 
     def __float__(self) -> float:
         """The trace estimate."""
@@ -475,7 +484,7 @@ def hutchinson(
     Z = _probes(op, num_matvecs, distribution, g)
     s = (Z * _blocked(op, Z, chunk_size)).sum(0).double()
     se = float(s.std() / math.sqrt(len(s))) if len(s) > 1 else math.inf
-    return TraceResult(float(s.mean()), se, op.n_products - start, "hutchinson")
+    return TraceResult(float(s.mean()), se, op.n_products - start, "hutchinson", op.route)
 
 
 @renamed_kwargs(block_size="chunk_size")
@@ -521,7 +530,7 @@ def hutchpp(
     AG = AG - Q @ (Q.T @ AG)
     s = (G * AG).sum(0).double()
     se = float(s.std() / math.sqrt(n_g)) if n_g > 1 else math.inf
-    return TraceResult(low + float(s.mean()), se, op.n_products - start, "hutch++")
+    return TraceResult(low + float(s.mean()), se, op.n_products - start, "hutch++", op.route)
 
 
 @dataclass(frozen=True)
@@ -531,7 +540,7 @@ class SpectralDensity(Result):
     ``grid`` and ``density`` (a Gaussian-smoothed density of the normalised eigenvalue counting
     measure, integrating to 1), the raw Gauss quadrature ``nodes`` and ``weights`` per probe
     (``(probes, steps)``, weights of each probe sum to 1), the kernel width ``sigma`` and the
-    products spent.
+    products spent; ``route`` says how the operator's products were computed (or None).
     """
 
     grid: torch.Tensor
@@ -540,6 +549,7 @@ class SpectralDensity(Result):
     weights: torch.Tensor
     sigma: float
     matvecs: int
+    route: str | None = None
 
     def __repr__(self) -> str:
         lo, hi = float(self.nodes.min()), float(self.nodes.max())
@@ -642,4 +652,6 @@ def spectral_density(
     dens = (weights[None] * torch.exp(-0.5 * z**2)).sum(-1).mean(-1) / (
         sigma * math.sqrt(2 * math.pi)
     )
-    return SpectralDensity(grid, dens, nodes, weights, float(sigma), op.n_products - start)
+    return SpectralDensity(
+        grid, dens, nodes, weights, float(sigma), op.n_products - start, op.route
+    )

@@ -79,29 +79,60 @@ def block_to_matrix(K: torch.Tensor) -> torch.Tensor:
 def _gram_jacobian(model, x1, x2, kind, chunk_size):
     J1 = parameter_jacobian(model, x1, chunk_size)
     J2 = J1 if x2 is None else parameter_jacobian(model, x2, chunk_size)
+    _func.LAST_ROUTES["ntk"] = f"jacobian ({_func.LAST_ROUTES['parameter_jacobian']})"
     if kind == "scalar":
         return torch.einsum("ncp,mcp->nm", J1, J2)
     return torch.einsum("ncp,mdp->nmcd", J1, J2)
 
 
-def _gram_ntvp(model, x1, x2, kind, chunk_size):
+def _gram_ntvp(model, x1, x2, kind, chunk_size, route="auto"):
     params = _func.trainable(model)
     x2 = x1 if x2 is None else x2
     n2 = len(x2)
     C = _num_outputs(model, x1)
+    width = chunk_size or 16
     with _func.eval_mode(model):
         f = _func.functional(model)
 
-        def column(xm, e):
-            # one row of J(x_m): J(x_m)^T e (a VJP), then J(X1) times it (a JVP): K~[:, m][..., d]
-            _, vjp_fn = torch.func.vjp(lambda p: f(p, xm[None])[0], params)
-            (t,) = vjp_fn(e)
-            _, jv = torch.func.jvp(lambda p: f(p, x1), (params,), (t,))
-            return jv
+        def cols_vmap(xa, xb, rev):
+            def column(xm, e):
+                # one row of J(x_m): J(x_m)^T e (a VJP), then J(xa) times it: K~[:, m][..., d]
+                _, vjp_fn = torch.func.vjp(lambda p: f(p, xm[None])[0], params)
+                (t,) = vjp_fn(e)
+                return _func.jvp(lambda p: f(p, xa), params, t, rev)[1]
 
-        xs = x2.repeat_interleave(C, 0)
-        E = torch.eye(C, dtype=x1.dtype, device=x1.device).repeat(n2, 1)
-        cols = torch.func.vmap(column, chunk_size=chunk_size or 16)(xs, E)  # (N2 C, N1, C)
+            xs = xb.repeat_interleave(C, 0)
+            E = torch.eye(C, dtype=xa.dtype, device=xa.device).repeat(len(xb), 1)
+            return torch.func.vmap(column, chunk_size=width)(xs, E)  # (Nb C, Na, C)
+
+        def cols_batched(xa, xb, rev):
+            # blocks of samples of xb: one VJP pass per block, vmapped over its one-hot
+            # cotangents only (the model is never vmapped over samples)
+            b = max(1, width // C)
+            out = []
+            for i in range(0, len(xb), b):
+                _, vjp_fn = torch.func.vjp(lambda p, xs=xb[i : i + b]: f(p, xs), params)
+                m = min(b, len(xb) - i)
+                E = torch.eye(m * C, dtype=xa.dtype, device=xa.device).reshape(m * C, m, C)
+
+                def col(e, vjp_fn=vjp_fn):
+                    return _func.jvp(lambda p: f(p, xa), params, vjp_fn(e)[0], rev)[1]
+
+                out.append(torch.func.vmap(col)(E))
+            return torch.cat(out)
+
+        ad = _func.choose_route(
+            route, lambda r: cols_batched(x1[:1], x2[:1], r.reverse), "ntk (NTK-vector products)"
+        )
+        with ad.context():
+            cols_fn = cols_vmap
+            try:
+                cols_vmap(x1[:1], x2[:2], ad.reverse)
+            except (RuntimeError, NotImplementedError):
+                cols_fn = cols_batched
+            cols = cols_fn(x1, x2, ad.reverse)
+    vm = "vmap" if cols_fn is cols_vmap else "batched"
+    _func.LAST_ROUTES["ntk"] = f"ntvp ({ad.name}, {vm})"
     K = cols.reshape(n2, C, len(x1), C).permute(2, 0, 3, 1).detach()  # (N1, N2, c, d)
     if kind == "scalar":
         return torch.diagonal(K, dim1=2, dim2=3).sum(-1)
@@ -116,6 +147,8 @@ def ntk_gram(
     kind: str = "scalar",
     chunk_size: int | None = None,
     memory_budget: float = 2**30,
+    *,
+    route: str = "auto",
 ) -> torch.Tensor:
     """Empirical NTK Gram between ``x1`` and ``x2`` (default ``x2 = x1``).
 
@@ -134,6 +167,13 @@ def ntk_gram(
       1 GiB), else ``"ntvp"`` (a choice, not from the paper).
 
     ``chunk_size`` bounds the samples (jacobian) or columns (ntvp, default 16) done at once.
+
+    ``route`` (ntvp only; ``"auto"``, ``"forward"``, ``"reverse"``): how the JVP is taken, as in
+    :func:`~spectral_lab.hessian.hessian_operator` -- forward mode, or reverse-over-reverse when
+    an operation lacks forward-mode AD, chosen on a one-sample probe. Models that cannot be
+    vmapped over samples (GRUs) use blocks of samples with vmap over output cotangents only; the
+    Jacobian method falls back likewise (see :func:`parameter_jacobian`). The route used is
+    recorded in ``spectral_lab._func.LAST_ROUTES["ntk"]``.
     Runs on the device and dtype of the model's parameters; inputs are cast to them.
 
     Example:
@@ -161,11 +201,16 @@ def ntk_gram(
         method = "jacobian" if need <= memory_budget else "ntvp"
     if method == "jacobian":
         return _gram_jacobian(model, x1, x2, kind, chunk_size)
-    return _gram_ntvp(model, x1, x2, kind, chunk_size)
+    return _gram_ntvp(model, x1, x2, kind, chunk_size, route)
 
 
 def ntk_operator(
-    model: nn.Module, x: torch.Tensor, kind: str = "scalar", chunk_size: int | None = None
+    model: nn.Module,
+    x: torch.Tensor,
+    kind: str = "scalar",
+    chunk_size: int | None = None,
+    *,
+    route: str = "auto",
 ) -> LinearOperator:
     """The NTK on ``x`` as a matrix-free :class:`~spectral_lab.linalg.LinearOperator`.
 
@@ -173,7 +218,9 @@ def ntk_operator(
     ``kind="scalar"``: ``v in R^N -> K v = sum_c J_c (J_c^T v)``, ``C`` VJP+JVP pairs (vmapped).
     Samples are processed ``chunk_size`` at a time (default all), so memory is
     ``O(C p + chunk activations)`` and no Gram or Jacobian is ever stored. Runs on the device and
-    dtype of the model's parameters; inputs are cast to them.
+    dtype of the model's parameters; inputs are cast to them. ``route`` as in :func:`ntk_gram`
+    (forward-mode JVPs, or reverse-over-reverse where forward AD is missing); recorded in
+    ``op.route``.
 
     Example:
         >>> from spectral_lab import MLP
@@ -202,10 +249,19 @@ def ntk_operator(
 
     def J(t):  # tangent dict -> (N, C)
         outs = [
-            torch.func.jvp(lambda p, xb=x[i : i + chunk]: f(p, xb), (params,), (t,))[1]
+            _func.jvp(lambda p, xb=x[i : i + chunk]: f(p, xb), params, t, ad.reverse)[1]
             for i in range(0, n, chunk)
         ]
         return torch.cat(outs)
+
+    def probe(r):
+        with _func.eval_mode(model):
+            _, vjp_fn = torch.func.vjp(lambda p: f(p, x[:1]), params)
+            t = vjp_fn(torch.ones(1, C, dtype=x.dtype, device=x.device))[0]
+            _func.jvp(lambda p: f(p, x[:1]), params, t, r.reverse)
+
+    ad = _func.choose_route(route, probe, "ntk (operator)")
+    state: dict = {}
 
     eye = torch.eye(C, dtype=x.dtype, device=x.device)
 
@@ -216,25 +272,27 @@ def ntk_operator(
         def per_class(e):
             return J(JT(v[:, None] * e[None, :])) @ e
 
-        return torch.func.vmap(per_class)(eye).sum(0)
+        return _func.vmap_or_loop(per_class, eye, state).sum(1)
 
     mv = block_mv if kind == "block" else scalar_mv
 
     def run(fn):
         def wrapped(v):
-            with _func.eval_mode(model):
+            with _func.eval_mode(model), ad.context():
                 return fn(v).detach()
 
         return wrapped
 
-    return LinearOperator(
+    op = LinearOperator(
         run(mv),
         n * C if kind == "block" else n,
         x.dtype,
         x.device,
-        matmat=run(lambda V: torch.func.vmap(mv, in_dims=1, out_dims=1)(V)),
+        matmat=run(lambda V: _func.vmap_or_loop(mv, V, state)),
         name=f"NTK({kind}, N={n}, C={C})",
     )
+    op.route = ad.name
+    return op
 
 
 def ntk_eigs(
@@ -249,6 +307,8 @@ def ntk_eigs(
     generator: torch.Generator | None = None,
     seed: int | None = None,
     max_dense: int = 4096,
+    *,
+    route: str = "auto",
 ) -> EigResult:
     """Top-``k`` eigenvalues (and eigenvectors) of the NTK on ``x``.
 
@@ -256,7 +316,8 @@ def ntk_eigs(
     (``O((NC)^3)``); ``"lanczos"`` runs :func:`~spectral_lab.linalg.lanczos` on
     :func:`ntk_operator`, never forming the Gram (memory ``O(m N C + C p)``, ``m`` Lanczos
     steps); ``"auto"`` is dense when the matrix side is at most ``max_dense`` (a choice, not from
-    the paper). Eigenvalues are returned largest first. Lanczos draws its start vector from
+    the paper). ``route`` as in :func:`ntk_gram`; the route used is ``result.route``.
+    Eigenvalues are returned largest first. Lanczos draws its start vector from
     ``generator`` or ``seed`` (default 0). Runs on the device and dtype of the model's parameters;
     inputs are cast to them.
 
@@ -280,9 +341,13 @@ def ntk_eigs(
     if method == "lanczos":
         g = resolve_generator(generator, seed, x.device)
         return lanczos(
-            ntk_operator(model, x, kind, chunk_size), k, tol=tol, max_iter=max_iter, generator=g
+            ntk_operator(model, x, kind, chunk_size, route=route),
+            k,
+            tol=tol,
+            max_iter=max_iter,
+            generator=g,
         )
-    K = ntk_gram(model, x, kind=kind, chunk_size=chunk_size)
+    K = ntk_gram(model, x, kind=kind, chunk_size=chunk_size, route=route)
     if kind == "block":
         K = block_to_matrix(K)
     w, U = torch.linalg.eigh(K)
@@ -297,6 +362,7 @@ def ntk_eigs(
         method="dense",
         history=w.double().cpu()[None],
         history_matvecs=torch.zeros(1, dtype=torch.long),
+        route=_func.LAST_ROUTES.get("ntk"),
     )
 
 

@@ -1,0 +1,392 @@
+"""Every curvature, Jacobian and NTK call on models no one here wrote, against independent references.
+
+Tiny, randomly initialised, eval-mode, float64 versions of torchvision ResNet-18 and
+MobileNetV3-small, a transformer-encoder classifier (fused fast path and not), an LSTM and a GRU
+classifier. References never go through spectral_lab:
+
+* parameter Jacobian: ``torch.autograd.functional.jacobian`` of ``theta -> functional_call(model,
+  theta, x)`` on the flat trainable parameters (first-order reverse mode only);
+* input Jacobian: ``torch.autograd.functional.jacobian`` with respect to ``x``;
+* NTK: ``J J^T`` of that Jacobian, its spectrum from ``numpy.linalg.eigh``;
+* Hessian: central finite differences of autograd gradients (so no higher-order AD at all, which
+  hardsigmoid and the fused attention kernels lack), its spectrum from ``numpy.linalg.eigh``;
+* Gauss--Newton: ``(1/N) sum_i J_i^T (diag p_i - p_i p_i^T) J_i`` (the softmax cross-entropy
+  Hessian in closed form).
+
+Large models are restricted to a few trainable tensors (the rest frozen) so the references stay
+dense; those tensors are chosen so that derivatives flow through the whole network (ResNet's
+first batch norm) or through the op that lacks higher-order AD (MobileNet's hardsigmoid
+squeeze-excitation), and never include the output bias, whose constant softmax block would
+dominate every norm. Their batch norms get running statistics from one batch of random images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import spectral_lab as sl
+from spectral_lab import _func
+from spectral_lab import hessian as hs
+from spectral_lab import ntk as nk
+
+torchvision = pytest.importorskip("torchvision")
+
+C = 3  # classes of every zoo model
+
+
+class Recurrent(nn.Module):
+    def __init__(self, cell: type[nn.Module]) -> None:
+        super().__init__()
+        self.r = cell(4, 6, batch_first=True)
+        self.h = nn.Linear(6, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.h(self.r(x)[0][:, -1])
+
+
+class Encoder(nn.Module):
+    """Float sequences (N, 5, 4) -> linear embedding -> TransformerEncoder -> mean -> Linear."""
+
+    def __init__(self, fused: bool) -> None:
+        super().__init__()
+        # "relu" keeps PyTorch's fused fast path (_transformer_encoder_layer_fwd) eligible; a
+        # callable activation turns it off
+        act = "relu" if fused else nn.functional.silu
+        layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, activation=act, batch_first=True)
+        self.e = nn.Linear(4, 8)
+        self.t = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.h = nn.Linear(8, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.h(self.t(self.e(x)).mean(1))
+
+
+def _restrict(model: nn.Module, keep: tuple[str, ...]) -> nn.Module:
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in keep)
+    return model
+
+
+def _calibrate(model: nn.Module) -> nn.Module:
+    """Set batch-norm running statistics from one batch of random images, as a trained model
+    has them: with the fresh ones (mean 0, variance 1) MobileNetV3's logits are ~1e-11 and the
+    loss Hessian is the constant softmax block of the output bias alone."""
+    for mod in model.modules():
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            mod.momentum = None  # cumulative average: one batch sets the statistics
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(5)))
+    return model
+
+
+def _build(name: str):
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    if name == "resnet18":
+        m = torchvision.models.resnet18(num_classes=C)
+        m = _restrict(_calibrate(m), ("bn1.weight",))
+        x = torch.rand(2, 3, 32, 32, generator=g)
+    elif name == "mobilenet_v3_small":
+        m = torchvision.models.mobilenet_v3_small(num_classes=C)
+        keep = ("features.0.1.weight", "features.1.block.1.fc1.bias")
+        m = _restrict(_calibrate(m), (*keep, "features.1.block.1.fc2.bias"))
+        x = torch.rand(2, 3, 32, 32, generator=g)
+    elif name in ("transformer_fused", "transformer"):
+        m = Encoder(fused=name == "transformer_fused")
+        x = torch.randn(3, 5, 4, generator=g)
+    elif name == "lstm":
+        m = Recurrent(nn.LSTM)
+        x = torch.randn(3, 5, 4, generator=g)
+    elif name == "gru":
+        m = Recurrent(nn.GRU)
+        x = torch.randn(3, 5, 4, generator=g)
+    else:
+        raise KeyError(name)
+    m = m.double().eval()
+    x = x.double()
+    y = torch.arange(len(x)) % C
+    return m, x, y
+
+
+class Reference:
+    """Dense references for one model, from first-order autograd and finite differences only."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.model, self.x, self.y = _build(name)
+        m = self.model
+        self.names = [k for k, p in m.named_parameters() if p.requires_grad]
+        tensors = dict(m.named_parameters())
+        self.shapes = [tensors[k].shape for k in self.names]
+        self.theta = torch.cat([tensors[k].detach().reshape(-1) for k in self.names])
+        self.p = self.theta.numel()
+        self.J = torch.autograd.functional.jacobian(lambda t: self.f(t, self.x), self.theta)
+        self.H = self._fd_hessian()
+        probs = torch.softmax(self.f(self.theta, self.x).detach(), -1)
+        lam = torch.diag_embed(probs) - probs[:, :, None] * probs[:, None, :]
+        self.G = torch.einsum("ncp,ncd,ndq->pq", self.J, lam, self.J) / len(self.x)
+
+    def f(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        params, i = {}, 0
+        for k, s in zip(self.names, self.shapes):
+            n = int(np.prod(s))
+            params[k] = theta[i : i + n].view(s)
+            i += n
+        return torch.func.functional_call(self.model, params, (x,))
+
+    def grad(self, theta: torch.Tensor) -> torch.Tensor:
+        t = theta.detach().requires_grad_(True)
+        loss = nn.functional.cross_entropy(self.f(t, self.x), self.y)
+        return torch.autograd.grad(loss, t)[0]
+
+    def _fd_hessian(self, h: float = 1e-5) -> torch.Tensor:
+        cols = []
+        for j in range(self.p):
+            e = torch.zeros_like(self.theta)
+            e[j] = h
+            cols.append((self.grad(self.theta + e) - self.grad(self.theta - e)) / (2 * h))
+        H = torch.stack(cols, 1)
+        return 0.5 * (H + H.T)
+
+
+ZOO = ["resnet18", "mobilenet_v3_small", "transformer_fused", "transformer", "lstm", "gru"]
+_CACHE: dict[str, Reference] = {}
+
+
+@pytest.fixture(scope="module", params=ZOO)
+def ref(request) -> Reference:
+    if request.param not in _CACHE:
+        _CACHE[request.param] = Reference(request.param)
+    return _CACHE[request.param]
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+# --- first-order calls -------------------------------------------------------------------------
+
+
+def test_parameter_jacobian(ref):
+    J = sl.parameter_jacobian(ref.model, ref.x)
+    assert J.shape == ref.J.shape
+    assert _rel(J, ref.J) < 1e-10
+
+
+def test_input_jacobian_every_route(ref):
+    n = len(ref.x)
+    full = torch.autograd.functional.jacobian(ref.model, ref.x)  # (N, C, N, *x)
+    want = full.reshape(n, C, n, -1)[torch.arange(n), :, torch.arange(n)]
+    for route in ("auto", "backward", "vmap"):
+        J = sl.input_jacobian(ref.model, ref.x, route=route)
+        assert _rel(J, want) < 1e-10, route
+
+
+# --- NTK -----------------------------------------------------------------------------------------
+
+
+def test_ntk_gram_both_methods(ref):
+    K_ref = torch.einsum("ncp,mcp->nm", ref.J, ref.J)
+    Kb_ref = torch.einsum("ncp,mdp->nmcd", ref.J, ref.J)
+    for method in ("jacobian", "ntvp"):
+        assert _rel(sl.ntk_gram(ref.model, ref.x, method=method), K_ref) < 1e-10, method
+        Kb = sl.ntk_gram(ref.model, ref.x, method=method, kind="block")
+        assert _rel(Kb, Kb_ref) < 1e-10, method
+    # a rectangular Gram (x2 != x1) through the NTK-vector-product route
+    K12 = sl.ntk_gram(ref.model, ref.x[:1], ref.x, method="ntvp")
+    assert _rel(K12, K_ref[:1]) < 1e-10
+
+
+def test_ntk_eigs_dense_and_lanczos(ref):
+    Kb = torch.einsum("ncp,mdp->nmcd", ref.J, ref.J)
+    w_ref = np.linalg.eigvalsh(nk.block_to_matrix(Kb).numpy())[::-1]
+    for method in ("dense", "lanczos"):
+        r = sl.ntk_eigs(ref.model, ref.x, k=2, kind="block", method=method, tol=1e-10)
+        np.testing.assert_allclose(r.eigenvalues.numpy(), w_ref[:2], rtol=1e-8)
+        assert r.route is not None
+
+
+# --- Hessian and Gauss--Newton ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_hessian_products_and_dense(ref):
+    data = (ref.x, ref.y)
+    v = torch.randn(ref.p, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    # finite differences: relative error ~1e-9 at h = 1e-5 in float64
+    assert _rel(sl.hvp(ref.model, data, v), ref.H @ v) < 1e-6
+    assert _rel(hs.gnvp(ref.model, data, v), ref.G @ v) < 1e-10
+    H = hs.dense_hessian(ref.model, data)
+    assert _rel(H, ref.H) < 1e-6
+
+
+@pytest.mark.slow
+def test_hessian_spectrum_trace_density(ref):
+    data = (ref.x, ref.y)
+    w = np.linalg.eigvalsh(ref.H.numpy())
+    scale = float(np.abs(w).max())
+    r = sl.hessian_eigs(ref.model, data, k=1, tol=1e-8)
+    assert r.converged and r.route is not None
+    assert abs(float(r) - w[-1]) < 1e-6 * scale
+    low = sl.hessian_eigs(ref.model, data, k=1, order="smallest", tol=1e-8)
+    assert abs(float(low) - w[0]) < 1e-6 * scale
+    # Hutch++ is exact once its sketch (num_matvecs // 3 columns) spans the whole space; on the
+    # two CNNs (a product costs ~0.1 s) a 30-product estimate must lie within 4 standard errors
+    exact = ref.name not in ("resnet18", "mobilenet_v3_small")
+    tr = sl.hessian_trace(ref.model, data, num_matvecs=3 * ref.p + 3 if exact else 30)
+    err = abs(float(tr) - float(w.sum()))
+    assert err < 1e-6 * float(np.abs(w).sum()) + (0 if exact else 4 * tr.std_error)
+    assert tr.route == r.route
+    # Ritz values of the Lanczos quadrature lie inside [lambda_min, lambda_max] (interlacing)
+    dens = sl.hessian_density(ref.model, data, num_probes=2, num_steps=6)
+    assert dens.route == r.route
+    assert float(dens.nodes.min()) >= w[0] - 1e-6 * scale
+    assert float(dens.nodes.max()) <= w[-1] + 1e-6 * scale
+
+
+# --- the route choice itself ---------------------------------------------------------------------
+
+
+class _TanhNoJvp(torch.autograd.Function):
+    """tanh with a (twice-differentiable) backward but no forward-mode rule."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return torch.tanh(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (1 - y * y)
+
+
+class _NoJvpMLP(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 6), nn.Linear(6, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(_TanhNoJvp.apply(self.a(x)))
+
+
+def _mlp():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, C)).double().eval()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    return m, x, torch.arange(5) % C
+
+
+def test_plain_mlp_keeps_the_fast_routes():
+    m, x, y = _mlp()
+    assert hs.hessian_operator(m, (x, y)).route == "forward-over-reverse"
+    assert nk.ntk_operator(m, x).route == "forward-over-reverse"
+    assert float(sl.hessian_eigs(m, (x, y))) > 0
+    assert sl.hessian_eigs(m, (x, y)).route == "forward-over-reverse"
+    sl.parameter_jacobian(m, x)
+    assert _func.LAST_ROUTES["parameter_jacobian"] == "vmap"
+    sl.ntk_gram(m, x, method="ntvp")
+    assert _func.LAST_ROUTES["ntk"] == "ntvp (forward-over-reverse, vmap)"
+
+
+def test_op_without_forward_ad_selects_double_backward():
+    torch.manual_seed(0)
+    m = _NoJvpMLP().double().eval()
+    x, y = torch.randn(5, 4, dtype=torch.float64), torch.arange(5) % C
+    with pytest.raises(NotImplementedError, match="jvp"):
+        sl.hvp(m, (x, y), torch.ones(sum(p.numel() for p in m.parameters())), route="forward")
+    op = hs.hessian_operator(m, (x, y))
+    assert op.route == "reverse-over-reverse"
+    # and it is right: the same network with torch.tanh takes the forward route
+    twin = nn.Sequential(m.a, nn.Tanh(), m.b)
+    H = hs.dense_hessian(m, (x, y))
+    H_twin = hs.dense_hessian(twin, (x, y))
+    assert hs.hessian_operator(twin, (x, y)).route == "forward-over-reverse"
+    assert _rel(H, H_twin) < 1e-12
+    assert nk.ntk_operator(m, x).route == "reverse-over-reverse"
+    assert _rel(sl.ntk_gram(m, x, method="ntvp"), sl.ntk_gram(twin, x, method="ntvp")) < 1e-12
+
+
+def test_zoo_routes():
+    """The routes each zoo model gets: recorded, and the fast ones wherever they run."""
+    routes = {}
+    for name in ("mobilenet_v3_small", "transformer_fused", "gru"):
+        m, x, y = _build(name)
+        routes[name] = hs.hessian_operator(m, (x[:1], y[:1])).route
+        sl.parameter_jacobian(m, x[:2])
+        routes[name + "/J"] = _func.LAST_ROUTES["parameter_jacobian"]
+    assert routes["mobilenet_v3_small"] == "forward-over-reverse (composite ops)"
+    assert routes["transformer_fused"] == "forward-over-reverse (composite ops)"
+    assert routes["gru"] == "forward-over-reverse"
+    assert routes["gru/J"] == "batched"
+    assert routes["mobilenet_v3_small/J"] == "vmap"
+    m, x, _ = _build("gru")
+    with pytest.warns(UserWarning, match="does not run on this model"):
+        sl.input_jacobian(m, x, route="vmap")
+    assert _func.LAST_ROUTES["input_jacobian"] == "backward"
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs mkldnn")
+def test_float32_lstm_on_mkldnn_uses_double_backward():
+    """In float32 on CPU the LSTM runs mkldnn_rnn_layer, which has no forward-mode AD."""
+    torch.manual_seed(0)
+    m = Recurrent(nn.LSTM).eval()
+    x, y = torch.randn(3, 5, 4), torch.arange(3)
+    op = hs.hessian_operator(m, (x, y))
+    assert op.route == "reverse-over-reverse"
+    m64 = Recurrent(nn.LSTM).eval()
+    m64.load_state_dict(m.state_dict())
+    m64 = m64.double()
+    v = torch.randn(op.dim, generator=torch.Generator().manual_seed(2))
+    want = sl.hvp(m64, (x.double(), y), v.double())
+    assert _rel(op @ v, want.float()) < 1e-4
+
+
+def test_forward_and_reverse_routes_agree_on_a_mlp():
+    m, x, y = _mlp()
+    p = sum(q.numel() for q in m.parameters())
+    V = torch.randn(p, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for which in ("full", "gn"):
+        ops = [hs.hessian_operator(m, (x, y), which=which, route=r) for r in ("forward", "reverse")]
+        assert [o.route for o in ops] == ["forward-over-reverse", "reverse-over-reverse"]
+        assert _rel(ops[1] @ V[:, 0], ops[0] @ V[:, 0]) < 1e-10
+        assert _rel(ops[1] @ V, ops[0] @ V) < 1e-10
+    for kind in ("scalar", "block"):
+        a, b = (nk.ntk_operator(m, x, kind, route=r) for r in ("forward", "reverse"))
+        u = torch.randn(a.dim, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+        assert _rel(b @ u, a @ u) < 1e-10
+    Ks = [sl.ntk_gram(m, x, method="ntvp", kind="block", route=r) for r in ("forward", "reverse")]
+    assert _rel(Ks[1], Ks[0]) < 1e-10
+
+
+def test_input_jacobian_auto_forward_route_falls_back_silently_on_a_gru():
+    """``d < C`` picks forward mode under "auto"; a GRU cannot be vmapped, so "backward" runs."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.GRU(1, 4, batch_first=True), _Last(), nn.Linear(4, 7)).double().eval()
+    x = torch.randn(3, 2, 1, dtype=torch.float64)  # d = 2 < C = 7
+    J = sl.input_jacobian(m, x)
+    assert _func.LAST_ROUTES["input_jacobian"] == "backward"
+    full = torch.autograd.functional.jacobian(m, x).reshape(3, 7, 3, 2)
+    assert _rel(J, full[torch.arange(3), :, torch.arange(3)]) < 1e-12
+
+
+class _Last(nn.Module):
+    def forward(self, out):
+        return out[0][:, -1]
+
+
+def test_vmap_fallback_routes_agree_on_a_mlp():
+    m, x, _ = _mlp()
+    J = [sl.parameter_jacobian(m, x, route=r) for r in ("vmap", "batched")]
+    assert _rel(J[1], J[0]) < 1e-12
+    # blocks smaller than the batch: chunking must not mix samples
+    assert _rel(sl.parameter_jacobian(m, x, chunk_size=2, route="batched"), J[0]) < 1e-12
