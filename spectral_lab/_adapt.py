@@ -67,7 +67,22 @@ def select_logits(out, output: Output = None) -> tuple[torch.Tensor, str]:
     return t, how
 
 
-class LogitsOf(nn.Module):
+class _Wrapper(nn.Module):
+    """A module around ``self.model`` whose train/eval mode is the wrapped model's."""
+
+    model: nn.Module
+
+    @property
+    def training(self) -> bool:  # type: ignore[override]
+        model = self.__dict__.get("_modules", {}).get("model")
+        return True if model is None else model.training
+
+    @training.setter
+    def training(self, mode: bool) -> None:  # the mode lives on the wrapped model
+        pass
+
+
+class LogitsOf(_Wrapper):
     """``model`` whose forward returns the logits tensor (see :func:`as_logits`)."""
 
     def __init__(self, model: nn.Module, output: Output = None) -> None:
@@ -102,7 +117,7 @@ def as_logits(model: nn.Module, output: Output = None) -> nn.Module:
     return LogitsOf(model, output)
 
 
-class TokenIds(nn.Module):
+class TokenIds(_Wrapper):
     """``model`` taking token ids as a float tensor (``model(x.long())``): parameter-space calls
     (parameter Jacobian, NTK, Hessian) then run unchanged, the embedding table included."""
 
@@ -147,7 +162,7 @@ def find_embedding(model: nn.Module, tokens: torch.Tensor, embedding=None) -> tu
     return fired[0], names[fired[0]]
 
 
-class _EmbeddingSplit(nn.Module):
+class _EmbeddingSplit(_Wrapper):
     def __init__(
         self, model: nn.Module, embedding: nn.Module, tokens: torch.Tensor, e: torch.Tensor
     ) -> None:

@@ -143,6 +143,37 @@ def test_token_ids_parameter_space_includes_the_embedding_table():
     assert TokenIds(m)(tok.float()).equal(m(tok))
 
 
+class TextTransformer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(7)
+        self.emb, self.head = nn.Embedding(20, 8), nn.Linear(8, 3)
+        self.enc = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.1, batch_first=True)
+
+    def forward(self, tok):
+        return self.head(self.enc(self.emb(tok)).mean(1))
+
+
+def test_token_ids_on_a_transformer_with_dropout_in_eval_mode():
+    m = TextTransformer().eval()
+    tok = torch.randint(0, 20, (4, 6), generator=torch.Generator().manual_seed(8))
+    rep = sl.diagnose(m, (tok, torch.arange(4) % 3), operators=("input_jacobian",), **FAST)
+    e = m.emb(tok).detach()
+    ref = _sigma1_per_sample(lambda v: m.head(m.enc(v).mean(1)), e)
+    torch.testing.assert_close(rep.profile.samples["jac_top"], ref, rtol=1e-4, atol=1e-6)
+
+
+def test_adapters_follow_the_wrapped_models_mode():
+    m = nn.Sequential(nn.Linear(4, 3), nn.Dropout(0.5)).eval()
+    for w in (as_logits(m), TokenIds(m)):
+        assert not w.training
+        w.train()
+        assert m.training and w.training
+        w.eval()
+        assert not m.training
+    sl.input_jacobian(as_logits(m), torch.randn(2, 4))  # an eval-mode dropout model is fine
+
+
 # ---------------------------------------------------------------------------- regression
 class RegCNN(nn.Module):
     def __init__(self, out_shape=(1,)):
