@@ -133,24 +133,30 @@ class StabilityReport:
             f"(2/lambda_max(H) = {bv('stable_lr_operator')})",
         ]
         lines.append("  " + self._metrics_text())
+        lines += self._note_lines()
+        lines.append(f"  ({self.seconds:.1f} s)")
+        return "\n".join(lines)
+
+    def _note_lines(self) -> list[str]:
+        """Which output, input space and precision were used; bounds not computed/certified."""
+        out: list[str] = []
         for key, label in (("output", "output used"), ("input_space", "input space"),
                            ("precision", "precision")):  # fmt: skip
             note = self.data.get("notes", {}).get(key)
             if note and note not in ("the output tensor", "the inputs"):
-                lines.append(f"  {label}: {note}")
+                out.append(f"  {label}: {note}")
         st = self.bound_status
         left = [k for k in OPERATORS if any(f"needs {k}," in v for v in st.values())]
         if left:
-            lines.append(
+            out.append(
                 f"  not computed: the bounds that need {', '.join(left)} (left out of "
                 "operators=; Gamma is over the operators computed only)"
             )
         uncert = sorted({v for v in st.values() if v.startswith("not certified")})
-        lines += [
+        out += [
             f"  not certified: the step-size bounds {v[len('not certified ') :]}" for v in uncert
         ]
-        lines.append(f"  ({self.seconds:.1f} s)")
-        return "\n".join(lines)
+        return out
 
     def _bound_text(self, key: str) -> str:
         st = self.bound_status.get(key, "computed")
@@ -192,14 +198,13 @@ class StabilityReport:
             f"<td style='text-align:right'>{e(self._bound_text(w))}</td></tr>"
             for name, v, w in cons
         )
-        acc = self.data.get("accuracy")
         return (
             "<div style='font-family:sans-serif;font-size:13px'>"
             f"<b>Stability report</b> &mdash; {e(str(self.model.get('name', 'model')))} "
             f"({p.num_params:,} parameters) on {e(str(self.data.get('name', 'data')))} "
             f"(n={p.n}; NTK on {p.n_ntk}, Hessian on {p.n_hess})"
-            + (f"; accuracy {acc:.3f}" if acc is not None else "")
             + f"<br>{e(self._metrics_text())}"
+            + "".join(f"<br>{e(line.strip())}" for line in self._note_lines())
             + f"<br><b>&Gamma;(sup) = {_fmt(i.value)}</b>, &Gamma;(q={r.q:g}) = {_fmt(r.value)} "
             f"[agg={e(i.agg)}]"
             "<table><tr><th>operator term</th><th>sup</th>"

@@ -263,6 +263,8 @@ def test_partial_diagnose_shows_not_computed_never_a_number(monkeypatch):
     assert "not computed: the bounds that need parameter_jacobian, ntk, hessian" in text
     assert rep.bounds["forward_gain"] == pytest.approx(rep.profile.jac_top)  # still a bound
     assert rep.to_dict()["bound_status"]["stable_lr"].startswith("not computed")
+    html = rep._repr_html_()
+    assert "stable GD step &eta; &lt;</td><td style='text-align:right'>not computed" in html
     # mutation: the old behaviour (every bound filled in from the partial Gamma) is caught
     monkeypatch.setattr(diagnose_mod, "_NEEDS", {})
     old = sl.diagnose(m, (x, y), operators=("input_jacobian",), **FAST)
