@@ -212,7 +212,8 @@ class StabilityReport:
             f"mean spectral entropy SE(J<sub>f</sub>) = {_fmt(p.jac_entropy, 3)}"
             "<table><tr><th>consequence (Theorem 4.2)</th><th>with &Gamma;</th>"
             f"<th>operator alone / measured</th></tr>{crows}</table>"
-            "<small>Index construction: spec 5.2 (a choice, not the paper's formula).</small></div>"
+            f"<small>Index: the {e(i.agg)} of the operator terms (a choice of this library, not a "
+            "formula from the papers).</small></div>"
         )
 
     def to_dict(self, samples: bool = False) -> dict:
