@@ -122,6 +122,24 @@ def test_token_ids_input_jacobian_is_taken_at_the_embedding_output():
     torch.testing.assert_close(J, ref_J, rtol=1e-5, atol=1e-6)
 
 
+def test_saliency_and_sensitivity_of_a_token_model_through_the_split():
+    m = Text().eval()
+    tok = torch.randint(0, 20, (4, 5), generator=torch.Generator().manual_seed(9))
+    head, e = split_at_embedding(m, tok, embedding="emb")
+    target = m(tok).argmax(1)
+    a = sl.attribution.saliency(head, e, target)
+    ev = e.clone().requires_grad_(True)
+    out = m.head(torch.tanh(ev).mean(1))
+    (ref,) = torch.autograd.grad(out.gather(1, target[:, None]).sum(), ev)
+    torch.testing.assert_close(a.reshape(ref.shape), ref, rtol=1e-5, atol=1e-7)
+    J = sl.input_jacobian(head, e)  # input sensitivity from the Jacobian at the embedding
+    mc = sl.sensitivity.monte_carlo_sensitivity(J, None, 1e-3, num_draws=4000)
+    fro2 = J.double().square().sum((1, 2)) * 1e-6 / J.shape[2]  # E||J d||^2, d ~ N(0, eps^2/d I)
+    torch.testing.assert_close(mc.double(), fro2, rtol=0.15, atol=0)
+    with pytest.raises(ValueError, match="not a sub-batch"):
+        head(e[:2] + 1.0)  # perturbed sub-batches cannot be matched to their tokens
+
+
 def test_token_ids_parameter_space_includes_the_embedding_table():
     m = Text().eval()
     tok = torch.randint(0, 20, (5, 4), generator=torch.Generator().manual_seed(3))
