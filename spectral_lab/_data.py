@@ -39,13 +39,16 @@ def _in_memory(data) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     return None
 
 
-def _move(x, y, device, dtype) -> Batch:
+def _move(x, y, device, dtype, keep_integer_inputs: bool = False) -> Batch:
     x = torch.as_tensor(x)
     if x.numel() == 0 or len(x) == 0:
         raise ValueError("data contains an empty batch; pass at least one sample")
-    if not x.is_floating_point():
-        x = x.float() if dtype is None else x
-    x = x.to(device=device, dtype=dtype)
+    if not x.is_floating_point() and keep_integer_inputs:
+        x = x.to(device=device)
+    else:
+        if not x.is_floating_point():
+            x = x.float() if dtype is None else x
+        x = x.to(device=device, dtype=dtype)
     if y is not None:
         y = torch.as_tensor(y)
         if len(y) != len(x):
@@ -67,6 +70,7 @@ def iter_batches(
     *,
     shuffle: bool = False,
     generator: torch.Generator | None = None,
+    keep_integer_inputs: bool = False,
 ) -> Iterator[Batch]:
     """Stream ``(x, y)`` batches (``y`` is ``None`` for a bare tensor) from any accepted ``data``.
 
@@ -79,6 +83,8 @@ def iter_batches(
             their dtype.
         shuffle, generator: a random order (``torch.randperm`` with ``generator``) for in-memory
             data and Datasets.
+        keep_integer_inputs: leave integer inputs (token ids, uint8 images) as they are, so the
+            caller can apply the one dtype policy (:func:`spectral_lab._checks.check_input_dtype`).
 
     Example:
         >>> x, y = torch.arange(10.0)[:, None], torch.arange(10)
@@ -130,7 +136,9 @@ def iter_batches(
             raise TypeError(f"data must be {_KINDS}; a batch was a {type(item).__name__}")
         take = int(min(len(xb), cap - seen))
         seen += take
-        yield _move(xb[:take], None if yb is None else yb[:take], device, dtype)
+        yield _move(
+            xb[:take], None if yb is None else yb[:take], device, dtype, keep_integer_inputs
+        )
     if seen == 0:
         raise ValueError("data yielded no samples (an empty DataLoader?); pass some data")
 

@@ -5,7 +5,8 @@ spectral-lab book [--out DIR]     execute every chapter, write an HTML book
 spectral-lab sync CHAPTER.py ...  re-execute chapters and rewrite their paired .ipynb
 spectral-lab reproduce --dataset {digits,mnist,cifar10,cifar100} [--quick]
                                   standard vs spectrally regularised models (chapter 07)
-spectral-lab diagnose CKPT|--model NAME --data NAME   stability report (JSON + PNG)
+spectral-lab diagnose CKPT|--model NAME|torchvision:NAME|pkg.mod:fn [--weights W.pt]
+                      [--data NAME|FILE.pt]   stability report (JSON + PNG)
 """
 
 from __future__ import annotations
@@ -131,6 +132,94 @@ def _parse_value(text: str):
         return text
 
 
+REFERENCE_MODELS = ("mlp", "cnn", "resmlp", "resnet")
+
+
+def _model_from_spec(spec: str, kwargs: dict, num_classes: int | None):
+    """A model from ``--model``: ``torchvision:NAME`` or ``package.module:function`` (called with
+    the ``--model-arg`` options and ``num_classes`` when given)."""
+    import importlib
+
+    from torch import nn
+
+    if spec.startswith("torchvision:"):
+        try:
+            import torchvision
+        except ImportError as err:
+            raise ValueError("--model torchvision:NAME needs torchvision installed") from err
+        name = spec.split(":", 1)[1]
+        if num_classes is not None:
+            kwargs = {"num_classes": num_classes, **kwargs}
+        try:
+            return torchvision.models.get_model(name, **kwargs)
+        except ValueError as err:
+            raise ValueError(f"--model {spec}: {err}") from None
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(
+            f"unknown model {spec!r}: use a reference name ({', '.join(REFERENCE_MODELS)}), "
+            "torchvision:NAME or package.module:function"
+        )
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(
+            f"--model {spec}: cannot import {attr!r} from {module_name!r}: {err}"
+        ) from None
+    if num_classes is not None:
+        kwargs = {"num_classes": num_classes, **kwargs}
+    model = factory(**kwargs)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"--model {spec} returned a {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def _load_weights(model, path: str) -> None:
+    import torch
+
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"--weights {path}: not a readable weights file: {err}") from err
+    if isinstance(sd, dict) and "state_dict" in sd:
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict):
+        raise ValueError(f"--weights {path}: expected a state_dict, got {type(sd).__name__}")
+    result = model.load_state_dict(sd, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        miss, extra = result.missing_keys, result.unexpected_keys
+        raise ValueError(
+            f"--weights {path} does not fit the model: {len(miss)} missing key(s) "
+            f"{miss[:3]}{' ...' if len(miss) > 3 else ''}, {len(extra)} unexpected key(s) "
+            f"{extra[:3]}{' ...' if len(extra) > 3 else ''}"
+        )
+
+
+def _load_tensor_data(path: str):
+    """``(x, y)`` from a ``torch.save``d file holding a pair or a dict with ``x`` and ``y``."""
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"--data {path}: not a readable tensor file: {err}") from err
+    if isinstance(obj, dict) and "x" in obj:
+        obj = (obj["x"], obj.get("y"))
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if (
+        isinstance(obj, (tuple, list))
+        and len(obj) == 2
+        and isinstance(obj[0], torch.Tensor)
+        and (obj[1] is None or isinstance(obj[1], torch.Tensor))
+    ):
+        return obj[0] if obj[1] is None else (obj[0], obj[1])
+    raise ValueError(
+        f"--data {path}: expected a tensor x, a pair (x, y) or a dict with keys 'x' and 'y' "
+        "(written with torch.save)"
+    )
+
+
 def _diagnose(args: argparse.Namespace) -> int:
     import math
 
@@ -145,6 +234,10 @@ def _diagnose(args: argparse.Namespace) -> int:
     if (args.checkpoint is None) == (args.model is None):
         raise ValueError("give either a checkpoint file or --model NAME (not both, not neither)")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    user_model = args.model is not None and args.model not in REFERENCE_MODELS
+    if args.weights is not None and not user_model:
+        raise ValueError("--weights applies to --model torchvision:NAME or package.module:function")
+    data_file = args.data is not None and Path(args.data).suffix in (".pt", ".pth")
     if args.checkpoint is not None:
         if args.model_arg:
             raise ValueError("--model-arg applies to --model only; a checkpoint knows its model")
@@ -157,9 +250,19 @@ def _diagnose(args: argparse.Namespace) -> int:
     else:
         spec = None
         data_name = args.data or "digits"
-        name = f"{args.model} (untrained, seed {args.seed})"
-        stem = Path(f"stability_{args.model}_{data_name}")
-    ds = load_dataset(data_name, split=args.split, seed=args.seed)
+        trained = (
+            f"weights {Path(args.weights).name}" if args.weights else f"untrained, seed {args.seed}"
+        )
+        name = f"{args.model} ({trained})"
+        safe = args.model.replace(":", "_").replace(".", "_")
+        stem = Path(f"stability_{safe}_{Path(data_name).stem if data_file else data_name}")
+    if data_file:
+        data = _load_tensor_data(data_name)
+        ds = None
+        shown = Path(data_name).name
+    else:
+        ds = data = load_dataset(data_name, split=args.split, seed=args.seed)
+        shown = f"{data_name} ({args.split})"
     if args.checkpoint is None:
         kwargs = {}
         for item in args.model_arg:
@@ -168,10 +271,28 @@ def _diagnose(args: argparse.Namespace) -> int:
             k, v = item.split("=", 1)
             kwargs[k.strip()] = _parse_value(v.strip())
         torch.manual_seed(args.seed)
-        if ds.num_classes is None:
-            raise ValueError(f"data set {data_name!r} has no classes; diagnose needs a classifier")
-        model = build_model(args.model, ds.input_shape, ds.num_classes, **kwargs).to(device).eval()
-    else:
+        if user_model:
+            num_classes = args.num_classes
+            if num_classes is None and args.model.startswith("torchvision:") and ds is not None:
+                num_classes = ds.num_classes
+            model = _model_from_spec(args.model, kwargs, num_classes)
+            if args.weights is not None:
+                _load_weights(model, args.weights)
+            model = model.to(device).eval()
+        else:
+            if ds is None:
+                raise ValueError(
+                    "--model NAME (a reference model) is sized from a named data set; with a "
+                    "tensor file use --model package.module:function or torchvision:NAME"
+                )
+            if ds.num_classes is None:
+                raise ValueError(
+                    f"data set {data_name!r} has no classes; diagnose needs a classifier"
+                )
+            model = (
+                build_model(args.model, ds.input_shape, ds.num_classes, **kwargs).to(device).eval()
+            )
+    elif ds is not None:
         want = tuple(spec["input_shape"])
         if math.prod(want) != math.prod(ds.input_shape) or (
             spec["name"] not in ("mlp", "resmlp") and want != tuple(ds.input_shape)
@@ -191,7 +312,7 @@ def _diagnose(args: argparse.Namespace) -> int:
             stem = stem.with_suffix("")
     report = diagnose(
         model,
-        ds,
+        data,
         q=args.q,
         robust_q=args.robust_q,
         loss=args.loss,
@@ -203,7 +324,9 @@ def _diagnose(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         name=name,
-        data_name=f"{data_name} ({args.split})",
+        data_name=shown,
+        output=_parse_value(args.output) if args.output is not None else None,
+        embedding=args.embedding,
     )
     json_path = stem.with_name(stem.name + ".json")
     png_path = stem.with_name(stem.name + ".png")
@@ -274,11 +397,22 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint", nargs="?", help="checkpoint file from spectral_lab.save_checkpoint"
     )
     p.add_argument(
-        "--model", help="reference model instead of a checkpoint: mlp, cnn, resmlp, resnet"
+        "--model",
+        help="instead of a checkpoint: a reference model (mlp, cnn, resmlp, resnet), "
+        "torchvision:NAME (e.g. torchvision:resnet18) or your factory package.module:function",
     )
+    p.add_argument("--weights", default=None,
+                   help="state_dict file (torch.save) for --model torchvision:NAME or a factory")  # fmt: skip
+    p.add_argument("--num-classes", dest="num_classes", type=int, default=None,
+                   help="num_classes= for torchvision models and factories")  # fmt: skip
+    p.add_argument("--output", default=None,
+                   help="which output holds the logits (a dict key or a tuple index)")  # fmt: skip
+    p.add_argument("--embedding", default=None,
+                   help="token-id models: the input embedding's module name")  # fmt: skip
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="option of --model, e.g. width=64 (repeatable)")  # fmt: skip
-    p.add_argument("--data", help="data set name (default: the checkpoint's, else digits)")
+    p.add_argument("--data", help="data set name, or a .pt file holding (x, y) saved with "
+                   "torch.save (default: the checkpoint's, else digits)")  # fmt: skip
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--samples", type=int, default=512, help="samples for per-sample statistics")
     # the old flag spellings (--ntk-samples, --hessian-samples, --lanczos-steps) stay as aliases
@@ -290,7 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cap on Lanczos steps (Hessian-vector products) for lambda_max(H)")  # fmt: skip
     p.add_argument("--q", type=float, default=1.0, help="quantile of the main index (1 = sup)")
     p.add_argument("--robust-q", type=float, default=0.95, help="quantile of the robust index")
-    p.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse"])
+    p.add_argument("--loss", default="auto", choices=["auto", "cross_entropy", "mse"],
+                   help="auto: mse for float targets, cross_entropy for class ids")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")

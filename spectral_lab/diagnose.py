@@ -44,10 +44,10 @@ from .stability import (
     ntk_condition_bound,
     parameter_sensitivity_bound,
     stability_index,
-    stability_profile,
     stable_step_size,
 )
-from .stability._common import LossFn
+from .stability._common import _ELEMENTS, LossFn
+from .stability.profile import _check_args, _prepare, _profile
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -110,6 +110,7 @@ class StabilityReport:
     index: StabilityIndex
     robust_index: StabilityIndex
     bounds: Mapping[str, float | None]
+    bound_status: Mapping[str, str] = field(default_factory=dict)
     model: Mapping[str, object] = field(default_factory=dict)
     data: Mapping[str, object] = field(default_factory=dict)
     seconds: float = 0.0
@@ -117,7 +118,7 @@ class StabilityReport:
     # ------------------------------------------------------------------ representations
     def summary(self) -> str:
         """A short multi-line text summary (what the CLI prints)."""
-        p, i, r, b = self.profile, self.index, self.robust_index, self.bounds
+        p, i, r = self.profile, self.index, self.robust_index
         lines = [
             f"Stability report: {self.model.get('name', 'model')} ({p.num_params:,} parameters) on "
             f"{self.data.get('name', 'data')} (n={p.n}; NTK on {p.n_ntk}, Hessian on {p.n_hess})",
@@ -131,27 +132,59 @@ class StabilityReport:
                 )
         base = float(p.settings.get("entropy_base", math.e))
         unit = "nats" if abs(base - math.e) < 1e-12 else "bits" if base == 2 else f"base {base:g}"
+        bv = self._bound_text
         lines += [
             f"  mean spectral entropy SE(J_f) = {_fmt(p.jac_entropy, 3)} {unit} "
             f"(flat spectrum: {_fmt(math.log(max(min(p.num_classes, p.input_dim), 1)) / math.log(base), 3)})",
             "  consequences (Theorem 4.2, first order, on the sample):",
-            f"    ||f(x+d)-f(x)|| <= {_fmt(b['forward_gain'])} ||d||   "
-            f"(input term alone: {_fmt(b['forward_gain_operator'])})",
-            f"    ||f_(theta+D)(x)-f(x)|| <= {_fmt(b['parameter_gain'])} ||D||   "
-            f"(param. term alone: {_fmt(b['parameter_gain_operator'])})",
-            f"    saliency change <= {_fmt(b['attribution_change'])}   (2 Gamma: triangle inequality)",
-            f"    scalar-NTK condition number {_fmt(b['ntk_condition'])} <= bound "
-            f"{_fmt(b['ntk_condition_bound'])}   (by construction)",
-            f"    stable GD step eta < {_fmt(b['stable_lr'])}  "
-            f"(2/lambda_max(H) = {_fmt(b['stable_lr_operator'])})",
+            f"    ||f(x+d)-f(x)|| <= {bv('forward_gain')} ||d||   "
+            f"(input term alone: {bv('forward_gain_operator')})",
+            f"    ||f_(theta+D)(x)-f(x)|| <= {bv('parameter_gain')} ||D||   "
+            f"(param. term alone: {bv('parameter_gain_operator')})",
+            f"    saliency change <= {bv('attribution_change')}   (2 Gamma: triangle inequality)",
+            f"    scalar-NTK condition number {bv('ntk_condition')} <= bound "
+            f"{bv('ntk_condition_bound')}   (by construction)",
+            f"    stable GD step eta < {bv('stable_lr')}  "
+            f"(2/lambda_max(H) = {bv('stable_lr_operator')})",
         ]
-        if self.data.get("accuracy") is not None:
-            lines.append(
-                f"  accuracy on these samples: {self.data['accuracy']:.3f}   "
-                f"loss: {_fmt(self.data.get('loss'))}"
-            )
+        lines.append("  " + self._metrics_text())
+        lines += self._note_lines()
         lines.append(f"  ({self.seconds:.1f} s)")
         return "\n".join(lines)
+
+    def _note_lines(self) -> list[str]:
+        """Which output, input space and precision were used; bounds not computed/certified."""
+        out: list[str] = []
+        for key, label in (("output", "output used"), ("input_space", "input space"),
+                           ("precision", "precision")):  # fmt: skip
+            note = self.data.get("notes", {}).get(key)
+            if note and note not in ("the output tensor", "the inputs"):
+                out.append(f"  {label}: {note}")
+        st = self.bound_status
+        left = [k for k in OPERATORS if any(f"needs {k}," in v for v in st.values())]
+        if left:
+            out.append(
+                f"  not computed: the bounds that need {', '.join(left)} (left out of "
+                "operators=; Gamma is over the operators computed only)"
+            )
+        uncert = sorted({v for v in st.values() if v.startswith("not certified")})
+        out += [
+            f"  not certified: the step-size bounds {v[len('not certified ') :]}" for v in uncert
+        ]
+        return out
+
+    def _bound_text(self, key: str) -> str:
+        st = self.bound_status.get(key, "computed")
+        return _fmt(self.bounds.get(key)) if st == "computed" else st.split(" (")[0]
+
+    def _metrics_text(self) -> str:
+        d = self.data
+        loss = f"loss ({d.get('loss_fn', '?')}): {_fmt(d.get('loss'))}"
+        if d.get("loss_fn") == "mse":
+            return f"{loss}   MSE {_fmt(d.get('mse'))}   R^2 {_fmt(d.get('r2'))}"
+        if d.get("accuracy") is not None:
+            return f"{loss}   accuracy on these samples: {d['accuracy']:.3f}"
+        return loss if d.get("loss") is not None else f"{loss} (no labels)"
 
     __str__ = summary
 
@@ -159,7 +192,7 @@ class StabilityReport:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        p, i, r, b = self.profile, self.index, self.robust_index, self.bounds
+        p, i, r = self.profile, self.index, self.robust_index
         e = html.escape
         rows = "".join(
             f"<tr><td>{e(k.replace('_', ' '))}</td><td style='text-align:right'>{_fmt(i.terms[k])}</td>"
@@ -169,24 +202,24 @@ class StabilityReport:
             if k in i.terms
         )
         cons = [
-            ("forward: ||f(x+&delta;) &minus; f(x)|| &le; c ||&delta;||", b["forward_gain"], b["forward_gain_operator"]),
-            ("parameters: ||f<sub>&theta;+&Delta;</sub>(x) &minus; f(x)|| &le; c ||&Delta;||", b["parameter_gain"], b["parameter_gain_operator"]),
-            ("saliency change &le; (2&Gamma;: by construction)", b["attribution_change"], b["attribution_change_operator"]),
-            ("scalar-NTK condition number &le; (by construction)", b["ntk_condition_bound"], b["ntk_condition"]),
-            ("stable GD step &eta; &lt;", b["stable_lr"], b["stable_lr_operator"]),
+            ("forward: ||f(x+&delta;) &minus; f(x)|| &le; c ||&delta;||", "forward_gain", "forward_gain_operator"),
+            ("parameters: ||f<sub>&theta;+&Delta;</sub>(x) &minus; f(x)|| &le; c ||&Delta;||", "parameter_gain", "parameter_gain_operator"),
+            ("saliency change &le; (2&Gamma;: by construction)", "attribution_change", "attribution_change_operator"),
+            ("scalar-NTK condition number &le; (by construction)", "ntk_condition_bound", "ntk_condition"),
+            ("stable GD step &eta; &lt;", "stable_lr", "stable_lr_operator"),
         ]  # fmt: skip
         crows = "".join(
-            f"<tr><td>{name}</td><td style='text-align:right'>{_fmt(v)}</td>"
-            f"<td style='text-align:right'>{_fmt(w)}</td></tr>"
+            f"<tr><td>{name}</td><td style='text-align:right'>{e(self._bound_text(v))}</td>"
+            f"<td style='text-align:right'>{e(self._bound_text(w))}</td></tr>"
             for name, v, w in cons
         )
-        acc = self.data.get("accuracy")
         return (
             "<div style='font-family:sans-serif;font-size:13px'>"
             f"<b>Stability report</b> &mdash; {e(str(self.model.get('name', 'model')))} "
             f"({p.num_params:,} parameters) on {e(str(self.data.get('name', 'data')))} "
             f"(n={p.n}; NTK on {p.n_ntk}, Hessian on {p.n_hess})"
-            + (f"; accuracy {acc:.3f}" if acc is not None else "")
+            + f"<br>{e(self._metrics_text())}"
+            + "".join(f"<br>{e(line.strip())}" for line in self._note_lines())
             + f"<br><b>&Gamma;(sup) = {_fmt(i.value)}</b>, &Gamma;(q={r.q:g}) = {_fmt(r.value)} "
             f"[agg={e(i.agg)}]"
             "<table><tr><th>operator term</th><th>sup</th>"
@@ -194,8 +227,8 @@ class StabilityReport:
             f"mean spectral entropy SE(J<sub>f</sub>) = {_fmt(p.jac_entropy, 3)}"
             "<table><tr><th>consequence (Theorem 4.2)</th><th>with &Gamma;</th>"
             f"<th>operator alone / measured</th></tr>{crows}</table>"
-            "<small>Index construction: the largest of the four operator terms, a choice of this "
-            "library (not the paper's formula).</small></div>"
+            f"<small>Index: the {e(i.agg)} of the operator terms (a choice of this library, not a "
+            "formula from the papers).</small></div>"
         )
 
     def to_dict(self, samples: bool = False) -> dict:
@@ -209,6 +242,7 @@ class StabilityReport:
                 "index": self.index.to_dict(),
                 "robust_index": self.robust_index.to_dict(),
                 "bounds": dict(self.bounds),
+                "bound_status": dict(self.bound_status),
                 "seconds": self.seconds,
             }
         )
@@ -228,15 +262,58 @@ class StabilityReport:
         return plot_stability_report(self, **kwargs)
 
 
-def _bounds(profile: StabilityProfile, index: StabilityIndex) -> dict[str, float | None]:
+_NEEDS = {
+    "forward_gain": ("input_jacobian",),
+    "forward_gain_operator": ("input_jacobian",),
+    "parameter_gain": ("parameter_jacobian",),
+    "parameter_gain_operator": ("parameter_jacobian",),
+    "attribution_change": ("input_jacobian",),
+    "attribution_change_operator": ("input_jacobian",),
+    "ntk_condition": ("ntk",),
+    "ntk_condition_bound": ("ntk",),
+    "stable_lr": ("hessian",),
+    "stable_lr_operator": ("hessian",),
+}
+"""The operators each bound needs: without them (or with them unconverged) it is not a bound."""
+
+
+def _bound_status(profile: StabilityProfile, index: StabilityIndex) -> dict[str, str]:
+    """``"computed"``, ``"not computed (...)"`` or ``"not certified (...)"`` for every bound."""
+    out = {}
+    for key, needs in _NEEDS.items():
+        missing = [k for k in needs if k not in index.terms]
+        if missing:
+            out[key] = f"not computed (needs {', '.join(missing)}, left out of operators=)"
+        elif "hessian" in needs and profile.settings.get("hessian_converged") is False:
+            out[key] = (
+                f"not certified (Lanczos did not converge in {profile.settings.get('max_iter')} "
+                "products: lambda_max(H) is only a lower estimate; raise max_iter)"
+            )
+        else:
+            out[key] = "computed"
+    out["gamma"] = (
+        "computed"
+        if all(k in index.terms for k in OPERATORS)
+        else "partial (the index over the operators computed only)"
+    )
+    return out
+
+
+def _bounds(
+    profile: StabilityProfile, index: StabilityIndex, status: Mapping[str, str] | None = None
+) -> dict[str, float | None]:
+    """The bounds' values; ``None`` for every bound whose status is not ``"computed"`` (a bound
+    that needs an operator that was left out, or an unconverged solver, is no bound)."""
+
     def safe(fn, *a, **k):
         try:
             return float(fn(*a, **k))
         except ValueError:
             return None
 
+    status = _bound_status(profile, index) if status is None else status
     ntk_min = profile.ntk_min
-    return {
+    values = {
         "gamma": index.value,
         "forward_gain": safe(forward_sensitivity_bound, index, 1.0),
         "forward_gain_operator": safe(forward_sensitivity_bound, index, 1.0, scale="operator"),
@@ -253,27 +330,51 @@ def _bounds(profile: StabilityProfile, index: StabilityIndex) -> dict[str, float
         if profile.hess_top is None
         else safe(stable_step_size, index, scale="operator"),
     }
+    return {
+        k: (v if k not in _NEEDS or status.get(k, "computed") == "computed" else None)
+        for k, v in values.items()
+    }
 
 
 @torch.no_grad()
-def _accuracy(model, data, loss, max_samples, batch_size):
-    p = next(model.parameters())
-    fn = resolve_loss(loss)
+def _metrics(prep, data, max_samples, batch_size) -> dict[str, float | None]:
+    """The loss on the samples, with accuracy for classification and MSE / R^2 for regression
+    (never an accuracy for a regression loss)."""
+    from .stability.profile import _batch
+
+    p = next(prep.model.parameters())
+    fn = resolve_loss(prep.loss)
     total = correct = 0.0
     n = 0
-    have_y = True
-    for x, y in iter_batches(data, batch_size, max_samples, p.device, p.dtype):
-        out = check_logits(model(x))
-        if y is None:
-            have_y = False
-            continue
+    sse = sy = sy2 = None
+    for xr, yr in iter_batches(
+        data, batch_size, max_samples, p.device, p.dtype, keep_integer_inputs=True
+    ):
+        if yr is None:
+            return {"loss": None, "accuracy": None}
+        _, x, y = _batch(prep, xr, yr, p.dtype)
+        out = check_logits(prep.model(x))
         total += float(fn(out, y)) * len(x)
-        if loss == "cross_entropy":
-            correct += float((out.argmax(1) == y).sum())
         n += len(x)
-    if not have_y or n == 0:
-        return None, None
-    return (correct / n if loss == "cross_entropy" else None), total / n
+        if prep.loss == "cross_entropy":
+            correct += float((out.argmax(1) == y).sum())
+        elif prep.loss == "mse":
+            d, yd = (out - y).double(), y.double()
+            sse = (0 if sse is None else sse) + d.square().sum(0)
+            sy = (0 if sy is None else sy) + yd.sum(0)
+            sy2 = (0 if sy2 is None else sy2) + yd.square().sum(0)
+    if n == 0:
+        return {"loss": None, "accuracy": None}
+    res: dict[str, float | None] = {"loss": total / n}
+    if prep.loss == "cross_entropy":
+        res["accuracy"] = correct / n
+    else:
+        res["accuracy"] = None
+    if sse is not None:
+        sst = (sy2 - sy.square() / n).sum()
+        res["mse"] = float(sse.sum()) / (n * prep.num_classes)
+        res["r2"] = float(1 - sse.sum() / sst) if float(sst) > 0 else None
+    return res
 
 
 @renamed_kwargs(
@@ -285,7 +386,7 @@ def diagnose(
     *,
     q: float = 1.0,
     robust_q: float = 0.95,
-    loss: str | LossFn = "cross_entropy",
+    loss: str | LossFn = "auto",
     max_samples: int | None = 512,
     num_ntk_samples: int = 128,
     ntk_kind: str = "scalar",
@@ -299,6 +400,8 @@ def diagnose(
     progress: bool = True,
     name: str | None = None,
     data_name: str | None = None,
+    output=None,
+    embedding=None,
 ) -> StabilityReport:
     """Diagnose ``model`` on ``data``: profile, index (sup and robust quantile) and bounds.
 
@@ -310,6 +413,18 @@ def diagnose(
     :func:`~spectral_lab.stability.stability_index`, ``Gamma_q = max{Q_q sigma_1(J_f(x_i)),
     Q_q sigma_1(J_theta(x_i)), sqrt(lambda_max(K)/n), sqrt(lambda_max(H))}`` (a choice of this
     library, not the paper's formula; swap it with ``agg=``/``weights=``).
+
+    Any input, output and loss (see :func:`~spectral_lab.stability.stability_profile`): tuple and
+    dict outputs (``output=`` selects the logits), token ids (input-space operators taken at the
+    output of the input ``embedding=``), regression (``loss="auto"`` picks ``"mse"`` for float
+    targets and reports MSE and R^2 instead of an accuracy), bfloat16/float16 models (analysed as a
+    float32 copy). The report says which output, input space, loss and precision were used
+    (``report.data["notes"]``). Labels are checked before any expensive work; random or
+    batch-dependent models are refused by what they do.
+
+    Honest bounds: a bound that needs an operator left out of ``operators=``, or the Hessian when
+    Lanczos did not converge, is ``None`` in ``bounds`` and "not computed" / "not certified" in
+    ``bound_status`` and in the printed report, never a number.
 
     Cost: that of :func:`~spectral_lab.stability.stability_profile` plus one forward pass. Runs on
     the device and dtype of the model's parameters; inputs are cast to them.
@@ -323,36 +438,40 @@ def diagnose(
         >>> rep.index.value >= rep.robust_index.value, rep.profile.n, rep.index.dominant in rep.index.terms
         (True, 16, True)
     """
-    check_model(model)
     t0 = time.perf_counter()
-    prof = stability_profile(
-        model,
-        data,
-        q=q,
-        loss=loss,
-        operators=operators,
-        max_samples=max_samples,
-        num_ntk_samples=num_ntk_samples,
-        ntk_kind=ntk_kind,
-        num_hessian_samples=num_hessian_samples,
-        max_iter=max_iter,
-        batch_size=batch_size,
-        seed=seed,
-        progress=progress,
+    check_model(model)
+    prof_kwargs = dict(
+        q=q, operators=operators, max_samples=max_samples, num_ntk_samples=num_ntk_samples,
+        ntk_kind=ntk_kind, num_hessian_samples=num_hessian_samples, max_iter=max_iter,
+    )  # fmt: skip
+    prof_kwargs["q"] = _check_args(
+        q, operators, ntk_kind, num_ntk_samples, num_hessian_samples, max_iter
     )
+    prep = _prepare(
+        model, data, loss=loss, output=output, embedding=embedding, batch_size=batch_size,
+        max_samples=max_samples,
+    )  # fmt: skip
+    prof = _profile(
+        prep, data, entropy_base=math.e, chunk_size=None, budget=_ELEMENTS, seed=seed,
+        progress=progress, **prof_kwargs,
+    )  # fmt: skip
     index = stability_index(prof, weights=weights, agg=agg)
     robust = stability_index(prof.with_q(robust_q), weights=weights, agg=agg)
-    acc, loss_value = _accuracy(model, data, loss, max_samples, batch_size)
+    metrics = _metrics(prep, data, max_samples, batch_size)
     dname = (
         data_name
         or getattr(data, "name", None)
         or getattr(getattr(data, "dataset", None), "name", None)
     )
+    if dname is None and isinstance(data, (tuple, list)):
+        dname = "(x, y) tensors"
+    status = _bound_status(prof, index)
     return StabilityReport(
         profile=prof,
         index=index,
         robust_index=robust,
-        bounds=_bounds(prof, index),
+        bounds=_bounds(prof, index, status),
+        bound_status=status,
         model={
             "name": name or type(model).__name__,
             "num_params": prof.num_params,
@@ -362,9 +481,9 @@ def diagnose(
         data={
             "name": dname or type(data).__name__,
             "n": prof.n,
-            "loss": loss_value,
-            "loss_fn": loss if isinstance(loss, str) else getattr(loss, "__name__", "custom"),
-            "accuracy": acc,
+            "loss_fn": prep.loss_name,
+            **metrics,
+            "notes": dict(prep.notes),
         },
         seconds=time.perf_counter() - t0,
     )

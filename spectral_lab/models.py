@@ -4,6 +4,9 @@ Every model keeps its computation in ``model.layers`` (an ``nn.Sequential``) so 
 product of linear maps and coordinate-wise gates the course is about. Residual blocks compute
 ``h + scale * branch(h)``; their Jacobian is ``I + scale * J_branch``.
 
+Adapters for models written elsewhere: :func:`as_logits` (tuple/dict outputs, regression
+``(N,)`` outputs), :class:`TokenIds` and :func:`split_at_embedding` (token-id inputs).
+
 Example:
     >>> m = MLP(in_features=64, num_classes=10, width=32, depth=3, activation="tanh")
     >>> m(torch.zeros(5, 1, 8, 8)).shape
@@ -17,6 +20,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from ._adapt import TokenIds, as_logits, split_at_embedding  # noqa: F401 (re-exported)
 
 ACTIVATIONS = {
     "relu": nn.ReLU,

@@ -251,7 +251,9 @@ def save_checkpoint(
 
     ``name``, ``input_shape``, ``num_classes`` and ``model_kwargs`` are the arguments of
     :func:`~spectral_lab.models.build_model`. Tensors are saved from the model's device; load them
-    anywhere with :func:`load_checkpoint`. Cost: one write of the weights. Returns the path.
+    anywhere with :func:`load_checkpoint`. Names the CLI cannot load are refused: ``name`` and
+    the arguments must rebuild a model whose ``state_dict`` fits ``model``'s. Cost: one write of
+    the weights (and one model build). Returns the path.
 
     Example:
         >>> import tempfile
@@ -263,6 +265,25 @@ def save_checkpoint(
         >>> all(torch.equal(a, b) for a, b in zip(m.parameters(), m2.parameters())), info["model"]["kwargs"]
         (True, {'width': 8})
     """
+    hint = (
+        "save_checkpoint is for the library's reference models (mlp, cnn, resmlp, resnet), which "
+        "load_checkpoint and `spectral-lab diagnose CKPT` rebuild by name; save any other model's "
+        "weights with torch.save(model.state_dict(), 'w.pt') and diagnose it with "
+        "`spectral-lab diagnose --model package.module:function --weights w.pt` (or "
+        "--model torchvision:NAME)"
+    )
+    try:
+        rebuilt = build_model(name, input_shape, num_classes, **model_kwargs)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"save_checkpoint: cannot rebuild name={name!r}: {err}. {hint}") from None
+    try:
+        rebuilt.load_state_dict(model.state_dict())
+    except RuntimeError:
+        raise ValueError(
+            f"save_checkpoint: the model does not match build_model({name!r}, "
+            f"{tuple(input_shape)}, {num_classes}, **{model_kwargs}), so it could not be loaded "
+            f"back. {hint}"
+        ) from None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(

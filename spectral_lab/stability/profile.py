@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -167,6 +168,134 @@ def _hess_top(model, loss_fn, x, y, steps: int, seed: int) -> tuple[float, bool,
     return float(res.eigenvalues[0]), bool(res.converged), int(res.matvecs)
 
 
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+@dataclass
+class _Prepared:
+    """A model made to fit the contract, and what was done to it (``notes``, for the report)."""
+
+    model: nn.Module  # float input -> (N, C) logits; token ids arrive as floats (TokenIds)
+    logits: nn.Module  # raw input -> (N, C) logits
+    tokens: bool
+    embedding: nn.Module | None
+    loss: str | LossFn
+    num_classes: int
+    stream: object
+    notes: dict[str, str]
+
+    @property
+    def loss_name(self) -> str:
+        loss = self.loss
+        return loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
+
+
+def _auto_loss(loss, y, num_classes: int):
+    if loss is None or loss == "auto":
+        if y is None:
+            return "cross_entropy" if num_classes > 1 else "mse"
+        return "mse" if torch.is_floating_point(y) else "cross_entropy"
+    _loss_fn(loss)  # a clear error for an unknown name
+    return loss
+
+
+@torch.no_grad()
+def _prepare(model, data, *, loss, output, embedding, batch_size, max_samples) -> _Prepared:
+    """Check and adapt ``model`` on the first batch of ``data``, before any expensive work: the
+    one dtype policy, the logits, the loss, the labels, randomness and batch dependence."""
+    import itertools
+
+    from .._adapt import LogitsOf, TokenIds, find_embedding, select_logits
+    from .._checks import check_deterministic, check_input_dtype, check_labels
+
+    check_model(model)
+    notes: dict[str, str] = {}
+    p0 = next(model.parameters())
+    if p0.dtype in LOW_PRECISION:
+        notes["precision"] = (
+            f"the model is in {str(p0.dtype).removeprefix('torch.')}: analysed as a float32 copy "
+            "(the same weights, upcast exactly; spectra in float32)"
+        )
+        model = copy.deepcopy(model).float()
+    p0 = next(model.parameters())
+    device, dtype = p0.device, p0.dtype
+    stream = iter_batches(data, batch_size, max_samples, device, dtype, keep_integer_inputs=True)
+    x, y = next(stream)
+    tokens = check_input_dtype(x, model)
+    if not tokens:
+        check_tensor(x, "data inputs", min_dim=2)
+    probe = x[: min(len(x), 8)]
+    raw = model(probe)
+    out, found = select_logits(raw, output)
+    logits = (
+        model
+        if (output is None and isinstance(raw, torch.Tensor) and raw.dim() == 2)
+        else (LogitsOf(model, output))
+    )
+    notes["output"] = found
+    emb = None
+    if tokens:
+        emb, emb_name = find_embedding(model, x, embedding)
+        notes["input_space"] = (
+            f"token ids: input-space quantities are taken with respect to the output of the "
+            f"input embedding {emb_name!r} ({type(emb).__name__})"
+        )
+        pmodel = TokenIds(logits)
+    else:
+        notes["input_space"] = "the inputs"
+        pmodel = logits
+    check_logits(out)
+    num_classes = out.shape[1]
+    loss = _auto_loss(loss, y, num_classes)
+    if y is not None and isinstance(loss, str):
+        check_labels(y, len(x), num_classes, loss)
+    check_deterministic(pmodel, probe.to(dtype) if tokens else probe)
+    notes["loss"] = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
+    return _Prepared(
+        model=pmodel,
+        logits=logits,
+        tokens=tokens,
+        embedding=emb,
+        loss=loss,
+        num_classes=num_classes,
+        stream=itertools.chain([(x, y)], stream),
+        notes=notes,
+    )
+
+
+def _batch(prep: _Prepared, x, y, dtype):
+    """One streamed batch checked and made ready: ``(raw x, float x, y)``."""
+    from .._checks import check_input_dtype, check_labels
+
+    if check_input_dtype(x, prep.model) != prep.tokens:
+        raise TypeError(f"data: a batch of dtype {x.dtype} among batches of another kind")
+    if not prep.tokens:
+        check_tensor(x, "data inputs", min_dim=2)
+    if y is not None and isinstance(prep.loss, str):
+        y = check_labels(y, len(x), prep.num_classes, prep.loss)
+        if torch.is_floating_point(y):
+            y = y.to(dtype)
+    return x, (x.to(dtype) if prep.tokens else x), y
+
+
+def _check_args(q, operators, ntk_kind, num_ntk_samples, num_hessian_samples, max_iter) -> float:
+    q = _check_q(q)
+    unknown = set(operators) - set(OPERATORS)
+    if unknown or "input_jacobian" not in operators:
+        raise ValueError(
+            f"operators must include 'input_jacobian' and be drawn from {OPERATORS}; got "
+            f"{tuple(operators)}"
+        )
+    if ntk_kind not in ("scalar", "block"):
+        raise ValueError(f"ntk_kind must be 'scalar' or 'block', got {ntk_kind!r}")
+    if num_ntk_samples < 2 or num_hessian_samples < 1 or max_iter < 1:
+        raise ValueError(
+            "need num_ntk_samples >= 2, num_hessian_samples >= 1 and max_iter >= 1; got "
+            f"{num_ntk_samples}, {num_hessian_samples}, {max_iter}"
+        )
+    return q
+
+
 @renamed_kwargs(
     ntk_samples="num_ntk_samples", hessian_samples="num_hessian_samples", lanczos_steps="max_iter"
 )
@@ -176,7 +305,7 @@ def stability_profile(
     data: DataLike,
     q: float = 1.0,
     *,
-    loss: str | LossFn = "cross_entropy",
+    loss: str | LossFn = "auto",
     operators: Sequence[str] = OPERATORS,
     max_samples: int | None = None,
     num_ntk_samples: int = 256,
@@ -189,6 +318,8 @@ def stability_profile(
     seed: int = 0,
     progress: bool = False,
     memory_budget: int | None = None,
+    output=None,
+    embedding=None,
 ) -> StabilityProfile:
     """The Matrix Stability Profile of ``model`` on ``data``, aggregated with the quantile ``Q_q``.
 
@@ -201,10 +332,15 @@ def stability_profile(
     Args:
         data: inputs ``x`` (a tensor; labels are then the model's own predictions), ``(x, y)``,
             an ``ArrayDataset``/``Dataset`` or a ``DataLoader`` (streamed batch by batch).
+            Floating-point inputs, or token ids (int64/int32) for a model with an
+            ``nn.Embedding``; other integer inputs (uint8 images) are refused.
         q: quantile level over samples; ``1`` is the supremum (worst case, what the bounds need),
             ``0.95`` the robust variant the paper names for empirical diagnostics.
-        loss: ``"cross_entropy"`` (integer labels), ``"mse"`` (``1/2 ||f - y||^2`` per sample,
-            averaged) or a callable ``loss(logits, y) -> scalar`` (mean over the batch).
+        loss: ``"auto"`` (default: ``"mse"`` for float targets, ``"cross_entropy"`` for integer
+            labels; without labels, by the number of outputs), ``"cross_entropy"`` (integer
+            labels), ``"mse"`` (``1/2 ||f - y||^2`` per sample, averaged) or a callable
+            ``loss(logits, y) -> scalar`` (mean over the batch). Labels are checked against it
+            before any expensive work.
         operators: which of ``input_jacobian``, ``parameter_jacobian``, ``ntk``, ``hessian`` to
             compute (the others are ``None``).
         max_samples: cap on the samples streamed for the per-sample statistics.
@@ -226,6 +362,17 @@ def stability_profile(
         memory_budget: deprecated (one release): the element budget that set the chunk before
             ``chunk_size``; still honoured, with a ``DeprecationWarning``.
         progress: show a progress bar over batches.
+        output: which part of a tuple/dict output holds the logits (a key, an index or a
+            callable; default: the ``"logits"`` key, else the first tensor); see
+            :func:`spectral_lab.models.as_logits`.
+        embedding: for token-id inputs, the input embedding (a submodule or its name; default:
+            the first ``nn.Embedding`` that runs). Input-space operators are taken with respect
+            to its output; see :func:`spectral_lab.models.split_at_embedding`.
+
+    The model must be deterministic and per-sample (checked on the first batch by what it does:
+    two forward passes must agree, and a sample's output must not depend on its batch). A
+    bfloat16/float16 model is analysed as a float32 copy. ``settings`` records the output, the
+    input space, the loss and the precision used.
 
     Cost: per sample ``C`` backward passes (input Jacobian) and one ``C x p`` parameter Jacobian;
     ``O(n_ntk^2 p)`` for the Gram; ``max_iter`` Hessian-vector products over ``n_hess``
@@ -240,30 +387,49 @@ def stability_profile(
         (16, 16, True, True)
     """
     check_model(model)
-    q = _check_q(q)
-    unknown = set(operators) - set(OPERATORS)
-    if unknown or "input_jacobian" not in operators:
-        raise ValueError(
-            f"operators must include 'input_jacobian' and be drawn from {OPERATORS}; got "
-            f"{tuple(operators)}"
-        )
-    if ntk_kind not in ("scalar", "block"):
-        raise ValueError(f"ntk_kind must be 'scalar' or 'block', got {ntk_kind!r}")
-    if num_ntk_samples < 2 or num_hessian_samples < 1 or max_iter < 1:
-        raise ValueError(
-            "need num_ntk_samples >= 2, num_hessian_samples >= 1 and max_iter >= 1; got "
-            f"{num_ntk_samples}, {num_hessian_samples}, {max_iter}"
-        )
+    q = _check_args(q, operators, ntk_kind, num_ntk_samples, num_hessian_samples, max_iter)
     _check_chunk(chunk_size)
     budget = _budget_from_deprecated(memory_budget, chunk_size, "stability_profile", stacklevel=6)
-    loss_fn = _loss_fn(loss)
+    prep = _prepare(
+        model, data, loss=loss, output=output, embedding=embedding, batch_size=batch_size,
+        max_samples=max_samples,
+    )  # fmt: skip
+    return _profile(
+        prep, data, q=q, operators=operators, max_samples=max_samples,
+        num_ntk_samples=num_ntk_samples, ntk_kind=ntk_kind,
+        num_hessian_samples=num_hessian_samples, max_iter=max_iter, entropy_base=entropy_base,
+        chunk_size=chunk_size, budget=budget, seed=seed, progress=progress,
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def _profile(
+    prep: _Prepared,
+    data,
+    *,
+    q,
+    operators,
+    max_samples,
+    num_ntk_samples,
+    ntk_kind,
+    num_hessian_samples,
+    max_iter,
+    entropy_base,
+    chunk_size,
+    budget,
+    seed,
+    progress,
+) -> StabilityProfile:
     from tqdm.auto import tqdm
 
+    from .._adapt import split_at_embedding
     from ..jacobians import input_jacobian
     from ..spectra import singular_values
 
+    model, loss = prep.model, prep.loss
+    loss_fn = _loss_fn(loss)
     p0 = next(model.parameters())
-    device, dtype = p0.device, p0.dtype
+    dtype = p0.dtype
     per: dict[str, list[torch.Tensor]] = {k: [] for k in _SAMPLE_KEYS}
     keep_x: list[torch.Tensor] = []
     keep_y: list[torch.Tensor] = []
@@ -283,11 +449,15 @@ def stability_profile(
         total=total, desc="stability profile", unit="sample", disable=not progress, leave=False
     )
     p = sum(t.numel() for t in model.parameters() if t.requires_grad)
-    for x, y in iter_batches(data, batch_size, max_samples, device, dtype):
-        check_tensor(x, "data inputs", min_dim=2)
-        J = input_jacobian(model, x).detach()
+    for xr, yr in prep.stream:
+        xr, x, y = _batch(prep, xr, yr, dtype)
+        if prep.tokens:
+            head, e = split_at_embedding(prep.logits, xr, prep.embedding)
+            J = input_jacobian(head, e, route="backward", chunk_size=len(e)).detach()
+        else:
+            J = input_jacobian(model, x).detach()
         num_classes, input_dim = J.shape[1], J.shape[2]
-        s = singular_values(J).double()
+        s = singular_values(J.float() if J.dtype in LOW_PRECISION else J).double()
         per["jac_top"].append(s[:, 0].cpu())
         per["jac_fro"].append((s.square().sum(1).sqrt() / math.sqrt(num_classes)).cpu())
         per["jac_entropy"].append(_entropy(s, entropy_base).double().cpu())
@@ -361,12 +531,14 @@ def stability_profile(
         samples=samples,
         settings={
             "entropy_base": entropy_base,
-            "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", "custom"),
+            "loss": prep.loss_name,
             "max_iter": max_iter,
             "hessian_converged": hess_converged,
             "hessian_matvecs": hess_matvecs,
             "ntk": "scalar (trace over outputs)" if ntk_kind == "scalar" else "block (nC x nC)",
             "quantile_rule": "higher",
             "labels": "given" if labels_given else "predicted by the model",
+            "operators": tuple(operators),
+            **{k: v for k, v in prep.notes.items() if k != "loss"},
         },
     )
