@@ -22,3 +22,14 @@ def test_spearman_and_upper_envelope():
     flat = upper_envelope(xs, rng.uniform(0, 1, 4000), bins=8)
     assert abs(flat.trend) < 1.0
 
+
+def test_upper_envelope_is_the_q_quantile_of_equal_count_bins():
+    # x = y = 0..39 in 4 bins of 10 consecutive values: centre 10 b + 4.5 and 95 % quantile
+    # (linear interpolation at position 0.95 * 9 = 8.55) 10 b + 8.55, in closed form
+    x = np.arange(40.0)
+    env = upper_envelope(x[::-1].copy(), x[::-1].copy(), bins=4, q=0.95)
+    b = np.arange(4)
+    np.testing.assert_allclose(env.centers, 10 * b + 4.5)
+    np.testing.assert_allclose(env.upper, 10 * b + 8.55)
+    assert env.counts.tolist() == [10] * 4 and env.trend == pytest.approx(1.0)
+    assert upper_envelope(x, x, bins=4, q=1.0).upper.tolist() == [9.0, 19.0, 29.0, 39.0]

@@ -70,6 +70,16 @@ def test_study_table_cache_and_sweep(tmp_path):
     assert len(r["values"]) == 2
     assert r["mean"] == pytest.approx(np.mean(r["values"]))
     assert r["std"] == pytest.approx(np.std(r["values"], ddof=1))
+    # ACN = sigma_1 / median_k sigma_k per sample (NumPy's median: mean of the middle two of 10)
+    rec = res.record("stable", 0)
+    sig = rec["sigma"].double().numpy()
+    np.testing.assert_allclose(rec["acn"].numpy(), sig[:, 0] / np.median(sig, axis=1), rtol=1e-5)
+    # the sigmas are those of the model's input Jacobian on the stored images
+    model = sl.build_model(cfg.model, (64,), 10, **cfg.model_kwargs)
+    model.load_state_dict(rec["state_dict"])
+    J = sl.input_jacobian(model.eval().double(), rec["images"].double())
+    k = len(rec["images"])
+    np.testing.assert_allclose(np.linalg.svd(J.numpy(), compute_uv=False), sig[:k], rtol=1e-4)
     # SE per sample is within [0, log2 10] bits (10-class Jacobian, base 2)
     se = res.per_sample("standard", "se")
     assert se.shape == (2, 64) and (se >= 0).all() and (se <= np.log2(10) + 1e-5).all()
