@@ -103,7 +103,7 @@ class StabilityReport:
         >>> math.isclose(rep.bounds["stable_lr"], 2 / rep.index.value**2), "Gamma" in rep.summary()
         (True, True)
         >>> sorted(rep.to_dict())[:3]
-        ['bounds', 'data', 'format']
+        ['bound_status', 'bounds', 'data']
     """
 
     profile: StabilityProfile
