@@ -342,15 +342,9 @@ for lr in (0.08, 0.12):
     print(
         f"eta = {lr}: initial sharpness {float(traces[lr].sharpness[0]):.1f}, 2/eta = {2 / lr:.1f}"
     )
-fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.3))
-for i, (lr, tr) in enumerate(traces.items()):
-    axes[0].semilogy(tr.loss.numpy(), color=f"C{i}", label=rf"$\eta$ = {lr}")
-    axes[1].plot(tr.sharpness_steps.numpy(), tr.sharpness.numpy(), "o-", ms=3, color=f"C{i}")
-    axes[1].axhline(2 / lr, color=f"C{i}", ls="--", lw=1)
-axes[0].set(xlabel="step", ylabel="loss", title="training loss")
-axes[0].legend()
-axes[1].set(xlabel="step", ylabel=r"$\lambda_{\max}(H)$", title=r"sharpness (dashed: $2/\eta$)")
-fig.tight_layout()
+sl.plots.plot_sharpness(
+    {rf"$\eta$ = {lr}": tr for lr, tr in traces.items()}, title=r"sharpness (dashed: $2/\eta$)"
+)
 plt.show()
 
 # %%

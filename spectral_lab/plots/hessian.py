@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -71,10 +71,11 @@ def plot_density(
 
 
 def plot_sharpness(trace, ax=None, title: str = "sharpness during gradient descent") -> Figure:
-    """Loss (left) and sharpness ``lambda_max(H)`` with the ``2/eta`` line (right) of a
-    :class:`~spectral_lab.hessian.SharpnessTrace`.
+    """Loss (left) and sharpness ``lambda_max(H)`` with its ``2/eta`` line (right) of one
+    :class:`~spectral_lab.hessian.SharpnessTrace`, or of several (a mapping ``label -> trace``,
+    one colour each, dashed ``2/eta`` in the same colour).
 
-    Example:
+    Cost: plotting only. Example:
         >>> from spectral_lab.hessian import SharpnessTrace
         >>> t = SharpnessTrace(lr=0.5, steps=torch.arange(3), loss=torch.tensor([1.0, 0.5, 0.3]),
         ...                    sharpness_steps=torch.tensor([0, 2]), sharpness=torch.tensor([3.0, 3.9]))
@@ -82,20 +83,33 @@ def plot_sharpness(trace, ax=None, title: str = "sharpness during gradient desce
         >>> float(fig.axes[1].lines[-1].get_ydata()[0])  # the 2 / eta line
         4.0
         >>> plt.close(fig)
+        >>> u = SharpnessTrace(lr=0.25, steps=t.steps, loss=t.loss, sharpness_steps=t.sharpness_steps,
+        ...                    sharpness=t.sharpness)
+        >>> fig = plot_sharpness({"a": t, "b": u})
+        >>> [float(line.get_ydata()[0]) for line in fig.axes[1].lines[1::2]]  # one 2/eta per trace
+        [4.0, 8.0]
+        >>> plt.close(fig)
     """
     if ax is None:
         fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
     ax = np.atleast_1d(ax)
-    ax[0].plot(np.asarray(trace.steps), np.asarray(trace.loss))
+    traces = trace if isinstance(trace, Mapping) else {None: trace}
+    for i, (label, tr) in enumerate(traces.items()):
+        color = "C0" if label is None else f"C{i}"
+        eta = rf"$\eta$ = {tr.lr:g}" if label is None else f"{label}"
+        ax[0].plot(np.asarray(tr.steps), np.asarray(tr.loss), color=color, label=eta)
+        ax[1].plot(
+            np.asarray(tr.sharpness_steps),
+            np.asarray(tr.sharpness),
+            "o-",
+            ms=3,
+            color=color,
+            label=r"$\lambda_{\max}(H)$" if label is None else eta,
+        )
+        ax[1].axhline(2 / tr.lr, color="C3" if label is None else color, ls="--", lw=1,
+                      label=r"$2/\eta$" if label is None else None)  # fmt: skip
     ax[0].set(xlabel="step", ylabel="loss", yscale="log", title="training loss")
-    ax[1].plot(
-        np.asarray(trace.sharpness_steps),
-        np.asarray(trace.sharpness),
-        "o-",
-        ms=3,
-        label=r"$\lambda_{\max}(H)$",
-    )
-    ax[1].axhline(2 / trace.lr, color="C3", ls="--", label=r"$2/\eta$")
+    ax[0].legend()
     ax[1].set(xlabel="step", ylabel="sharpness", title=title)
     ax[1].legend()
     ax[0].figure.tight_layout()
