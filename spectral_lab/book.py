@@ -331,3 +331,45 @@ def build_book(
     ]  # fmt: skip
     status = subprocess.run(cmd, env=env, check=False).returncode
     return BookBuild(out, chapters, time.perf_counter() - start, status)
+
+
+JUPYTEXT_VIEWER = "Jupytext Notebook"
+
+
+def lab_command(root: str | os.PathLike, settings_dir: str | os.PathLike, port: int | None = None):
+    """The ``jupyter lab`` command line that opens the course at ``root`` with every ``.py``
+    opening as a notebook (JupyterLab's ``defaultViewers`` set to Jupytext's notebook through an
+    ``overrides.json`` written into ``settings_dir``; the user's own settings are untouched).
+
+    Example:
+        >>> import json, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> cmd = lab_command(".", d)
+        >>> cmd[1:3], any(a.startswith("--LabApp.app_settings_dir=") for a in cmd)
+        (['-m', 'jupyterlab'], True)
+        >>> json.load(open(Path(d) / "overrides.json"))["@jupyterlab/docmanager-extension:plugin"]
+        {'defaultViewers': {'python': 'Jupytext Notebook'}}
+    """
+    import json
+
+    settings = Path(settings_dir)
+    try:  # keep whatever the installation's own app settings hold
+        from jupyterlab.commands import get_app_dir
+
+        shipped = Path(get_app_dir()) / "settings"
+        if shipped.is_dir():
+            shutil.copytree(shipped, settings, dirs_exist_ok=True)
+    except ImportError:
+        pass
+    settings.mkdir(parents=True, exist_ok=True)
+    overrides_file = settings / "overrides.json"
+    overrides = json.loads(overrides_file.read_text()) if overrides_file.is_file() else {}
+    overrides.setdefault("@jupyterlab/docmanager-extension:plugin", {}).setdefault(
+        "defaultViewers", {}
+    )["python"] = JUPYTEXT_VIEWER
+    overrides_file.write_text(json.dumps(overrides, indent=2))
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={Path(root).resolve()}"]
+    cmd.append(f"--LabApp.app_settings_dir={settings}")
+    if port is not None:
+        cmd.append(f"--port={port}")
+    return cmd

@@ -3,6 +3,7 @@
 spectral-lab info                 versions, device, where data is looked for
 spectral-lab book [--out DIR]     execute every chapter, build the HTML book (Sphinx)
 spectral-lab sync CHAPTER.py ...  re-execute chapters and rewrite their paired .ipynb
+spectral-lab lab                  JupyterLab on the course, chapters' .py open as notebooks
 spectral-lab reproduce --dataset {digits,mnist,cifar10,cifar100} [--quick]
                                   standard vs spectrally regularised models (chapter 07)
 spectral-lab diagnose CKPT|--model NAME --data NAME   stability report (JSON + PNG)
@@ -72,6 +73,22 @@ def _sync(args: argparse.Namespace) -> int:
         print(f"{p.name}: {'ok' if run.ok else 'FAILED ' + str(run.error)} ({run.seconds:.1f}s)")
         status |= 0 if run.ok else 1
     return status
+
+
+def _lab(args: argparse.Namespace) -> int:
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    from .book import default_chapters_dir, lab_command
+
+    if importlib.util.find_spec("jupyterlab") is None:
+        print('spectral-lab lab: JupyterLab is missing: pip install -e ".[lab]"', file=sys.stderr)
+        return 2
+    root = Path(args.root) if args.root else default_chapters_dir().parent
+    with tempfile.TemporaryDirectory(prefix="spectral-lab-lab-") as settings:
+        cmd = lab_command(root, settings, port=args.port) + list(args.lab_args)
+        return subprocess.call(cmd)
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -248,6 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help="chapter .py files (default: all)")
     p.add_argument("--timeout", type=int, default=900)
     p.set_defaults(func=_sync)
+    p = sub.add_parser(
+        "lab", help="open the course in JupyterLab, chapters' .py opening as notebooks"
+    )
+    p.add_argument("--root", default=None, help="folder to serve (default: the checkout)")
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("lab_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
+    p.set_defaults(func=_lab)
     p = sub.add_parser(
         "reproduce", help="standard vs spectrally regularised models: table and claims"
     )

@@ -169,3 +169,29 @@ def test_headless_runs_switch_progress_bars_off(monkeypatch):
     assert not progress_bar(range(2), desc="x").disable
     monkeypatch.setenv("SPECTRAL_LAB_HEADLESS", "1")
     assert progress_bar(range(2), desc="x").disable
+
+
+def test_chapter_round_trip_is_a_fixed_point():
+    """Regenerating each chapter's .py from its .ipynb with jupytext (the project's config, as
+    JupyterLab's autosave and `jupytext --sync` do) changes nothing."""
+    import jupytext
+    from jupytext.config import load_jupytext_config
+
+    folder = Path(__file__).resolve().parents[1] / "chapters"
+    config = load_jupytext_config(str(folder))
+    assert config is not None and config.notebook_metadata_filter
+    for ipynb in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
+        text = jupytext.writes(jupytext.read(ipynb), "py:percent", config=config)
+        assert text == ipynb.with_suffix(".py").read_text(), ipynb.name
+
+
+def test_lab_opens_py_as_notebooks(tmp_path):
+    import json
+
+    from spectral_lab.book import lab_command
+
+    cmd = lab_command(tmp_path, tmp_path / "settings", port=8123)
+    assert f"--ServerApp.root_dir={tmp_path.resolve()}" in cmd and "--port=8123" in cmd
+    overrides = json.loads((tmp_path / "settings" / "overrides.json").read_text())
+    viewers = overrides["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]
+    assert viewers == {"python": "Jupytext Notebook"}
