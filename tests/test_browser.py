@@ -175,6 +175,22 @@ def test_chapter_runs_clean_in_jupyterlab_and_its_slider_redraws(browser, lab, s
         page.close()
 
 
+def test_py_chapter_opens_as_a_notebook(browser, lab):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{lab}/lab/tree/chapters/00_tour.py?reset", timeout=120_000)
+        page.wait_for_function("() => window.jupyterapp", timeout=120_000)
+        # a notebook, not the text editor: JupyterLab's default viewer for .py is Jupytext's
+        page.wait_for_function(
+            "() => document.querySelectorAll('.jp-NotebookPanel .jp-Cell').length > 10",
+            timeout=60_000,
+        )
+        assert page.locator(".jp-FileEditor").count() == 0
+        page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+    finally:
+        page.close()
+
+
 @pytest.fixture(scope="module")
 def book():
     given = os.environ.get("SPECTRAL_LAB_BOOK")
