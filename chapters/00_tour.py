@@ -227,7 +227,7 @@ x_all, y_all = test_set.tensors()
 sigma1_all = ...  # tensor of shape (360,): the top singular value at each test digit
 loudest_class = ...  # int: the class with the largest median sigma_1
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 sigma1_all = sl.singular_values(sl.input_jacobian(model, x_all))[:, 0].detach()
 loudest_class = max(range(10), key=lambda c: sigma1_all[y_all == c].median().item())
 
@@ -262,7 +262,7 @@ def median_sigma1_at_init(depth: int) -> float:
     )
 
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 def median_sigma1_at_init(depth: int) -> float:
     torch.manual_seed(0)
     net = sl.MLP(64, 10, width=64, depth=depth, gain=2**0.5)
@@ -290,7 +290,7 @@ print("median sigma_1 at init by depth:", {d: round(v, 3) for d, v in by_depth.i
 # **Exercise 3 (think).** Retrain with `activation="tanh"` and compare the spectra with the ReLU
 # ones above. Before you run it: which do you expect to be flatter, and why?
 
-# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
 # *Answer.* A ReLU gate is $0$ or $1$, so each input switches some directions off completely; a tanh
 # gate takes values in $(0, 1]$ and switches none off entirely. That argues for flatter tanh spectra,
 # but training changes the weights too, so the outcome is an empirical question: measure it with

@@ -409,7 +409,7 @@ x_one = x64[0]
 J_at_x = ...  # dense Jacobian (10 x 64) at x_one, from sl.operator_product
 J_at_3x = ...  # the same at 3 * x_one
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 # ReLU(lambda z) = lambda ReLU(z) for lambda > 0, and without biases every layer commutes with the
 # scaling; the gates depend only on signs, which do not change, so J(lambda x) = J(x).
 J_at_x = sl.operator_product(mlp_nobias, x_one).dense()
@@ -437,7 +437,7 @@ assert ex1_ok
 x_hundred = x_test[:100].double()
 frac_on = ...  # list of floats, one per hidden layer, in order
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 gates = [
     [f.diag for f in sl.operator_product(trained["MLP relu"], xi).factors if f.kind == "gate"]
     for xi in x_hundred
@@ -484,7 +484,7 @@ def residual_sandwich(factor):
     )
 
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 def residual_sandwich(factor):
     s_res = abs(factor.scale)
     b = sl.singular_values(factor.branch.dense())[0].item()
@@ -526,7 +526,7 @@ print("1 - sb <= sigma_min <= sigma_max <= 1 + sb on every residual factor:", ex
 # `sl.operator_product` on it. Read the error message. What would the library need to know about ELU
 # to support it?
 
-# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
 # *Answer.* The error names the unsupported layer. A gate needs the activation's derivative,
 # $\phi'(z) = 1$ for $z > 0$ and $\alpha e^{z}$ otherwise, to fill $D(x)$; and the worst-case bound of
 # §6 needs $\sup|\phi'| = \max(1, \alpha)$.

@@ -563,7 +563,7 @@ Jn_ex = J["trained MLP"]
 se_amplitude = ...  # (120,) E1 entropies in nats
 se_energy = ...  # (120,) E2 entropies in nats
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 # The energy distribution p_k = a_k^2 / sum a^2 majorises a (squaring and renormalising
 # concentrates), so by Schur-concavity H(p) <= H(a).
 se_amplitude = sl.spectral_entropy(Jn_ex, "amplitude")
@@ -599,7 +599,7 @@ print(
 gen_ex = torch.Generator().manual_seed(5)
 mc_sphere = ...  # (10,) Monte Carlo means of ||J delta||^2 for sphere noise
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 # Yes: uniform noise on the sphere of radius eps also has E[delta delta^T] = (eps^2/d) I (by symmetry,
 # and its trace is eps^2), and the identity uses only this second moment.
 mc_sphere = sl.sensitivity.monte_carlo_sensitivity(
@@ -632,7 +632,7 @@ x_all64 = x_test.double()
 ratio_cnn = ...  # (360,) typical / worst case
 most_worst_case_like = ...  # int: the class with the largest median ratio
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 b_cnn = sl.sensitivity_bounds(sl.input_jacobian(models["trained CNN"], x_all64), eps)
 ratio_cnn = b_cnn.typical / b_cnn.worst_case
 most_worst_case_like = max(range(10), key=lambda c: ratio_cnn[y_test == c].median().item())
@@ -668,7 +668,7 @@ print(
 # $\mathbb{E}\|J\delta\|^2 = \operatorname{tr}(J\Sigma J^\top)$, and find noise for which the typical
 # case equals the worst case.
 
-# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
 # *Answer.* $\mathbb{E}\|J\delta\|^2 = \mathbb{E}\operatorname{tr}(J\delta\delta^\top J^\top) =
 # \operatorname{tr}(J\Sigma J^\top)$. With $\Sigma = \epsilon^2 v_1 v_1^\top$ (noise only along the top
 # right singular vector) this is $\epsilon^2\sigma_1^2$, the worst case. Isotropy is what makes the

@@ -409,7 +409,7 @@ x30 = x_all[:30].to(DT)
 K_scalar30 = ...  # (30, 30)
 K_block90 = ...  # (90, 90): sl.ntk.block_to_matrix of the block kernel
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 # K is 30 x 30 (rank <= 30), K~ is 90 x 90 (rank <= min(90, p)). K_ij = tr K~_ij, so lambda_max(K)
 # and lambda_max(K~) are related but not ordered in general: compare them numerically.
 K_scalar30 = sl.ntk_gram(net3, x30)
@@ -448,7 +448,7 @@ def predicted_steps(K, r0, eta, tol=1e-2, max_steps=5000):
     raise NotImplementedError("complete predicted_steps: eigendecompose K, then scan k")
 
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 def predicted_steps(K, r0, eta, tol=1e-2, max_steps=5000):
     """First k with ||(I - eta K)^k r0|| < tol ||r0||, or None within max_steps."""
     lam_k, U_k = torch.linalg.eigh(K)
@@ -485,7 +485,7 @@ print(f"predicted {k_pred} steps; real gradient descent needs {k_real}")
 # %% tags=["exercise"]
 k_half = ...  # int
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 k_half = next(k for k in range(1, 100_000) if sl.ntk.label_noise_filter(lam, eta, k)[-30] >= 0.5)
 
 # %% tags=["nbval-check-output"]
@@ -507,7 +507,7 @@ print(
 # **Exercise 4 (think).** Repeat §4 with width 32 and compare the predicted and real residuals. Why
 # does the gap grow? (Hint: compute the NTK again *after* training and compare.)
 
-# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
 # *Answer.* The prediction assumes the kernel stays fixed. The kernel moves during training by a
 # relative amount that shrinks with width (roughly like $1/\sqrt{\text{width}}$); at width 32 the NTK
 # after training differs visibly from the initial one, so the linear prediction drifts from the truth.

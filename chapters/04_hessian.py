@@ -440,7 +440,7 @@ sl.widgets.step_size_explorer(net, "mse", data_r, lam_H, steps=60)
 top5_power = ...  # the EigResult of method="power"
 top5_lanczos = ...  # the EigResult of method="lanczos"
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 # Lanczos builds one Krylov space for all five; power iteration starts over for each pair and
 # converges at rate |lambda_{j+1} / lambda_j|, which is close to 1 inside the top cluster.
 top5_power = sl.hessian_eigs(
@@ -471,7 +471,7 @@ print(f"products used: power {top5_power.matvecs}, Lanczos {top5_lanczos.matvecs
 lam_min_H = ...  # float
 lam_min_G = ...  # float
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 # G = J^T (Hessian of the loss in the outputs) J is positive semi-definite, so its smallest eigenvalue
 # is 0 up to rounding (it has many zero eigenvalues); H is not, and its negative eigenvalues come
 # from the residual part.
@@ -517,7 +517,7 @@ def my_hutchinson(m: int, gen: torch.Generator) -> float:
     )
 
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 def my_hutchinson(m: int, gen: torch.Generator) -> float:
     """Hutchinson's estimate of tr H from m Rademacher probes drawn with gen."""
     total = 0.0
@@ -552,7 +552,7 @@ print(
 # **Exercise 4 (think).** Repeat §5 with a *smaller* step, e.g. $\eta = 0.04$, for 1,000 steps. Before
 # you run it: should the sharpness reach $2/\eta$, and what decides it?
 
-# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
 # *Answer.* Not necessarily. The sharpness reaches $2/\eta$ only if progressive sharpening carries
 # it that far within the run; with a small step, $2/\eta$ is large and may be out of reach, so the
 # sharpness wanders below it. Print `tr.sharpness` next to $2/\eta$ to see which happens in your run.

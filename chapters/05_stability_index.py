@@ -645,7 +645,7 @@ sl.widgets.stability_explorer(prof_odd)
 terms_by_epoch = ...  # dict: epoch (10, 20, 30) -> dict of index terms
 model30 = ...  # the model after 30 epochs (float64)
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 torch.manual_seed(0)
 net30 = sl.MLP(64, 10, width=32, depth=3, activation="tanh", gain=1.4)
 terms_by_epoch = {}
@@ -683,7 +683,7 @@ for epoch, t in terms_by_epoch.items():
 # %% tags=["exercise"]
 n_to_remove = ...  # int
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 n_to_remove = int((profile.samples["jac_top"] > profile.with_q(0.95).jac_top).sum())
 
 # %% tags=["nbval-check-output"]
@@ -710,7 +710,7 @@ alphas_scan = np.logspace(-1, 1, 9)
 param_terms = ...  # list of floats, one per alpha
 gamma_scan = ...  # list of floats, one per alpha
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 idx_scan = [
     sl.stability_index(sl.stability_profile(rescaled_relu(a), (x_r, y_r))) for a in alphas_scan
 ]
@@ -751,7 +751,7 @@ print(
 # with a large perturbation (`sl.verify_consequences(..., eps=0.5)`). Must the bound with $\Gamma$
 # still hold? With the operator's own term?
 
-# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
 # *Answer.* Nothing guarantees it any more. $f(x+\delta) - f(x)$ is governed by
 # $\sup_t\|J_f(x + t\delta)\|_2$ along the segment (the mean-value bound), and points on the segment are
 # not in the sample. For tanh networks saturation often keeps the change below $\sigma_1\varepsilon$,
@@ -762,7 +762,7 @@ print(
 # **Exercise 5 (think).** Replace the index by the weighted geometric mean (`agg="geomean"`). Which of
 # the five bounds can still be evaluated with `scale="index"`?
 
-# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
 # *Answer.* Only those whose operator term is at most the geometric mean: a geometric mean never
 # dominates the largest term, so for the others the bound would not hold, and the library refuses
 # with a `ValueError` that says so. Use `scale="operator"` to get each operator's own bound instead.

@@ -451,7 +451,7 @@ print(f"chapter ran in {time.perf_counter() - t_start:.0f} s")
 # %% tags=["exercise"]
 fd_unit = ...  # 0-d tensor or float: squared FD of unit-norm maps at SCALES[-1]
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 # The raw FD scales with ||a||^2 (section 2's check), so a model whose maps are merely smaller has a
 # smaller FD; unit-norm maps remove that and compare shapes only (chapter 07 shows why it matters).
 fd_unit = sl.frechet_distance(inst.clean, inst.perturbed[-1], normalize=True, pca_dim=32)
@@ -498,7 +498,7 @@ tanh_net = sl.MLP(D, 10, width=256, depth=3, activation="tanh").double()
 x50 = x_eval[:50].double()
 dg_small = ...  # tensor of 2 numbers: mean Delta_grad at s = 1e-4 and 2e-4
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 dg_small = sl.attribution_instability(
     tanh_net, x50, (1e-4, 2e-4), num_draws=8, seed=0
 ).delta_grad.mean(1)
@@ -549,7 +549,7 @@ print(
 # **Exercise 3 (think).** Repeat §2 with `method="smoothgrad"`. Would you expect SmoothGrad to be
 # more stable than saliency by $\Delta_{grad}$? By FD? Why might the two disagree?
 
-# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
 # *Answer.* SmoothGrad maps are averages over noisy copies, hence smoother and usually more stable
 # by $\Delta_{grad}$. FD compares whole clouds, including their spread, so it can move differently.
 # Run `sl.attribution_instability(model, x_eval, SCALES, method="smoothgrad")` to see which happens.
@@ -558,7 +558,7 @@ print(
 # **Exercise 4 (think).** Replace $\Delta_{grad}$ by the cosine distance (`inst.cosine_distance`) in
 # §4. Would you expect the verdict on the envelope to change?
 
-# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
 # *Answer.* Both measure how much a map turns under noise, so the per-sample ranking — and with it
 # the rank correlation and the envelope — usually changes little. Pass `inst.cosine_distance[1]` to
 # `sl.attribution.upper_envelope` and read its trend and interval as in §4.

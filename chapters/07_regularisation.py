@@ -433,7 +433,7 @@ def my_frobenius_sq(model, x, num_draws, gen):
     raise NotImplementedError("complete my_frobenius_sq: random unit v, one VJP per draw, average")
 
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 def my_frobenius_sq(model, x, num_draws, gen):
     x = x.clone().requires_grad_(True)
     out = model(x)
@@ -477,7 +477,7 @@ def my_sigma1(model, x, iters=50):
     )
 
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 def my_sigma1(model, x, iters=50):
     out = []
     for xi in x:
@@ -509,7 +509,7 @@ print("largest relative error:", f"{np.abs(sig_mine.numpy() / sig_np - 1).max():
 # (`regularizer="spectral_entropy"`). Before you run them: which should change SE more, and which
 # FD? Why?
 
-# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
 # *Answer.* R1 shrinks all directions together ($\sum_k\sigma_k^2$), so it moves the scale and
 # hardly the shape: FD falls, SE barely moves. R2 pushes down only $\sigma_1$, which flattens the
 # spectrum, so SE should rise more than under R1. R5 pushes towards flat spectra directly, so SE
@@ -520,7 +520,7 @@ print("largest relative error:", f"{np.abs(sig_mine.numpy() / sig_np - 1).max():
 # **Exercise 4 (think).** Use `fd_normalize=True` in the config, so that the headline FD is scale
 # free. Which of the printed claims would you expect `assess_claims` to support then?
 
-# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
 # *Answer.* With unit-norm maps FD no longer sees the overall shrinkage, so the headline FD verdict
 # becomes the FD_shape verdict of §4; compare with the FD_shape line printed there (and with the
 # stored full MNIST study of §6).

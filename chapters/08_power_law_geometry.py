@@ -377,7 +377,7 @@ assert ok_tail and ok_bound and ok_mono and ok_robust
 I0_d2_by_hand = ...  # float, from a formula
 I07_d16 = ...  # float, from the library
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 # d/da log sum_j j^-a = sum_j (-log j) j^-a / H_d = -E_a[log k]; differentiating once more gives the
 # variance. For d = 2, a = 0: log k is 0 or log 2 with probability 1/2 each, variance (log 2)^2 / 4.
 I0_d2_by_hand = math.log(2) ** 2 / 4
@@ -417,7 +417,7 @@ print(
 sv_mp = np.linalg.svd(rng.standard_normal((64, 64)), compute_uv=False)
 mp = ...  # the PowerLawFit
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 mp = sl.geometry.power_law_fit(sv_mp)
 # Not a power law. The log-log LS chart disagrees most: the smallest singular values of a square
 # Gaussian matrix go to zero, which bends the log-log plot down at high rank; the ML chart weights

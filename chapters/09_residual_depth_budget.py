@@ -537,7 +537,7 @@ a16 = np.linspace(0.1, 0.5, 16)
 chain16 = ...  # (16, 32, 32) tensor of factors
 prof16 = ...  # the chain profile
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 chain16 = torch.stack(
     [torch.diag(torch.tensor(np.sqrt(sl.geometry.power_law_spectrum(a, 32)))) for a in a16]
 )
@@ -577,7 +577,7 @@ print(
 converse_lhs = ...  # log sigma_1 of the normalised product
 converse_rhs = ...  # L r(alpha_min)
 
-# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 converse_lhs = prof16.slack.log_sigma_chain
 converse_rhs = 16 * sl.geometry.orbit_top_radial(a16.min(), 32)
 # With zero slack and an exact chart, log sigma_1(P) = sum_l r(alpha_l) >= L r(alpha_min), and
@@ -608,7 +608,7 @@ print(
 # $[2, 24]$ (`sl.geometry.exponent_profile(runs[0.5]["model"], window=(2, 24))`). How should the exponents
 # and the residual $\mathrm{res}_{hel}$ change?
 
-# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
 # *Answer.* The ML exponents on the window change, because the top rank and the last ranks no longer
 # pull on the fit. The residual $\mathrm{res}_{hel}$ does not change: it is always computed on the
 # whole spectrum. Compare `win.alpha` with `runs[0.5]["after"][0].alpha` to see by how much.

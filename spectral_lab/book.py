@@ -3,14 +3,20 @@
 Chapters live in ``chapters/NN_slug.py`` (jupytext percent format, the reviewed source) next to
 ``chapters/NN_slug.ipynb`` (what people open; committed with outputs). Chapters run on the CPU or
 the first CUDA device, as each chapter chooses; nothing here touches tensors.
+
+The book is a Sphinx project (``docs/conf.py``: MyST-NB, sphinx-book-theme, a local MathJax 3):
+:func:`build_book` stages the chapters as notebooks next to ``docs/*.md`` and generated API pages,
+then runs ``python -m sphinx``. MyST-NB executes each chapter once and caches its outputs by the
+notebook's code, so an unchanged chapter is not re-run.
 """
 
 from __future__ import annotations
 
-import html
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -139,65 +145,231 @@ def sync_chapter(path: str | os.PathLike, timeout: int = 900) -> ChapterRun:
     return run
 
 
-def build_book(
-    out_dir: str | os.PathLike = "build/book", chapters_dir=None, timeout: int = 900, progress=print
-) -> list[ChapterRun]:
-    """Execute every chapter and write ``out_dir/NN_slug.html`` plus an ``index.html``.
-    Cost: every chapter's run time. Not a doctest: executing a chapter takes seconds to minutes (``spectral-lab sync`` and ``spectral-lab book`` call it; ``tests/test_cli_book.py`` tests it)."""
-    from nbconvert import HTMLExporter
+def docs_dir() -> Path:
+    """``docs/`` (the Sphinx configuration and hand-written pages) of this checkout.
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    exporter = HTMLExporter()
-    local = _local_mathjax(out)
-    if local:
-        exporter.mathjax_url = local
-    runs = []
-    for path in chapter_sources(chapters_dir):
-        progress(f"running {path.name} ...")
-        run = execute_chapter(path, timeout)
-        body, _ = exporter.from_notebook_node(run.notebook)
-        (out / f"{path.stem}.html").write_text(body, encoding="utf-8")
-        progress(
-            f"  {'ok' if run.ok else 'FAILED'} in {run.seconds:.1f}s"
-            + ("" if run.ok else f": {run.error}")
+    Example:
+        >>> (docs_dir() / "conf.py").is_file()
+        True
+    """
+    return Path(__file__).resolve().parents[1] / "docs"
+
+
+def select_chapters(paths: list[Path], only: list[str] | None) -> list[Path]:
+    """Keep the chapters whose file name starts with one of ``only`` (``["00", "02"]``,
+    ``["02_spectral"]``); all of them when ``only`` is empty. An unmatched prefix is an error.
+
+    Example:
+        >>> ps = [Path("00_tour.py"), Path("01_ops.py"), Path("02_ent.py")]
+        >>> [p.name for p in select_chapters(ps, ["00", "02"])]
+        ['00_tour.py', '02_ent.py']
+    """
+    if not only:
+        return list(paths)
+    prefixes = [o.strip() for item in only for o in item.split(",") if o.strip()]
+    for prefix in prefixes:
+        if not any(p.name.startswith(prefix) for p in paths):
+            raise ValueError(f"no chapter starts with {prefix!r}: {[p.name for p in paths]}")
+    return [p for p in paths if any(p.name.startswith(x) for x in prefixes)]
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Write only on change, so Sphinx (which compares mtimes) re-reads only what changed."""
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+def _api_pages() -> dict[str, str]:
+    """MyST pages for the API reference: the face (``spectral_lab.__all__``) and one page per
+    topic namespace, from the docstrings (autodoc + napoleon)."""
+    import inspect
+
+    import spectral_lab as sl
+
+    topics = [n for n in sl.__all__ if inspect.ismodule(getattr(sl, n))]
+    face = [n for n in sl.__all__ if n not in topics]
+    pages = {}
+    lines = [
+        "# API reference",
+        "",
+        "`import spectral_lab as sl`: the calls a reader makes first sit at the top level; "
+        "everything else is reached through a topic namespace.",
+        "",
+        "```{toctree}",
+        ":maxdepth: 1",
+        ":caption: Topic namespaces",
+        "",
+        *[f"{t}" for t in topics],
+        "```",
+        "",
+        "## The top level",
+        "",
+    ]
+    for name in face:
+        obj = getattr(sl, name)
+        kind = "autoclass" if inspect.isclass(obj) else "autofunction"
+        members = ["   :members:"] if inspect.isclass(obj) else []
+        lines += ["```{eval-rst}", f".. {kind}:: spectral_lab.{name}", *members]
+        lines += ["", "```", ""]
+    pages["index"] = "\n".join(lines)
+    for t in topics:
+        pages[t] = "\n".join(
+            [
+                f"# `sl.{t}`",
+                "",
+                "```{eval-rst}",
+                f".. automodule:: spectral_lab.{t}",
+                "   :members:",
+                "   :imported-members:" if t in ("plots", "widgets") else "",
+                "```",
+                "",
+            ]
         )
-        runs.append(run)
-    rows = "\n".join(
-        f"<tr><td><a href='{r.path.stem}.html'>{html.escape(_title(r.notebook, r.path))}</a></td>"
-        f"<td>{'ok' if r.ok else 'FAILED: ' + html.escape(r.error or '')}</td>"
-        f"<td>{r.seconds:.1f} s</td></tr>"
-        for r in runs
-    )
-    (out / "index.html").write_text(
-        "<!doctype html><meta charset='utf-8'><title>spectral_lab</title>"
-        "<style>body{font-family:sans-serif;max-width:52em;margin:2em auto}"
-        "td{padding:.3em 1em}</style><h1>spectral_lab &mdash; the course</h1>"
-        f"<table><tr><th>chapter</th><th>status</th><th>time</th></tr>{rows}</table>",
-        encoding="utf-8",
-    )
-    return runs
+    return pages
 
 
-def _local_mathjax(out: Path) -> str | None:
-    """Copy MathJax (from ``jupyter_server_mathjax``) next to the book so formulas render offline."""
-    import shutil
+@dataclass(frozen=True)
+class BookBuild:
+    """One ``spectral-lab book`` run: the output folder, the chapters built, the wall time and
+    Sphinx's exit status (``ok`` is ``status == 0``)."""
 
-    try:
-        import jupyter_server_mathjax
-    except ImportError:  # the HTML then loads MathJax from nbconvert's default CDN
-        return None
-    src = Path(jupyter_server_mathjax.__file__).parent / "static"
-    dst = out / "mathjax"
-    if not (dst / "MathJax.js").exists():
-        shutil.copytree(src, dst, dirs_exist_ok=True)
-    return "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+    out: Path
+    chapters: list[Path]
+    seconds: float
+    status: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0
+
+    @property
+    def index(self) -> Path:
+        return self.out / "index.html"
 
 
-def _title(nb, path: Path) -> str:
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                if line.startswith("# "):
-                    return line[2:].strip()
-    return path.stem
+def library_hash() -> str:
+    """A short hash of the library's sources: part of the execution cache's key, so editing
+    ``spectral_lab`` re-runs the chapters while re-building an unchanged checkout does not.
+
+    Example:
+        >>> len(library_hash())
+        12
+    """
+    import hashlib
+
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def stage_book(out_dir: str | os.PathLike, chapters: list[Path]) -> Path:
+    """Lay out the Sphinx source folder ``out_dir/.build/src``: ``docs/*.md``, the API pages and
+    each chapter as ``chapters/NN_slug.ipynb`` read from its ``.py`` (no outputs: MyST-NB runs it).
+    Files are rewritten only when their content changed. Returns the source folder."""
+    import jupytext
+    import nbformat
+
+    src = Path(out_dir) / ".build" / "src"
+    docs = docs_dir()
+    for page in docs.glob("*.md"):
+        _write_if_changed(src / page.name, page.read_text(encoding="utf-8"))
+    for name, text in _api_pages().items():
+        _write_if_changed(src / "api" / f"{name}.md", text)
+    wanted = set()
+    for path in chapters:
+        nb = jupytext.read(path)
+        nb.metadata.pop("jupytext", None)
+        nb.metadata["spectral_lab"] = {"library": library_hash()}  # a new library re-reads pages
+        for i, cell in enumerate(nb.cells):
+            cell["id"] = f"cell-{i:03d}"
+        target = src / "chapters" / f"{path.stem}.ipynb"
+        _write_if_changed(target, nbformat.writes(nb) + "\n")
+        wanted.add(target.name)
+        results = path.parent / "results"
+        if results.is_dir():
+            shutil.copytree(results, src / "chapters" / "results", dirs_exist_ok=True)
+    for old in (src / "chapters").glob("*.ipynb"):
+        if old.name not in wanted:
+            old.unlink()
+    return src
+
+
+def build_book(
+    out_dir: str | os.PathLike = "build/book",
+    chapters_dir: str | os.PathLike | None = None,
+    only: list[str] | None = None,
+    timeout: int = 900,
+) -> BookBuild:
+    """Build the HTML book into ``out_dir`` with Sphinx + MyST-NB (``docs/conf.py``): every
+    chapter (or those named by ``only``) executed once, its outputs cached by content (the chapter's code and
+    :func:`library_hash`) in ``out_dir/.build/cache-HASH``; a failing chapter stops the build with its traceback and a non-zero
+    ``status``. Sphinx's log goes to this process's stdout/stderr.
+    Cost: the run time of every changed chapter, plus about 10 s of Sphinx. Not a doctest:
+    executing a chapter takes seconds to minutes (``tests/test_cli_book.py`` tests it)."""
+    out = Path(out_dir).resolve()
+    chapters = select_chapters(chapter_sources(chapters_dir), only)
+    start = time.perf_counter()
+    src = stage_book(out, chapters)
+    cache = out / ".build" / f"cache-{library_hash()}"
+    for old in (out / ".build").glob("cache-*"):
+        if old != cache:
+            shutil.rmtree(old, ignore_errors=True)
+    env = {
+        **os.environ,
+        # headless kernels: progress bars off, explorers attach their first picture
+        "SPECTRAL_LAB_HEADLESS": "1",
+    }
+    cmd = [
+        sys.executable, "-m", "sphinx", "-T", "-b", "html", "-c", str(docs_dir()),
+        "-d", str(out / ".build" / "doctrees"),
+        "-D", f"nb_execution_cache_path={cache}",
+        "-D", f"nb_execution_timeout={timeout}",
+        str(src), str(out),
+    ]  # fmt: skip
+    status = subprocess.run(cmd, env=env, check=False).returncode
+    return BookBuild(out, chapters, time.perf_counter() - start, status)
+
+
+JUPYTEXT_VIEWER = "Jupytext Notebook"
+
+
+def lab_command(root: str | os.PathLike, settings_dir: str | os.PathLike, port: int | None = None):
+    """The ``jupyter lab`` command line that opens the course at ``root`` with every ``.py``
+    opening as a notebook (JupyterLab's ``defaultViewers`` set to Jupytext's notebook through an
+    ``overrides.json`` written into ``settings_dir``; the user's own settings are untouched).
+
+    Example:
+        >>> import json, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> cmd = lab_command(".", d)
+        >>> cmd[1:3], any(a.startswith("--LabApp.app_settings_dir=") for a in cmd)
+        (['-m', 'jupyterlab'], True)
+        >>> json.load(open(Path(d) / "overrides.json"))["@jupyterlab/docmanager-extension:plugin"]
+        {'defaultViewers': {'python': 'Jupytext Notebook'}}
+    """
+    import json
+
+    settings = Path(settings_dir)
+    try:  # keep whatever the installation's own app settings hold
+        from jupyterlab.commands import get_app_dir
+
+        shipped = Path(get_app_dir()) / "settings"
+        if shipped.is_dir():
+            shutil.copytree(shipped, settings, dirs_exist_ok=True)
+    except ImportError:
+        pass
+    settings.mkdir(parents=True, exist_ok=True)
+    overrides_file = settings / "overrides.json"
+    overrides = json.loads(overrides_file.read_text()) if overrides_file.is_file() else {}
+    overrides.setdefault("@jupyterlab/docmanager-extension:plugin", {}).setdefault(
+        "defaultViewers", {}
+    )["python"] = JUPYTEXT_VIEWER
+    overrides_file.write_text(json.dumps(overrides, indent=2))
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={Path(root).resolve()}"]
+    cmd.append(f"--LabApp.app_settings_dir={settings}")
+    if port is not None:
+        cmd.append(f"--port={port}")
+    return cmd

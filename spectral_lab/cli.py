@@ -1,8 +1,9 @@
 """The ``spectral-lab`` command.
 
 spectral-lab info                 versions, device, where data is looked for
-spectral-lab book [--out DIR]     execute every chapter, write an HTML book
+spectral-lab book [--out DIR]     execute every chapter, build the HTML book (Sphinx)
 spectral-lab sync CHAPTER.py ...  re-execute chapters and rewrite their paired .ipynb
+spectral-lab lab                  JupyterLab on the course, chapters' .py open as notebooks
 spectral-lab reproduce --dataset {digits,mnist,cifar10,cifar100} [--quick]
                                   standard vs spectrally regularised models (chapter 07)
 spectral-lab diagnose CKPT|--model NAME|torchvision:NAME|pkg.mod:fn [--weights W.pt]
@@ -50,13 +51,17 @@ def _info(args: argparse.Namespace) -> int:
 def _book(args: argparse.Namespace) -> int:
     from .book import build_book
 
-    runs = build_book(args.out, args.chapters, timeout=args.timeout)
-    index = Path(args.out).resolve() / "index.html"
-    failed = [r for r in runs if not r.ok]
-    print(f"\nbook written to {index}  ({len(runs) - len(failed)}/{len(runs)} chapters ran)")
-    for r in failed:
-        print(f"FAILED {r.path.name}: {r.error}", file=sys.stderr)
-    return 1 if failed else 0
+    build = build_book(args.out, args.chapters, only=args.only, timeout=args.timeout)
+    names = ", ".join(p.stem for p in build.chapters)
+    if build.ok:
+        print(f"\nbook written to {build.index} in {build.seconds:.0f} s ({names})")
+        return 0
+    print(
+        f"\nspectral-lab book: FAILED after {build.seconds:.0f} s (Sphinx exit {build.status}); "
+        "the failing chapter and its traceback are printed above",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _sync(args: argparse.Namespace) -> int:
@@ -69,6 +74,22 @@ def _sync(args: argparse.Namespace) -> int:
         print(f"{p.name}: {'ok' if run.ok else 'FAILED ' + str(run.error)} ({run.seconds:.1f}s)")
         status |= 0 if run.ok else 1
     return status
+
+
+def _lab(args: argparse.Namespace) -> int:
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    from .book import default_chapters_dir, lab_command
+
+    if importlib.util.find_spec("jupyterlab") is None:
+        print('spectral-lab lab: JupyterLab is missing: pip install -e ".[lab]"', file=sys.stderr)
+        return 2
+    root = Path(args.root) if args.root else default_chapters_dir().parent
+    with tempfile.TemporaryDirectory(prefix="spectral-lab-lab-") as settings:
+        cmd = lab_command(root, settings, port=args.port) + list(args.lab_args)
+        return subprocess.call(cmd)
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -358,15 +379,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="versions, device, data locations")
     p.add_argument("--root", help="data root to inspect (default: SPECTRAL_LAB_DATA or the cache)")
     p.set_defaults(func=_info)
-    p = sub.add_parser("book", help="execute every chapter and write an HTML book")
+    p = sub.add_parser(
+        "book",
+        help="execute every chapter and build the HTML book (Sphinx + MyST-NB)",
+        description="Build the course as an HTML book with Sphinx, MyST-NB and "
+        "sphinx-book-theme: each chapter executed once, outputs cached by content; a failing "
+        "chapter fails the build (exit 1) with its traceback.",
+    )
     p.add_argument("--out", default="build/book", help="output folder (default build/book)")
     p.add_argument("--chapters", default=None, help="chapters folder (default: the checkout's)")
+    p.add_argument("--only", action="append", default=None, metavar="NN",
+                   help="build only chapters whose name starts with NN (repeatable, or 00,02)")  # fmt: skip
     p.add_argument("--timeout", type=int, default=900, help="per-cell timeout in seconds")
     p.set_defaults(func=_book)
     p = sub.add_parser("sync", help="re-execute chapters and rewrite their paired .ipynb")
     p.add_argument("paths", nargs="*", help="chapter .py files (default: all)")
     p.add_argument("--timeout", type=int, default=900)
     p.set_defaults(func=_sync)
+    p = sub.add_parser(
+        "lab", help="open the course in JupyterLab, chapters' .py opening as notebooks"
+    )
+    p.add_argument("--root", default=None, help="folder to serve (default: the checkout)")
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("lab_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
+    p.set_defaults(func=_lab)
     p = sub.add_parser(
         "reproduce", help="standard vs spectrally regularised models: table and claims"
     )

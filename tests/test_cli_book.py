@@ -1,8 +1,9 @@
-"""The spectral-lab command: info, book (HTML with figures; non-zero exit on a failing chapter)."""
+"""The spectral-lab command: info, book (Sphinx + MyST-NB: titles, sidebar, search, downloads,
+local MathJax, API pages, widget pictures; non-zero exit on a failing chapter), sync."""
 
 from __future__ import annotations
 
-import base64
+import re
 from pathlib import Path
 
 import pytest
@@ -33,26 +34,121 @@ def test_info_lists_versions_and_data(capsys, tmp_path):
     assert "torch" in out and "mnist" in out and "missing" in out
 
 
-def test_book_writes_html_with_figures_and_fails_on_error(tmp_path, capsys):
-    chapters = tmp_path / "chapters"
-    _chapter(
-        chapters,
-        "00_ok.py",
-        "# %%\nimport matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()\nprint('hello')\n",
-    )
-    out = tmp_path / "book"
-    assert cli.main(["book", "--out", str(out), "--chapters", str(chapters)]) == 0
-    page = (out / "00_ok.html").read_text()
-    assert "hello" in page and "data:image/png;base64," in page
-    png = page.split("data:image/png;base64,", 1)[1].split('"', 1)[0]
-    assert base64.b64decode(png)[:4] == b"\x89PNG"
-    assert "00_ok.html" in (out / "index.html").read_text()
-    # formulas render offline: MathJax is copied next to the pages and referenced relatively
-    assert (out / "mathjax" / "MathJax.js").is_file() and 'src="mathjax/MathJax.js' in page
+FAST = r"""# %%
+import ipywidgets as w
+import matplotlib.pyplot as plt
 
-    _chapter(chapters, "01_bad.py", "# %%\nraise RuntimeError('boom')\n")
-    assert cli.main(["book", "--out", str(out), "--chapters", str(chapters)]) == 1
-    assert "FAILED" in (out / "index.html").read_text()
+from spectral_lab.widgets._core import explorer
+
+plt.plot([1, 2, 3])
+plt.show()
+print("zanzibar")
+
+# %% [markdown]
+# The derivative $\phi'(0) = 0$ and $\mathbb{E}\,\|x\|^2$ in a sentence.
+
+# %%
+def draw(k):
+    fig, ax = plt.subplots()
+    ax.plot(range(k + 2))
+    return fig
+
+
+explorer(draw, k=w.IntSlider(1, 0, 3, description="kay"))
+"""
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory):
+    """A book of two fast chapters (00, 01) out of three (``--only`` leaves the failing 02 out),
+    then the same book with 02 in. The builds' output (Sphinx runs in a subprocess) is kept."""
+    import subprocess
+    import sys
+
+    tmp = tmp_path_factory.mktemp("bookcase")
+    chapters = tmp / "chapters"
+    _chapter(chapters, "00_fast.py", FAST).write_text(
+        (chapters / "00_fast.py").read_text().replace("# # A title", "# # Fast chapter")
+    )
+    _chapter(chapters, "01_second.py", "# %%\nprint('second')\n")
+    _chapter(
+        chapters, "02_bad.py", "# %%\ndef inner():\n    raise RuntimeError('boom')\n\ninner()\n"
+    )
+    out = tmp / "book"
+    cmd = [sys.executable, "-m", "spectral_lab.cli", "book", "--out", str(out)]
+    cmd += ["--chapters", str(chapters)]
+    first = subprocess.run([*cmd, "--only", "00", "--only", "01"], capture_output=True, text=True)
+    bad = subprocess.run([*cmd, "--only", "00,01,02"], capture_output=True, text=True)
+    return out, first, bad
+
+
+def _page(out: Path, name: str) -> str:
+    return (out / name).read_text(encoding="utf-8")
+
+
+def test_book_builds_with_titles_sidebar_search_and_downloads(book):
+    out, first, bad = book
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    page = _page(out, "chapters/00_fast.html")
+    assert "<title>Fast chapter &#8212;" in page  # the chapter's title, not "Notebook"
+    assert "zanzibar" in page and "data:image/png" not in page  # figures are files
+    sidebar = page.split('class="bd-sidebar-primary', 1)[1].split("</nav>", 1)[0]
+    assert "01_second.html" in sidebar and "api/index.html" in sidebar
+    assert 'class="prev-next-area"' in page and "01_second.html" in page.split("prev-next-area")[1]
+    assert "02_bad" not in page and not (out / "chapters" / "02_bad.html").exists()  # --only
+    assert "zanzibar" in _page(out, "searchindex.js") and (out / "search.html").is_file()
+    # the download button offers the chapter as a notebook
+    assert 'href="../_sources/chapters/00_fast.ipynb"' in page
+    import nbformat
+
+    nb = nbformat.read(out / "_sources" / "chapters" / "00_fast.ipynb", as_version=4)
+    assert "explorer(draw" in "".join(c.source for c in nb.cells)
+    # kernels are quiet, and an unchanged chapter is not executed again
+    assert "Kernel is running over TCP" not in first.stdout + first.stderr
+    assert "00_fast.ipynb: Executing" in first.stdout
+    assert "02_bad.ipynb: Executing" in bad.stdout and "00_fast.ipynb: Executing" not in bad.stdout
+
+
+def test_book_serves_mathjax_locally(book):
+    out = book[0]
+    page = _page(out, "chapters/00_fast.html")
+    assert 'src="../_static/mathjax/tex-chtml-full.js' in page
+    assert (out / "_static/mathjax/tex-chtml-full.js").is_file()
+    assert (out / "_static/mathjax/output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff").is_file()
+    assert r"\phi'(0) = 0" in page and "mathjax_ignore" not in page.split("phi'(0)")[0][-200:]
+    for html_file in out.rglob("*.html"):
+        scripts = re.findall(r'<script[^>]+src="([^"]+)"', html_file.read_text(encoding="utf-8"))
+        assert not [s for s in scripts if "//" in s], (html_file, scripts)  # nothing remote
+
+
+def test_widget_cell_shows_its_first_figure(book):
+    page = _page(book[0], "chapters/00_fast.html")
+    cell = page.split('explorer</span><span class="p">(</span><span class="n">draw', 1)[1]
+    cell = cell.split('<div class="cell docutils', 1)[0]
+    assert "<img" in cell and "interactive(children" not in page
+
+
+def test_api_reference_covers_the_face_and_every_topic(book):
+    import inspect
+
+    import spectral_lab as sl
+
+    out = book[0]
+    face = _page(out, "api/index.html")
+    for name in sl.__all__:
+        if inspect.ismodule(getattr(sl, name)):
+            topic = _page(out, f"api/{name}.html")
+            assert f'id="module-spectral_lab.{name}"' in topic, name
+        else:
+            assert f'id="spectral_lab.{name}"' in face, name
+    assert 'id="spectral_lab.hessian.hessian_eigs"' in _page(out, "api/hessian.html")
+
+
+def test_failing_chapter_fails_the_book_with_its_traceback(book):
+    bad = book[2]
+    text = re.sub(r"\x1b\[[0-9;]*m", "", bad.stdout + bad.stderr)  # the traceback is coloured
+    assert bad.returncode == 1, text[-3000:]
+    assert "RuntimeError: boom" in text and "inner()" in text and "FAILED" in bad.stderr
 
 
 def test_execute_chapter_reports_the_error(tmp_path):
@@ -73,3 +169,29 @@ def test_headless_runs_switch_progress_bars_off(monkeypatch):
     assert not progress_bar(range(2), desc="x").disable
     monkeypatch.setenv("SPECTRAL_LAB_HEADLESS", "1")
     assert progress_bar(range(2), desc="x").disable
+
+
+def test_chapter_round_trip_is_a_fixed_point():
+    """Regenerating each chapter's .py from its .ipynb with jupytext (the project's config, as
+    JupyterLab's autosave and `jupytext --sync` do) changes nothing."""
+    import jupytext
+    from jupytext.config import load_jupytext_config
+
+    folder = Path(__file__).resolve().parents[1] / "chapters"
+    config = load_jupytext_config(str(folder))
+    assert config is not None and config.notebook_metadata_filter
+    for ipynb in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
+        text = jupytext.writes(jupytext.read(ipynb), "py:percent", config=config)
+        assert text == ipynb.with_suffix(".py").read_text(), ipynb.name
+
+
+def test_lab_opens_py_as_notebooks(tmp_path):
+    import json
+
+    from spectral_lab.book import lab_command
+
+    cmd = lab_command(tmp_path, tmp_path / "settings", port=8123)
+    assert f"--ServerApp.root_dir={tmp_path.resolve()}" in cmd and "--port=8123" in cmd
+    overrides = json.loads((tmp_path / "settings" / "overrides.json").read_text())
+    viewers = overrides["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]
+    assert viewers == {"python": "Jupytext Notebook"}
