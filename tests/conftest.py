@@ -64,3 +64,27 @@ def tiny_cnn():
 def digits_batch() -> tuple[torch.Tensor, torch.Tensor]:
     x, y = load_dataset("digits", split="train").tensors(64)
     return x.reshape(len(x), -1).float(), y
+
+
+@pytest.fixture
+def regression() -> tuple[torch.Tensor, torch.Tensor]:
+    """Eight float64 regression pairs ``x`` (8, 3), ``y`` (8, 1), seeded."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(8, 1, generator=g, dtype=torch.float64)
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """Six test digits ``(x, y)`` (images 1x8x8)."""
+    x, y = load_dataset("digits", split="test").tensors(6)
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def model_and_data():
+    """A small digits MLP (eval mode, seeded) and twelve test digits."""
+    torch.manual_seed(0)
+    x, y = load_dataset("digits", split="test").tensors(12)
+    return MLP(64, 10, width=16, depth=2).eval(), x, y

@@ -8,20 +8,10 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pytest
 import torch
 
 import spectral_lab as sl
 from spectral_lab import plots
-
-
-@pytest.fixture(scope="module")
-def model_and_data():
-    torch.manual_seed(0)
-    ds = sl.load_dataset("digits", split="test")
-    x, y = ds.tensors(12)
-    model = sl.MLP(64, 10, width=16, depth=2).eval()
-    return model, x, y
 
 
 def test_attribution_plots(model_and_data):

@@ -13,28 +13,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import spectral_lab as sl  # noqa: E402
+from tests._references import flat_params  # noqa: E402
 
 D = torch.float64
-
-
-@pytest.fixture
-def regression():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(8, 3, generator=g, dtype=D)
-    y = torch.randn(8, 1, generator=g, dtype=D)
-    return x, y
-
-
-def _flat_params(model):
-    params = dict(model.named_parameters())
-    names = list(params)
-    theta0 = torch.cat([params[k].detach().reshape(-1) for k in names])
-
-    def unflatten(theta):
-        sizes = [params[k].numel() for k in names]
-        return {k: t.reshape(params[k].shape) for k, t in zip(names, theta.split(sizes))}
-
-    return theta0, unflatten
 
 
 def test_ntk_and_hessian_plots(regression):
@@ -66,7 +47,7 @@ def test_ntk_and_hessian_plots(regression):
     x, y = regression
     torch.manual_seed(0)
     net = sl.MLP(3, 1, width=4, depth=2).to(D)
-    theta0, unflatten = _flat_params(net)
+    theta0, unflatten = flat_params(net)
 
     def loss(t):
         return 0.5 * ((torch.func.functional_call(net, unflatten(t), (x,)) - y) ** 2).sum(1).mean()

@@ -9,18 +9,11 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import spectral_lab as sl  # noqa: E402
 
 matplotlib.use("agg")
-
-
-@pytest.fixture(scope="module")
-def digits():
-    x, y = sl.load_dataset("digits", split="test").tensors(6)
-    return x, y
 
 
 def test_spectra_plots_against_references(digits):

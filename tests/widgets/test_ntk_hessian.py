@@ -12,37 +12,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import spectral_lab as sl  # noqa: E402
+from tests._references import dense_block_ntk  # noqa: E402
 
 D = torch.float64
-
-
-@pytest.fixture
-def regression():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(8, 3, generator=g, dtype=D)
-    y = torch.randn(8, 1, generator=g, dtype=D)
-    return x, y
-
-
-def _flat_params(model):
-    params = dict(model.named_parameters())
-    names = list(params)
-    theta0 = torch.cat([params[k].detach().reshape(-1) for k in names])
-
-    def unflatten(theta):
-        sizes = [params[k].numel() for k in names]
-        return {k: t.reshape(params[k].shape) for k, t in zip(names, theta.split(sizes))}
-
-    return theta0, unflatten
-
-
-def _dense_block_ntk(model, x):
-    """Independent block NTK: J_theta from torch.autograd.functional.jacobian, K = J J^T (n C, n C)."""
-    theta0, unflatten = _flat_params(model)
-    J = torch.autograd.functional.jacobian(
-        lambda t: torch.func.functional_call(model, unflatten(t), (x,)).reshape(-1), theta0
-    )
-    return (J @ J.T).numpy()
 
 
 def test_ntk_explorer_draws(regression):
@@ -54,7 +26,7 @@ def test_ntk_explorer_draws(regression):
     # the plotted spectrum and predicted residuals against a dense numpy reference
     torch.manual_seed(0)
     model = sl.MLP(3, 1, width=16, depth=2, activation="relu").to(D)
-    K = _dense_block_ntk(model, x)
+    K = dense_block_ntk(model, x)
     lam = np.linalg.eigvalsh(K)
     np.testing.assert_allclose(
         fig.axes[0].lines[0].get_ydata(), np.maximum(lam, 1e-12)[::-1], rtol=1e-8
