@@ -16,6 +16,22 @@ import spectral_lab as sl  # noqa: E402
 matplotlib.use("agg")
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh", "identity"])
+def test_depth_spectra_draw(digits, activation):
+    draw = sl.widgets.depth_spectra_draw(digits[0])
+    fig = draw(gain=2.0, width=16, depth=3, activation=activation, normalize=True)
+    a0, a1 = fig.axes[:2]
+    assert len(a0.lines) == 3  # one line per weight factor W1..W3
+    # the last partial product is the C x d Jacobian: 10 singular values (ReLU gates may switch
+    # off so many units that some are numerical zeros, which are not drawn)
+    n_last = len(a0.lines[-1].get_xdata())
+    assert n_last == 10 if activation != "relu" else 1 <= n_last <= 10
+    assert activation in a0.get_title()
+    # normalized: every curve starts at 1
+    assert all(abs(line.get_ydata()[0] - 1) < 1e-12 for line in a0.lines)
+    plt.close(fig)
+
+
 def test_depth_spectra_draw_matches_library(digits):
     draw = sl.widgets.depth_spectra_draw(digits[0], seed=3)
     fig = draw(gain=1.0, width=12, depth=2, activation="tanh", normalize=False)
