@@ -1,6 +1,9 @@
-"""Walkers for layers beyond the library's own models, registered with
-:func:`spectral_lab.operators.register_walker` when :mod:`spectral_lab.operators` is imported:
+"""The walkers of every layer :func:`~spectral_lab.operators.operator_product` supports, registered
+with :func:`spectral_lab.operators.register_walker` when :mod:`spectral_lab.operators` is imported:
 
+* ``nn.Sequential`` (recursion), ``Flatten``/``Unflatten``/``Identity``/dropout in eval mode (the
+  identity), ``Linear`` and ``Conv2d`` (weights ``W``), the gates ``D`` of ReLU, LeakyReLU, Tanh,
+  Sigmoid, GELU, SiLU, ``MaxPool2d``/``AvgPool2d`` (``P``) and the library's ``ResidualBlock``;
 * ``BatchNorm1d``/``BatchNorm2d`` in eval mode: the per-channel diagonal ``gamma/sqrt(var + eps)``
   (a :class:`DiagonalFactor` named ``B``);
 * ``AdaptiveAvgPool2d`` (a fixed linear map) and ``AdaptiveMaxPool2d`` (a 0/1 selection at ``x``);
@@ -15,26 +18,155 @@ torchvision's classes are registered by their dotted names, so torchvision is no
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .models import ResidualBlock
 from .operators import (
+    _GATES,
+    _SKIP,
+    DenseFactor,
     Factor,
+    GateFactor,
     MapFactor,
     OperatorProduct,
     ResidualFactor,
     SelectionFactor,
     WalkContext,
-    _as_seq,
     _check_walk_output,
     activation_derivative,
     register_walker,
 )
 
 __all__ = ["DiagonalFactor"]
+
+
+def _pool_params(m: nn.Module) -> tuple[int, int, int]:
+    def one(v):
+        if isinstance(v, (tuple, list)):
+            if len(set(v)) != 1:
+                raise TypeError(f"{type(m).__name__} with non-square {v} is not supported")
+            return int(v[0])
+        return int(v)
+
+    k = one(m.kernel_size)
+    s = one(m.stride if m.stride is not None else m.kernel_size)
+    p = one(m.padding)
+    return k, s, p
+
+
+@register_walker(nn.Sequential)
+def _walk_sequential(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    return ctx.walk(list(m), h)
+
+
+@register_walker(*_SKIP)
+def _walk_skip(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    if isinstance(m, nn.modules.dropout._DropoutNd) and m.training:
+        raise ValueError(
+            f"{ctx.prefix}{type(m).__name__} is in train mode (random); call model.eval() first"
+        )
+    return m(h)
+
+
+@register_walker(nn.Linear)
+def _walk_linear(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    if h.dim() != 2:
+        raise ValueError(f"nn.Linear received shape {tuple(h.shape)}; flatten before it")
+    in_shape = tuple(h.shape[1:])
+    h = m(h)
+    ctx.add(
+        DenseFactor(ctx.name("W"), "weight", in_shape, tuple(h.shape[1:]), m, m.weight.detach())
+    )
+    return h
+
+
+@register_walker(nn.Conv2d)
+def _walk_conv2d(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    in_shape = tuple(h.shape[1:])
+    w, stride, pad, dil, groups = m.weight.detach(), m.stride, m.padding, m.dilation, m.groups
+    if m.padding_mode != "zeros":
+        raise TypeError(f"Conv2d with padding_mode={m.padding_mode!r} is not supported")
+
+    def conv(v, w=w, stride=stride, pad=pad, dil=dil, groups=groups):
+        return F.conv2d(v, w, None, stride, pad, dil, groups)
+
+    def conv_t(u, w=w, stride=stride, pad=pad, dil=dil, groups=groups):
+        size = (len(u), *in_shape)
+        return torch.nn.grad.conv2d_input(size, w, u, stride, pad, dil, groups)
+
+    h = m(h)
+    out_shape = tuple(h.shape[1:])
+    rfn = None if isinstance(pad, str) else conv_t  # padding="same": the VJP route
+    ctx.add(MapFactor(ctx.name("W"), "weight", in_shape, out_shape, m, conv, w, None, rfn))
+    return h
+
+
+@register_walker(*_GATES)
+def _walk_gate(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    in_shape = tuple(h.shape[1:])
+    diag = activation_derivative(m, h).reshape(-1)
+    h = m(h.clone()) if getattr(m, "inplace", False) else m(h)  # never overwrite a kept tensor
+    ctx.add(GateFactor(ctx.name("D"), "gate", in_shape, in_shape, m, diag))
+    return h
+
+
+@register_walker(nn.MaxPool2d)
+def _walk_maxpool2d(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    in_shape = tuple(h.shape[1:])
+    k, s, p = _pool_params(m)
+    if m.dilation not in (1, (1, 1)) or m.ceil_mode:
+        raise TypeError("MaxPool2d with dilation or ceil_mode is not supported")
+    out, idx = F.max_pool2d(h, k, s, p, return_indices=True)
+    c, hh, ww = in_shape
+    # idx indexes the flattened (H, W) plane of each channel; make it a flat index
+    offs = torch.arange(c, device=h.device).view(1, c, 1, 1) * (hh * ww)
+    index = (idx + offs).reshape(-1)
+    overlap = math.ceil(k / s)
+    ctx.add(
+        SelectionFactor(
+            ctx.name("P"), "pool", in_shape, tuple(out.shape[1:]), m, index, out, overlap
+        )
+    )
+    return out
+
+
+@register_walker(nn.AvgPool2d)
+def _walk_avgpool2d(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    in_shape = tuple(h.shape[1:])
+    k, s, p = _pool_params(m)
+
+    def avg(v, k=k, s=s, p=p, m=m):
+        return F.avg_pool2d(v, k, s, p, m.ceil_mode, m.count_include_pad, m.divisor_override)
+
+    h = m(h)
+    bound = math.ceil(k / s) / k if p == 0 and not m.ceil_mode else None
+    ctx.add(MapFactor(ctx.name("P"), "pool", in_shape, tuple(h.shape[1:]), m, avg, h, bound))
+    return h
+
+
+@register_walker(ResidualBlock)
+def _walk_residual_block(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    in_shape = tuple(h.shape[1:])
+    sub = ctx.sub(f"{ctx.name('R')}.")
+    b_out = sub.walk(_as_seq(m.branch), h)
+    if b_out.shape != h.shape:
+        raise ValueError(
+            f"residual branch changes the shape {tuple(h.shape)} -> {tuple(b_out.shape)}"
+        )
+    branch = OperatorProduct(sub.factors, in_shape, h)
+    ctx.add(
+        ResidualFactor(sub.prefix[:-1], "residual", in_shape, in_shape, m, float(m.scale), branch)
+    )
+    return h + float(m.scale) * b_out
+
+
+def _as_seq(m: nn.Module) -> Sequence[nn.Module]:
+    return list(m) if isinstance(m, nn.Sequential) else [m]
 
 
 @dataclass(eq=False, repr=False)
@@ -90,7 +222,7 @@ def _walk_batchnorm(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Te
     c = shape[0]
     diag = _bn_scale(m).reshape(c, *([1] * (len(shape) - 1))).expand(shape).reshape(-1)
     out = m(h)
-    ctx.add(DiagonalFactor(ctx.name("B"), "weight", shape, shape, m, diag.to(h.dtype)))
+    ctx.add(DiagonalFactor(ctx.name("B"), "norm", shape, shape, m, diag.to(h.dtype)))
     return out
 
 

@@ -7,10 +7,13 @@ the input Jacobian
 
 exact for smooth ``phi`` and almost everywhere for ReLU-type ``phi`` (biases enter only through
 ``D_l``). This product is the starting point of "A Unified Matrix-Spectral Framework for Stability
-and Interpretability in Deep Learning" (Katende 2026). :func:`operator_product` walks ``model.layers`` and returns the factors in the order they
-act: dense weights (``nn.Linear``), matrix-free convolutions (``nn.Conv2d``) with ``.dense()`` for
-small inputs, pooling (max pool = a 0/1 selection matrix at ``x``; average pool = a fixed linear
-map), the diagonal gates, and residual blocks ``h + scale * branch(h)`` as ``I + scale * J_branch``.
+and Interpretability in Deep Learning" (Katende 2026). :func:`operator_product` walks the model's
+layers and returns the factors in the order they act: dense weights (``nn.Linear``), matrix-free
+convolutions (``nn.Conv2d``) with ``.dense()`` for small inputs, BatchNorm in eval mode (a fixed
+per-channel diagonal), pooling (max pool = a 0/1 selection matrix at ``x``; average pool = a fixed
+linear map; adaptive pools too), the diagonal gates, and residual blocks ``g(S h + scale *
+branch(h))`` as one factor ``D_g (J_S + scale * J_branch)`` (the library's ``ResidualBlock``:
+``I + scale * J_branch``; torchvision's ``BasicBlock``/``Bottleneck`` and whole ``ResNet`` s).
 
 Extending the walk: every layer type is handled by a *walker* found in a registry by
 ``type(module).__mro__``. To support a new layer from any file, register one::
@@ -45,11 +48,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_model, check_tensor
-from .models import ResidualBlock
 
 __all__ = [
     "ACTIVATION_SUP_DERIVATIVE",
@@ -127,7 +128,8 @@ def _sup_derivative(module: nn.Module) -> float:
 class Factor:
     """One linear factor ``R^{n_in} -> R^{n_out}`` acting on flattened vectors.
 
-    ``kind`` is ``"weight"``, ``"gate"``, ``"pool"`` or ``"residual"``. Subclasses implement
+    ``kind`` is ``"weight"``, ``"gate"``, ``"pool"``, ``"norm"`` (BatchNorm in eval mode) or
+    ``"residual"``. Subclasses implement
     :meth:`matvec` on a batch of row vectors ``(k, n_in) -> (k, n_out)``; :meth:`rmatvec` (the
     transpose) defaults to a vector-Jacobian product of that linear map. A factor holds tensors
     on the device and dtype of the model it came from. Example: see :class:`OperatorProduct`.
@@ -340,20 +342,6 @@ class ResidualFactor(Factor):
         return self.branch._ref
 
 
-def _pool_params(m: nn.Module) -> tuple[int, int, int]:
-    def one(v):
-        if isinstance(v, (tuple, list)):
-            if len(set(v)) != 1:
-                raise TypeError(f"{type(m).__name__} with non-square {v} is not supported")
-            return int(v[0])
-        return int(v)
-
-    k = one(m.kernel_size)
-    s = one(m.stride if m.stride is not None else m.kernel_size)
-    p = one(m.padding)
-    return k, s, p
-
-
 class OperatorProduct:
     """``J_f(x) = F_K ... F_2 F_1`` at one input ``x``; ``factors[0]`` acts first.
 
@@ -557,116 +545,6 @@ def supported_layers() -> str:
     return ", ".join(sorted({t if isinstance(t, str) else t.__name__ for t in _WALKERS}))
 
 
-@register_walker(nn.Sequential)
-def _walk_sequential(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
-    return ctx.walk(list(m), h)
-
-
-@register_walker(*_SKIP)
-def _walk_skip(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
-    if isinstance(m, nn.modules.dropout._DropoutNd) and m.training:
-        raise ValueError(
-            f"{ctx.prefix}{type(m).__name__} is in train mode (random); call model.eval() first"
-        )
-    return m(h)
-
-
-@register_walker(nn.Linear)
-def _walk_linear(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
-    if h.dim() != 2:
-        raise ValueError(f"nn.Linear received shape {tuple(h.shape)}; flatten before it")
-    in_shape = tuple(h.shape[1:])
-    h = m(h)
-    ctx.add(
-        DenseFactor(ctx.name("W"), "weight", in_shape, tuple(h.shape[1:]), m, m.weight.detach())
-    )
-    return h
-
-
-@register_walker(nn.Conv2d)
-def _walk_conv2d(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
-    in_shape = tuple(h.shape[1:])
-    w, stride, pad, dil, groups = m.weight.detach(), m.stride, m.padding, m.dilation, m.groups
-    if m.padding_mode != "zeros":
-        raise TypeError(f"Conv2d with padding_mode={m.padding_mode!r} is not supported")
-
-    def conv(v, w=w, stride=stride, pad=pad, dil=dil, groups=groups):
-        return F.conv2d(v, w, None, stride, pad, dil, groups)
-
-    def conv_t(u, w=w, stride=stride, pad=pad, dil=dil, groups=groups):
-        size = (len(u), *in_shape)
-        return torch.nn.grad.conv2d_input(size, w, u, stride, pad, dil, groups)
-
-    h = m(h)
-    out_shape = tuple(h.shape[1:])
-    rfn = None if isinstance(pad, str) else conv_t  # padding="same": the VJP route
-    ctx.add(MapFactor(ctx.name("W"), "weight", in_shape, out_shape, m, conv, w, None, rfn))
-    return h
-
-
-@register_walker(*_GATES)
-def _walk_gate(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
-    in_shape = tuple(h.shape[1:])
-    diag = activation_derivative(m, h).reshape(-1)
-    h = m(h.clone()) if getattr(m, "inplace", False) else m(h)  # never overwrite a kept tensor
-    ctx.add(GateFactor(ctx.name("D"), "gate", in_shape, in_shape, m, diag))
-    return h
-
-
-@register_walker(nn.MaxPool2d)
-def _walk_maxpool2d(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
-    in_shape = tuple(h.shape[1:])
-    k, s, p = _pool_params(m)
-    if m.dilation not in (1, (1, 1)) or m.ceil_mode:
-        raise TypeError("MaxPool2d with dilation or ceil_mode is not supported")
-    out, idx = F.max_pool2d(h, k, s, p, return_indices=True)
-    c, hh, ww = in_shape
-    # idx indexes the flattened (H, W) plane of each channel; make it a flat index
-    offs = torch.arange(c, device=h.device).view(1, c, 1, 1) * (hh * ww)
-    index = (idx + offs).reshape(-1)
-    overlap = math.ceil(k / s)
-    ctx.add(
-        SelectionFactor(
-            ctx.name("P"), "pool", in_shape, tuple(out.shape[1:]), m, index, out, overlap
-        )
-    )
-    return out
-
-
-@register_walker(nn.AvgPool2d)
-def _walk_avgpool2d(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
-    in_shape = tuple(h.shape[1:])
-    k, s, p = _pool_params(m)
-
-    def avg(v, k=k, s=s, p=p, m=m):
-        return F.avg_pool2d(v, k, s, p, m.ceil_mode, m.count_include_pad, m.divisor_override)
-
-    h = m(h)
-    bound = math.ceil(k / s) / k if p == 0 and not m.ceil_mode else None
-    ctx.add(MapFactor(ctx.name("P"), "pool", in_shape, tuple(h.shape[1:]), m, avg, h, bound))
-    return h
-
-
-@register_walker(ResidualBlock)
-def _walk_residual_block(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
-    in_shape = tuple(h.shape[1:])
-    sub = ctx.sub(f"{ctx.name('R')}.")
-    b_out = sub.walk(_as_seq(m.branch), h)
-    if b_out.shape != h.shape:
-        raise ValueError(
-            f"residual branch changes the shape {tuple(h.shape)} -> {tuple(b_out.shape)}"
-        )
-    branch = OperatorProduct(sub.factors, in_shape, h)
-    ctx.add(
-        ResidualFactor(sub.prefix[:-1], "residual", in_shape, in_shape, m, float(m.scale), branch)
-    )
-    return h + float(m.scale) * b_out
-
-
-def _as_seq(m: nn.Module) -> Sequence[nn.Module]:
-    return list(m) if isinstance(m, nn.Sequential) else [m]
-
-
 def operator_product(model: nn.Module, x: torch.Tensor) -> OperatorProduct:
     """The network at ONE input ``x`` (shape ``input_shape``, no batch dimension) as the product
     ``J_f(x) = F_K(x) ... F_1(x)`` of its layers' linear factors, e.g. ``W_L D_{L-1}(x) ... W_1``.
@@ -773,4 +651,5 @@ def _check_walk_output(out: torch.Tensor, ref: object, what: str, model: nn.Modu
         )
 
 
-from . import _walkers as _walkers  # noqa: E402,F401  (registers BatchNorm, adaptive pools, torchvision)
+# the walkers of every supported layer (the library's, torch's and torchvision's) register here
+from . import _walkers as _walkers  # noqa: E402,F401
