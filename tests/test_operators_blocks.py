@@ -257,9 +257,10 @@ def test_mutation_dropped_gate_after_sum_is_caught(monkeypatch):
     g = torch.Generator().manual_seed(6)
     x = torch.randn(shape, dtype=D64, generator=g)
     check_against_autograd(model, x, g)
-    monkeypatch.setattr(
-        _walkers, "activation_derivative", lambda m, z: torch.ones_like(z)
-    )  # the post-sum gate read as the identity
+    # the ReLU after the sum read as the identity (every other gate untouched)
+    monkeypatch.setattr(ResidualFactor, "matvec", lambda self, v: self._paths(v, True))
+    monkeypatch.setattr(ResidualFactor, "rmatvec", lambda self, u: self._paths(u, False))
+    monkeypatch.setattr(ResidualFactor, "dense", lambda self, max_entries=0: self.paths())
     with pytest.raises(AssertionError):
         check_against_autograd(model, x, g)
 
