@@ -542,7 +542,11 @@ def _walk(layers: Sequence[nn.Module], h: torch.Tensor, ctx: WalkContext) -> tor
 
 def supported_layers() -> str:
     """The names of the layer types with a registered walker, comma-separated."""
-    return ", ".join(sorted({t if isinstance(t, str) else t.__name__ for t in _WALKERS}))
+    def label(t: type | str) -> str:
+        name = t.rsplit(".", 1)[-1] if isinstance(t, str) else t.__name__
+        return "Dropout (eval, any)" if name == "_DropoutNd" else name
+
+    return ", ".join(sorted({label(t) for t in _WALKERS}))
 
 
 def operator_product(model: nn.Module, x: torch.Tensor) -> OperatorProduct:
