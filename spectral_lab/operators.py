@@ -542,6 +542,7 @@ def _walk(layers: Sequence[nn.Module], h: torch.Tensor, ctx: WalkContext) -> tor
 
 def supported_layers() -> str:
     """The names of the layer types with a registered walker, comma-separated."""
+
     def label(t: type | str) -> str:
         name = t.rsplit(".", 1)[-1] if isinstance(t, str) else t.__name__
         return "Dropout (eval, any)" if name == "_DropoutNd" else name
