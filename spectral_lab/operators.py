@@ -7,10 +7,29 @@ the input Jacobian
 
 exact for smooth ``phi`` and almost everywhere for ReLU-type ``phi`` (biases enter only through
 ``D_l``). This product is the starting point of "A Unified Matrix-Spectral Framework for Stability
-and Interpretability in Deep Learning" (Katende 2026). :func:`operator_product` walks ``model.layers`` and returns the factors in the order they
-act: dense weights (``nn.Linear``), matrix-free convolutions (``nn.Conv2d``) with ``.dense()`` for
-small inputs, pooling (max pool = a 0/1 selection matrix at ``x``; average pool = a fixed linear
-map), the diagonal gates, and residual blocks ``h + scale * branch(h)`` as ``I + scale * J_branch``.
+and Interpretability in Deep Learning" (Katende 2026). :func:`operator_product` walks the model's
+layers and returns the factors in the order they act: dense weights (``nn.Linear``), matrix-free
+convolutions (``nn.Conv2d``) with ``.dense()`` for small inputs, BatchNorm in eval mode (a fixed
+per-channel diagonal), pooling (max pool = a 0/1 selection matrix at ``x``; average pool = a fixed
+linear map; adaptive pools too), the diagonal gates, and residual blocks ``g(S h + scale *
+branch(h))`` as one factor ``D_g (J_S + scale * J_branch)`` (the library's ``ResidualBlock``:
+``I + scale * J_branch``; torchvision's ``BasicBlock``/``Bottleneck`` and whole ``ResNet`` s).
+
+Extending the walk: every layer type is handled by a *walker* found in a registry by
+``type(module).__mro__``. To support a new layer from any file, register one::
+
+    from spectral_lab.operators import MapFactor, WalkContext, register_walker
+
+    @register_walker(MyLayer)
+    def _walk_my_layer(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+        shape = tuple(h.shape[1:])                 # h is a batch of one: (1, *shape)
+        ctx.add(MapFactor(ctx.name("W"), "weight", shape, shape, m, lambda v: ..., h))
+        return m(h)                                # the walk continues from the output
+
+``ctx.name(kind)`` numbers factors per kind (``W1``, ``D2``, ...), ``ctx.walk(layers, h)`` recurses
+into sublayers (factors land in the same product) and ``ctx.sub(prefix)`` opens a separate
+context for a branch (its ``factors`` become an :class:`OperatorProduct` of their own). A walker
+must append factors whose product is the module's Jacobian at ``h`` and return ``module(h)``.
 
 Example:
     >>> from spectral_lab import MLP
@@ -25,11 +44,10 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_model, check_tensor
@@ -38,8 +56,13 @@ __all__ = [
     "ACTIVATION_SUP_DERIVATIVE",
     "Factor",
     "OperatorProduct",
+    "WalkContext",
+    "Walker",
     "activation_derivative",
+    "find_walker",
     "operator_product",
+    "register_walker",
+    "supported_layers",
 ]
 
 # sup_z |phi'(z)| for the supported activations (used by the data-free bound
@@ -54,7 +77,8 @@ ACTIVATION_SUP_DERIVATIVE = {
 }
 
 _GATES = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU)
-_SKIP = (nn.Flatten, nn.Identity, nn.Dropout)  # identity on flattened vectors (Dropout: eval only)
+# identity on flattened vectors (dropout: eval only)
+_SKIP = (nn.Flatten, nn.Unflatten, nn.Identity, nn.modules.dropout._DropoutNd)
 
 
 def activation_derivative(module: nn.Module, z: torch.Tensor) -> torch.Tensor:
@@ -104,7 +128,8 @@ def _sup_derivative(module: nn.Module) -> float:
 class Factor:
     """One linear factor ``R^{n_in} -> R^{n_out}`` acting on flattened vectors.
 
-    ``kind`` is ``"weight"``, ``"gate"``, ``"pool"`` or ``"residual"``. Subclasses implement
+    ``kind`` is ``"weight"``, ``"gate"``, ``"pool"``, ``"norm"`` (BatchNorm in eval mode) or
+    ``"residual"``. Subclasses implement
     :meth:`matvec` on a batch of row vectors ``(k, n_in) -> (k, n_out)``; :meth:`rmatvec` (the
     transpose) defaults to a vector-Jacobian product of that linear map. A factor holds tensors
     on the device and dtype of the model it came from. Example: see :class:`OperatorProduct`.
@@ -213,9 +238,15 @@ class MapFactor(Factor):
     fn: object = None
     ref: torch.Tensor = None  # type: ignore[assignment]
     bound: float | None = None
+    rfn: object = None  # the transpose on (k, *out_shape) tensors, if known (else a VJP)
 
     def matvec(self, v):
         return self.fn(v.reshape(len(v), *self.in_shape)).reshape(len(v), -1)
+
+    def rmatvec(self, u):
+        if self.rfn is None:
+            return super().rmatvec(u)
+        return self.rfn(u.reshape(len(u), *self.out_shape)).reshape(len(u), -1)
 
     def sup_norm(self):
         return self.spectral_norm() if self.bound is None else self.bound
@@ -230,7 +261,7 @@ class SelectionFactor(Factor):
 
     index: torch.Tensor = None  # type: ignore[assignment]
     ref: torch.Tensor = None  # type: ignore[assignment]
-    overlap: int = 1
+    overlap: float = 1
 
     def matvec(self, v):
         return v[:, self.index]
@@ -257,41 +288,58 @@ class SelectionFactor(Factor):
 
 @dataclass(eq=False, repr=False)
 class ResidualFactor(Factor):
-    """A residual block ``h + scale * branch(h)``: the factor ``I + scale * J_branch(h)``."""
+    """A residual block ``g(S h + scale * branch(h))``: the factor ``D_g (J_S + scale * J_branch)``.
+
+    ``branch`` and ``shortcut`` are :class:`OperatorProduct` s at the block's input; ``shortcut``
+    ``None`` is the identity (then ``J = I + scale * J_branch``, the library's ``ResidualBlock``),
+    otherwise e.g. a strided 1x1 conv + BatchNorm (torchvision's ``downsample``), which makes the
+    factor non-square. ``gate`` (``None``: no activation) is ``phi'`` of the sum, flattened, for an
+    activation applied after the sum (torchvision's ``BasicBlock``/``Bottleneck``). :meth:`paths`
+    is ``J_S + scale * J_branch`` without the gate. Cost of a product: one product through each path.
+    """
 
     scale: float = 1.0
     branch: OperatorProduct = None  # type: ignore[assignment]
+    shortcut: OperatorProduct | None = None
+    gate: torch.Tensor | None = None
+    gate_module: nn.Module | None = None
+
+    def _paths(self, v, forward: bool):
+        b = self.branch.matvec(v) if forward else self.branch.rmatvec(v)
+        if self.shortcut is None:
+            s = v
+        else:
+            s = self.shortcut.matvec(v) if forward else self.shortcut.rmatvec(v)
+        return s + self.scale * b
 
     def matvec(self, v):
-        return v + self.scale * self.branch.matvec(v)
+        out = self._paths(v, True)
+        return out if self.gate is None else out * self.gate
 
     def rmatvec(self, u):
-        return u + self.scale * self.branch.rmatvec(u)
+        return self._paths(u if self.gate is None else u * self.gate, False)
+
+    def paths(self, max_entries: int = 50_000_000) -> torch.Tensor:
+        """``J_S + scale * J_branch`` (``I + scale * J_branch`` for an identity shortcut), dense."""
+        b = self.branch.dense(max_entries)
+        if self.shortcut is None:
+            s = torch.eye(self.n_in, dtype=b.dtype, device=b.device)
+        else:
+            s = self.shortcut.dense(max_entries)
+        return s + self.scale * b
 
     def dense(self, max_entries: int = 50_000_000):
-        b = self.branch.dense(max_entries)
-        return torch.eye(self.n_in, dtype=b.dtype, device=b.device) + self.scale * b
+        m = self.paths(max_entries)
+        return m if self.gate is None else self.gate[:, None] * m
 
     def sup_norm(self):
-        # ||I + s B|| <= 1 + |s| ||B|| <= 1 + |s| prod ||branch factors||_sup
-        return 1.0 + abs(self.scale) * math.prod(f.sup_norm() for f in self.branch.factors)
+        # ||D (S + s B)|| <= sup|phi'| (||S||_sup + |s| prod ||branch factors||_sup)
+        s = 1.0 if self.shortcut is None else self.shortcut.sup_norm_bound()
+        g = 1.0 if self.gate is None else _sup_derivative(self.gate_module)
+        return g * (s + abs(self.scale) * self.branch.sup_norm_bound())
 
     def _param(self):
         return self.branch._ref
-
-
-def _pool_params(m: nn.Module) -> tuple[int, int, int]:
-    def one(v):
-        if isinstance(v, (tuple, list)):
-            if len(set(v)) != 1:
-                raise TypeError(f"{type(m).__name__} with non-square {v} is not supported")
-            return int(v[0])
-        return int(v)
-
-    k = one(m.kernel_size)
-    s = one(m.stride if m.stride is not None else m.kernel_size)
-    p = one(m.padding)
-    return k, s, p
 
 
 class OperatorProduct:
@@ -395,140 +443,179 @@ class OperatorProduct:
         return math.prod(f.sup_norm() for f in self.factors)
 
 
-def _walk(
-    layers: Sequence[nn.Module],
-    h: torch.Tensor,
-    factors: list[Factor],
-    counters: dict[str, int],
-    prefix: str,
-) -> torch.Tensor:
-    """Append the factors of ``layers`` applied to ``h`` (batch of one); return the output."""
+Walker = Callable[[nn.Module, torch.Tensor, "WalkContext"], torch.Tensor]
+"""``walker(module, h, ctx) -> module(h)``: append ``module``'s factors at ``h`` to ``ctx``."""
 
-    def name(kind: str) -> str:
-        counters[kind] = counters.get(kind, 0) + 1
-        return f"{prefix}{kind}{counters[kind]}"
+_WALKERS: dict[type | str, Walker] = {}
 
-    for m in layers:
-        in_shape = tuple(h.shape[1:])
-        if isinstance(m, nn.Sequential):
-            h = _walk(list(m), h, factors, counters, prefix)
-            continue
-        if isinstance(m, _SKIP):
-            h = m(h)
-            continue
-        if isinstance(m, nn.Linear):
-            if h.dim() != 2:
-                raise ValueError(f"nn.Linear received shape {tuple(h.shape)}; flatten before it")
-            h = m(h)
-            factors.append(
-                DenseFactor(name("W"), "weight", in_shape, tuple(h.shape[1:]), m, m.weight.detach())
-            )
-        elif isinstance(m, nn.Conv2d):
-            w, stride, pad, dil, groups = (
-                m.weight.detach(),
-                m.stride,
-                m.padding,
-                m.dilation,
-                m.groups,
-            )
-            if m.padding_mode != "zeros":
-                raise TypeError(f"Conv2d with padding_mode={m.padding_mode!r} is not supported")
 
-            def conv(v, w=w, stride=stride, pad=pad, dil=dil, groups=groups):
-                return F.conv2d(v, w, None, stride, pad, dil, groups)
+def register_walker(*types: type[nn.Module] | str) -> Callable[[Walker], Walker]:
+    """Decorator: make :func:`operator_product` walk modules of ``types`` with the decorated walker.
 
-            h = m(h)
-            factors.append(MapFactor(name("W"), "weight", in_shape, tuple(h.shape[1:]), m, conv, w))
-        elif isinstance(m, _GATES):
-            diag = activation_derivative(m, h).reshape(-1)
-            h = m(h)
-            factors.append(GateFactor(name("D"), "gate", in_shape, in_shape, m, diag))
-        elif isinstance(m, nn.MaxPool2d):
-            k, s, p = _pool_params(m)
-            if m.dilation not in (1, (1, 1)) or m.ceil_mode:
-                raise TypeError("MaxPool2d with dilation or ceil_mode is not supported")
-            out, idx = F.max_pool2d(h, k, s, p, return_indices=True)
-            c, hh, ww = in_shape
-            # idx indexes the flattened (H, W) plane of each channel; make it a flat index
-            offs = torch.arange(c, device=h.device).view(1, c, 1, 1) * (hh * ww)
-            index = (idx + offs).reshape(-1)
-            h = out
-            overlap = math.ceil(k / s)
-            factors.append(
-                SelectionFactor(
-                    name("P"), "pool", in_shape, tuple(h.shape[1:]), m, index, h, overlap
-                )
-            )
-        elif isinstance(m, nn.AvgPool2d):
-            k, s, p = _pool_params(m)
+    A walker ``walker(module, h, ctx)`` receives the module, its input ``h`` (a batch of one,
+    ``(1, *shape)``) and the :class:`WalkContext`; it appends the module's linear factors at ``h``
+    with ``ctx.add(...)`` (named by ``ctx.name(kind)``), recurses into sublayers with
+    ``ctx.walk(layers, h)`` (branches: ``ctx.sub(prefix).walk(...)``) and returns ``module(h)``.
+    Lookup follows ``type(module).__mro__``, so a walker for a base class covers its subclasses;
+    registering a type again replaces its walker. A type may also be named by its full dotted name
+    (``"torchvision.models.resnet.BasicBlock"``), so a walker for an optional package's layer can
+    be registered without importing that package. Cost: a dictionary entry.
 
-            def avg(v, k=k, s=s, p=p, m=m):
-                return F.avg_pool2d(
-                    v, k, s, p, m.ceil_mode, m.count_include_pad, m.divisor_override
-                )
+    Example:
+        >>> class Twice(nn.Module):
+        ...     def forward(self, h):
+        ...         return 2 * h
+        >>> @register_walker(Twice)
+        ... def _twice(m, h, ctx):
+        ...     shape = tuple(h.shape[1:])
+        ...     ctx.add(MapFactor(ctx.name("S"), "weight", shape, shape, m, lambda v: 2 * v, h))
+        ...     return m(h)
+        >>> operator_product(nn.Sequential(nn.Linear(3, 2), Twice()), torch.randn(3)).names
+        ['W1', 'S1']
+    """
 
-            h = m(h)
-            bound = math.ceil(k / s) / k if p == 0 and not m.ceil_mode else None
-            factors.append(
-                MapFactor(name("P"), "pool", in_shape, tuple(h.shape[1:]), m, avg, h, bound)
-            )
-        elif _is_residual(m):
-            sub: list[Factor] = []
-            inner = f"{prefix}R{counters.get('R', 0) + 1}."
-            counters["R"] = counters.get("R", 0) + 1
-            b_out = _walk(list(_as_seq(m.branch)), h, sub, {}, inner)
-            if b_out.shape != h.shape:
-                raise ValueError(
-                    f"residual branch changes the shape {tuple(h.shape)} -> {tuple(b_out.shape)}"
-                )
-            branch = OperatorProduct(sub, in_shape, h)
-            factors.append(
-                ResidualFactor(
-                    inner[:-1], "residual", in_shape, in_shape, m, float(m.scale), branch
-                )
-            )
-            h = h + float(m.scale) * b_out
-        else:
+    for t in types:
+        if not (isinstance(t, str) or (isinstance(t, type) and issubclass(t, nn.Module))):
             raise TypeError(
-                f"operator_product does not support layer {prefix}{type(m).__name__} ({m!r}); "
-                "supported: Linear, Conv2d, MaxPool2d, AvgPool2d, Flatten, Identity, Dropout (eval), "
-                "ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, ResidualBlock and nested Sequential"
+                f"register_walker takes nn.Module subclasses or dotted class names, got {t!r}"
             )
+
+    def deco(fn: Walker) -> Walker:
+        for t in types:
+            _WALKERS[t] = fn
+        return fn
+
+    return deco
+
+
+def find_walker(module: nn.Module) -> Walker | None:
+    """The walker registered for ``type(module)`` or its nearest base class (``None`` if none)."""
+    for cls in type(module).__mro__:
+        for key in (cls, f"{cls.__module__}.{cls.__qualname__}"):
+            if key in _WALKERS:
+                return _WALKERS[key]
+    return None
+
+
+@dataclass(eq=False)
+class WalkContext:
+    """The state of one walk: the ``factors`` found so far, their ``prefix`` and numbering.
+
+    ``name(kind)`` numbers factors per kind (``"W"`` -> ``W1``, ``W2``, ...; the prefix is
+    prepended, e.g. ``R2.W1`` inside the second residual block); ``add(factor)`` appends;
+    ``walk(layers, h)`` walks sublayers into THIS context (a nested Sequential); ``sub(prefix)``
+    starts a fresh context (own factors and numbering) for a branch whose product is kept apart.
+    """
+
+    factors: list[Factor] = field(default_factory=list)
+    prefix: str = ""
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def name(self, kind: str) -> str:
+        self.counters[kind] = self.counters.get(kind, 0) + 1
+        return f"{self.prefix}{kind}{self.counters[kind]}"
+
+    def add(self, factor: Factor) -> None:
+        self.factors.append(factor)
+
+    def sub(self, prefix: str) -> WalkContext:
+        return WalkContext(prefix=prefix)
+
+    def walk(self, layers: Sequence[nn.Module], h: torch.Tensor) -> torch.Tensor:
+        return _walk(layers, h, self)
+
+
+def _walk(layers: Sequence[nn.Module], h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    """Append the factors of ``layers`` applied to ``h`` (batch of one) to ``ctx``; return the output."""
+    for m in layers:
+        walker = find_walker(m)
+        if walker is None:
+            raise TypeError(
+                f"operator_product does not support layer {ctx.prefix}{type(m).__name__} ({m!r}); "
+                f"supported: {supported_layers()}. To add one, register a walker: "
+                "@spectral_lab.operators.register_walker(YourLayer) def walk(module, h, ctx): ... "
+                "(see the spectral_lab.operators docstring)"
+            )
+        h = walker(m, h, ctx)
     return h
 
 
-def _is_residual(m: nn.Module) -> bool:
-    from .models import ResidualBlock
+def supported_layers() -> str:
+    """The names of the layer types with a registered walker, comma-separated."""
 
-    return isinstance(m, ResidualBlock)
+    def label(t: type | str) -> str:
+        name = t.rsplit(".", 1)[-1] if isinstance(t, str) else t.__name__
+        return "Dropout (eval, any)" if name == "_DropoutNd" else name
 
-
-def _as_seq(m: nn.Module) -> Sequence[nn.Module]:
-    return list(m) if isinstance(m, nn.Sequential) else [m]
+    return ", ".join(sorted({label(t) for t in _WALKERS}))
 
 
 def operator_product(model: nn.Module, x: torch.Tensor) -> OperatorProduct:
     """The network at ONE input ``x`` (shape ``input_shape``, no batch dimension) as the product
-    ``J_f(x) = W_L D_{L-1}(x) ... D_1(x) W_1``, walking ``model.layers``.
+    ``J_f(x) = F_K(x) ... F_1(x)`` of its layers' linear factors, e.g. ``W_L D_{L-1}(x) ... W_1``.
 
-    Cost: one forward pass plus the factors' bookkeeping; every factor is stored matrix-free or as
-    its own (small) dense matrix. ``dense()`` costs ``C`` transposed sweeps. Runs on the device and
-    dtype of the model's parameters; ``x`` must already have them (a ``TypeError`` says how to
-    cast), because the factors are compared with autograd to the last bit.
+    What is walked: ``model.layers`` when it is an ``nn.Sequential`` (the library's models), else
+    the model itself through its registered walker (``nn.Sequential``, torchvision's ``ResNet``,
+    ...). Supported layers and their factors:
+
+    * ``Linear`` (dense ``W``), ``Conv2d`` (matrix-free, zero padding, any stride/dilation/groups);
+    * ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``GELU``, ``SiLU`` (inplace or not): the gate
+      ``D = diag(phi'(z))``;
+    * ``BatchNorm1d``/``BatchNorm2d`` in eval mode with running statistics: the per-channel
+      diagonal ``gamma / sqrt(running_var + eps)`` (refused in train mode or without running
+      statistics: their output depends on the batch);
+    * ``MaxPool2d``, ``AdaptiveMaxPool2d`` (a 0/1 selection at ``x``), ``AvgPool2d``,
+      ``AdaptiveAvgPool2d`` (fixed linear maps);
+    * ``Flatten``, ``Unflatten``, ``Identity``, dropout in eval mode: the identity;
+    * residual blocks as one factor ``D_g (J_shortcut + scale J_branch)``: the library's
+      ``ResidualBlock`` (``I + scale J_branch``) and torchvision's ``BasicBlock``/``Bottleneck``
+      (shortcut identity or ``downsample``, ReLU after the sum);
+    * torchvision's ``ResNet`` (its ``forward`` order: stem, ``layer1..4``, pool, flatten, ``fc``)
+      and nested ``nn.Sequential``.
+
+    :func:`supported_layers` lists what is registered; :func:`register_walker` adds a layer type
+    from any module (see this module's docstring). The walked output is compared with ``model(x)``
+    and a mismatch (a ``forward`` that does more than its layers in order) is refused.
+
+    Cost: two forward passes plus the factors' bookkeeping; every factor is stored matrix-free or
+    as its own (small) dense matrix. ``matvec``/``rmatvec`` cost about one forward/backward pass;
+    ``dense()`` costs ``C`` transposed sweeps. Runs on the device and dtype of the model's
+    parameters; ``x`` must already have them (a ``TypeError`` says how to cast), because the
+    factors are compared with autograd to the last bit.
 
     Example:
         >>> from spectral_lab import SmallCNN
         >>> op = operator_product(SmallCNN(1, 10, image_size=8, channels=(4,)), torch.randn(1, 8, 8))
         >>> op.names
         ['W1', 'D1', 'P1', 'W2']
+
+    Example: a torchvision ResNet; each residual block is one factor ``R``.
+        >>> from torchvision.models.resnet import BasicBlock, ResNet
+        >>> _ = torch.manual_seed(0)
+        >>> net = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=3).double().eval()
+        >>> x = torch.randn(3, 16, 16, dtype=torch.float64)
+        >>> op = operator_product(net, x)
+        >>> op.names
+        ['W1', 'B1', 'D1', 'P1', 'R1', 'R2', 'R3', 'R4', 'P2', 'W2']
+        >>> J = torch.autograd.functional.jacobian(lambda v: net(v[None])[0], x).reshape(3, -1)
+        >>> torch.allclose(op.dense(), J, rtol=0, atol=1e-12)
+        True
     """
     check_model(model)
     x = check_tensor(x, "x")
-    layers = getattr(model, "layers", model if isinstance(model, nn.Sequential) else None)
-    if not isinstance(layers, nn.Sequential):
+    layers = getattr(model, "layers", None)
+    if isinstance(layers, nn.Sequential):
+        layers, what = list(layers), f"{type(model).__name__}.layers"
+    elif find_walker(model) is not None:
+        layers, what = [model], type(model).__name__
+    else:
         raise TypeError(
-            f"{type(model).__name__} has no `.layers` nn.Sequential to walk; build the model as a "
-            "Sequential of supported layers (see spectral_lab.models)"
+            f"operator_product cannot walk {type(model).__name__}: it has no `.layers` "
+            "nn.Sequential and no registered walker. Register one for it with "
+            f"@spectral_lab.operators.register_walker({type(model).__name__}) (a function "
+            "(module, h, ctx) -> module(h) that adds its factors; see the spectral_lab.operators "
+            f"docstring), or build the model as an nn.Sequential of supported layers: "
+            f"{supported_layers()}"
         )
     p = next(model.parameters())
     if x.dtype != p.dtype or x.device != p.device:
@@ -536,10 +623,11 @@ def operator_product(model: nn.Module, x: torch.Tensor) -> OperatorProduct:
             f"x is {x.dtype} on {x.device} but the model is {p.dtype} on {p.device}; "
             "use x.to(model's dtype/device) or model.to(x.dtype)"
         )
-    factors: list[Factor] = []
+    ctx = WalkContext()
     with torch.no_grad():
         try:
-            out = _walk(list(layers), x.detach()[None], factors, {}, "")
+            out = ctx.walk(layers, x.detach().clone()[None])
+            ref = model(x.detach().clone()[None])
         except RuntimeError as err:
             raise ValueError(
                 f"the model could not run on x of shape {tuple(x.shape)}: pass ONE input without a "
@@ -547,4 +635,26 @@ def operator_product(model: nn.Module, x: torch.Tensor) -> OperatorProduct:
             ) from err
     if out.dim() != 2:
         raise ValueError(f"model output must be (1, C) logits, got shape {tuple(out.shape)}")
-    return OperatorProduct(factors, tuple(x.shape), x)
+    _check_walk_output(out, ref, what, model)
+    return OperatorProduct(ctx.factors, tuple(x.shape), x)
+
+
+def _check_walk_output(out: torch.Tensor, ref: object, what: str, model: nn.Module) -> None:
+    """Refuse a walk whose output is not ``model(x)`` (a forward that does more than its layers)."""
+    ok = isinstance(ref, torch.Tensor) and ref.shape == out.shape
+    if ok:
+        tol = (1e-10 if out.dtype == torch.float64 else 1e-4) * max(1.0, float(ref.abs().max()))
+        ok = bool((out - ref).abs().max() <= tol)
+    if not ok:
+        raise ValueError(
+            f"walking {what} in order does not reproduce {type(model).__name__}(x) "
+            f"({'shape ' + str(tuple(ref.shape)) if isinstance(ref, torch.Tensor) else type(ref).__name__}"
+            f" vs walked {tuple(out.shape)}): {type(model).__name__}.forward does more than apply "
+            "its layers in order (or an inplace operation overwrites a tensor it reuses). "
+            "Register a walker for it with "
+            f"@spectral_lab.operators.register_walker({type(model).__name__})"
+        )
+
+
+# the walkers of every supported layer (the library's, torch's and torchvision's) register here
+from . import _walkers as _walkers  # noqa: E402,F401
