@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -185,3 +186,105 @@ def test_spectral_density_locates_two_clusters():
     mass_right = float(torch.trapezoid(d.density * (d.grid > 1), d.grid))
     assert mass_right == pytest.approx(0.7, abs=0.06)
     assert "SpectralDensity" in repr(d)
+
+
+# --- thick restart and the basis cap (issue 12: Krylov memory grows with what convergence needs) ---
+
+RESTART_CASES = [
+    # (spectrum, which, k): clustered top, gap-less (equispaced), negative end, largest magnitude
+    ("clustered", "LA", 3),
+    ("gapless", "LA", 2),
+    ("gapless", "SA", 2),
+    ("indefinite", "SA", 3),
+    ("indefinite", "LM", 2),
+    ("negative", "LA", 2),
+]
+
+
+def _restart_spectrum(name: str) -> torch.Tensor:
+    if name == "gapless":
+        return torch.linspace(-1.0, 1.0, 120, dtype=D)
+    if name == "negative":  # every eigenvalue negative: "largest" are those nearest zero
+        return -(torch.linspace(0.5, 10.0, 120, dtype=D) ** 1.5)
+    return SPECTRA[name]
+
+
+def _restarted_errors(cap: int = 8):
+    """For every case (lazily): the largest relative error of the top-k against numpy's dense
+    eigvalsh, the restarts taken and whether the solver claimed convergence; the cap is forced
+    small."""
+    for name, which, k in RESTART_CASES:
+        lam = _restart_spectrum(name)
+        A = with_spectrum(lam, seed=4)
+        ref = np.linalg.eigvalsh(A.numpy())
+        order = {"LA": ref[::-1], "SA": ref, "LM": ref[np.argsort(-np.abs(ref), kind="stable")]}
+        want = torch.tensor(order[which][:k].copy())
+        r = lanczos(A, k=k, which=which, tol=1e-12, max_iter=1000, basis_cap=cap)
+        err = float(((r.eigenvalues - want).abs() / want.abs()).max())
+        yield f"{name}/{which}", err, r.restarts, r.converged
+
+
+def test_thick_restart_matches_dense_eigh_with_a_small_cap():
+    for case, err, restarts, converged in _restarted_errors():
+        assert converged, case
+        assert restarts > 0, case  # the cap really forced restarts
+        assert err < 1e-8, (case, err)
+
+
+def test_mutation_restart_without_coupling_or_with_wrong_vectors_is_caught(monkeypatch):
+    import spectral_lab.linalg as L
+
+    real = L._restart
+
+    def no_coupling(basis, theta, S, keep, beta):  # drop the kept vectors' coupling to q_{m+1}
+        d, c = real(basis, theta, S, keep, beta)
+        return d, torch.zeros_like(c)
+
+    def lanczos_vectors(basis, theta, S, keep, beta):  # keep Lanczos vectors, not Ritz vectors
+        return real(basis, theta, torch.eye(len(theta), dtype=S.dtype), keep, beta)
+
+    for mutant in (no_coupling, lanczos_vectors):
+        monkeypatch.setattr(L, "_restart", mutant)
+        caught = any(err > 1e-6 or not conv for _, err, _, conv in _restarted_errors())
+        assert caught, mutant.__name__  # any() stops at the first case that catches it
+
+
+def test_basis_never_exceeds_its_cap_whatever_max_iter():
+    import gc
+    import warnings
+
+    n, cap = 20_000, 12
+    lam = torch.linspace(-1.0, 3.0, n, dtype=D)
+    live: list[float] = []
+
+    def count_live_vectors() -> float:
+        """Bytes of every live tensor storage of at least n numbers, in n-vectors (independent of
+        the solver's own bookkeeping)."""
+        seen, total = set(), 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for o in gc.get_objects():
+                if isinstance(o, torch.Tensor) and o.numel() >= n:
+                    st = o.untyped_storage()
+                    if st.data_ptr() not in seen:
+                        seen.add(st.data_ptr())
+                        total += st.nbytes()
+        return total / (n * 8)
+
+    calls = [0]
+
+    def mv(v):
+        calls[0] += 1
+        if calls[0] % 50 == 0:
+            live.append(count_live_vectors())
+        return lam * v
+
+    r = lanczos(LinearOperator(mv, n, D), k=2, max_iter=200, basis_cap=cap, tol=1e-14)
+    assert r.matvecs == 200 and r.restarts >= 10 and not r.converged
+    assert r.basis_cap == cap and r.peak_basis <= cap
+    # basis + the diagonal lam + the next vector and one temporary; an up-front 200 x n basis
+    # (the old allocation, max_iter rows) would show ~200 here
+    assert max(live) <= cap + 4, max(live)
+    # without restarts the basis grows only as far as the steps taken
+    small = lanczos(torch.diag(lam[:200]), k=1, tol=1e-6, basis_cap=100, max_iter=10**6)
+    assert small.converged and small.restarts == 0 and small.peak_basis <= small.matvecs + 8
