@@ -754,46 +754,18 @@ class SpectralDensity(Result):
         return float((self.weights * self.nodes**j).sum(1).mean())
 
 
-def spectral_density(
-    A: LinearOperator | torch.Tensor | Matvec,
-    num_probes: int = 8,
-    num_steps: int = 40,
-    *,
-    dim: int | None = None,
-    num_points: int = 512,
-    sigma: float | None = None,
-    grid: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    seed: int | None = None,
-    dtype: torch.dtype | None = None,
-    device: torch.device | str | None = None,
-) -> SpectralDensity:
-    """Spectral density of ``A`` by stochastic Lanczos quadrature (Ubaru, Chen & Saad 2017).
+SLQ_BASIS_BYTES = 1 << 30
+"""Memory :func:`spectral_density` lets the probes' Lanczos bases take at once (default 1 GiB): the
+probes are run in blocks of ``max(1, SLQ_BASIS_BYTES // (num_steps dim itemsize))``."""
 
-    For each Rademacher probe ``v`` (normalised), ``m = num_steps`` Lanczos steps with full
-    reorthogonalisation give ``T_m = S diag(theta) S^T``; the Gauss quadrature
-    ``v^T g(A) v ~ sum_i S_{1i}^2 g(theta_i)`` is exact for polynomials of degree ``< 2m``.
-    Averaging over probes and replacing each node by a Gaussian of width ``sigma`` (default
-    ``(max theta - min theta) / num_steps``, a choice, not from a paper of this course) gives the
-    density. All probes run together as one block, so each step is one batched product.
-    Cost: ``num_probes * num_steps`` products, memory ``O(num_probes num_steps dim)``.
 
-    Runs on the device and dtype of the operator ``A``.
-
-    Example:
-        >>> d = spectral_density(torch.diag(torch.linspace(0, 1, 200)), 4, 20)
-        >>> round(d.moment(1), 3)
-        0.5
-    """
-    op = as_operator(A, dim, dtype, device)
-    if num_probes < 1 or num_steps < 1:
-        raise ValueError("num_probes and num_steps must be positive")
-    m = min(num_steps, op.dim)
-    g = resolve_generator(generator, seed, op.device)
-    start = op.n_products
-    b = num_probes
-    V = _rademacher(op, op.dim, b, g=g)
-    V = V / (V * V).sum(0).sqrt()  # column sums by cascade summation (see _dot)
+def _slq_block(
+    op: LinearOperator, V: torch.Tensor, m: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``m`` Lanczos steps with full reorthogonalisation for each (unit) column of ``V`` at once,
+    one batched product per step; returns the recurrence coefficients ``alpha, beta`` ``(m, b)``
+    and each probe's length (shorter when its Krylov space became invariant)."""
+    b = V.shape[1]
     Q = torch.zeros(m, op.dim, b, dtype=op.dtype, device=op.device)
     alpha = torch.zeros(m, b, dtype=torch.float64)
     beta = torch.zeros(m, b, dtype=torch.float64)
@@ -820,6 +792,64 @@ def spectral_density(
             break
         mask = alive.to(op.device)
         V = torch.where(mask, W / torch.where(mask, nb, torch.ones_like(nb)), torch.zeros_like(W))
+    return alpha, beta, length
+
+
+def spectral_density(
+    A: LinearOperator | torch.Tensor | Matvec,
+    num_probes: int = 8,
+    num_steps: int = 40,
+    *,
+    dim: int | None = None,
+    num_points: int = 512,
+    sigma: float | None = None,
+    grid: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    chunk_size: int | None = None,
+) -> SpectralDensity:
+    """Spectral density of ``A`` by stochastic Lanczos quadrature (Ubaru, Chen & Saad 2017).
+
+    For each Rademacher probe ``v`` (normalised), ``m = num_steps`` Lanczos steps with full
+    reorthogonalisation give ``T_m = S diag(theta) S^T``; the Gauss quadrature
+    ``v^T g(A) v ~ sum_i S_{1i}^2 g(theta_i)`` is exact for polynomials of degree ``< 2m``.
+    Averaging over probes and replacing each node by a Gaussian of width ``sigma`` (default
+    ``(max theta - min theta) / num_steps``, a choice, not from a paper of this course) gives the
+    density. The probes run together in blocks of ``chunk_size`` (each step one batched product of
+    the block); by default as many as keep their bases within :data:`SLQ_BASIS_BYTES` (1 GiB), at
+    least one: a block's recurrences are independent, so the blocking changes nothing but memory.
+    Cost: ``num_probes * num_steps`` products, memory ``O(chunk_size num_steps dim)`` (one probe
+    of a 11.7M-parameter float32 ResNet-18 at 40 steps: 1.8 GB, where all 8 at once took 14 GB).
+
+    Runs on the device and dtype of the operator ``A``.
+
+    Example:
+        >>> d = spectral_density(torch.diag(torch.linspace(0, 1, 200)), 4, 20)
+        >>> round(d.moment(1), 3)
+        0.5
+    """
+    op = as_operator(A, dim, dtype, device)
+    if num_probes < 1 or num_steps < 1:
+        raise ValueError("num_probes and num_steps must be positive")
+    m = min(num_steps, op.dim)
+    g = resolve_generator(generator, seed, op.device)
+    start = op.n_products
+    b = num_probes
+    V = _rademacher(op, op.dim, b, g=g)
+    V = V / (V * V).sum(0).sqrt()  # column sums by cascade summation (see _dot)
+    if chunk_size is None:  # as many probes as keep their bases within SLQ_BASIS_BYTES
+        itemsize = torch.empty((), dtype=op.dtype).element_size()
+        chunk_size = max(1, SLQ_BASIS_BYTES // (m * op.dim * itemsize))
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int (probes at once), got {chunk_size!r}")
+    alpha = torch.zeros(m, b, dtype=torch.float64)
+    beta = torch.zeros(m, b, dtype=torch.float64)
+    length = torch.full((b,), m)
+    for i in range(0, b, chunk_size):  # the probes' recurrences are independent of each other
+        cols = slice(i, i + chunk_size)
+        alpha[:, cols], beta[:, cols], length[cols] = _slq_block(op, V[:, cols], m)
     nodes = torch.zeros(b, m, dtype=torch.float64)
     weights = torch.zeros(b, m, dtype=torch.float64)
     for i in range(b):

@@ -311,3 +311,28 @@ def test_mutation_blas_float32_dot_and_norm_are_caught(monkeypatch):
     monkeypatch.setattr(L, "_dot", lambda a, b: float(a @ b))
     monkeypatch.setattr(L, "_norm", lambda a: float(a.norm()))
     assert _float32_lambda_max_error() > 1e-4  # 5e-4 measured: a Ritz value above lambda_max
+
+
+def test_spectral_density_runs_probes_in_blocks_within_its_memory_budget(monkeypatch):
+    import spectral_lab.linalg as L
+
+    A = with_spectrum(SPECTRA["indefinite"])
+    widths: list[int] = []
+
+    def op():
+        return LinearOperator(
+            lambda v: A @ v, 150, D, matmat=lambda V: widths.append(V.shape[1]) or A @ V
+        )
+
+    whole = spectral_density(op(), num_probes=5, num_steps=12, chunk_size=5)
+    assert set(widths) == {5}
+    widths.clear()
+    # a budget of two probes' bases (12 steps x 150 x 8 bytes each): blocks of 2, 2, 1
+    monkeypatch.setattr(L, "SLQ_BASIS_BYTES", 2 * 12 * 150 * 8)
+    blocked = spectral_density(op(), num_probes=5, num_steps=12)
+    assert sorted(set(widths)) == [1, 2] and max(widths) == 2
+    torch.testing.assert_close(blocked.nodes, whole.nodes, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(blocked.weights, whole.weights, rtol=1e-10, atol=1e-10)
+    assert blocked.matvecs == whole.matvecs == 60
+    with pytest.raises(ValueError, match="chunk_size"):
+        spectral_density(A, 2, 4, chunk_size=0)
