@@ -7,9 +7,12 @@ Everything here takes a symmetric operator ``A`` known only through products ``v
 * a plain callable ``matvec(v)`` on 1-D tensors together with ``dim=`` (and ``dtype``/``device``),
 * or a dense symmetric ``torch.Tensor`` (handy for tests and toy problems).
 
-Public functions: :func:`power_iteration` (with deflation), :func:`lanczos` (full
-reorthogonalisation; top-k largest or smallest algebraic eigenpairs), :func:`hutchinson` and
-:func:`hutchpp` (trace), :func:`spectral_density` (stochastic Lanczos quadrature). Randomness comes
+Public functions: :func:`power_iteration` (with deflation), :func:`lanczos` (thick-restart, full
+reorthogonalisation, a basis capped by :func:`default_basis_cap`; top-k largest, smallest algebraic
+or largest-magnitude eigenpairs), :func:`hutchinson` and :func:`hutchpp` (trace),
+:func:`spectral_density` (stochastic Lanczos quadrature, probes in memory-bounded blocks). Long
+float32 reductions (dots, norms) use cascade summation, not BLAS, so their error does not grow with
+the dimension. Randomness comes
 from ``generator`` or ``seed`` (pass at most one; default seed 0, so results are reproducible);
 vectors live on the operator's device in its dtype (a dense tensor or callable defines them; a
 mismatched ``v0`` is cast). Results are frozen dataclasses with ``to_dict()``;
