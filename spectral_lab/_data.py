@@ -12,7 +12,10 @@ import math
 from collections.abc import Iterable, Iterator
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+from ._checks import check_input_dtype
 
 Batch = tuple[torch.Tensor, "torch.Tensor | None"]
 
@@ -39,10 +42,12 @@ def _in_memory(data) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     return None
 
 
-def _move(x, y, device, dtype, keep_integer_inputs: bool = False) -> Batch:
+def _move(x, y, device, dtype, keep_integer_inputs: bool = False, model=None) -> Batch:
     x = torch.as_tensor(x)
     if x.numel() == 0 or len(x) == 0:
         raise ValueError("data contains an empty batch; pass at least one sample")
+    if model is not None:  # the one dtype policy: token ids kept, other integer inputs refused
+        keep_integer_inputs = check_input_dtype(x, model)
     if not x.is_floating_point() and keep_integer_inputs:
         x = x.to(device=device)
     else:
@@ -71,6 +76,7 @@ def iter_batches(
     shuffle: bool = False,
     generator: torch.Generator | None = None,
     keep_integer_inputs: bool = False,
+    model: nn.Module | None = None,
 ) -> Iterator[Batch]:
     """Stream ``(x, y)`` batches (``y`` is ``None`` for a bare tensor) from any accepted ``data``.
 
@@ -85,6 +91,9 @@ def iter_batches(
             data and Datasets.
         keep_integer_inputs: leave integer inputs (token ids, uint8 images) as they are, so the
             caller can apply the one dtype policy (:func:`spectral_lab._checks.check_input_dtype`).
+        model: apply that policy here, batch by batch: token ids (int32/int64 into a model with an
+            ``nn.Embedding``) are kept, other integer/bool inputs (uint8 images) are refused with
+            the library's one message; floating-point inputs are cast as usual.
 
     Example:
         >>> x, y = torch.arange(10.0)[:, None], torch.arange(10)
@@ -137,7 +146,7 @@ def iter_batches(
         take = int(min(len(xb), cap - seen))
         seen += take
         yield _move(
-            xb[:take], None if yb is None else yb[:take], device, dtype, keep_integer_inputs
+            xb[:take], None if yb is None else yb[:take], device, dtype, keep_integer_inputs, model
         )
     if seen == 0:
         raise ValueError("data yielded no samples (an empty DataLoader?); pass some data")

@@ -119,7 +119,7 @@ def _legacy_loss_first(*old_after_data: str):
 def _prepare(model: nn.Module, data, batch_size: int | None = None) -> tuple[dict, Batches]:
     params = _func.trainable(model)
     p0 = next(iter(params.values()))
-    return params, Batches(data, batch_size, device=p0.device, dtype=p0.dtype)
+    return params, Batches(data, batch_size, device=p0.device, dtype=p0.dtype, model=model)
 
 
 def _labelled(batches: Batches):

@@ -205,11 +205,20 @@ def test_errors(setup):
         hessian_trace(m, (x, y), loss="mse", method="xtrace")
     with pytest.raises(ValueError, match="unknown loss"):
         hvp(m, (x, y), v, loss="hinge")
-    # integer inputs are cast to the model's dtype, like every other input
-    xi = torch.ones(4, 3, dtype=torch.int64)
-    torch.testing.assert_close(
-        hvp(m, (xi, y[:4]), v, loss="mse"), hvp(m, (xi.double(), y[:4]), v, loss="mse")
-    )
+    # the one dtype policy (issue 12): integer inputs are refused with the library's one message
+    # (uint8 images are never silently cast without /255); token ids into an nn.Embedding work
+    from spectral_lab._checks import integer_input_message
+
+    for dt in (torch.uint8, torch.int64):
+        xi = torch.ones(4, 3, dtype=dt)
+        with pytest.raises(TypeError) as err:
+            hvp(m, (xi, y[:4]), v, loss="mse")
+        assert str(err.value) == integer_input_message(dt)
+        with pytest.raises(TypeError, match="integer/bool dtype"):
+            hessian_eigs(m, (xi, y[:4]), loss="mse")
+    emb = nn.Sequential(nn.Embedding(5, 2), nn.Flatten(), nn.Linear(6, 1)).double()
+    tok = torch.tensor([[0, 1, 2], [3, 4, 0], [1, 1, 2], [4, 3, 2]])
+    assert hessian_eigs(emb, (tok, y[:4]), loss="mse").converged
     with pytest.raises(ValueError, match="differ in length"):
         hvp(m, (x, y[:5]), v, loss="mse")
     with pytest.raises(ValueError, match="max_params"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,7 +50,9 @@ def test_lanczos_matches_dense_largest_and_smallest(name):
     top = lanczos(A, k=5, tol=1e-10, max_iter=150)
     assert top.converged
     torch.testing.assert_close(top.eigenvalues, ref.flip(0)[:5], rtol=1e-6, atol=0)
-    bottom = lanczos(A, k=3, which="SA", tol=1e-10, max_iter=150)
+    # the power-law spectrum's small end is a tight cluster (gap ratio ~5e-6): a restarted basis of
+    # 30 vectors needs ~1500 products there (an unrestarted one reached the whole space in 150)
+    bottom = lanczos(A, k=3, which="SA", tol=1e-10, max_iter=3000)
     assert bottom.converged
     torch.testing.assert_close(bottom.eigenvalues, ref[:3], rtol=1e-6, atol=1e-12)
     # Ritz vectors are eigenvectors: ||A u - lambda u|| small
@@ -183,3 +186,153 @@ def test_spectral_density_locates_two_clusters():
     mass_right = float(torch.trapezoid(d.density * (d.grid > 1), d.grid))
     assert mass_right == pytest.approx(0.7, abs=0.06)
     assert "SpectralDensity" in repr(d)
+
+
+# --- thick restart and the basis cap (issue 12: Krylov memory grows with what convergence needs) ---
+
+RESTART_CASES = [
+    # (spectrum, which, k): clustered top, gap-less (equispaced), negative end, largest magnitude
+    ("clustered", "LA", 3),
+    ("gapless", "LA", 2),
+    ("gapless", "SA", 2),
+    ("indefinite", "SA", 3),
+    ("indefinite", "LM", 2),
+    ("negative", "LA", 2),
+]
+
+
+def _restart_spectrum(name: str) -> torch.Tensor:
+    if name == "gapless":
+        return torch.linspace(-1.0, 1.0, 120, dtype=D)
+    if name == "negative":  # every eigenvalue negative: "largest" are those nearest zero
+        return -(torch.linspace(0.5, 10.0, 120, dtype=D) ** 1.5)
+    return SPECTRA[name]
+
+
+def _restarted_errors(cap: int = 8):
+    """For every case (lazily): the largest relative error of the top-k against numpy's dense
+    eigvalsh, the restarts taken and whether the solver claimed convergence; the cap is forced
+    small."""
+    for name, which, k in RESTART_CASES:
+        lam = _restart_spectrum(name)
+        A = with_spectrum(lam, seed=4)
+        ref = np.linalg.eigvalsh(A.numpy())
+        order = {"LA": ref[::-1], "SA": ref, "LM": ref[np.argsort(-np.abs(ref), kind="stable")]}
+        want = torch.tensor(order[which][:k].copy())
+        r = lanczos(A, k=k, which=which, tol=1e-12, max_iter=1000, basis_cap=cap)
+        err = float(((r.eigenvalues - want).abs() / want.abs()).max())
+        yield f"{name}/{which}", err, r.restarts, r.converged
+
+
+def test_thick_restart_matches_dense_eigh_with_a_small_cap():
+    for case, err, restarts, converged in _restarted_errors():
+        assert converged, case
+        assert restarts > 0, case  # the cap really forced restarts
+        assert err < 1e-8, (case, err)
+
+
+def test_mutation_restart_without_coupling_or_with_wrong_vectors_is_caught(monkeypatch):
+    import spectral_lab.linalg as L
+
+    real = L._restart
+
+    def no_coupling(basis, theta, S, keep, beta):  # drop the kept vectors' coupling to q_{m+1}
+        d, c = real(basis, theta, S, keep, beta)
+        return d, torch.zeros_like(c)
+
+    def lanczos_vectors(basis, theta, S, keep, beta):  # keep Lanczos vectors, not Ritz vectors
+        return real(basis, theta, torch.eye(len(theta), dtype=S.dtype), keep, beta)
+
+    for mutant in (no_coupling, lanczos_vectors):
+        monkeypatch.setattr(L, "_restart", mutant)
+        caught = any(err > 1e-6 or not conv for _, err, _, conv in _restarted_errors())
+        assert caught, mutant.__name__  # any() stops at the first case that catches it
+
+
+def test_basis_never_exceeds_its_cap_whatever_max_iter():
+    import gc
+    import warnings
+
+    n, cap = 20_000, 12
+    lam = torch.linspace(-1.0, 3.0, n, dtype=D)
+    live: list[float] = []
+
+    def count_live_vectors() -> float:
+        """Bytes of every live tensor storage of at least n numbers, in n-vectors (independent of
+        the solver's own bookkeeping)."""
+        seen, total = set(), 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for o in gc.get_objects():
+                if isinstance(o, torch.Tensor) and o.numel() >= n:
+                    st = o.untyped_storage()
+                    if st.data_ptr() not in seen:
+                        seen.add(st.data_ptr())
+                        total += st.nbytes()
+        return total / (n * 8)
+
+    calls = [0]
+
+    def mv(v):
+        calls[0] += 1
+        if calls[0] % 50 == 0:
+            live.append(count_live_vectors())
+        return lam * v
+
+    r = lanczos(LinearOperator(mv, n, D), k=2, max_iter=200, basis_cap=cap, tol=1e-14)
+    assert r.matvecs == 200 and r.restarts >= 10 and not r.converged
+    assert r.basis_cap == cap and r.peak_basis <= cap
+    # basis + the diagonal lam + the next vector and one temporary; an up-front 200 x n basis
+    # (the old allocation, max_iter rows) would show ~200 here
+    assert max(live) <= cap + 4, max(live)
+    # without restarts the basis grows only as far as the steps taken
+    small = lanczos(torch.diag(lam[:200]), k=1, tol=1e-6, basis_cap=100, max_iter=10**6)
+    assert small.converged and small.restarts == 0 and small.peak_basis <= small.matvecs + 8
+
+
+def _float32_lambda_max_error() -> float:
+    """Relative error of float32 Lanczos (tol 1e-6) on a 2M-dimensional diagonal operator with
+    known top eigenvalue 50 over a bulk in [0, 0.01]."""
+    p = 2_000_000
+    lam = 0.01 * torch.rand(p, generator=torch.Generator().manual_seed(0))
+    lam[:3] = torch.tensor([50.0, 30.0, 20.0])
+    r = lanczos(LinearOperator(lambda v: lam * v, p, torch.float32), k=1, tol=1e-6)
+    assert r.converged
+    return abs(float(r.eigenvalues[0]) - 50.0) / 50.0
+
+
+def test_float32_lanczos_at_millions_of_parameters_is_accurate():
+    assert _float32_lambda_max_error() < 1e-5
+
+
+def test_mutation_blas_float32_dot_and_norm_are_caught(monkeypatch):
+    import spectral_lab.linalg as L
+
+    monkeypatch.setattr(L, "_dot", lambda a, b: float(a @ b))
+    monkeypatch.setattr(L, "_norm", lambda a: float(a.norm()))
+    assert _float32_lambda_max_error() > 1e-4  # 5e-4 measured: a Ritz value above lambda_max
+
+
+def test_spectral_density_runs_probes_in_blocks_within_its_memory_budget(monkeypatch):
+    import spectral_lab.linalg as L
+
+    A = with_spectrum(SPECTRA["indefinite"])
+    widths: list[int] = []
+
+    def op():
+        return LinearOperator(
+            lambda v: A @ v, 150, D, matmat=lambda V: widths.append(V.shape[1]) or A @ V
+        )
+
+    whole = spectral_density(op(), num_probes=5, num_steps=12, chunk_size=5)
+    assert set(widths) == {5}
+    widths.clear()
+    # a budget of two probes' bases (12 steps x 150 x 8 bytes each): blocks of 2, 2, 1
+    monkeypatch.setattr(L, "SLQ_BASIS_BYTES", 2 * 12 * 150 * 8)
+    blocked = spectral_density(op(), num_probes=5, num_steps=12)
+    assert sorted(set(widths)) == [1, 2] and max(widths) == 2
+    torch.testing.assert_close(blocked.nodes, whole.nodes, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(blocked.weights, whole.weights, rtol=1e-10, atol=1e-10)
+    assert blocked.matvecs == whole.matvecs == 60
+    with pytest.raises(ValueError, match="chunk_size"):
+        spectral_density(A, 2, 4, chunk_size=0)

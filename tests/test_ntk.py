@@ -208,3 +208,46 @@ def test_contraction_bound_of_linearised_gd():
     assert (r.norm(dim=1) <= rate**k * r[0].norm() * (1 + 1e-9)).all()
     wrong = float((1 - eta * lam[-1]).abs())  # the top mode's rate alone: too optimistic
     assert not (r.norm(dim=1)[1:] <= wrong ** k[1:] * r[0].norm()).all()
+
+
+# --- accurate accumulation of the Jacobian-route Gram (issue 12) ----------------------------------
+
+
+def _float32_gram_error() -> float:
+    """Relative error of the default (auto -> jacobian) NTK of a float32 linear model with p = 2M
+    parameters against its closed form ``K_ij = x_i . x_j + 1`` in float64 (the parameter Jacobian
+    of ``w.x + b`` is ``(x, 1)``); positive inputs, so every one of the 2M terms adds up."""
+    d = 2_000_000
+    x = torch.rand(3, d, generator=torch.Generator().manual_seed(0))
+    K = ntk_gram(nn.Linear(d, 1), x)
+    assert K.dtype == torch.float32
+    ref = x.double() @ x.double().T + 1
+    return float(((K.double() - ref).abs() / ref).max())
+
+
+def test_ntk_gram_accumulates_accurately_in_float32():
+    assert _float32_gram_error() < 1e-6  # float32 rounding of the result itself: ~6e-8
+
+
+def test_mutation_float32_contraction_is_caught(monkeypatch):
+    import spectral_lab.ntk as N
+
+    def float32_einsum(J1, J2, kind):  # the old contraction: one float32 sum over C p terms
+        return torch.einsum("ncp,mcp->nm", J1, J1 if J2 is None else J2)
+
+    monkeypatch.setattr(N, "_contract", float32_einsum)
+    assert _float32_gram_error() > 1e-5  # ~5e-5 measured
+
+
+def test_contraction_blocks_agree_with_float64_einsum(monkeypatch):
+    import spectral_lab.ntk as N
+
+    g = torch.Generator().manual_seed(1)
+    J1, J2 = torch.randn(3, 4, 50, generator=g), torch.randn(2, 4, 50, generator=g)
+    monkeypatch.setattr(N, "_ACC_BYTES", 8 * 7 * 20)  # blocks of 7 parameters: 8 blocks
+    for kind, eq in (("scalar", "ncp,mcp->nm"), ("block", "ncp,mdp->nmcd")):
+        for a, b in ((J1, None), (J1, J2)):
+            ref = torch.einsum(eq, a.double(), (a if b is None else b).double())
+            got = N._contract(a, b, kind)
+            assert got.dtype == torch.float32 and got.shape == ref.shape
+            torch.testing.assert_close(got.double(), ref, rtol=1e-6, atol=1e-6)

@@ -13,7 +13,7 @@ from .._deprecate import renamed_kwargs
 from .._random import resolve_generator
 from .._results import Result
 from ._common import _check_inputs, _targets
-from .frechet import frechet_distance, frechet_distance_bootstrap
+from .frechet import _check_fd_method, frechet_distance, frechet_distance_bootstrap
 from .methods import attribution
 from .metrics import cosine_distance, relative_change, topk_overlap
 
@@ -24,7 +24,7 @@ class AttributionInstability(Result):
 
     ``delta_grad``, ``cosine_distance``, ``topk_overlap``, ``agreement`` (prediction unchanged):
     ``(S, N)`` means over ``num_draws`` draws of ``delta ~ N(0, s^2 I)``; ``fd``: ``(S,)`` Fréchet
-    distance (see ``fd_squared``, ``fd_pca_dim``, ``fd_normalize``) between the clean attributions
+    distance (see ``fd_squared``, ``fd_pca_dim``, ``fd_normalize``, ``fd_method``) between the clean attributions
     and the perturbed attributions of all draws pooled; ``fd_shape``: the same with every map
     normalised to unit L2 norm (insensitive to an overall shrinking of the maps). ``clean``
     ``(N, ...)`` and ``perturbed`` ``(S, N, ...)`` (first draw) are kept for pictures.
@@ -45,6 +45,7 @@ class AttributionInstability(Result):
     fd_squared: bool = True
     fd_pca_dim: int | None = None
     fd_normalize: bool = False
+    fd_method: str = "auto"
     fd_boot: torch.Tensor | None = field(default=None, repr=False)
     fd_shape_boot: torch.Tensor | None = field(default=None, repr=False)
 
@@ -85,6 +86,7 @@ def attribution_instability(
     fd_pca_dim: int | None = None,
     fd_normalize: bool = False,
     fd_squared: bool = True,
+    fd_method: str = "auto",
     fd_bootstrap: int = 0,
     bootstrap_seed: int = 0,
     seed: int | None = None,
@@ -96,8 +98,10 @@ def attribution_instability(
     The class is fixed at the clean prediction (or ``target``) so that the perturbed map explains
     the same output. For every scale ``s``, all ``m = num_draws`` noisy copies of the batch are
     attributed in one batched call. Noise comes from ``generator`` or ``seed`` (default 0).
-    Cost: ``1 + S * m`` attribution calls' worth of work on ``N`` samples, plus one Fréchet
-    distance per scale. ``fd_bootstrap=B > 0`` adds ``B`` bootstrap replicates over points of both
+    Cost: ``1 + S * m`` attribution calls' worth of work on ``N`` samples, plus two Fréchet
+    distances per scale, each exact and by default through the ``N x N m`` cross-Gram matrix of the
+    two clouds (``fd_method="auto"``: ``O(N^2 m d)`` for ``d``-pixel maps, no ``d x d``
+    covariance; ``fd_method="dense"`` forms it, ``O(d^3)``; see :func:`frechet_distance`). ``fd_bootstrap=B > 0`` adds ``B`` bootstrap replicates over points of both
     squared FDs (``bootstrap_seed`` seeds the index draws; see :func:`frechet_distance_bootstrap`).
     Runs on the device and dtype of the model's parameters; inputs are cast to them.
 
@@ -108,6 +112,7 @@ def attribution_instability(
         (0.0, 1.0)
     """
     x = _check_inputs(model, x)
+    _check_fd_method(fd_method)
     scales = tuple(float(s) for s in scales)
     if not scales or min(scales) < 0:
         raise ValueError(f"scales must be a non-empty list of non-negative numbers, got {scales}")
@@ -133,16 +138,28 @@ def attribution_instability(
         ag.append(agree.view(num_draws, n).mean(0))
         fds.append(
             frechet_distance(
-                clean, pert, normalize=fd_normalize, pca_dim=fd_pca_dim, squared=fd_squared
+                clean,
+                pert,
+                normalize=fd_normalize,
+                pca_dim=fd_pca_dim,
+                squared=fd_squared,
+                method=fd_method,
             )
         )
         fdn.append(
-            frechet_distance(clean, pert, normalize=True, pca_dim=fd_pca_dim, squared=fd_squared)
+            frechet_distance(
+                clean,
+                pert,
+                normalize=True,
+                pca_dim=fd_pca_dim,
+                squared=fd_squared,
+                method=fd_method,
+            )
         )
         first.append(pert[:n])
         if fd_bootstrap > 0:
             pv = pert.view(num_draws, *clean.shape)
-            kw = {"pca_dim": fd_pca_dim, "seed": bootstrap_seed}
+            kw = {"pca_dim": fd_pca_dim, "seed": bootstrap_seed, "method": fd_method}
             for norm, acc in ((fd_normalize, boot), (True, boot_n)):
                 b = frechet_distance_bootstrap(clean, pv, fd_bootstrap, normalize=norm, **kw)
                 acc.append(b if fd_squared else b.sqrt())
@@ -160,6 +177,7 @@ def attribution_instability(
         fd_squared=fd_squared,
         fd_pca_dim=fd_pca_dim,
         fd_normalize=fd_normalize,
+        fd_method=fd_method,
         fd_boot=torch.stack(boot) if boot else None,
         fd_shape_boot=torch.stack(boot_n) if boot_n else None,
     )
