@@ -27,7 +27,7 @@ import math
 import torch
 from torch import nn
 
-from . import _func
+from . import _func, _kept
 from ._checks import check_logits, check_tensor
 from ._random import resolve_generator
 from .jacobians import parameter_jacobian
@@ -211,25 +211,40 @@ def ntk_operator(
     chunk_size: int | None = None,
     *,
     route: str = "auto",
+    memory_budget: float = _kept.DEFAULT_MEMORY_BUDGET,
 ) -> LinearOperator:
     """The NTK on ``x`` as a matrix-free :class:`~spectral_lab.linalg.LinearOperator`.
 
     ``kind="block"``: ``v in R^{N C} -> K~ v = J (J^T v)``, one VJP plus one JVP over the data.
-    ``kind="scalar"``: ``v in R^N -> K v = sum_c J_c (J_c^T v)``, ``C`` VJP+JVP pairs (vmapped).
-    Samples are processed ``chunk_size`` at a time (default all), so memory is
-    ``O(C p + chunk activations)`` and no Gram or Jacobian is ever stored. Runs on the device and
-    dtype of the model's parameters; inputs are cast to them. ``route`` as in :func:`ntk_gram`
-    (forward-mode JVPs, or reverse-over-reverse where forward AD is missing); recorded in
-    ``op.route``.
+    ``kind="scalar"``: ``v in R^N -> K v = sum_c J_c (J_c^T (v e_c^T))``, ``C`` VJP+JVP pairs.
+    Samples are processed ``chunk_size`` at a time (default all); no Gram or Jacobian is ever
+    stored. Runs on the device and dtype of the model's parameters; inputs are cast to them.
 
-    Example:
+    **Kept graph** (when the graphs of all chunks fit ``memory_budget`` bytes, default 1 GiB,
+    measured on the first chunk as the bytes autograd saves): the graph of the outputs and of
+    ``J^T u`` is built once per chunk; a product is then one backward through the outputs' graph
+    (``J^T v``) and one through ``J^T u``'s (``J t = d/du <J^T u, t>``, the double-VJP trick) --
+    no forward pass. The scalar NTK's ``C`` products, and the ``b`` columns of ``op @ V``, go
+    through one batched backward each (``is_grads_batched``; a loop where an operation has no
+    batching rule). **Streaming** (over budget, ``memory_budget=0`` or ``route="forward"``):
+    every product recomputes each chunk's forward pass, the ``J`` with forward mode (or
+    reverse-over-reverse where forward AD is missing), ``C`` classes vmapped; memory
+    ``O(C p + chunk activations)``. ``route`` as in :func:`ntk_gram`; the choice is recorded in
+    ``op.route`` (``"... (kept graph)"`` or the streaming route) and ``op.memory``.
+
+    Example: the kept graph and streaming agree with the Gram.
         >>> from spectral_lab import MLP
-        >>> op = ntk_operator(MLP(4, 2, width=8, depth=2), torch.randn(6, 4))
-        >>> (op @ torch.ones(6)).shape
-        torch.Size([6])
+        >>> m, x = MLP(4, 2, width=8, depth=2).double(), torch.randn(6, 4, dtype=torch.float64)
+        >>> kept, streamed = (ntk_operator(m, x, memory_budget=b) for b in (2**30, 0))
+        >>> kept.route, streamed.memory["storage"], (kept @ torch.ones(6)).shape
+        ('reverse-over-reverse (kept graph)', 'streaming', torch.Size([6]))
+        >>> v = torch.randn(6, dtype=torch.float64)
+        >>> all(torch.allclose(op @ v, ntk_gram(m, x) @ v) for op in (kept, streamed))
+        True
     """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    budget = _kept.check_budget(memory_budget)
     params, x = _setup(model, x)
     n = len(x)
     C = _num_outputs(model, x)
@@ -238,6 +253,11 @@ def ntk_operator(
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     f = _func.functional(model)
     zeros = {k: torch.zeros_like(p) for k, p in params.items()}
+    memory: dict = {"budget_bytes": budget, "estimate_bytes": None, "storage": "streaming"}
+    state = memory  # how blocks ran ("matmat") is recorded beside the storage
+    eye = torch.eye(C, dtype=x.dtype, device=x.device)
+    size = n * C if kind == "block" else n
+    name = f"NTK({kind}, N={n}, C={C})"
 
     def JT(U):  # (N, C) -> tangent dict, sum over chunks
         acc = zeros
@@ -261,9 +281,13 @@ def ntk_operator(
             _func.jvp(lambda p: f(p, x[:1]), params, t, r.reverse)
 
     ad = _func.choose_route(route, probe, "ntk (operator)")
-    state: dict = {}
-
-    eye = torch.eye(C, dtype=x.dtype, device=x.device)
+    kept = _ntk_kept(model, f, params, x, chunk, C, kind, route, budget, memory, ad)
+    if kept is not None:
+        op = LinearOperator(lambda v: kept(v, False), size, x.dtype, x.device,
+                            matmat=lambda V: kept(V, True), name=name)  # fmt: skip
+        op.route, op.memory = kept.route, memory
+        _func.LAST_ROUTES["ntk (operator)"] = op.route
+        return op
 
     def block_mv(v):
         return J(JT(v.reshape(n, C))).reshape(-1)
@@ -285,14 +309,105 @@ def ntk_operator(
 
     op = LinearOperator(
         run(mv),
-        n * C if kind == "block" else n,
+        size,
         x.dtype,
         x.device,
         matmat=run(lambda V: _func.vmap_or_loop(mv, V, state)),
-        name=f"NTK({kind}, N={n}, C={C})",
+        name=name,
     )
-    op.route = ad.name
+    op.route, op.memory = ad.name, memory
+    _func.LAST_ROUTES["ntk (operator)"] = ad.name
     return op
+
+
+class _NTKKept:
+    """NTK products through kept graphs: ``self(v, batched)``; rebuilt when parameters change."""
+
+    def __init__(self, build, leaves, chunks, n, C, kind, memory, ad) -> None:
+        self.build, self.leaves, self.chunks, self.memory, self.ad = (
+            build,
+            leaves,
+            chunks,
+            memory,
+            ad,
+        )
+        self.n, self.C, self.kind, self.route = n, C, kind, ad.name
+
+    def make(self, budget: float) -> bool:
+        with self.ad.context():
+            self.graphs = _kept.keep_all(self.chunks(), self.build, self.n, budget, self.memory)
+        self.version = _kept.versions(self.leaves)
+        return self.graphs is not None
+
+    def __call__(self, v: torch.Tensor, batched: bool) -> torch.Tensor:
+        if _kept.versions(self.leaves) != self.version:
+            self.make(math.inf)
+        n, C, st = self.n, self.C, self.memory
+        b = v.shape[1] if batched else 1
+        if self.kind == "block":
+            U = (v.T if batched else v[None]).reshape(b, n, C)
+        else:  # the C class cotangents v e_c^T of each column, batched together
+            w = v.T if batched else v[None]
+            U = w[:, None, :, None] * torch.eye(C, dtype=v.dtype, device=v.device)[None, :, None, :]
+            U = U.reshape(b * C, n, C)  # fmt: skip
+        with self.ad.context():
+            t, i = None, 0
+            for _, (out, _u, _gu) in self.graphs:  # J^T U, summed over chunks
+                m = len(out)
+                g = _kept.backward([out], self.leaves, [U[:, i : i + m]], True, st)
+                t = g if t is None else [a + c for a, c in zip(t, g)]
+                i += m
+            JU = torch.cat([_kept.backward(gu, [u], t, True, st)[0] for _, (_, u, gu) in self.graphs], 1)  # fmt: skip
+        if self.kind == "block":
+            res = JU.reshape(b, n * C)
+        else:
+            JU = JU.reshape(b, C, n, C)
+            res = torch.diagonal(JU, dim1=1, dim2=3).sum(-1)  # sum_c [J_c J_c^T v]
+        return (res.T if batched else res[0]).detach()
+
+
+def _ntk_kept(model, f, params, x, chunk, C, kind, route, budget, memory, ad0):
+    """The kept-graph NTK products, or ``None`` to stream; fills ``memory``. Composite kernels
+    only where the streaming route ``ad0`` needs them too (the same function, not bit for bit)."""
+    if budget <= 0 or route == "forward":
+        memory["reason"] = "memory_budget is 0" if budget <= 0 else "route='forward'"
+        return None
+    leaves = [p.detach().requires_grad_(True) for p in params.values()]
+    named = dict(zip(params, leaves))
+
+    def build(xb, _y=None):
+        with torch.enable_grad():
+            out = f(named, xb)
+            u = torch.zeros_like(out, requires_grad=True)
+            gu = torch.autograd.grad(out, leaves, u, create_graph=True, allow_unused=True, materialize_grads=True)  # fmt: skip
+            return out, u, gu
+
+    def probe(r: _func.ADRoute) -> None:
+        with _func.eval_mode(model):
+            out, u, gu = build(x[:1])
+            t = _kept.backward([out], leaves, [torch.ones_like(out)], False, {})
+            _kept.backward(gu, [u], t, False, {})
+
+    try:
+        cands = [c for c in _func.KEPT_CANDIDATES if c[2] == ad0.composite]
+        ad = _func.choose_route(route, probe, "ntk (operator)", cands)
+    except (RuntimeError, NotImplementedError) as err:
+        memory["reason"] = f"no kept-graph route runs ({type(err).__name__})"
+        return None
+
+    def chunks():
+        with _func.eval_mode(model):
+            for i in range(0, len(x), chunk):
+                yield x[i : i + chunk], None
+
+    kept = _NTKKept(build, leaves, chunks, len(x), C, kind, memory, ad)
+    if not kept.make(budget):
+        memory["reason"] = (
+            f"the graphs need ~{memory['estimate_bytes']:.3g} bytes > memory_budget={budget:.3g}"
+        )
+        return None
+    memory["storage"] = "kept graph"
+    return kept
 
 
 def ntk_eigs(
