@@ -17,10 +17,14 @@ rule; ``state["matmat"]`` records which.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 
 import torch
+
+from . import _func
+from ._losses import scalar_loss
 
 #: the default ``memory_budget`` (bytes) of the curvature and NTK operators: 1 GiB
 DEFAULT_MEMORY_BUDGET = 2**30
@@ -141,3 +145,186 @@ def split(v: torch.Tensor, like: Sequence[torch.Tensor], batched: bool) -> list[
         out.append(part.reshape(*part.shape[:-1], *t.shape))
         i += t.numel()
     return out
+
+
+# --- the curvature and NTK products through kept graphs ------------------------------------------
+
+
+class Products:
+    """Products through kept graphs: ``self(v, batched)``; rebuilt when the parameters change."""
+
+    def __init__(self, build, product, leaves, params, chunks, n_total, memory, ad) -> None:
+        self.build, self.product, self.leaves, self.params = build, product, leaves, params
+        self.chunks, self.n_total, self.memory, self.ad = chunks, n_total, memory, ad
+        self.route = ad.name
+        self.graphs = None
+
+    def make(self, budget: float) -> bool:
+        with self.ad.context():
+            self.graphs = keep_all(self.chunks(), self.build, self.n_total, budget, self.memory)
+        self.version = versions(list(self.leaves.values()))
+        return self.graphs is not None
+
+    def __call__(self, v: torch.Tensor, batched: bool) -> torch.Tensor:
+        if versions(list(self.leaves.values())) != self.version:
+            self.graphs = None
+            self.make(math.inf)
+        cots = split(v, list(self.params.values()), batched)
+        acc = None
+        with self.ad.context():
+            for w, graph in self.graphs:
+                res = self.product(graph, cots, batched)
+                flat = _func.flatten_batched(dict(enumerate(res)), 1 if batched else 0)
+                acc = w * flat if acc is None else acc + w * flat
+        return (acc.T if batched else acc).detach()
+
+
+def hessian_products(
+    model, f, params, labelled, n_total, loss_fn, which, route, budget, memory, ad0
+):
+    """Hessian (``which="full"``) or GGN products through kept graphs, or ``None`` to stream
+    (over budget, ``route="forward"``, or no kept route runs on this model); fills ``memory``.
+    ``labelled()`` streams the ``(x, y)`` chunks. Composite kernels only where the streaming
+    route ``ad0`` needs them too (they are the same function, but not bit for bit)."""
+    state = memory
+    if budget <= 0 or route == "forward":
+        memory["reason"] = "memory_budget is 0" if budget <= 0 else "route='forward'"
+        return None
+    leaves = {k: p.detach().requires_grad_(True) for k, p in params.items()}
+    lv = list(leaves.values())
+    g_opts = {"create_graph": True, "allow_unused": True, "materialize_grads": True}
+
+    def build(x, y):
+        with torch.enable_grad():
+            out = f(leaves, x)
+            if which == "full":
+                return torch.autograd.grad(scalar_loss(loss_fn(out, y)), lv, **g_opts)
+            u = torch.zeros_like(out, requires_grad=True)
+            gu = torch.autograd.grad(out, lv, u, **g_opts)
+            od = out.detach().requires_grad_(True)
+            (go,) = torch.autograd.grad(scalar_loss(loss_fn(od, y)), od, create_graph=True)
+            return out, u, gu, od, go
+
+    def product(graph, cots, batched):
+        if which == "full":
+            return backward(graph, lv, cots, batched, state)
+        out, u, gu, od, go = graph
+        jv = backward(gu, [u], cots, batched, state)
+        hu = backward([go], [od], jv, batched, state)
+        return backward([out], lv, hu, batched, state)
+
+    def probe(r: _func.ADRoute) -> None:
+        with _func.eval_mode(model):
+            x, y = next(iter(labelled()))
+            graph = build(x[:1], y[:1])
+            product(graph, [torch.ones_like(t) for t in lv], False)
+
+    try:
+        cands = [c for c in _func.KEPT_CANDIDATES if c[2] == ad0.composite]
+        ad = _func.choose_route(route, probe, "hessian", cands)
+    except (RuntimeError, NotImplementedError) as err:
+        memory["reason"] = f"no kept-graph route runs ({type(err).__name__})"
+        return None
+
+    def chunks():
+        with _func.eval_mode(model):
+            yield from labelled()
+
+    kept = Products(build, product, leaves, params, chunks, n_total, memory, ad)
+    if not kept.make(budget):
+        memory["reason"] = (
+            f"the graphs need ~{memory['estimate_bytes']:.3g} bytes > memory_budget={budget:.3g}"
+        )
+        return None
+    memory["storage"] = "kept graph"
+    return kept
+
+
+class NTKProducts:
+    """NTK products through kept graphs: ``self(v, batched)``; rebuilt when parameters change."""
+
+    def __init__(self, build, leaves, chunks, n, C, kind, memory, ad) -> None:
+        self.build, self.leaves, self.chunks, self.memory, self.ad = (
+            build,
+            leaves,
+            chunks,
+            memory,
+            ad,
+        )
+        self.n, self.C, self.kind, self.route = n, C, kind, ad.name
+
+    def make(self, budget: float) -> bool:
+        with self.ad.context():
+            self.graphs = keep_all(self.chunks(), self.build, self.n, budget, self.memory)
+        self.version = versions(self.leaves)
+        return self.graphs is not None
+
+    def __call__(self, v: torch.Tensor, batched: bool) -> torch.Tensor:
+        if versions(self.leaves) != self.version:
+            self.make(math.inf)
+        n, C, st = self.n, self.C, self.memory
+        b = v.shape[1] if batched else 1
+        if self.kind == "block":
+            U = (v.T if batched else v[None]).reshape(b, n, C)
+        else:  # the C class cotangents v e_c^T of each column, batched together
+            w = v.T if batched else v[None]
+            U = w[:, None, :, None] * torch.eye(C, dtype=v.dtype, device=v.device)[None, :, None, :]
+            U = U.reshape(b * C, n, C)  # fmt: skip
+        with self.ad.context():
+            t, i = None, 0
+            for _, (out, _u, _gu) in self.graphs:  # J^T U, summed over chunks
+                m = len(out)
+                g = backward([out], self.leaves, [U[:, i : i + m]], True, st)
+                t = g if t is None else [a + c for a, c in zip(t, g)]
+                i += m
+            JU = torch.cat([backward(gu, [u], t, True, st)[0] for _, (_, u, gu) in self.graphs], 1)  # fmt: skip
+        if self.kind == "block":
+            res = JU.reshape(b, n * C)
+        else:
+            JU = JU.reshape(b, C, n, C)
+            res = torch.diagonal(JU, dim1=1, dim2=3).sum(-1)  # sum_c [J_c J_c^T v]
+        return (res.T if batched else res[0]).detach()
+
+
+def ntk_products(model, f, params, x, chunk, C, kind, route, budget, memory, ad0):
+    """The kept-graph NTK products, or ``None`` to stream; fills ``memory``. Composite kernels
+    only where the streaming route ``ad0`` needs them too (the same function, not bit for bit)."""
+    if budget <= 0 or route == "forward":
+        memory["reason"] = "memory_budget is 0" if budget <= 0 else "route='forward'"
+        return None
+    leaves = [p.detach().requires_grad_(True) for p in params.values()]
+    named = dict(zip(params, leaves))
+
+    def build(xb, _y=None):
+        with torch.enable_grad():
+            out = f(named, xb)
+            u = torch.zeros_like(out, requires_grad=True)
+            gu = torch.autograd.grad(out, leaves, u, create_graph=True, allow_unused=True, materialize_grads=True)  # fmt: skip
+            return out, u, gu
+
+    def probe(r: _func.ADRoute) -> None:
+        with _func.eval_mode(model):
+            out, u, gu = build(x[:1])
+            t = backward([out], leaves, [torch.ones_like(out)], False, {})
+            backward(gu, [u], t, False, {})
+
+    try:
+        cands = [c for c in _func.KEPT_CANDIDATES if c[2] == ad0.composite]
+        ad = _func.choose_route(route, probe, "ntk (operator)", cands)
+    except (RuntimeError, NotImplementedError) as err:
+        memory["reason"] = f"no kept-graph route runs ({type(err).__name__})"
+        return None
+
+    def chunks():
+        with _func.eval_mode(model):
+            for i in range(0, len(x), chunk):
+                yield x[i : i + chunk], None
+
+    kept = NTKProducts(build, leaves, chunks, len(x), C, kind, memory, ad)
+    if not kept.make(budget):
+        memory["reason"] = (
+            f"the graphs need ~{memory['estimate_bytes']:.3g} bytes > memory_budget={budget:.3g}"
+        )
+        return None
+    memory["storage"] = "kept graph"
+    return kept

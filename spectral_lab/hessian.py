@@ -221,9 +221,10 @@ def hessian_operator(
             )
 
     ad = _func.choose_route(route, probe, "hessian")
-    kept = _kept_operator(
-        model, f, params, batches, loss_fn, which, route, budget, memory, state, ad
-    )
+    kept = _kept.hessian_products(
+        model, f, params, lambda: _labelled(batches), batches.num_samples(), loss_fn, which,
+        route, budget, memory, ad,
+    )  # fmt: skip
     if kept is not None:
         op = LinearOperator(
             lambda v: kept(v, False), _func.num_params(params), p0.dtype, p0.device,
@@ -262,94 +263,6 @@ def hessian_operator(
     return op
 
 
-class _Kept:
-    """Products through kept graphs: ``self(v, batched)``; rebuilt when the parameters change."""
-
-    def __init__(self, build, product, leaves, params, chunks, n_total, memory, ad) -> None:
-        self.build, self.product, self.leaves, self.params = build, product, leaves, params
-        self.chunks, self.n_total, self.memory, self.ad = chunks, n_total, memory, ad
-        self.route = ad.name
-        self.graphs = None
-
-    def make(self, budget: float) -> bool:
-        with self.ad.context():
-            self.graphs = _kept.keep_all(
-                self.chunks(), self.build, self.n_total, budget, self.memory
-            )
-        self.version = _kept.versions(list(self.leaves.values()))
-        return self.graphs is not None
-
-    def __call__(self, v: torch.Tensor, batched: bool) -> torch.Tensor:
-        if _kept.versions(list(self.leaves.values())) != self.version:
-            self.graphs = None
-            self.make(math.inf)
-        cots = _kept.split(v, list(self.params.values()), batched)
-        acc = None
-        with self.ad.context():
-            for w, graph in self.graphs:
-                res = self.product(graph, cots, batched)
-                flat = _func.flatten_batched(dict(enumerate(res)), 1 if batched else 0)
-                acc = w * flat if acc is None else acc + w * flat
-        return (acc.T if batched else acc).detach()
-
-
-def _kept_operator(model, f, params, batches, loss_fn, which, route, budget, memory, state, ad0):
-    """The kept-graph products, or ``None`` to stream (over budget, ``route="forward"``, or no
-    kept route runs on this model); fills ``memory``. Composite kernels only where the streaming
-    route ``ad0`` needs them too (they are the same function, but not bit for bit)."""
-    if budget <= 0 or route == "forward":
-        memory["reason"] = "memory_budget is 0" if budget <= 0 else "route='forward'"
-        return None
-    leaves = {k: p.detach().requires_grad_(True) for k, p in params.items()}
-    lv = list(leaves.values())
-    g_opts = {"create_graph": True, "allow_unused": True, "materialize_grads": True}
-
-    def build(x, y):
-        with torch.enable_grad():
-            out = f(leaves, x)
-            if which == "full":
-                return torch.autograd.grad(scalar_loss(loss_fn(out, y)), lv, **g_opts)
-            u = torch.zeros_like(out, requires_grad=True)
-            gu = torch.autograd.grad(out, lv, u, **g_opts)
-            od = out.detach().requires_grad_(True)
-            (go,) = torch.autograd.grad(scalar_loss(loss_fn(od, y)), od, create_graph=True)
-            return out, u, gu, od, go
-
-    def product(graph, cots, batched):
-        if which == "full":
-            return _kept.backward(graph, lv, cots, batched, state)
-        out, u, gu, od, go = graph
-        jv = _kept.backward(gu, [u], cots, batched, state)
-        hu = _kept.backward([go], [od], jv, batched, state)
-        return _kept.backward([out], lv, hu, batched, state)
-
-    def probe(r: _func.ADRoute) -> None:
-        with _func.eval_mode(model):
-            x, y = next(iter(_labelled(batches)))
-            graph = build(x[:1], y[:1])
-            product(graph, [torch.ones_like(t) for t in lv], False)
-
-    try:
-        cands = [c for c in _func.KEPT_CANDIDATES if c[2] == ad0.composite]
-        ad = _func.choose_route(route, probe, "hessian", cands)
-    except (RuntimeError, NotImplementedError) as err:
-        memory["reason"] = f"no kept-graph route runs ({type(err).__name__})"
-        return None
-
-    def chunks():
-        with _func.eval_mode(model):
-            yield from _labelled(batches)
-
-    kept = _Kept(build, product, leaves, params, chunks, batches.num_samples(), memory, ad)
-    if not kept.make(budget):
-        memory["reason"] = (
-            f"the graphs need ~{memory['estimate_bytes']:.3g} bytes > memory_budget={budget:.3g}"
-        )
-        return None
-    memory["storage"] = "kept graph"
-    return kept
-
-
 @_legacy_loss_first("v", "which")
 def hvp(
     model: nn.Module,
@@ -363,7 +276,9 @@ def hvp(
     memory_budget: float = _kept.DEFAULT_MEMORY_BUDGET,
 ) -> torch.Tensor:
     """Hessian-vector product ``H v`` (or ``G v`` with ``which="gn"``) for a flat ``v`` of length
-    ``p``. Cost ~ 2-4 gradient evaluations; no ``p x p`` matrix. ``loss`` as in
+    ``p``. Cost: one gradient graph built and one backward through it (kept graph, when it fits
+    ``memory_budget``), else ~ 2-4 gradient evaluations (streaming); no ``p x p`` matrix. For
+    many products build :func:`hessian_operator` once, so the graph is reused. ``loss`` as in
     :func:`hessian_operator` (``"mse"``: sum over outputs, mean over samples). Runs on the device
     and dtype of the model's parameters; inputs are cast to them.
 
@@ -396,7 +311,8 @@ def gnvp(
     """Gauss--Newton-vector product ``G v = (1/N) sum_i J_i^T Lambda_i J_i v``; the same as
     ``hvp(..., which="gn")``. ``G`` is PSD for convex losses (MSE, cross-entropy). ``loss`` as in
     :func:`hessian_operator`. Runs on the device and dtype of the model's parameters; inputs are
-    cast to them. Cost: one JVP and one VJP pass over ``data``.
+    cast to them. Cost: one JVP and one VJP pass over ``data`` (streaming), or the kept graphs'
+    build plus two backward passes (see :func:`hessian_operator`, ``memory_budget``).
 
     Example: for a linear model with ``"mse"`` the Gauss--Newton matrix is the Hessian ``X^T X / n``.
         >>> lin = torch.nn.Linear(3, 1, bias=False).double()
@@ -468,8 +384,9 @@ def hessian_eigs(
     sharpness: gradient descent on the local quadratic model is stable iff ``eta < 2/lambda_max``.
     Eigenvectors are flat parameter vectors ``(p, k)``. Runs on the device and dtype of the
     model's parameters; inputs are cast to them. Cost: ``result.matvecs`` Hessian-vector products
-    (typically ``~2k + 20`` for Lanczos). ``route`` as in :func:`hessian_operator`; the one used
-    is ``result.route``.
+    (typically ``~2k + 20`` for Lanczos), each one backward through the kept graph when it fits
+    ``memory_budget``. ``route`` and ``memory_budget`` as in :func:`hessian_operator`; the route
+    used is ``result.route``.
 
     Example:
         >>> from spectral_lab import MLP

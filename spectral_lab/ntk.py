@@ -281,7 +281,7 @@ def ntk_operator(
             _func.jvp(lambda p: f(p, x[:1]), params, t, r.reverse)
 
     ad = _func.choose_route(route, probe, "ntk (operator)")
-    kept = _ntk_kept(model, f, params, x, chunk, C, kind, route, budget, memory, ad)
+    kept = _kept.ntk_products(model, f, params, x, chunk, C, kind, route, budget, memory, ad)
     if kept is not None:
         op = LinearOperator(lambda v: kept(v, False), size, x.dtype, x.device,
                             matmat=lambda V: kept(V, True), name=name)  # fmt: skip
@@ -318,96 +318,6 @@ def ntk_operator(
     op.route, op.memory = ad.name, memory
     _func.LAST_ROUTES["ntk (operator)"] = ad.name
     return op
-
-
-class _NTKKept:
-    """NTK products through kept graphs: ``self(v, batched)``; rebuilt when parameters change."""
-
-    def __init__(self, build, leaves, chunks, n, C, kind, memory, ad) -> None:
-        self.build, self.leaves, self.chunks, self.memory, self.ad = (
-            build,
-            leaves,
-            chunks,
-            memory,
-            ad,
-        )
-        self.n, self.C, self.kind, self.route = n, C, kind, ad.name
-
-    def make(self, budget: float) -> bool:
-        with self.ad.context():
-            self.graphs = _kept.keep_all(self.chunks(), self.build, self.n, budget, self.memory)
-        self.version = _kept.versions(self.leaves)
-        return self.graphs is not None
-
-    def __call__(self, v: torch.Tensor, batched: bool) -> torch.Tensor:
-        if _kept.versions(self.leaves) != self.version:
-            self.make(math.inf)
-        n, C, st = self.n, self.C, self.memory
-        b = v.shape[1] if batched else 1
-        if self.kind == "block":
-            U = (v.T if batched else v[None]).reshape(b, n, C)
-        else:  # the C class cotangents v e_c^T of each column, batched together
-            w = v.T if batched else v[None]
-            U = w[:, None, :, None] * torch.eye(C, dtype=v.dtype, device=v.device)[None, :, None, :]
-            U = U.reshape(b * C, n, C)  # fmt: skip
-        with self.ad.context():
-            t, i = None, 0
-            for _, (out, _u, _gu) in self.graphs:  # J^T U, summed over chunks
-                m = len(out)
-                g = _kept.backward([out], self.leaves, [U[:, i : i + m]], True, st)
-                t = g if t is None else [a + c for a, c in zip(t, g)]
-                i += m
-            JU = torch.cat([_kept.backward(gu, [u], t, True, st)[0] for _, (_, u, gu) in self.graphs], 1)  # fmt: skip
-        if self.kind == "block":
-            res = JU.reshape(b, n * C)
-        else:
-            JU = JU.reshape(b, C, n, C)
-            res = torch.diagonal(JU, dim1=1, dim2=3).sum(-1)  # sum_c [J_c J_c^T v]
-        return (res.T if batched else res[0]).detach()
-
-
-def _ntk_kept(model, f, params, x, chunk, C, kind, route, budget, memory, ad0):
-    """The kept-graph NTK products, or ``None`` to stream; fills ``memory``. Composite kernels
-    only where the streaming route ``ad0`` needs them too (the same function, not bit for bit)."""
-    if budget <= 0 or route == "forward":
-        memory["reason"] = "memory_budget is 0" if budget <= 0 else "route='forward'"
-        return None
-    leaves = [p.detach().requires_grad_(True) for p in params.values()]
-    named = dict(zip(params, leaves))
-
-    def build(xb, _y=None):
-        with torch.enable_grad():
-            out = f(named, xb)
-            u = torch.zeros_like(out, requires_grad=True)
-            gu = torch.autograd.grad(out, leaves, u, create_graph=True, allow_unused=True, materialize_grads=True)  # fmt: skip
-            return out, u, gu
-
-    def probe(r: _func.ADRoute) -> None:
-        with _func.eval_mode(model):
-            out, u, gu = build(x[:1])
-            t = _kept.backward([out], leaves, [torch.ones_like(out)], False, {})
-            _kept.backward(gu, [u], t, False, {})
-
-    try:
-        cands = [c for c in _func.KEPT_CANDIDATES if c[2] == ad0.composite]
-        ad = _func.choose_route(route, probe, "ntk (operator)", cands)
-    except (RuntimeError, NotImplementedError) as err:
-        memory["reason"] = f"no kept-graph route runs ({type(err).__name__})"
-        return None
-
-    def chunks():
-        with _func.eval_mode(model):
-            for i in range(0, len(x), chunk):
-                yield x[i : i + chunk], None
-
-    kept = _NTKKept(build, leaves, chunks, len(x), C, kind, memory, ad)
-    if not kept.make(budget):
-        memory["reason"] = (
-            f"the graphs need ~{memory['estimate_bytes']:.3g} bytes > memory_budget={budget:.3g}"
-        )
-        return None
-    memory["storage"] = "kept graph"
-    return kept
 
 
 def ntk_eigs(
