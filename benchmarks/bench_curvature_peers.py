@@ -46,6 +46,14 @@ from spectral_lab.hessian import hessian_operator
 from spectral_lab.ntk import ntk_operator
 
 
+def _pyhessian(PyHessian, model, data):
+    """PyHessian's ``hessian``: its ``loss.backward(create_graph=True)`` accumulates into
+    ``p.grad``, so without clearing them each new object would differentiate through every
+    earlier graph as well (slower with each call)."""
+    model.zero_grad(set_to_none=True)
+    return PyHessian(model, torch.nn.CrossEntropyLoss(), data=data, cuda=False)
+
+
 def _peer(name: str):
     try:
         return importlib.import_module(name)
@@ -145,14 +153,14 @@ def main() -> None:
         from pyhessian import hessian as PyHessian
         from pyhessian.utils import hessian_vector_product
 
-        ph = PyHessian(model, torch.nn.CrossEntropyLoss(), data=data, cuda=False)
+        ph = _pyhessian(PyHessian, model, data)
         vs = [t.clone() for t in torch.split(v, [q.numel() for q in params])]
         vs = [t.reshape(q.shape) for t, q in zip(vs, params)]
         tools["PyHessian: double backward through its kept graph"] = (
             lambda: hessian_vector_product(ph.gradsH, ph.params, vs)
         )  # fmt: skip
         tools["PyHessian: fresh graph + double backward"] = lambda: hessian_vector_product(
-            PyHessian(model, torch.nn.CrossEntropyLoss(), data=data, cuda=False).gradsH,
+            _pyhessian(PyHessian, model, data).gradsH,
             ph.params, vs,
         )  # fmt: skip
     cl = _peer("curvlinops")
@@ -212,7 +220,7 @@ def main() -> None:
     if pyh is not None:
 
         def ph_trace():
-            h = PyHessian(model, torch.nn.CrossEntropyLoss(), data=data, cuda=False)
+            h = _pyhessian(PyHessian, model, data)
             tr = h.trace(maxIter=m, tol=0.0)
             se = statistics.stdev(tr) / len(tr) ** 0.5
             res["PyHessian trace (Hutchinson, tol=0)"] = (len(tr), se / abs(statistics.mean(tr)))
@@ -251,7 +259,7 @@ def main() -> None:
 
                     hv_mod.hessian_vector_product = counted
                     try:
-                        h = PyHessian(model, torch.nn.CrossEntropyLoss(), data=data, cuda=False)
+                        h = _pyhessian(PyHessian, model, data)
                         vals, _ = h.eigenvalues(maxIter=1000, tol=tol, top_n=k)
                     finally:
                         hv_mod.hessian_vector_product = orig

@@ -12,12 +12,14 @@ not fit, the operator *streams*: each product recomputes the chunk's forward (an
 
 Blocks of ``b`` products use one batched backward (``is_grads_batched=True``: the backward is
 vmapped over the ``b`` cotangents), or a loop over columns when some operation has no batching
-rule; ``state["matmat"]`` records which.
+rule or when the loop is faster per column (measured on the first block, :func:`block`);
+``memory["matmat"]`` records which.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -84,25 +86,54 @@ def backward(
 
     With ``batched`` every cotangent carries a leading dimension ``b`` and so do the results: one
     vmapped backward (``is_grads_batched``), or a loop over the ``b`` columns when that fails
-    (``state["matmat"]`` becomes ``"loop"``; otherwise ``"batched backward"``).
+    (``state["batching"]`` becomes ``"failed"``, with the error in ``state["matmat_error"]``).
     """
     if not batched:
         return _one(outputs, inputs, cots, False)
-    if state.get("matmat") != "loop":
+    if state.get("batching") != "failed":
         try:
             with warnings.catch_warnings():  # "performance drop ... batching rule" is not an error
                 warnings.filterwarnings("ignore", message=".*[Bb]atching rule.*")
                 warnings.filterwarnings("ignore", message=".*performance drop.*")
                 out = _one(outputs, inputs, cots, True)
-            state.setdefault("matmat", "batched backward")
+            state["batching"] = "ok"
             return out
         except (RuntimeError, NotImplementedError) as err:
-            if state.get("matmat") == "batched backward":
+            if state.get("batching") == "ok":
                 raise
-            state["matmat"] = "loop"
+            state["batching"] = "failed"
             state["matmat_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
     cols = [_one(outputs, inputs, [c[j] for c in cots], False) for j in range(cots[0].shape[0])]
     return [torch.stack(parts) for parts in zip(*cols)]
+
+
+def block(apply: Callable[[torch.Tensor, bool], torch.Tensor], V: torch.Tensor, memory: dict):
+    """``A V`` for a block ``(dim, b)`` of kept-graph products ``apply(V, batched)``.
+
+    A batched backward is not always cheaper per column than single products (on a CPU the
+    batched double backward of a convolution can be slower), so the first block of at least 4
+    columns times both -- 2 columns batched, 2 one by one, no product wasted -- and keeps the
+    faster: ``memory["matmat"]`` is ``"batched backward"``, ``"loop (faster here)"`` or
+    ``"loop (no batching rule)"``, the timings (seconds per column) ``memory["per_column_s"]``.
+    """
+    b = V.shape[1]
+    mode = memory.get("matmat")
+    if mode is None and b >= 4:
+        t0 = time.perf_counter()
+        first = apply(V[:, :2], True)
+        t1 = time.perf_counter()
+        second = torch.stack([apply(V[:, j], False) for j in (2, 3)], dim=1)
+        t2 = time.perf_counter()
+        memory["per_column_s"] = {"batched": (t1 - t0) / 2, "single": (t2 - t1) / 2}
+        if memory.get("batching") == "failed":
+            memory["matmat"] = "loop (no batching rule)"
+        else:
+            memory["matmat"] = "batched backward" if t1 - t0 <= t2 - t1 else "loop (faster here)"
+        rest = [block(apply, V[:, 4:], memory)] if b > 4 else []
+        return torch.cat([first, second, *rest], dim=1)
+    if mode == "batched backward":
+        return apply(V, True)
+    return torch.stack([apply(V[:, j], False) for j in range(b)], dim=1)
 
 
 def keep_all(
@@ -166,6 +197,9 @@ class Products:
         return self.graphs is not None
 
     def __call__(self, v: torch.Tensor, batched: bool) -> torch.Tensor:
+        return block(self.apply, v, self.memory) if batched else self.apply(v, False)
+
+    def apply(self, v: torch.Tensor, batched: bool) -> torch.Tensor:
         if versions(list(self.leaves.values())) != self.version:
             self.graphs = None
             self.make(math.inf)
@@ -260,6 +294,9 @@ class NTKProducts:
         return self.graphs is not None
 
     def __call__(self, v: torch.Tensor, batched: bool) -> torch.Tensor:
+        return block(self.apply, v, self.memory) if batched else self.apply(v, False)
+
+    def apply(self, v: torch.Tensor, batched: bool) -> torch.Tensor:
         if versions(self.leaves) != self.version:
             self.make(math.inf)
         n, C, st = self.n, self.C, self.memory

@@ -115,19 +115,24 @@ def test_kept_and_streaming_agree(name):
         stream = hs.hessian_operator(m, (x, y), which=which, memory_budget=0)
         assert "kept graph" in kept.route and "kept graph" not in stream.route
         assert kept.memory["storage"] == "kept graph" and stream.memory["storage"] == "streaming"
-        V = torch.randn(kept.dim, 3, dtype=torch.float64, generator=g)
-        block = kept @ V
+        V = torch.randn(kept.dim, 5, dtype=torch.float64, generator=g)
+        block = kept @ V  # the first block of >= 4 columns times batched against single
+        assert kept.memory["matmat"] in ("batched backward", "loop (faster here)")
+        assert set(kept.memory["per_column_s"]) == {"batched", "single"}
+        kept.memory["matmat"] = "batched backward"  # whichever won, both must be right
+        assert _rel(kept @ V, block) < 1e-10
         assert _rel(block, stream @ V) < 1e-10, which
-        for j in range(3):
+        for j in range(5):
             assert _rel(block[:, j], kept @ V[:, j]) < 1e-10
             assert _rel(block[:, j], stream @ V[:, j]) < 1e-10
-        assert kept.memory["matmat"] in ("batched backward", "loop")
     for kind in ("scalar", "block"):
         kept = nk.ntk_operator(m, x, kind)
         stream = nk.ntk_operator(m, x, kind, memory_budget=0)
         assert "kept graph" in kept.route and stream.memory["storage"] == "streaming"
-        U = torch.randn(kept.dim, 2, dtype=torch.float64, generator=g)
+        U = torch.randn(kept.dim, 4, dtype=torch.float64, generator=g)
         block = kept @ U
+        kept.memory["matmat"] = "batched backward"
+        assert _rel(kept @ U, block) < 1e-10
         assert _rel(block, stream @ U) < 1e-10, kind
         assert _rel(block[:, 1], kept @ U[:, 1]) < 1e-10
 
@@ -177,7 +182,9 @@ def test_batched_backward_falls_back_to_a_loop(monkeypatch):
 
     monkeypatch.setattr(_kept, "_one", no_batching)
     op = hs.hessian_operator(m, (x, y))
-    V = torch.randn(op.dim, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    V = torch.randn(op.dim, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     want = hs.hessian_operator(m, (x, y), memory_budget=0) @ V
     assert _rel(op @ V, want) < 1e-10
-    assert op.memory["matmat"] == "loop" and "fake_op" in op.memory["matmat_error"]
+    assert op.memory["matmat"] == "loop (no batching rule)"
+    assert op.memory["batching"] == "failed" and "fake_op" in op.memory["matmat_error"]
+    assert _rel(op @ V, want) < 1e-10
