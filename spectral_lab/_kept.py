@@ -115,6 +115,7 @@ def block(apply: Callable[[torch.Tensor, bool], torch.Tensor], V: torch.Tensor, 
     columns times both -- 2 columns batched, 2 one by one, no product wasted -- and keeps the
     faster: ``memory["matmat"]`` is ``"batched backward"``, ``"loop (faster here)"`` or
     ``"loop (no batching rule)"``, the timings (seconds per column) ``memory["per_column_s"]``.
+    Batched calls take at most ``memory_budget / kept bytes`` columns at once.
     """
     b = V.shape[1]
     mode = memory.get("matmat")
@@ -131,8 +132,9 @@ def block(apply: Callable[[torch.Tensor, bool], torch.Tensor], V: torch.Tensor, 
             memory["matmat"] = "batched backward" if t1 - t0 <= t2 - t1 else "loop (faster here)"
         rest = [block(apply, V[:, 4:], memory)] if b > 4 else []
         return torch.cat([first, second, *rest], dim=1)
-    if mode == "batched backward":
-        return apply(V, True)
+    if mode == "batched backward":  # b columns hold ~b times a graph's transient memory
+        width = max(1, int(memory["budget_bytes"] // max(1, memory.get("kept_bytes", 1))))
+        return torch.cat([apply(V[:, i : i + width], True) for i in range(0, b, width)], dim=1)
     return torch.stack([apply(V[:, j], False) for j in range(b)], dim=1)
 
 

@@ -150,6 +150,11 @@ def test_memory_budget_decides_and_is_recorded():
     assert zero.memory["reason"] == "memory_budget is 0"
     assert _func.LAST_ROUTES["hessian"] == "forward-over-reverse"
     assert nk.ntk_operator(m, x, memory_budget=1).memory["storage"] == "streaming"
+    # batched blocks take at most budget / kept bytes columns at once (here 2 of 5)
+    tight = hs.hessian_operator(m, (x, y), memory_budget=2 * op.memory["kept_bytes"] + 1)
+    tight.memory["matmat"] = "batched backward"
+    V = torch.randn(op.dim, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    assert _rel(tight @ V, zero @ V) < 1e-10
     # the results carry the route
     assert sl.hessian_eigs(m, (x, y), memory_budget=0).route == "forward-over-reverse"
     assert sl.hessian_trace(m, (x, y), num_matvecs=6).route == KEPT
