@@ -100,6 +100,11 @@ _CANDIDATES = (
     ("forward-over-reverse (composite ops)", False, True),
     ("reverse-over-reverse (composite ops)", True, True),
 )
+#: routes that keep a chunk's graph and answer products by backward passes through it (_kept)
+KEPT_CANDIDATES = (
+    ("reverse-over-reverse (kept graph)", True, False),
+    ("reverse-over-reverse (composite ops, kept graph)", True, True),
+)
 #: the route each kind of product used last (``"hessian"``, ``"ntk"``, ``"parameter_jacobian"``,
 #: ``"input_jacobian"``), for reports; per-result records are on the results themselves.
 LAST_ROUTES: dict[str, str] = {}
@@ -143,18 +148,20 @@ class ADRoute:
         return ad_context(self.composite)
 
 
-def choose_route(route: str, probe, kind: str) -> ADRoute:
+def choose_route(route: str, probe, kind: str, candidates=_CANDIDATES) -> ADRoute:
     """Pick the first AD route on which ``probe(route)`` (a product on a tiny slice) runs.
 
     ``route="auto"`` tries forward-over-reverse, reverse-over-reverse, then both with composite
     kernels; ``"forward"`` / ``"reverse"`` restrict to that mode (plain first, then composite).
     The first error is re-raised (with a note naming the routes tried) when none runs.
+    ``candidates`` (``(name, reverse, composite)`` triples) defaults to the streaming routes;
+    :data:`KEPT_CANDIDATES` are the kept-graph ones.
     """
     if route not in AD_ROUTES:
         raise ValueError(f"route must be one of {AD_ROUTES}, got {route!r}")
     first: BaseException | None = None
     tried = []
-    for name, reverse, composite in _CANDIDATES:
+    for name, reverse, composite in candidates:
         if route == "forward" and reverse or route == "reverse" and not reverse:
             continue
         cand = ADRoute(name, reverse, composite)
@@ -167,7 +174,8 @@ def choose_route(route: str, probe, kind: str) -> ADRoute:
             continue
         LAST_ROUTES[kind] = name
         return cand
-    assert first is not None
+    if first is None:
+        raise ValueError(f"route={route!r} leaves no {kind} route to try")
     first.add_note(f"spectral_lab tried the {kind} routes {tried}; none ran on this model")
     raise first
 

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import _func
+from . import _func, _kept
 from ._data import Batches
 from ._deprecate import rename_kwargs, warn_deprecated
 from ._losses import Loss, half_mse, resolve_loss, scalar_loss
@@ -140,43 +140,66 @@ def hessian_operator(
     which: str = "full",
     batch_size: int | None = None,
     route: str = "auto",
+    memory_budget: float = _kept.DEFAULT_MEMORY_BUDGET,
 ) -> LinearOperator:
     """The loss Hessian (``which="full"``) or its Gauss--Newton part (``"gn"``) as a
     :class:`~spectral_lab.linalg.LinearOperator` on flat parameter vectors (length ``p``).
 
-    ``loss="mse"`` is ``(1/n) sum_i 1/2 ||f(x_i) - y_i||^2`` (the loss ``train`` minimises), or
+    ``H v = sum_b (n_b / N) grad_theta <grad_theta L_b, v>`` over the chunks ``b`` of ``data``;
+    ``G v = (1/N) sum_i J_i^T Lambda_i J_i v``. ``loss="mse"`` is
+    ``(1/n) sum_i 1/2 ||f(x_i) - y_i||^2`` (the loss ``train`` minimises), or
     ``"cross_entropy"``, or a callable returning the batch mean. Runs on the device and dtype of
     the model's parameters; inputs are cast to them.
 
-    Full: forward-over-reverse ``jvp(grad L)(v)`` per batch (~ 2-4 gradient costs); GN:
-    ``J^T (grad^2_f loss) (J v)`` with one JVP, an output-space HVP and one VJP. Blocks of vectors
-    are vmapped (column by column if the model cannot be vmapped). Products over several batches
-    accumulate batch by batch (memory of one batch).
+    **Kept graph** (when it fits ``memory_budget`` bytes, default 1 GiB): the graph of
+    ``grad L_b`` (built with ``create_graph=True``) is built once per chunk, its size measured on
+    the first chunk as the bytes autograd saves, and each product ``H v`` is **one backward pass
+    through the kept graphs** (as PyHessian does; about 1.3 gradients); for the GGN the graphs of
+    the outputs and of ``J^T u`` are kept and ``G v`` is two backward passes plus an output-space
+    one (``J v`` as the derivative of ``<J^T u, v>`` in ``u``). Memory: the graphs of all chunks.
+    A block ``op @ V`` of ``b`` columns is one batched backward (``is_grads_batched``), or a loop
+    over columns where an operation has no batching rule. An in-place change of the parameters
+    rebuilds the graphs at the next product. The operator holds them while it lives.
 
-    ``route``: ``"auto"`` (default) runs one product on one sample with forward-over-reverse and,
-    if some operation lacks forward-mode AD (or a higher derivative), falls back to
-    reverse-over-reverse (double backward: ``H v`` as the VJP of the gradient, ``J v`` as
-    ``d/du <J^T u, v>``), then to either with composite kernels (hardsigmoid as a clamp, attention
-    on PyTorch's MATH backend: the same function, differentiable to any order). ``"forward"`` /
-    ``"reverse"`` force a mode. The choice is kept for the operator's life and recorded in
-    ``op.route`` and in the results of :func:`hessian_eigs`, :func:`hessian_trace` and
-    :func:`hessian_density` (``result.route``).
+    **Streaming** (when they do not fit, ``memory_budget=0``, or ``route="forward"``): every
+    product recomputes each chunk: forward-over-reverse ``jvp(grad L)(v)`` (~ 2-4 gradient costs);
+    GN: ``J^T (grad^2_f loss) (J v)`` with one JVP, an output-space HVP and one VJP. Blocks are
+    vmapped (column by column if the model cannot be vmapped). Memory: one chunk.
 
-    Example:
+    ``route``: ``"auto"`` (default) tries the kept graph (reverse-over-reverse, plain then with
+    composite kernels) and, when it does not fit or cannot run, streams with forward-over-reverse
+    and, if some operation lacks forward-mode AD (or a higher derivative), reverse-over-reverse
+    (double backward: ``H v`` as the VJP of the gradient, ``J v`` as ``d/du <J^T u, v>``), then
+    either with composite kernels (hardsigmoid as a clamp, attention on PyTorch's MATH backend:
+    the same function, differentiable to any order); each is chosen on a one-sample probe.
+    ``"forward"`` / ``"reverse"`` force a mode (``"forward"`` always streams). The choice is
+    kept for the operator's life and recorded in ``op.route`` (``"... (kept graph)"`` or the
+    streaming route), ``op.memory`` (budget, measured estimate, storage, how blocks ran) and the
+    results of :func:`hessian_eigs`, :func:`hessian_trace` and :func:`hessian_density`.
+
+    Example: the kept graph and streaming give the same product.
         >>> from spectral_lab import MLP
         >>> m = MLP(3, 1, width=4, depth=2).double()
-        >>> op = hessian_operator(m, (torch.randn(5, 3).double(), torch.randn(5, 1).double()), loss="mse")
-        >>> op.dim
-        21
+        >>> data = (torch.randn(5, 3).double(), torch.randn(5, 1).double())
+        >>> kept, streamed = (hessian_operator(m, data, loss="mse", memory_budget=b) for b in (2**30, 0))
+        >>> kept.dim, kept.route, streamed.memory["storage"]
+        (21, 'reverse-over-reverse (kept graph)', 'streaming')
+        >>> v = torch.randn(21, dtype=torch.float64)
+        >>> bool(torch.allclose(kept @ v, streamed @ v, atol=1e-12))
+        True
     """
     if which not in _WHICH:
         raise ValueError(
             f"which must be 'full' (the Hessian) or 'gn' (Gauss-Newton), got {which!r}"
         )
+    budget = _kept.check_budget(memory_budget)
     loss_fn = resolve_loss(loss)
     params, batches = _prepare(model, data, batch_size)
     p0 = next(iter(params.values()))
     f = _func.functional(model)
+    memory = {"budget_bytes": budget, "estimate_bytes": None, "storage": "streaming"}
+    state = memory  # how blocks ran ("matmat") is recorded beside the storage
+    name = "Hessian" if which == "full" else "Gauss-Newton"
 
     def batch_product(x, y, V, rev):  # V: dict of tangents (with a leading batch dim if vmapped)
         if which == "full":
@@ -198,7 +221,18 @@ def hessian_operator(
             )
 
     ad = _func.choose_route(route, probe, "hessian")
-    state: dict = {}
+    kept = _kept.hessian_products(
+        model, f, params, lambda: _labelled(batches), batches.num_samples(), loss_fn, which,
+        route, budget, memory, ad,
+    )  # fmt: skip
+    if kept is not None:
+        op = LinearOperator(
+            lambda v: kept(v, False), _func.num_params(params), p0.dtype, p0.device,
+            matmat=lambda V: kept(V, True), name=name,
+        )  # fmt: skip
+        op.route, op.memory = kept.route, memory
+        _func.LAST_ROUTES["hessian"] = op.route
+        return op
 
     def product(v: torch.Tensor, batched: bool) -> torch.Tensor:
         with _func.eval_mode(model), ad.context():
@@ -222,9 +256,10 @@ def hessian_operator(
         p0.dtype,
         p0.device,
         matmat=lambda V: product(V, True),
-        name="Hessian" if which == "full" else "Gauss-Newton",
+        name=name,
     )
-    op.route = ad.name
+    op.route, op.memory = ad.name, memory
+    _func.LAST_ROUTES["hessian"] = ad.name
     return op
 
 
@@ -238,9 +273,12 @@ def hvp(
     which: str = "full",
     batch_size: int | None = None,
     route: str = "auto",
+    memory_budget: float = _kept.DEFAULT_MEMORY_BUDGET,
 ) -> torch.Tensor:
     """Hessian-vector product ``H v`` (or ``G v`` with ``which="gn"``) for a flat ``v`` of length
-    ``p``. Cost ~ 2-4 gradient evaluations; no ``p x p`` matrix. ``loss`` as in
+    ``p``. Cost: one gradient graph built and one backward through it (kept graph, when it fits
+    ``memory_budget``), else ~ 2-4 gradient evaluations (streaming); no ``p x p`` matrix. For
+    many products build :func:`hessian_operator` once, so the graph is reused. ``loss`` as in
     :func:`hessian_operator` (``"mse"``: sum over outputs, mean over samples). Runs on the device
     and dtype of the model's parameters; inputs are cast to them.
 
@@ -251,7 +289,10 @@ def hvp(
         >>> hvp(m, data, torch.ones(21), loss="mse").shape
         torch.Size([21])
     """
-    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size, route=route)
+    op = hessian_operator(
+        model, data, loss=loss, which=which, batch_size=batch_size, route=route,
+        memory_budget=memory_budget,
+    )  # fmt: skip
     p0 = next(iter(_func.trainable(model).values()))
     return op.mv(_func.check_vector(v, op.dim, p0))
 
@@ -265,11 +306,13 @@ def gnvp(
     loss: Loss | str = "cross_entropy",
     batch_size: int | None = None,
     route: str = "auto",
+    memory_budget: float = _kept.DEFAULT_MEMORY_BUDGET,
 ) -> torch.Tensor:
     """Gauss--Newton-vector product ``G v = (1/N) sum_i J_i^T Lambda_i J_i v``; the same as
     ``hvp(..., which="gn")``. ``G`` is PSD for convex losses (MSE, cross-entropy). ``loss`` as in
     :func:`hessian_operator`. Runs on the device and dtype of the model's parameters; inputs are
-    cast to them. Cost: one JVP and one VJP pass over ``data``.
+    cast to them. Cost: one JVP and one VJP pass over ``data`` (streaming), or the kept graphs'
+    build plus two backward passes (see :func:`hessian_operator`, ``memory_budget``).
 
     Example: for a linear model with ``"mse"`` the Gauss--Newton matrix is the Hessian ``X^T X / n``.
         >>> lin = torch.nn.Linear(3, 1, bias=False).double()
@@ -278,7 +321,10 @@ def gnvp(
         >>> torch.allclose(gnvp(lin, (x, y), v, loss="mse"), x.T @ x @ v / 6)
         True
     """
-    return hvp(model, data, v, loss=loss, which="gn", batch_size=batch_size, route=route)
+    return hvp(
+        model, data, v, loss=loss, which="gn", batch_size=batch_size, route=route,
+        memory_budget=memory_budget,
+    )  # fmt: skip
 
 
 @_legacy_loss_first()
@@ -323,6 +369,7 @@ def hessian_eigs(
     max_iter: int | None = None,
     batch_size: int | None = None,
     route: str = "auto",
+    memory_budget: float = _kept.DEFAULT_MEMORY_BUDGET,
     generator: torch.Generator | None = None,
     seed: int | None = None,
 ) -> EigResult:
@@ -337,8 +384,9 @@ def hessian_eigs(
     sharpness: gradient descent on the local quadratic model is stable iff ``eta < 2/lambda_max``.
     Eigenvectors are flat parameter vectors ``(p, k)``. Runs on the device and dtype of the
     model's parameters; inputs are cast to them. Cost: ``result.matvecs`` Hessian-vector products
-    (typically ``~2k + 20`` for Lanczos). ``route`` as in :func:`hessian_operator`; the one used
-    is ``result.route``.
+    (typically ``~2k + 20`` for Lanczos), each one backward through the kept graph when it fits
+    ``memory_budget``. ``route`` and ``memory_budget`` as in :func:`hessian_operator`; the route
+    used is ``result.route``.
 
     Example:
         >>> from spectral_lab import MLP
@@ -351,7 +399,10 @@ def hessian_eigs(
         raise ValueError(f"method must be 'lanczos' or 'power', got {method!r}")
     if order not in _ORDERS:
         raise ValueError(f"order must be one of {sorted(_ORDERS)}, got {order!r}")
-    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size, route=route)
+    op = hessian_operator(
+        model, data, loss=loss, which=which, batch_size=batch_size, route=route,
+        memory_budget=memory_budget,
+    )  # fmt: skip
     g = resolve_generator(generator, seed, op.device)
     if method == "power":
         return power_iteration(op, k, tol=tol, max_iter=max_iter or 1000, generator=g)
@@ -369,6 +420,7 @@ def hessian_trace(
     which: str = "full",
     batch_size: int | None = None,
     route: str = "auto",
+    memory_budget: float = _kept.DEFAULT_MEMORY_BUDGET,
     generator: torch.Generator | None = None,
     seed: int | None = None,
 ) -> TraceResult:
@@ -390,7 +442,10 @@ def hessian_trace(
     """
     if method not in ("hutch++", "hutchinson"):
         raise ValueError(f"method must be 'hutch++' or 'hutchinson', got {method!r}")
-    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size, route=route)
+    op = hessian_operator(
+        model, data, loss=loss, which=which, batch_size=batch_size, route=route,
+        memory_budget=memory_budget,
+    )  # fmt: skip
     g = resolve_generator(generator, seed, op.device)
     if method == "hutch++":
         return hutchpp(op, num_matvecs, generator=g)
@@ -410,6 +465,7 @@ def hessian_density(
     num_points: int = 512,
     batch_size: int | None = None,
     route: str = "auto",
+    memory_budget: float = _kept.DEFAULT_MEMORY_BUDGET,
     generator: torch.Generator | None = None,
     seed: int | None = None,
 ) -> SpectralDensity:
@@ -426,7 +482,10 @@ def hessian_density(
         >>> hessian_density(m, data, loss="mse", num_probes=2, num_steps=10).nodes.shape
         torch.Size([2, 10])
     """
-    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size, route=route)
+    op = hessian_operator(
+        model, data, loss=loss, which=which, batch_size=batch_size, route=route,
+        memory_budget=memory_budget,
+    )  # fmt: skip
     g = resolve_generator(generator, seed, op.device)
     return spectral_density(
         op, num_probes, num_steps, sigma=sigma, num_points=num_points, generator=g
@@ -443,6 +502,7 @@ def dense_hessian(
     max_params: int = 5000,
     batch_size: int | None = None,
     route: str = "auto",
+    memory_budget: float = _kept.DEFAULT_MEMORY_BUDGET,
 ) -> torch.Tensor:
     """The full ``p x p`` Hessian (or GN matrix) from ``p`` batched products; toy nets only
     (refuses ``p > max_params``). ``loss`` as in :func:`hessian_operator`. Runs on the device and
@@ -454,7 +514,10 @@ def dense_hessian(
         >>> torch.allclose(dense_hessian(lin, (x, y), loss="mse"), x.T @ x / 6)
         True
     """
-    op = hessian_operator(model, data, loss=loss, which=which, batch_size=batch_size, route=route)
+    op = hessian_operator(
+        model, data, loss=loss, which=which, batch_size=batch_size, route=route,
+        memory_budget=memory_budget,
+    )  # fmt: skip
     if op.dim > max_params:
         raise ValueError(
             f"the model has p={op.dim} parameters > max_params={max_params}; a dense Hessian "

@@ -27,7 +27,7 @@ import math
 import torch
 from torch import nn
 
-from . import _func
+from . import _func, _kept
 from ._checks import check_logits, check_tensor
 from ._random import resolve_generator
 from .jacobians import parameter_jacobian
@@ -242,25 +242,40 @@ def ntk_operator(
     chunk_size: int | None = None,
     *,
     route: str = "auto",
+    memory_budget: float = _kept.DEFAULT_MEMORY_BUDGET,
 ) -> LinearOperator:
     """The NTK on ``x`` as a matrix-free :class:`~spectral_lab.linalg.LinearOperator`.
 
     ``kind="block"``: ``v in R^{N C} -> K~ v = J (J^T v)``, one VJP plus one JVP over the data.
-    ``kind="scalar"``: ``v in R^N -> K v = sum_c J_c (J_c^T v)``, ``C`` VJP+JVP pairs (vmapped).
-    Samples are processed ``chunk_size`` at a time (default all), so memory is
-    ``O(C p + chunk activations)`` and no Gram or Jacobian is ever stored. Runs on the device and
-    dtype of the model's parameters; inputs are cast to them. ``route`` as in :func:`ntk_gram`
-    (forward-mode JVPs, or reverse-over-reverse where forward AD is missing); recorded in
-    ``op.route``.
+    ``kind="scalar"``: ``v in R^N -> K v = sum_c J_c (J_c^T (v e_c^T))``, ``C`` VJP+JVP pairs.
+    Samples are processed ``chunk_size`` at a time (default all); no Gram or Jacobian is ever
+    stored. Runs on the device and dtype of the model's parameters; inputs are cast to them.
 
-    Example:
+    **Kept graph** (when the graphs of all chunks fit ``memory_budget`` bytes, default 1 GiB,
+    measured on the first chunk as the bytes autograd saves): the graph of the outputs and of
+    ``J^T u`` is built once per chunk; a product is then one backward through the outputs' graph
+    (``J^T v``) and one through ``J^T u``'s (``J t = d/du <J^T u, t>``, the double-VJP trick) --
+    no forward pass. The scalar NTK's ``C`` products, and the ``b`` columns of ``op @ V``, go
+    through one batched backward each (``is_grads_batched``; a loop where an operation has no
+    batching rule). **Streaming** (over budget, ``memory_budget=0`` or ``route="forward"``):
+    every product recomputes each chunk's forward pass, the ``J`` with forward mode (or
+    reverse-over-reverse where forward AD is missing), ``C`` classes vmapped; memory
+    ``O(C p + chunk activations)``. ``route`` as in :func:`ntk_gram`; the choice is recorded in
+    ``op.route`` (``"... (kept graph)"`` or the streaming route) and ``op.memory``.
+
+    Example: the kept graph and streaming agree with the Gram.
         >>> from spectral_lab import MLP
-        >>> op = ntk_operator(MLP(4, 2, width=8, depth=2), torch.randn(6, 4))
-        >>> (op @ torch.ones(6)).shape
-        torch.Size([6])
+        >>> m, x = MLP(4, 2, width=8, depth=2).double(), torch.randn(6, 4, dtype=torch.float64)
+        >>> kept, streamed = (ntk_operator(m, x, memory_budget=b) for b in (2**30, 0))
+        >>> kept.route, streamed.memory["storage"], (kept @ torch.ones(6)).shape
+        ('reverse-over-reverse (kept graph)', 'streaming', torch.Size([6]))
+        >>> v = torch.randn(6, dtype=torch.float64)
+        >>> all(torch.allclose(op @ v, ntk_gram(m, x) @ v) for op in (kept, streamed))
+        True
     """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    budget = _kept.check_budget(memory_budget)
     params, x = _setup(model, x)
     n = len(x)
     C = _num_outputs(model, x)
@@ -269,6 +284,11 @@ def ntk_operator(
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     f = _func.functional(model)
     zeros = {k: torch.zeros_like(p) for k, p in params.items()}
+    memory: dict = {"budget_bytes": budget, "estimate_bytes": None, "storage": "streaming"}
+    state = memory  # how blocks ran ("matmat") is recorded beside the storage
+    eye = torch.eye(C, dtype=x.dtype, device=x.device)
+    size = n * C if kind == "block" else n
+    name = f"NTK({kind}, N={n}, C={C})"
 
     def JT(U):  # (N, C) -> tangent dict, sum over chunks
         acc = zeros
@@ -292,9 +312,13 @@ def ntk_operator(
             _func.jvp(lambda p: f(p, x[:1]), params, t, r.reverse)
 
     ad = _func.choose_route(route, probe, "ntk (operator)")
-    state: dict = {}
-
-    eye = torch.eye(C, dtype=x.dtype, device=x.device)
+    kept = _kept.ntk_products(model, f, params, x, chunk, C, kind, route, budget, memory, ad)
+    if kept is not None:
+        op = LinearOperator(lambda v: kept(v, False), size, x.dtype, x.device,
+                            matmat=lambda V: kept(V, True), name=name)  # fmt: skip
+        op.route, op.memory = kept.route, memory
+        _func.LAST_ROUTES["ntk (operator)"] = op.route
+        return op
 
     def block_mv(v):
         return J(JT(v.reshape(n, C))).reshape(-1)
@@ -316,13 +340,14 @@ def ntk_operator(
 
     op = LinearOperator(
         run(mv),
-        n * C if kind == "block" else n,
+        size,
         x.dtype,
         x.device,
         matmat=run(lambda V: _func.vmap_or_loop(mv, V, state)),
-        name=f"NTK({kind}, N={n}, C={C})",
+        name=name,
     )
-    op.route = ad.name
+    op.route, op.memory = ad.name, memory
+    _func.LAST_ROUTES["ntk (operator)"] = ad.name
     return op
 
 

@@ -288,10 +288,15 @@ def _mlp():
 
 def test_plain_mlp_keeps_the_fast_routes():
     m, x, y = _mlp()
-    assert hs.hessian_operator(m, (x, y)).route == "forward-over-reverse"
-    assert nk.ntk_operator(m, x).route == "forward-over-reverse"
-    assert float(sl.hessian_eigs(m, (x, y))) > 0
-    assert sl.hessian_eigs(m, (x, y)).route == "forward-over-reverse"
+    # within the memory budget the products go through a kept graph (double backward) ...
+    assert hs.hessian_operator(m, (x, y)).route == "reverse-over-reverse (kept graph)"
+    assert nk.ntk_operator(m, x).route == "reverse-over-reverse (kept graph)"
+    assert sl.hessian_eigs(m, (x, y)).route == "reverse-over-reverse (kept graph)"
+    # ... and streaming (memory_budget=0) keeps the fast streaming route
+    assert hs.hessian_operator(m, (x, y), memory_budget=0).route == "forward-over-reverse"
+    assert nk.ntk_operator(m, x, memory_budget=0).route == "forward-over-reverse"
+    assert float(sl.hessian_eigs(m, (x, y), memory_budget=0)) > 0
+    assert sl.hessian_eigs(m, (x, y), memory_budget=0).route == "forward-over-reverse"
     sl.parameter_jacobian(m, x)
     assert _func.LAST_ROUTES["parameter_jacobian"] == "vmap"
     sl.ntk_gram(m, x, method="ntvp")
@@ -304,15 +309,17 @@ def test_op_without_forward_ad_selects_double_backward():
     x, y = torch.randn(5, 4, dtype=torch.float64), torch.arange(5) % C
     with pytest.raises(NotImplementedError, match="jvp"):
         sl.hvp(m, (x, y), torch.ones(sum(p.numel() for p in m.parameters())), route="forward")
-    op = hs.hessian_operator(m, (x, y))
+    op = hs.hessian_operator(m, (x, y), memory_budget=0)
     assert op.route == "reverse-over-reverse"
+    assert hs.hessian_operator(m, (x, y)).route == "reverse-over-reverse (kept graph)"
     # and it is right: the same network with torch.tanh takes the forward route
     twin = nn.Sequential(m.a, nn.Tanh(), m.b)
-    H = hs.dense_hessian(m, (x, y))
-    H_twin = hs.dense_hessian(twin, (x, y))
-    assert hs.hessian_operator(twin, (x, y)).route == "forward-over-reverse"
+    H = hs.dense_hessian(m, (x, y), memory_budget=0)
+    H_twin = hs.dense_hessian(twin, (x, y), memory_budget=0)
+    assert hs.hessian_operator(twin, (x, y), memory_budget=0).route == "forward-over-reverse"
     assert _rel(H, H_twin) < 1e-12
-    assert nk.ntk_operator(m, x).route == "reverse-over-reverse"
+    assert _rel(hs.dense_hessian(m, (x, y)), H_twin) < 1e-12  # the kept graph
+    assert nk.ntk_operator(m, x, memory_budget=0).route == "reverse-over-reverse"
     assert _rel(sl.ntk_gram(m, x, method="ntvp"), sl.ntk_gram(twin, x, method="ntvp")) < 1e-12
 
 
@@ -321,12 +328,21 @@ def test_zoo_routes():
     routes = {}
     for name in ("mobilenet_v3_small", "transformer_fused", "gru"):
         m, x, y = _build(name)
-        routes[name] = hs.hessian_operator(m, (x[:1], y[:1])).route
+        routes[name] = hs.hessian_operator(m, (x[:1], y[:1]), memory_budget=0).route
+        routes[name + "/kept"] = hs.hessian_operator(m, (x[:1], y[:1])).route
+        routes[name + "/NTK"] = nk.ntk_operator(m, x[:1]).route
         sl.parameter_jacobian(m, x[:2])
         routes[name + "/J"] = _func.LAST_ROUTES["parameter_jacobian"]
     assert routes["mobilenet_v3_small"] == "forward-over-reverse (composite ops)"
     assert routes["transformer_fused"] == "forward-over-reverse (composite ops)"
     assert routes["gru"] == "forward-over-reverse"
+    # kept graphs: composite kernels only where streaming needs them too (the same function,
+    # not bit for bit); MobileNet's NTK needs none to stream, and its hardsigmoid backward has
+    # no derivative, so that NTK streams
+    assert routes["mobilenet_v3_small/kept"] == "reverse-over-reverse (composite ops, kept graph)"
+    assert routes["transformer_fused/kept"] == "reverse-over-reverse (composite ops, kept graph)"
+    assert routes["gru/kept"] == routes["gru/NTK"] == "reverse-over-reverse (kept graph)"
+    assert routes["mobilenet_v3_small/NTK"] == "forward-over-reverse"
     assert routes["gru/J"] == "batched"
     assert routes["mobilenet_v3_small/J"] == "vmap"
     m, x, _ = _build("gru")
@@ -341,8 +357,9 @@ def test_float32_lstm_on_mkldnn_uses_double_backward():
     torch.manual_seed(0)
     m = Recurrent(nn.LSTM).eval()
     x, y = torch.randn(3, 5, 4), torch.arange(3)
-    op = hs.hessian_operator(m, (x, y))
+    op = hs.hessian_operator(m, (x, y), memory_budget=0)
     assert op.route == "reverse-over-reverse"
+    assert hs.hessian_operator(m, (x, y)).route == "reverse-over-reverse (kept graph)"
     m64 = Recurrent(nn.LSTM).eval()
     m64.load_state_dict(m.state_dict())
     m64 = m64.double()
@@ -356,14 +373,28 @@ def test_forward_and_reverse_routes_agree_on_a_mlp():
     p = sum(q.numel() for q in m.parameters())
     V = torch.randn(p, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     for which in ("full", "gn"):
-        ops = [hs.hessian_operator(m, (x, y), which=which, route=r) for r in ("forward", "reverse")]
-        assert [o.route for o in ops] == ["forward-over-reverse", "reverse-over-reverse"]
-        assert _rel(ops[1] @ V[:, 0], ops[0] @ V[:, 0]) < 1e-10
-        assert _rel(ops[1] @ V, ops[0] @ V) < 1e-10
+        ops = [
+            hs.hessian_operator(m, (x, y), which=which, route=r, memory_budget=0)
+            for r in ("forward", "reverse")
+        ]
+        ops.append(hs.hessian_operator(m, (x, y), which=which, route="reverse"))
+        assert [o.route for o in ops] == [
+            "forward-over-reverse",
+            "reverse-over-reverse",
+            "reverse-over-reverse (kept graph)",
+        ]
+        for o in ops[1:]:
+            assert _rel(o @ V[:, 0], ops[0] @ V[:, 0]) < 1e-10
+            assert _rel(o @ V, ops[0] @ V) < 1e-10
     for kind in ("scalar", "block"):
-        a, b = (nk.ntk_operator(m, x, kind, route=r) for r in ("forward", "reverse"))
+        a, b, c = (
+            nk.ntk_operator(m, x, kind, route=r, memory_budget=b)
+            for r, b in (("forward", 0), ("reverse", 0), ("reverse", 2**30))
+        )
+        assert c.route == "reverse-over-reverse (kept graph)"
         u = torch.randn(a.dim, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
         assert _rel(b @ u, a @ u) < 1e-10
+        assert _rel(c @ u, a @ u) < 1e-10
     Ks = [sl.ntk_gram(m, x, method="ntvp", kind="block", route=r) for r in ("forward", "reverse")]
     assert _rel(Ks[1], Ks[0]) < 1e-10
 

@@ -1,0 +1,369 @@
+"""Private plumbing for kept graphs: build a chunk's differentiation graph once, then answer every
+curvature or NTK product with backward passes through it (``retain_graph=True``).
+
+A *kept graph* is the autograd graph of one chunk of data, kept alive between products: for the
+Hessian the graph of ``grad L`` built with ``create_graph=True`` (one backward through it per
+product ``H v``, as PyHessian does); for the Gauss--Newton matrix and the NTK the graph of the
+outputs plus that of ``J^T u`` (``J v`` is the derivative of ``<J^T u, v>`` in ``u``, the
+double-VJP trick). A *memory budget* (bytes) decides whether the graphs of all chunks may be kept;
+their size is measured on the first chunk as the bytes of the tensors autograd saves
+(``torch.autograd.graph.saved_tensors_hooks``) and scaled by the number of samples. When they do
+not fit, the operator *streams*: each product recomputes the chunk's forward (and backward) pass.
+
+Blocks of ``b`` products use one batched backward (``is_grads_batched=True``: the backward is
+vmapped over the ``b`` cotangents), or a loop over columns when some operation has no batching
+rule or when the loop is faster per column (measured on the first block, :func:`block`);
+``memory["matmat"]`` records which.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+
+from . import _func
+from ._losses import scalar_loss
+
+#: the default ``memory_budget`` (bytes) of the curvature and NTK operators: 1 GiB
+DEFAULT_MEMORY_BUDGET = 2**30
+
+
+def check_budget(memory_budget: object) -> float:
+    """``memory_budget`` as a non-negative number of bytes (0 forces streaming)."""
+    if not isinstance(memory_budget, int | float) or not memory_budget >= 0:
+        raise ValueError(
+            f"memory_budget must be a number of bytes >= 0 (0 forces streaming), got {memory_budget!r}"
+        )
+    return float(memory_budget)
+
+
+def saved_bytes(fn: Callable[[], object]) -> tuple[object, int]:
+    """``(fn(), bytes)``: the bytes of the distinct storages autograd saved while ``fn`` ran."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        s = t.untyped_storage()
+        seen[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, sum(seen.values())
+
+
+def _one(outputs, inputs, cots, batched: bool) -> list[torch.Tensor]:
+    pairs = [(o, c) for o, c in zip(outputs, cots) if o.requires_grad]
+    if not pairs:
+        grads: Sequence[torch.Tensor | None] = [None] * len(inputs)
+    else:
+        grads = torch.autograd.grad(
+            [o for o, _ in pairs],
+            list(inputs),
+            [c for _, c in pairs],
+            retain_graph=True,
+            allow_unused=True,
+            is_grads_batched=batched,
+        )
+    lead = (cots[0].shape[0],) if batched else ()
+    return [
+        torch.zeros(*lead, *i.shape, dtype=i.dtype, device=i.device) if g is None else g
+        for g, i in zip(grads, inputs)
+    ]
+
+
+def backward(
+    outputs: Sequence[torch.Tensor],
+    inputs: Sequence[torch.Tensor],
+    cots: Sequence[torch.Tensor],
+    batched: bool,
+    state: dict,
+) -> list[torch.Tensor]:
+    """``d/d inputs <outputs, cots>`` through a kept graph (the graph is retained).
+
+    With ``batched`` every cotangent carries a leading dimension ``b`` and so do the results: one
+    vmapped backward (``is_grads_batched``), or a loop over the ``b`` columns when that fails
+    (``state["batching"]`` becomes ``"failed"``, with the error in ``state["matmat_error"]``).
+    """
+    if not batched:
+        return _one(outputs, inputs, cots, False)
+    if state.get("batching") != "failed":
+        try:
+            with warnings.catch_warnings():  # "performance drop ... batching rule" is not an error
+                warnings.filterwarnings("ignore", message=".*[Bb]atching rule.*")
+                warnings.filterwarnings("ignore", message=".*performance drop.*")
+                out = _one(outputs, inputs, cots, True)
+            state["batching"] = "ok"
+            return out
+        except (RuntimeError, NotImplementedError) as err:
+            if state.get("batching") == "ok":
+                raise
+            state["batching"] = "failed"
+            state["matmat_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+    cols = [_one(outputs, inputs, [c[j] for c in cots], False) for j in range(cots[0].shape[0])]
+    return [torch.stack(parts) for parts in zip(*cols)]
+
+
+def block(apply: Callable[[torch.Tensor, bool], torch.Tensor], V: torch.Tensor, memory: dict):
+    """``A V`` for a block ``(dim, b)`` of kept-graph products ``apply(V, batched)``.
+
+    A batched backward is not always cheaper per column than single products (on a CPU the
+    batched double backward of a convolution can be slower), so the first block of at least 4
+    columns times both -- 2 columns batched, 2 one by one, no product wasted -- and keeps the
+    faster: ``memory["matmat"]`` is ``"batched backward"``, ``"loop (faster here)"`` or
+    ``"loop (no batching rule)"``, the timings (seconds per column) ``memory["per_column_s"]``.
+    Batched calls take at most ``memory_budget / kept bytes`` columns at once.
+    """
+    b = V.shape[1]
+    mode = memory.get("matmat")
+    if mode is None and b >= 4:
+        t0 = time.perf_counter()
+        first = apply(V[:, :2], True)
+        t1 = time.perf_counter()
+        second = torch.stack([apply(V[:, j], False) for j in (2, 3)], dim=1)
+        t2 = time.perf_counter()
+        memory["per_column_s"] = {"batched": (t1 - t0) / 2, "single": (t2 - t1) / 2}
+        if memory.get("batching") == "failed":
+            memory["matmat"] = "loop (no batching rule)"
+        else:
+            memory["matmat"] = "batched backward" if t1 - t0 <= t2 - t1 else "loop (faster here)"
+        rest = [block(apply, V[:, 4:], memory)] if b > 4 else []
+        return torch.cat([first, second, *rest], dim=1)
+    if mode == "batched backward":  # b columns hold ~b times a graph's transient memory
+        width = max(1, int(memory["budget_bytes"] // max(1, memory.get("kept_bytes", 1))))
+        return torch.cat([apply(V[:, i : i + width], True) for i in range(0, b, width)], dim=1)
+    return torch.stack([apply(V[:, j], False) for j in range(b)], dim=1)
+
+
+def keep_all(
+    chunks, build: Callable, n_total: int, memory_budget: float, record: dict
+) -> list | None:
+    """Build ``build(x, y)`` for every chunk ``(x, y)`` and keep them, or ``None`` to stream.
+
+    The first chunk's saved bytes, scaled by ``n_total / len(x)``, is the estimate recorded in
+    ``record["estimate_bytes"]``; beyond ``memory_budget`` nothing is kept (nor when the running
+    total of the measured chunks passes it). Returns ``[(len(x) / n_total, kept), ...]``.
+    """
+    kept, used = [], 0
+    for x, y in chunks:
+        state, nbytes = saved_bytes(lambda x=x, y=y: build(x, y))
+        used += nbytes
+        if not kept:
+            record["estimate_bytes"] = int(nbytes * n_total / max(1, len(x)))
+            if record["estimate_bytes"] > memory_budget:
+                return None
+        if used > memory_budget:
+            record["estimate_bytes"] = max(record["estimate_bytes"], used)
+            return None
+        kept.append((len(x) / n_total, state))
+    record["kept_bytes"] = used
+    return kept
+
+
+def versions(leaves: Sequence[torch.Tensor]) -> tuple[int, ...]:
+    """The version counters of the parameters (an in-place update makes a kept graph stale)."""
+    return tuple(t._version for t in leaves)
+
+
+def split(v: torch.Tensor, like: Sequence[torch.Tensor], batched: bool) -> list[torch.Tensor]:
+    """A flat ``(p,)`` vector, or a block ``(p, b)`` when ``batched``, as per-parameter
+    cotangents (with a leading ``b`` when batched)."""
+    rows = v.T if batched else v
+    out, i = [], 0
+    for t in like:
+        part = rows[..., i : i + t.numel()]
+        out.append(part.reshape(*part.shape[:-1], *t.shape))
+        i += t.numel()
+    return out
+
+
+# --- the curvature and NTK products through kept graphs ------------------------------------------
+
+
+class Products:
+    """Products through kept graphs: ``self(v, batched)``; rebuilt when the parameters change."""
+
+    def __init__(self, build, product, leaves, params, chunks, n_total, memory, ad) -> None:
+        self.build, self.product, self.leaves, self.params = build, product, leaves, params
+        self.chunks, self.n_total, self.memory, self.ad = chunks, n_total, memory, ad
+        self.route = ad.name
+        self.graphs = None
+
+    def make(self, budget: float) -> bool:
+        with self.ad.context():
+            self.graphs = keep_all(self.chunks(), self.build, self.n_total, budget, self.memory)
+        self.version = versions(list(self.leaves.values()))
+        return self.graphs is not None
+
+    def __call__(self, v: torch.Tensor, batched: bool) -> torch.Tensor:
+        return block(self.apply, v, self.memory) if batched else self.apply(v, False)
+
+    def apply(self, v: torch.Tensor, batched: bool) -> torch.Tensor:
+        if versions(list(self.leaves.values())) != self.version:
+            self.graphs = None
+            self.make(math.inf)
+        cots = split(v, list(self.params.values()), batched)
+        acc = None
+        with self.ad.context():
+            for w, graph in self.graphs:
+                res = self.product(graph, cots, batched)
+                flat = _func.flatten_batched(dict(enumerate(res)), 1 if batched else 0)
+                acc = w * flat if acc is None else acc + w * flat
+        return (acc.T if batched else acc).detach()
+
+
+def hessian_products(
+    model, f, params, labelled, n_total, loss_fn, which, route, budget, memory, ad0
+):
+    """Hessian (``which="full"``) or GGN products through kept graphs, or ``None`` to stream
+    (over budget, ``route="forward"``, or no kept route runs on this model); fills ``memory``.
+    ``labelled()`` streams the ``(x, y)`` chunks. Composite kernels only where the streaming
+    route ``ad0`` needs them too (they are the same function, but not bit for bit)."""
+    state = memory
+    if budget <= 0 or route == "forward":
+        memory["reason"] = "memory_budget is 0" if budget <= 0 else "route='forward'"
+        return None
+    leaves = {k: p.detach().requires_grad_(True) for k, p in params.items()}
+    lv = list(leaves.values())
+    g_opts = {"create_graph": True, "allow_unused": True, "materialize_grads": True}
+
+    def build(x, y):
+        with torch.enable_grad():
+            out = f(leaves, x)
+            if which == "full":
+                return torch.autograd.grad(scalar_loss(loss_fn(out, y)), lv, **g_opts)
+            u = torch.zeros_like(out, requires_grad=True)
+            gu = torch.autograd.grad(out, lv, u, **g_opts)
+            od = out.detach().requires_grad_(True)
+            (go,) = torch.autograd.grad(scalar_loss(loss_fn(od, y)), od, create_graph=True)
+            return out, u, gu, od, go
+
+    def product(graph, cots, batched):
+        if which == "full":
+            return backward(graph, lv, cots, batched, state)
+        out, u, gu, od, go = graph
+        jv = backward(gu, [u], cots, batched, state)
+        hu = backward([go], [od], jv, batched, state)
+        return backward([out], lv, hu, batched, state)
+
+    def probe(r: _func.ADRoute) -> None:
+        with _func.eval_mode(model):
+            x, y = next(iter(labelled()))
+            graph = build(x[:1], y[:1])
+            product(graph, [torch.ones_like(t) for t in lv], False)
+
+    try:
+        cands = [c for c in _func.KEPT_CANDIDATES if c[2] == ad0.composite]
+        ad = _func.choose_route(route, probe, "hessian", cands)
+    except (RuntimeError, NotImplementedError) as err:
+        memory["reason"] = f"no kept-graph route runs ({type(err).__name__})"
+        return None
+
+    def chunks():
+        with _func.eval_mode(model):
+            yield from labelled()
+
+    kept = Products(build, product, leaves, params, chunks, n_total, memory, ad)
+    if not kept.make(budget):
+        memory["reason"] = (
+            f"the graphs need ~{memory['estimate_bytes']:.3g} bytes > memory_budget={budget:.3g}"
+        )
+        return None
+    memory["storage"] = "kept graph"
+    return kept
+
+
+class NTKProducts:
+    """NTK products through kept graphs: ``self(v, batched)``; rebuilt when parameters change."""
+
+    def __init__(self, build, leaves, chunks, n, C, kind, memory, ad) -> None:
+        self.build, self.leaves, self.chunks, self.memory, self.ad = (
+            build,
+            leaves,
+            chunks,
+            memory,
+            ad,
+        )
+        self.n, self.C, self.kind, self.route = n, C, kind, ad.name
+
+    def make(self, budget: float) -> bool:
+        with self.ad.context():
+            self.graphs = keep_all(self.chunks(), self.build, self.n, budget, self.memory)
+        self.version = versions(self.leaves)
+        return self.graphs is not None
+
+    def __call__(self, v: torch.Tensor, batched: bool) -> torch.Tensor:
+        return block(self.apply, v, self.memory) if batched else self.apply(v, False)
+
+    def apply(self, v: torch.Tensor, batched: bool) -> torch.Tensor:
+        if versions(self.leaves) != self.version:
+            self.make(math.inf)
+        n, C, st = self.n, self.C, self.memory
+        b = v.shape[1] if batched else 1
+        if self.kind == "block":
+            U = (v.T if batched else v[None]).reshape(b, n, C)
+        else:  # the C class cotangents v e_c^T of each column, batched together
+            w = v.T if batched else v[None]
+            U = w[:, None, :, None] * torch.eye(C, dtype=v.dtype, device=v.device)[None, :, None, :]
+            U = U.reshape(b * C, n, C)  # fmt: skip
+        with self.ad.context():
+            t, i = None, 0
+            for _, (out, _u, _gu) in self.graphs:  # J^T U, summed over chunks
+                m = len(out)
+                g = backward([out], self.leaves, [U[:, i : i + m]], True, st)
+                t = g if t is None else [a + c for a, c in zip(t, g)]
+                i += m
+            JU = torch.cat([backward(gu, [u], t, True, st)[0] for _, (_, u, gu) in self.graphs], 1)  # fmt: skip
+        if self.kind == "block":
+            res = JU.reshape(b, n * C)
+        else:
+            JU = JU.reshape(b, C, n, C)
+            res = torch.diagonal(JU, dim1=1, dim2=3).sum(-1)  # sum_c [J_c J_c^T v]
+        return (res.T if batched else res[0]).detach()
+
+
+def ntk_products(model, f, params, x, chunk, C, kind, route, budget, memory, ad0):
+    """The kept-graph NTK products, or ``None`` to stream; fills ``memory``. Composite kernels
+    only where the streaming route ``ad0`` needs them too (the same function, not bit for bit)."""
+    if budget <= 0 or route == "forward":
+        memory["reason"] = "memory_budget is 0" if budget <= 0 else "route='forward'"
+        return None
+    leaves = [p.detach().requires_grad_(True) for p in params.values()]
+    named = dict(zip(params, leaves))
+
+    def build(xb, _y=None):
+        with torch.enable_grad():
+            out = f(named, xb)
+            u = torch.zeros_like(out, requires_grad=True)
+            gu = torch.autograd.grad(out, leaves, u, create_graph=True, allow_unused=True, materialize_grads=True)  # fmt: skip
+            return out, u, gu
+
+    def probe(r: _func.ADRoute) -> None:
+        with _func.eval_mode(model):
+            out, u, gu = build(x[:1])
+            t = backward([out], leaves, [torch.ones_like(out)], False, {})
+            backward(gu, [u], t, False, {})
+
+    try:
+        cands = [c for c in _func.KEPT_CANDIDATES if c[2] == ad0.composite]
+        ad = _func.choose_route(route, probe, "ntk (operator)", cands)
+    except (RuntimeError, NotImplementedError) as err:
+        memory["reason"] = f"no kept-graph route runs ({type(err).__name__})"
+        return None
+
+    def chunks():
+        with _func.eval_mode(model):
+            for i in range(0, len(x), chunk):
+                yield x[i : i + chunk], None
+
+    kept = NTKProducts(build, leaves, chunks, len(x), C, kind, memory, ad)
+    if not kept.make(budget):
+        memory["reason"] = (
+            f"the graphs need ~{memory['estimate_bytes']:.3g} bytes > memory_budget={budget:.3g}"
+        )
+        return None
+    memory["storage"] = "kept graph"
+    return kept
