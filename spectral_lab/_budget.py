@@ -221,11 +221,13 @@ def budget_used(op: LinearOperator) -> int:
     return int(op.n_products)
 
 
-def ntk_phase(model, x, kind: str, *, budget: Budget, block: int = 8) -> torch.Tensor | None:
+def ntk_phase(
+    model, x, kind: str, *, budget: Budget, block: int = 8, dense_limit: int = 2**30
+) -> torch.Tensor | None:
     """All eigenvalues of the scalar or block NTK Gram on ``x`` within ``budget``, or ``None``
     when skipped (the reason is in ``budget.skipped``).
 
-    When the parameter Jacobians fit in 1 GiB, one :func:`~spectral_lab.ntk.ntk_gram` call (its
+    When the parameter Jacobians fit in ``dense_limit`` bytes (1 GiB), one :func:`~spectral_lab.ntk.ntk_gram` call (its
     ``"jacobian"`` method). Otherwise the Gram is built by NTK-vector products (``"ntvp"``) one
     block of ``block`` columns at a time, only on and above the diagonal (``K`` is symmetric:
     about half the products of the full Gram); the first block is timed and the rest predicted
@@ -251,7 +253,7 @@ def ntk_phase(model, x, kind: str, *, budget: Budget, block: int = 8) -> torch.T
     p = _func.num_params(params)
     with torch.no_grad():
         C = model(x[:1]).shape[1]
-    fits = 2 * n * C * p * x.element_size() <= 2**30
+    fits = 2 * n * C * p * x.element_size() <= dense_limit
     bar = budget.bar("NTK Gram", n, "column")
     try:
         if fits:
