@@ -54,6 +54,7 @@ def run(mode: str, n: int) -> dict:
         "mode": mode,
         "wall_s": wall,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "cpu_s": time.process_time(),
         "threads": torch.get_num_threads(),
         "gamma": rep.index.value,
         **{k: terms.get(k) for k in ("input_jacobian", "parameter_jacobian", "ntk", "hessian")},
@@ -90,17 +91,17 @@ def main() -> None:
     for mode in ("fast", "exact"):
         if args.only and mode != args.only:
             continue
-        proc = subprocess.run(
+        proc = subprocess.run(  # progress bars go to this process's stderr
             [sys.executable, __file__, "--child", mode, "--n", str(args.n)],
-            capture_output=True, text=True,
+            stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")]
         if proc.returncode or not line:
-            print(proc.stdout[-3000:], proc.stderr[-3000:])
+            print(proc.stdout[-3000:])
             raise SystemExit(f"{mode} run failed (exit {proc.returncode})")
         r = json.loads(line[0][7:])
         out[mode] = r
-        print(f"\n=== {mode}: {r['wall_s']:.1f} s wall, peak RSS {r['peak_rss_gb']:.2f} GB, "
+        print(f"\n=== {mode}: {r['wall_s']:.1f} s wall ({r['cpu_s']:.0f} s CPU), peak RSS {r['peak_rss_gb']:.2f} GB, "
               f"{r['threads']} torch threads, load average after {os.getloadavg()}")  # fmt: skip
         print(r["summary"])
         print(f"  phases (s): {r['phase_seconds']}")

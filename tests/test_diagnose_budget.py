@@ -259,3 +259,40 @@ def test_per_sample_route_mutation_batch_stats_would_fail(monkeypatch):
     x = torch.rand(6, 1, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="batch-dependent"):
         sl.diagnose(m, (x, torch.arange(6) % 4), progress=False)
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+CLI = ["diagnose", "--model", "mlp", "--data", "digits", "--model-arg", "width=16",
+       "--samples", "16", "--num-ntk-samples", "8", "--num-hessian-samples", "16"]  # fmt: skip
+
+
+def test_cli_matvec_budget_skips_and_reports(tmp_path, capsys, monkeypatch):
+    import json
+
+    from spectral_lab import cli
+
+    monkeypatch.setenv("SPECTRAL_LAB_HEADLESS", "1")
+    argv = [*CLI, "--matvec-budget", "8", "--out", str(tmp_path / "rep")]
+    assert cli.main(argv) == 0
+    cap = capsys.readouterr()
+    assert "skipped: hessian (the matvec budget (8) leaves 0" in cap.out
+    assert "Hessian (Lanczos)" not in cap.err  # headless: no bars
+    rep = json.loads((tmp_path / "rep.json").read_text())
+    assert rep["bounds"]["stable_lr"] is None
+    assert rep["bound_status"]["stable_lr"].startswith("not computed (needs hessian, skipped")
+    assert rep["profile"]["settings"]["budget"]["matvec_budget"] == 8
+
+
+def test_cli_progress_on_stderr_unless_headless(tmp_path, capsys, monkeypatch):
+    from spectral_lab import cli
+
+    monkeypatch.delenv("SPECTRAL_LAB_HEADLESS", raising=False)
+    assert cli.main([*CLI, "--time-budget", "600", "--out", str(tmp_path / "rep")]) == 0
+    cap = capsys.readouterr()
+    for phase in ("input Jacobian", "parameter Jacobian", "NTK Gram", "Hessian (Lanczos)"):
+        assert f"{phase}:" in cap.err and f"{phase}:" not in cap.out  # "name: 50%|..."
+    assert cli.main([*CLI, "--no-progress", "--out", str(tmp_path / "rep")]) == 0
+    assert "NTK Gram:" not in capsys.readouterr().err
+    assert cli.main([*CLI, "--time-budget", "0"]) == 2  # a clear error, exit 2
+    assert "time_budget must be a positive" in capsys.readouterr().err

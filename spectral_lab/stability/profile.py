@@ -471,10 +471,12 @@ def _profile(
     )
     num_classes = input_dim = 0
     total = None
-    if max_samples is not None:
-        total = max_samples
-    elif hasattr(data, "__len__") and not isinstance(data, tuple):
+    if isinstance(data, tuple) and data and isinstance(data[0], torch.Tensor):
+        total = len(data[0])  # an (x, y) pair
+    elif hasattr(data, "__len__") and not isinstance(data, (tuple, list)):
         total = len(data.dataset) if isinstance(data, DataLoader) else len(data)
+    if max_samples is not None:
+        total = max_samples if total is None else min(total, max_samples)
     if phases is None:
         bar = tqdm(
             total=total, desc="stability profile", unit="sample", disable=not progress, leave=False
