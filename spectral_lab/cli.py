@@ -456,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=512, help="samples for per-sample statistics")
     # the old flag spellings (--ntk-samples, --hessian-samples, --lanczos-steps) stay as aliases
     p.add_argument("--num-ntk-samples", "--ntk-samples", dest="num_ntk_samples", type=int,
-                   default=128, help="samples in the NTK Gram")  # fmt: skip
+                   default=32, help="samples in the NTK Gram")  # fmt: skip
     p.add_argument("--num-hessian-samples", "--hessian-samples", dest="num_hessian_samples",
                    type=int, default=512, help="samples in the loss Hessian")  # fmt: skip
     p.add_argument("--max-iter", "--lanczos-steps", dest="max_iter", type=int, default=20,

@@ -424,7 +424,7 @@ def diagnose(
     robust_q: float = 0.95,
     loss: str | LossFn = "auto",
     max_samples: int | None = 512,
-    num_ntk_samples: int = 128,
+    num_ntk_samples: int = 32,
     ntk_kind: str = "scalar",
     num_hessian_samples: int = 512,
     max_iter: int = 20,
@@ -446,7 +446,8 @@ def diagnose(
 
     Streams ``data`` (tensors, ``(x, y)``, a Dataset or a DataLoader) in batches of ``batch_size``
     with a progress bar; ``max_samples`` caps the per-sample statistics, ``num_ntk_samples`` the dense
-    NTK Gram (``O(n^2 p)``), ``num_hessian_samples`` and ``max_iter`` (Lanczos steps) the
+    NTK Gram (``O(n^2 p)``; default 32: on a large model the Gram costs about ``n^2 C / 2``
+    VJP+JVP pairs, which dominates the run above that), ``num_hessian_samples`` and ``max_iter`` (Lanczos steps) the
     matrix-free Hessian eigen-solve (the old spellings ``ntk_samples``, ``hessian_samples`` and
     ``lanczos_steps`` are deprecated for one release); ``ntk_kind`` picks the scalar (default) or block NTK. The index is
     :func:`~spectral_lab.stability.stability_index`, ``Gamma_q = max{Q_q sigma_1(J_f(x_i)),
