@@ -500,6 +500,12 @@ def diagnose(
         >>> rep = diagnose(MLP(4, 3, width=8), (x, y), progress=False)
         >>> rep.index.value >= rep.robust_index.value, rep.profile.n, rep.index.dominant in rep.index.terms
         (True, 16, True)
+
+        A budget of 16 products pays for the NTK Gram on 16 samples and nothing else:
+
+        >>> rep = diagnose(MLP(4, 3, width=8), (x, y), progress=False, matvec_budget=16)
+        >>> sorted(rep.profile.settings["budget"]["skipped"]), rep.bounds["stable_lr"]
+        (['hessian'], None)
     """
     from ._budget import Budget
 
