@@ -130,11 +130,15 @@ def _entropy(s: torch.Tensor, base: float) -> torch.Tensor:
 
 
 def _param_top(
-    model: nn.Module, x: torch.Tensor, chunk_size: int | None, budget: int = _ELEMENTS
+    model: nn.Module,
+    x: torch.Tensor,
+    chunk_size: int | None,
+    budget: int = _ELEMENTS,
+    tick=None,
 ) -> torch.Tensor:
     """``sigma_1(J_theta(x_i))`` per sample via the ``C x C`` per-sample Gram ``J J^T``, with the
     Jacobians of ``chunk_size`` samples held at once (default: as many as fit in ``budget``
-    elements)."""
+    elements); ``tick(k)`` is called after each chunk of ``k`` samples (a progress bar)."""
     from ..jacobians import parameter_jacobian
 
     if chunk_size is None:
@@ -148,6 +152,8 @@ def _param_top(
         j = parameter_jacobian(model, x[i : i + chunk]).detach()
         g = j @ j.transpose(1, 2)
         out.append(torch.linalg.eigvalsh(g.double())[:, -1].clamp_min(0).sqrt())
+        if tick is not None:
+            tick(len(j))
     return torch.cat(out)
 
 
@@ -505,9 +511,8 @@ def _profile(
         per["jac_entropy"].append(_entropy(s, entropy_base).double().cpu())
         bar.update(len(x))
         if "parameter_jacobian" in operators:
-            per["param_top"].append(_param_top(model, x, chunk_size, budget).cpu())
-            if pbar is not None:
-                pbar.update(len(x))
+            tick = None if pbar is None else pbar.update
+            per["param_top"].append(_param_top(model, x, chunk_size, budget, tick).cpu())
         if kept < n_keep:
             take = min(len(x), n_keep - kept)
             keep_x.append(x[:take].detach())
