@@ -221,6 +221,25 @@ def budget_used(op: LinearOperator) -> int:
     return int(op.n_products)
 
 
+def _predict_rest(done: list[tuple[int, int, float]], todo: list[tuple[int, int]]) -> float:
+    """Seconds for the column blocks ``todo`` (columns, rows), from the blocks ``done``
+    (columns, rows, seconds) under the model ``t = columns (a + b rows)`` (a per-column VJP and
+    a JVP over the rows), ``a, b >= 0`` fitted by least squares; with one block, ``a = 0`` (all
+    cost in the rows: the larger prediction)."""
+    if len(done) == 1:
+        c, r, t = done[0]
+        a, b = 0.0, t / (c * r)
+    else:
+        A = torch.tensor([[c, c * r] for c, r, _ in done], dtype=torch.float64)
+        t = torch.tensor([t for *_, t in done], dtype=torch.float64)
+        a, b = (max(float(v), 0.0) for v in torch.linalg.lstsq(A, t[:, None]).solution[:, 0])
+        if a == 0.0 or b == 0.0:  # a clipped coefficient: refit the other alone
+            col = A[:, 1] if a == 0.0 else A[:, 0]
+            v = float(col @ t / (col @ col))
+            a, b = (0.0, v) if a == 0.0 else (v, 0.0)
+    return sum(c * (a + b * r) for c, r in todo)
+
+
 def ntk_phase(
     model, x, kind: str, *, budget: Budget, block: int = 8, dense_limit: int = 2**30
 ) -> torch.Tensor | None:
@@ -263,20 +282,21 @@ def ntk_phase(
         else:
             K = None
             starts = list(range(0, n, block))
-            done = 0.0
-            total = sum(min(block, n - s) * min(s + block, n) for s in starts)
+            blocks: list[tuple[int, int, float]] = []  # (columns, rows, seconds)
             for s in starts:
                 e = min(s + block, n)
-                if K is not None:
-                    spent = time.perf_counter() - t
-                    rest = spent / done * (total - done)
+                if blocks:
+                    rest = _predict_rest(blocks, [(min(block, n - r), min(r + block, n))
+                                                  for r in starts if r >= s])  # fmt: skip
                     if rest > budget.time_left():
+                        spent = sum(b[2] for b in blocks)
                         budget.skipped["ntk"] = (
                             f"predicted {rest:.3g} s for the rest of the NTK Gram (from "
                             f"{spent:.3g} s for the first {s} columns); "
                             f"{max(budget.time_left(), 0):.3g} s of the time budget were left"
                         )
                         return None
+                tb = time.perf_counter()
                 budget.charge(e - s)
                 kb = ntk_gram(model, x[:e], x[s:e], method="ntvp", kind=kind).detach()
                 if K is None:
@@ -284,7 +304,7 @@ def ntk_phase(
                     K = torch.zeros(shape, dtype=kb.dtype, device=kb.device)
                 K[:e, s:e] = kb
                 K[s:e, :e] = kb.transpose(0, 1) if kind == "scalar" else kb.permute(1, 0, 3, 2)
-                done += (e - s) * e
+                blocks.append((e - s, e, time.perf_counter() - tb))
                 bar.update(e - s)
     except OutOfBudget as e:
         budget.skipped["ntk"] = f"stopped while building the NTK Gram: {e}"

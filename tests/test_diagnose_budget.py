@@ -296,3 +296,15 @@ def test_cli_progress_on_stderr_unless_headless(tmp_path, capsys, monkeypatch):
     assert "NTK Gram:" not in capsys.readouterr().err
     assert cli.main([*CLI, "--time-budget", "0"]) == 2  # a clear error, exit 2
     assert "time_budget must be a positive" in capsys.readouterr().err
+
+
+def test_ntk_cost_prediction_fits_per_column_and_per_row_costs():
+    from spectral_lab._budget import _predict_rest
+
+    def cost(c, r):  # a known cost model: 2 s per column plus 0.5 s per column and row
+        return c * (2 + 0.5 * r)
+
+    done = [(8, 8, cost(8, 8)), (8, 16, cost(8, 16))]
+    assert _predict_rest(done, [(8, 24), (4, 28)]) == pytest.approx(cost(8, 24) + cost(4, 28))
+    # one block: all of its cost is put on the rows, so the prediction is never smaller
+    assert _predict_rest(done[:1], [(8, 24)]) >= cost(8, 24)
