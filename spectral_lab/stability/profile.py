@@ -150,7 +150,12 @@ def _param_top(
     out = []
     for i in range(0, len(x), chunk):
         j = parameter_jacobian(model, x[i : i + chunk]).detach()
-        g = j @ j.transpose(1, 2)
+        # the C x C Gram J J^T accumulated in float64, 2**20 parameters at a time (a float32 sum
+        # over p terms loses ~1e-4 relative on ResNet-18)
+        g = torch.zeros(j.shape[0], j.shape[1], j.shape[1], dtype=torch.float64, device=j.device)
+        for k in range(0, j.shape[2], 2**20):
+            jk = j[..., k : k + 2**20].double()
+            g += jk @ jk.transpose(1, 2)
         out.append(torch.linalg.eigvalsh(g.double())[:, -1].clamp_min(0).sqrt())
         if tick is not None:
             tick(len(j))
