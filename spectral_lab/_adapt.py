@@ -129,6 +129,45 @@ class TokenIds(_Wrapper):
         return self.model(x.round().long())
 
 
+class PerSample(_Wrapper):
+    """``model`` evaluated on every sample as its own batch of one: ``vmap(lambda x_i:
+    model(x_i[None])[0])(x)``, one vmapped call (no loop over samples). Gives a batch-dependent
+    model (BatchNorm without running statistics) a per-sample function: each sample normalised by
+    its own statistics. Ill-posed, and refused by :func:`per_sample`, where a batch of one has a
+    single value per normalised channel."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.func.vmap(lambda xi: self.model(xi[None])[0])(x)
+
+
+def per_sample(model: nn.Module, x: torch.Tensor) -> PerSample:
+    """``model`` wrapped as :class:`PerSample`, checked on ``x``: raises ``ValueError`` with the
+    reason when a batch of one is ill-posed for the model (e.g. a batch norm over one value per
+    channel: zero variance) or the model cannot be vmapped over samples.
+
+    Example:
+        >>> bn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, track_running_stats=False)).eval()
+        >>> x = torch.randn(4, 1, 5, 5)
+        >>> torch.allclose(per_sample(bn, x)(x)[1:2], bn(x[1:2]))
+        True
+    """
+    wrapped = PerSample(model)
+    try:
+        with torch.no_grad():
+            wrapped(x[: min(len(x), 2)])
+    except (ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"the per-sample route (each sample its own batch of one) is ill-posed or cannot run "
+            f"for this model: {first}"
+        ) from None
+    return wrapped
+
+
 def find_embedding(model: nn.Module, tokens: torch.Tensor, embedding=None) -> tuple[nn.Module, str]:
     """The input embedding of ``model`` and its name: ``embedding`` (a submodule or its name), else
     the first ``nn.Embedding`` that runs in a forward pass on ``tokens``."""

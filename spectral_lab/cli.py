@@ -344,6 +344,9 @@ def _diagnose(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         progress=not args.no_progress,
+        tol=args.tol,
+        time_budget=args.time_budget,
+        matvec_budget=args.matvec_budget,
         name=name,
         data_name=shown,
         output=_parse_value(args.output) if args.output is not None else None,
@@ -453,11 +456,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=512, help="samples for per-sample statistics")
     # the old flag spellings (--ntk-samples, --hessian-samples, --lanczos-steps) stay as aliases
     p.add_argument("--num-ntk-samples", "--ntk-samples", dest="num_ntk_samples", type=int,
-                   default=128, help="samples in the NTK Gram")  # fmt: skip
+                   default=32, help="samples in the NTK Gram")  # fmt: skip
     p.add_argument("--num-hessian-samples", "--hessian-samples", dest="num_hessian_samples",
                    type=int, default=512, help="samples in the loss Hessian")  # fmt: skip
     p.add_argument("--max-iter", "--lanczos-steps", dest="max_iter", type=int, default=20,
                    help="cap on Lanczos steps (Hessian-vector products) for lambda_max(H)")  # fmt: skip
+    p.add_argument("--tol", type=float, default=1e-3,
+                   help="relative Ritz-residual tolerance of Lanczos for lambda_max(H)")  # fmt: skip
+    p.add_argument("--time-budget", dest="time_budget", type=float, default=None, metavar="SECONDS",
+                   help="wall-time budget: phases that do not fit are skipped and reported")  # fmt: skip
+    p.add_argument("--matvec-budget", dest="matvec_budget", type=int, default=None, metavar="N",
+                   help="budget of operator products (Hessian- and NTK-vector products)")  # fmt: skip
     p.add_argument("--q", type=float, default=1.0, help="quantile of the main index (1 = sup)")
     p.add_argument("--robust-q", type=float, default=0.95, help="quantile of the robust index")
     p.add_argument("--loss", default="auto", choices=["auto", "cross_entropy", "mse"],
@@ -468,7 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="output stem: writes STEM.json and STEM.png (default: next to the "
                    "checkpoint, or ./stability_MODEL_DATA)")  # fmt: skip
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="hide the progress bars (on stderr; also hidden when "
+                   "SPECTRAL_LAB_HEADLESS=1)")  # fmt: skip
     p.set_defaults(func=_diagnose)
     return parser
 

@@ -160,12 +160,29 @@ class StabilityReport:
             note = self.data.get("notes", {}).get(key)
             if note and note not in ("the output tensor", "the inputs"):
                 out.append(f"  {label}: {note}")
+        note = self.data.get("notes", {}).get("batch")
+        if note:
+            out.append(f"  per-sample route: {note}")
         st = self.bound_status
-        left = [k for k in OPERATORS if any(f"needs {k}," in v for v in st.values())]
+        budget = self.profile.settings.get("budget") or {}
+        skipped = budget.get("skipped", {})
+        for k, why in skipped.items():
+            out.append(f"  skipped: {k} ({why})")
+        for k, why in budget.get("capped", {}).items():
+            out.append(f"  stopped early: {k} ({why})")
+        left = [
+            k for k in OPERATORS
+            if k not in skipped and any(f"needs {k}," in v for v in st.values())
+        ]  # fmt: skip
         if left:
             out.append(
                 f"  not computed: the bounds that need {', '.join(left)} (left out of "
                 "operators=; Gamma is over the operators computed only)"
+            )
+        if skipped:
+            out.append(
+                f"  not computed: the bounds that need {', '.join(skipped)} (skipped by the "
+                "budget; Gamma is over the operators computed only)"
             )
         uncert = sorted({v for v in st.values() if v.startswith("not certified")})
         out += [
@@ -278,16 +295,29 @@ _NEEDS = {
 
 
 def _bound_status(profile: StabilityProfile, index: StabilityIndex) -> dict[str, str]:
-    """``"computed"``, ``"not computed (...)"`` or ``"not certified (...)"`` for every bound."""
+    """``"computed"``, ``"not computed (...)"`` or ``"not certified (...)"`` for every bound:
+    an operator left out of ``operators=`` or skipped by the budget is "not computed" (with the
+    reason); an unconverged solver, or one the budget stopped early, is "not certified"."""
+    budget = profile.settings.get("budget") or {}
+    skipped, capped = budget.get("skipped", {}), budget.get("capped", {})
     out = {}
     for key, needs in _NEEDS.items():
         missing = [k for k in needs if k not in index.terms]
         if missing:
-            out[key] = f"not computed (needs {', '.join(missing)}, left out of operators=)"
+            why = [
+                f"needs {k}, skipped: {skipped[k]}" if k in skipped
+                else f"needs {k}, left out of operators="
+                for k in missing
+            ]  # fmt: skip
+            out[key] = f"not computed ({'; '.join(why)})"
         elif "hessian" in needs and profile.settings.get("hessian_converged") is False:
             out[key] = (
-                f"not certified (Lanczos did not converge in {profile.settings.get('max_iter')} "
-                "products: lambda_max(H) is only a lower estimate; raise max_iter)"
+                f"not certified ({capped['hessian']}, and Lanczos had not converged: "
+                "lambda_max(H) is only a lower estimate; raise the budget)"
+                if "hessian" in capped
+                else f"not certified (Lanczos did not converge in "
+                f"{profile.settings.get('max_iter')} products: lambda_max(H) is only a lower "
+                "estimate; raise max_iter)"
             )
         else:
             out[key] = "computed"
@@ -337,10 +367,12 @@ def _bounds(
 
 
 @torch.no_grad()
-def _metrics(prep, data, max_samples, batch_size) -> dict[str, float | None]:
+def _metrics(prep, data, max_samples, batch_size, phases=None) -> dict[str, float | None]:
     """The loss on the samples, with accuracy for classification and MSE / R^2 for regression
     (never an accuracy for a regression loss)."""
     from .stability.profile import _batch
+
+    bar = None if phases is None else phases.bar("loss", max_samples, "sample")
 
     p = next(prep.model.parameters())
     fn = resolve_loss(prep.loss)
@@ -356,6 +388,8 @@ def _metrics(prep, data, max_samples, batch_size) -> dict[str, float | None]:
         out = check_logits(prep.model(x))
         total += float(fn(out, y)) * len(x)
         n += len(x)
+        if bar is not None:
+            bar.update(len(x))
         if prep.loss == "cross_entropy":
             correct += float((out.argmax(1) == y).sum())
         elif prep.loss == "mse":
@@ -363,6 +397,8 @@ def _metrics(prep, data, max_samples, batch_size) -> dict[str, float | None]:
             sse = (0 if sse is None else sse) + d.square().sum(0)
             sy = (0 if sy is None else sy) + yd.sum(0)
             sy2 = (0 if sy2 is None else sy2) + yd.square().sum(0)
+    if bar is not None:
+        bar.close()
     if n == 0:
         return {"loss": None, "accuracy": None}
     res: dict[str, float | None] = {"loss": total / n}
@@ -388,7 +424,7 @@ def diagnose(
     robust_q: float = 0.95,
     loss: str | LossFn = "auto",
     max_samples: int | None = 512,
-    num_ntk_samples: int = 128,
+    num_ntk_samples: int = 32,
     ntk_kind: str = "scalar",
     num_hessian_samples: int = 512,
     max_iter: int = 20,
@@ -402,12 +438,16 @@ def diagnose(
     data_name: str | None = None,
     output=None,
     embedding=None,
+    tol: float = 1e-3,
+    time_budget: float | None = None,
+    matvec_budget: int | None = None,
 ) -> StabilityReport:
     """Diagnose ``model`` on ``data``: profile, index (sup and robust quantile) and bounds.
 
     Streams ``data`` (tensors, ``(x, y)``, a Dataset or a DataLoader) in batches of ``batch_size``
     with a progress bar; ``max_samples`` caps the per-sample statistics, ``num_ntk_samples`` the dense
-    NTK Gram (``O(n^2 p)``), ``num_hessian_samples`` and ``max_iter`` (Lanczos steps) the
+    NTK Gram (``O(n^2 p)``; default 32: on a large model the Gram costs about ``n^2 C / 2``
+    VJP+JVP pairs, which dominates the run above that), ``num_hessian_samples`` and ``max_iter`` (Lanczos steps) the
     matrix-free Hessian eigen-solve (the old spellings ``ntk_samples``, ``hessian_samples`` and
     ``lanczos_steps`` are deprecated for one release); ``ntk_kind`` picks the scalar (default) or block NTK. The index is
     :func:`~spectral_lab.stability.stability_index`, ``Gamma_q = max{Q_q sigma_1(J_f(x_i)),
@@ -426,8 +466,31 @@ def diagnose(
     Lanczos did not converge, is ``None`` in ``bounds`` and "not computed" / "not certified" in
     ``bound_status`` and in the printed report, never a number.
 
-    Cost: that of :func:`~spectral_lab.stability.stability_profile` plus one forward pass. Runs on
-    the device and dtype of the model's parameters; inputs are cast to them.
+    Progress and budgets: every phase shows a progress bar (``progress=False`` or
+    ``SPECTRAL_LAB_HEADLESS=1`` switch them off): input Jacobian and parameter Jacobian per sample,
+    the NTK Gram per column, the Hessian per Hessian-vector product, the loss per batch.
+    ``time_budget`` (seconds of wall time) and ``matvec_budget`` (operator products: one
+    Hessian-vector product, or one NTK-vector product, a dense Gram on ``n`` samples costing ``n``)
+    cap the run. The sample stream stops when the time is up; the NTK phase is skipped up front
+    when its products do not fit, or when the cost predicted from its first column block exceeds
+    the time left; the Hessian phase times one product and caps Lanczos at the products that
+    fit (capped and unconverged: "not certified"), or is skipped when fewer than two fit. What was
+    skipped or stopped, and why, is in the report (``settings["budget"]``, ``bound_status`` and
+    the printed notes), and every bound that needs a skipped operator is "not computed".
+
+    ``tol``: Lanczos stops when the Ritz residual of ``lambda_max(H)`` is below ``tol`` relative
+    (so the reported value is within that relative error of an eigenvalue of ``H``); ``max_iter``
+    caps its products. Unconverged within the cap: "not certified".
+
+    Batch-dependent models (BatchNorm without running statistics) are evaluated sample by sample,
+    each sample its own batch of one (one vmapped call, no loop over samples); where that is
+    ill-posed (a batch norm over one value per channel) the model is refused with the reason.
+    The report says which route was used.
+
+    Cost: that of :func:`~spectral_lab.stability.stability_profile` plus one forward pass; the
+    dense NTK Gram on large models (Jacobians over 1 GiB) is built from its upper triangle only
+    (about half the NTK-vector products). Runs on the device and dtype of the model's
+    parameters; inputs are cast to them.
 
     Example:
         >>> import torch
@@ -437,9 +500,20 @@ def diagnose(
         >>> rep = diagnose(MLP(4, 3, width=8), (x, y), progress=False)
         >>> rep.index.value >= rep.robust_index.value, rep.profile.n, rep.index.dominant in rep.index.terms
         (True, 16, True)
+
+        A budget of 16 products pays for the NTK Gram on 16 samples and nothing else:
+
+        >>> rep = diagnose(MLP(4, 3, width=8), (x, y), progress=False, matvec_budget=16)
+        >>> sorted(rep.profile.settings["budget"]["skipped"]), rep.bounds["stable_lr"]
+        (['hessian'], None)
     """
+    from ._budget import Budget
+
     t0 = time.perf_counter()
     check_model(model)
+    phases = Budget(time_budget, matvec_budget, progress)
+    if not tol > 0:
+        raise ValueError(f"tol must be positive (relative Ritz residual), got {tol!r}")
     prof_kwargs = dict(
         q=q, operators=operators, max_samples=max_samples, num_ntk_samples=num_ntk_samples,
         ntk_kind=ntk_kind, num_hessian_samples=num_hessian_samples, max_iter=max_iter,
@@ -453,11 +527,11 @@ def diagnose(
     )  # fmt: skip
     prof = _profile(
         prep, data, entropy_base=math.e, chunk_size=None, budget=_ELEMENTS, seed=seed,
-        progress=progress, **prof_kwargs,
+        progress=progress, phases=phases, tol=tol, **prof_kwargs,
     )  # fmt: skip
     index = stability_index(prof, weights=weights, agg=agg)
     robust = stability_index(prof.with_q(robust_q), weights=weights, agg=agg)
-    metrics = _metrics(prep, data, max_samples, batch_size)
+    metrics = _metrics(prep, data, min(prof.n, max_samples or prof.n), batch_size, phases)
     dname = (
         data_name
         or getattr(data, "name", None)

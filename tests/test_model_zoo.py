@@ -421,3 +421,177 @@ def test_vmap_fallback_routes_agree_on_a_mlp():
     assert _rel(J[1], J[0]) < 1e-12
     # blocks smaller than the batch: chunking must not mix samples
     assert _rel(sl.parameter_jacobian(m, x, chunk_size=2, route="batched"), J[0]) < 1e-12
+
+
+# --- diagnose end to end on every zoo model ------------------------------------------------------
+
+
+def _sigma1(J: torch.Tensor) -> torch.Tensor:
+    """Largest singular value of each ``J[i]`` (flattened to a matrix), by LAPACK."""
+    return torch.stack([torch.linalg.svdvals(j.reshape(j.shape[0], -1))[0] for j in J])
+
+
+def _check_report(rep, *, jac_top, J, H, loss, tol_h=1e-6):
+    """The report's numbers against dense references: input-Jacobian sigma_1 per sample,
+    parameter-Jacobian sigma_1 per sample, NTK lambda_max/n and lambda_min/n from ``J J^T``,
+    lambda_max of the dense Hessian ``H``, the loss, and Gamma as the max of those terms."""
+    n = J.shape[0]
+    torch.testing.assert_close(rep.profile.samples["jac_top"], jac_top, rtol=1e-8, atol=1e-12)
+    torch.testing.assert_close(rep.profile.samples["param_top"], _sigma1(J), rtol=1e-8, atol=1e-12)
+    lam = np.linalg.eigvalsh(torch.einsum("ncp,mcp->nm", J, J).numpy())
+    assert rep.profile.ntk_top == pytest.approx(lam[-1] / n, rel=1e-8)
+    assert rep.profile.ntk_min == pytest.approx(max(lam[0], 0) / n, rel=1e-5, abs=1e-10 * lam[-1])
+    w = np.linalg.eigvalsh(H.numpy())
+    assert rep.profile.settings["hessian_converged"] is True
+    assert abs(rep.profile.hess_top - w[-1]) < tol_h * np.abs(w).max()
+    assert rep.data["loss"] == pytest.approx(loss, rel=1e-10)
+    terms = [float(jac_top.max()), float(_sigma1(J).max()), np.sqrt(lam[-1] / n), np.sqrt(w[-1])]
+    assert rep.index.value == pytest.approx(max(terms), rel=1e-5)
+    assert all(v == "computed" for k, v in rep.bound_status.items() if k != "gamma")
+    assert rep.profile.settings["hessian_route"] is not None
+
+
+def _diag(model, data, p, **kw):
+    return sl.diagnose(model, data, progress=False, tol=1e-8, max_iter=min(p, 300), **kw)
+
+
+@pytest.mark.slow
+def test_diagnose_on_the_zoo_matches_references(ref):
+    n = len(ref.x)
+    rep = _diag(ref.model, (ref.x, ref.y), ref.p)
+    full = torch.autograd.functional.jacobian(ref.model, ref.x)
+    Jx = full.reshape(n, C, n, -1)[torch.arange(n), :, torch.arange(n)]
+    loss = float(nn.functional.cross_entropy(ref.model(ref.x), ref.y))
+    _check_report(rep, jac_top=_sigma1(Jx), J=ref.J, H=ref.H, loss=loss)
+    assert rep.data["loss_fn"] == "cross_entropy" and rep.data["accuracy"] is not None
+
+
+def _fd_hessian(f, theta, loss_fn, h=1e-5):
+    """Central differences of first-order autograd gradients (no higher-order AD)."""
+
+    def grad(t):
+        t = t.detach().requires_grad_(True)
+        return torch.autograd.grad(loss_fn(f(t)), t)[0]
+
+    cols = []
+    for j in range(theta.numel()):
+        e = torch.zeros_like(theta)
+        e[j] = h
+        cols.append((grad(theta + e) - grad(theta - e)) / (2 * h))
+    H = torch.stack(cols, 1)
+    return 0.5 * (H + H.T)
+
+
+def _functional(model):
+    names = [k for k, q in model.named_parameters() if q.requires_grad]
+    tensors = dict(model.named_parameters())
+    theta = torch.cat([tensors[k].detach().reshape(-1) for k in names])
+
+    def f(t, x):
+        params, i = {}, 0
+        for k in names:
+            s = tensors[k].shape
+            params[k] = t[i : i + s.numel()].view(s)
+            i += s.numel()
+        return torch.func.functional_call(model, params, (x,))
+
+    return theta, f
+
+
+class TextClassifier(nn.Module):
+    """Token ids (N, 5) -> Embedding -> TransformerEncoder (not fused) -> mean -> Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(20, 8)
+        layer = nn.TransformerEncoderLayer(
+            8, 2, 16, dropout=0.0, activation=nn.functional.silu, batch_first=True
+        )
+        self.t = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.h = nn.Linear(8, C)
+
+    def head(self, e: torch.Tensor) -> torch.Tensor:
+        return self.h(self.t(e).mean(1))
+
+    def forward(self, tok: torch.Tensor) -> torch.Tensor:
+        return self.head(self.emb(tok))
+
+
+@pytest.mark.slow
+def test_diagnose_token_id_text_classifier():
+    torch.manual_seed(0)
+    m = _restrict(TextClassifier().double().eval(), ("emb.weight", "h.weight"))
+    tok = torch.randint(0, 20, (3, 5), generator=torch.Generator().manual_seed(0))
+    y = torch.arange(3) % C
+    theta, f = _functional(m)
+    rep = _diag(m, (tok, y), theta.numel())
+    assert "embedding 'emb'" in rep.data["notes"]["input_space"]
+    # input space: the embedding's output e, per sample
+    e = m.emb(tok).detach()
+    jac = [
+        torch.autograd.functional.jacobian(lambda ei: m.head(ei[None])[0], e[i]) for i in range(3)
+    ]
+    J = torch.autograd.functional.jacobian(lambda t: f(t, tok), theta)
+    H = _fd_hessian(lambda t: f(t, tok), theta, lambda o: nn.functional.cross_entropy(o, y))
+    loss = float(nn.functional.cross_entropy(m(tok), y))
+    _check_report(rep, jac_top=_sigma1(torch.stack(jac)), J=J, H=H, loss=loss)
+    assert J[:, :, :160].abs().sum() > 0  # the embedding table is in the parameter space
+
+
+@pytest.mark.slow
+def test_diagnose_regression_cnn_uses_mse_and_regression_metrics():
+    torch.manual_seed(0)
+    m = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(2 * 5 * 5, 1)
+    ).double().eval()  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 1, 5, 5, generator=g, dtype=torch.float64)
+    t = torch.randn(5, 1, generator=g, dtype=torch.float64)
+    theta, f = _functional(m)
+    rep = _diag(m, (x, t), theta.numel())
+
+    def mse(o):  # the one "mse": (1/n) sum_i 1/2 ||f(x_i) - y_i||^2
+        return 0.5 * (o - t).square().sum() / len(t)
+
+    jac = [torch.autograd.functional.jacobian(lambda xi: m(xi[None])[0], x[i]) for i in range(5)]
+    J = torch.autograd.functional.jacobian(lambda th: f(th, x), theta)
+    H = torch.autograd.functional.hessian(lambda th: mse(f(th, x)), theta)
+    _check_report(rep, jac_top=_sigma1(torch.stack(jac)), J=J, H=H, loss=float(mse(m(x))))
+    out = m(x).detach()
+    r2 = 1 - float((out - t).square().sum() / (t - t.mean()).square().sum())
+    assert rep.data["loss_fn"] == "mse" and rep.data["accuracy"] is None
+    assert rep.data["r2"] == pytest.approx(r2, rel=1e-10)
+    assert "accuracy" not in rep.summary() and "loss (mse)" in rep.summary()
+
+
+class DictOut(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 6), nn.Tanh())
+        self.head = nn.Linear(6, C)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.body(x)
+        return {"features": h, "logits": self.head(h)}
+
+
+@pytest.mark.slow
+def test_diagnose_dict_output_model():
+    torch.manual_seed(0)
+    m = DictOut().double().eval()
+    x = torch.randn(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(5) % C
+    theta, f = _functional(m)
+    rep = _diag(m, (x, y), theta.numel())
+    assert rep.data["notes"]["output"] == "output['logits']"
+    logits = lambda th, xx: f(th, xx)["logits"]  # noqa: E731
+    jac = [
+        torch.autograd.functional.jacobian(lambda xi: m(xi[None])["logits"][0], x[i])
+        for i in range(5)
+    ]
+    J = torch.autograd.functional.jacobian(lambda th: logits(th, x), theta)
+    H = torch.autograd.functional.hessian(
+        lambda th: nn.functional.cross_entropy(logits(th, x), y), theta
+    )
+    loss = float(nn.functional.cross_entropy(m(x)["logits"], y))
+    _check_report(rep, jac_top=_sigma1(torch.stack(jac)), J=J, H=H, loss=loss)

@@ -130,11 +130,15 @@ def _entropy(s: torch.Tensor, base: float) -> torch.Tensor:
 
 
 def _param_top(
-    model: nn.Module, x: torch.Tensor, chunk_size: int | None, budget: int = _ELEMENTS
+    model: nn.Module,
+    x: torch.Tensor,
+    chunk_size: int | None,
+    budget: int = _ELEMENTS,
+    tick=None,
 ) -> torch.Tensor:
     """``sigma_1(J_theta(x_i))`` per sample via the ``C x C`` per-sample Gram ``J J^T``, with the
     Jacobians of ``chunk_size`` samples held at once (default: as many as fit in ``budget``
-    elements)."""
+    elements); ``tick(k)`` is called after each chunk of ``k`` samples (a progress bar)."""
     from ..jacobians import parameter_jacobian
 
     if chunk_size is None:
@@ -146,8 +150,15 @@ def _param_top(
     out = []
     for i in range(0, len(x), chunk):
         j = parameter_jacobian(model, x[i : i + chunk]).detach()
-        g = j @ j.transpose(1, 2)
+        # the C x C Gram J J^T accumulated in float64, 2**20 parameters at a time (a float32 sum
+        # over p terms loses ~1e-4 relative on ResNet-18)
+        g = torch.zeros(j.shape[0], j.shape[1], j.shape[1], dtype=torch.float64, device=j.device)
+        for k in range(0, j.shape[2], 2**20):
+            jk = j[..., k : k + 2**20].double()
+            g += jk @ jk.transpose(1, 2)
         out.append(torch.linalg.eigvalsh(g.double())[:, -1].clamp_min(0).sqrt())
+        if tick is not None:
+            tick(len(j))
     return torch.cat(out)
 
 
@@ -159,6 +170,12 @@ def _ntk_spectrum(model: nn.Module, x: torch.Tensor, kind: str = "scalar") -> to
     if kind == "block":
         k = block_to_matrix(k)
     return torch.linalg.eigvalsh(0.5 * (k + k.T))
+
+
+def _ntk_route(n_ntk: int) -> str | None:
+    from .. import _func
+
+    return _func.LAST_ROUTES.get("ntk") if n_ntk else None
 
 
 def _hess_top(model, loss_fn, x, y, steps: int, seed: int) -> tuple[float, bool, int]:
@@ -249,7 +266,24 @@ def _prepare(model, data, *, loss, output, embedding, batch_size, max_samples) -
     loss = _auto_loss(loss, y, num_classes)
     if y is not None and isinstance(loss, str):
         check_labels(y, len(x), num_classes, loss)
-    check_deterministic(pmodel, probe.to(dtype) if tokens else probe)
+    try:
+        check_deterministic(pmodel, probe.to(dtype) if tokens else probe)
+    except ValueError as err:
+        if "batch-dependent" not in str(err):
+            raise
+        from .._adapt import per_sample
+
+        try:
+            logits = per_sample(logits, probe.to(dtype) if tokens else probe)
+        except ValueError as why:
+            raise ValueError(f"{err}. {why}") from None
+        pmodel = TokenIds(logits) if tokens else logits
+        check_deterministic(pmodel, probe.to(dtype) if tokens else probe)
+        notes["batch"] = (
+            "the model is batch-dependent (a sample's output changes with its batch: BatchNorm "
+            "without running statistics); every sample was evaluated as its own batch of one "
+            "(one vmapped call)"
+        )
     notes["loss"] = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
     return _Prepared(
         model=pmodel,
@@ -419,10 +453,17 @@ def _profile(
     budget,
     seed,
     progress,
+    phases=None,
+    tol: float = 1e-6,
 ) -> StabilityProfile:
+    """The profile's computation. ``phases`` (a :class:`spectral_lab._budget.Budget`, used by
+    :func:`~spectral_lab.diagnose`) adds a progress bar per phase and a time / matvec budget:
+    the sample stream stops when the time is up, and the NTK and Hessian phases are skipped
+    (or their solver capped) with the reason recorded in the budget."""
     from tqdm.auto import tqdm
 
     from .._adapt import split_at_embedding
+    from .._budget import hessian_phase, ntk_phase
     from ..jacobians import input_jacobian
     from ..spectra import singular_values
 
@@ -441,13 +482,25 @@ def _profile(
     )
     num_classes = input_dim = 0
     total = None
-    if max_samples is not None:
-        total = max_samples
-    elif hasattr(data, "__len__") and not isinstance(data, tuple):
+    if isinstance(data, tuple) and data and isinstance(data[0], torch.Tensor):
+        total = len(data[0])  # an (x, y) pair
+    elif hasattr(data, "__len__") and not isinstance(data, (tuple, list)):
         total = len(data.dataset) if isinstance(data, DataLoader) else len(data)
-    bar = tqdm(
-        total=total, desc="stability profile", unit="sample", disable=not progress, leave=False
-    )
+    if max_samples is not None:
+        total = max_samples if total is None else min(total, max_samples)
+    if phases is None:
+        bar = tqdm(
+            total=total, desc="stability profile", unit="sample", disable=not progress, leave=False
+        )
+        pbar = None
+    else:
+        bar = phases.bar("input Jacobian", total, "sample")
+        pbar = (
+            phases.bar("parameter Jacobian", total, "sample")
+            if "parameter_jacobian" in operators
+            else None
+        )
+        t_samples = phases.elapsed()
     p = sum(t.numel() for t in model.parameters() if t.requires_grad)
     for xr, yr in prep.stream:
         xr, x, y = _batch(prep, xr, yr, dtype)
@@ -461,8 +514,10 @@ def _profile(
         per["jac_top"].append(s[:, 0].cpu())
         per["jac_fro"].append((s.square().sum(1).sqrt() / math.sqrt(num_classes)).cpu())
         per["jac_entropy"].append(_entropy(s, entropy_base).double().cpu())
+        bar.update(len(x))
         if "parameter_jacobian" in operators:
-            per["param_top"].append(_param_top(model, x, chunk_size, budget).cpu())
+            tick = None if pbar is None else pbar.update
+            per["param_top"].append(_param_top(model, x, chunk_size, budget, tick).cpu())
         if kept < n_keep:
             take = min(len(x), n_keep - kept)
             keep_x.append(x[:take].detach())
@@ -473,8 +528,16 @@ def _profile(
             else:
                 keep_y.append(y[:take])
             kept += take
-        bar.update(len(x))
+        why = None if phases is None else phases.time_out()
+        if why:
+            n_seen = sum(len(v) for v in per["jac_top"])
+            phases.capped["samples"] = f"the sample stream stopped after {n_seen} samples: {why}"
+            break
     bar.close()
+    if pbar is not None:
+        pbar.close()
+    if phases is not None:
+        phases.seconds["per-sample Jacobians"] = phases.elapsed() - t_samples
     if not per["jac_top"]:
         raise ValueError("data is empty; pass at least one sample")
     samples = {k: torch.cat(v) for k, v in per.items() if v}
@@ -483,7 +546,7 @@ def _profile(
     ntk_top = ntk_min = ntk_entropy = None
     n_ntk = n_hess = 0
     hess_top = None
-    hess_converged, hess_matvecs = None, 0
+    hess_converged, hess_matvecs, hess_route = None, 0, None
     if keep_x:
         xs, ys = torch.cat(keep_x), torch.cat(keep_y)
         if "ntk" in operators:
@@ -491,16 +554,32 @@ def _profile(
                 warnings.warn("the NTK needs at least 2 samples; skipped", stacklevel=2)
             else:
                 n_ntk = min(num_ntk_samples, len(xs))
-                lam = _ntk_spectrum(model, xs[:n_ntk], ntk_kind)
-                ntk_top = float(lam[-1]) / n_ntk
-                ntk_min = max(float(lam[0]), 0.0) / n_ntk
-                ntk_entropy = float(_entropy(lam.clamp_min(0).sqrt(), entropy_base))
+                if phases is None:
+                    lam = _ntk_spectrum(model, xs[:n_ntk], ntk_kind)
+                else:
+                    lam = ntk_phase(model, xs[:n_ntk], ntk_kind, budget=phases)
+                if lam is None:
+                    n_ntk = 0
+                else:
+                    ntk_top = float(lam[-1]) / n_ntk
+                    ntk_min = max(float(lam[0]), 0.0) / n_ntk
+                    ntk_entropy = float(_entropy(lam.clamp_min(0).sqrt(), entropy_base))
         if "hessian" in operators:
             n_hess = min(num_hessian_samples, len(xs))
-            hess_top, hess_converged, hess_matvecs = _hess_top(
-                model, loss_fn, xs[:n_hess], ys[:n_hess], max_iter, seed
-            )
-            if not hess_converged:
+            if phases is None:
+                hess_top, hess_converged, hess_matvecs = _hess_top(
+                    model, loss_fn, xs[:n_hess], ys[:n_hess], max_iter, seed
+                )
+            else:
+                hess_top, hess_converged, hess_matvecs, hess_route = hessian_phase(
+                    model, loss_fn, xs[:n_hess], ys[:n_hess], max_iter=max_iter, tol=tol,
+                    seed=seed, budget=phases,
+                )  # fmt: skip
+                if hess_top is None:
+                    n_hess = 0
+            if hess_converged is False and phases is not None and "hessian" in phases.capped:
+                pass  # stopped by the budget: reported as such, no convergence warning
+            elif hess_converged is False:
                 warnings.warn(
                     f"Lanczos did not converge in max_iter={max_iter} products; "
                     "lambda_max(H) is a lower estimate (Ritz values never exceed it): raise "
@@ -535,6 +614,16 @@ def _profile(
             "max_iter": max_iter,
             "hessian_converged": hess_converged,
             "hessian_matvecs": hess_matvecs,
+            **(
+                {}
+                if phases is None
+                else {
+                    "hessian_tol": tol,
+                    "hessian_route": hess_route,
+                    "ntk_route": _ntk_route(n_ntk),
+                    "budget": phases.to_dict(),
+                }
+            ),
             "ntk": "scalar (trace over outputs)" if ntk_kind == "scalar" else "block (nC x nC)",
             "quantile_rule": "higher",
             "labels": "given" if labels_given else "predicted by the model",
