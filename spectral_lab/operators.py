@@ -12,6 +12,22 @@ act: dense weights (``nn.Linear``), matrix-free convolutions (``nn.Conv2d``) wit
 small inputs, pooling (max pool = a 0/1 selection matrix at ``x``; average pool = a fixed linear
 map), the diagonal gates, and residual blocks ``h + scale * branch(h)`` as ``I + scale * J_branch``.
 
+Extending the walk: every layer type is handled by a *walker* found in a registry by
+``type(module).__mro__``. To support a new layer from any file, register one::
+
+    from spectral_lab.operators import MapFactor, WalkContext, register_walker
+
+    @register_walker(MyLayer)
+    def _walk_my_layer(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+        shape = tuple(h.shape[1:])                 # h is a batch of one: (1, *shape)
+        ctx.add(MapFactor(ctx.name("W"), "weight", shape, shape, m, lambda v: ..., h))
+        return m(h)                                # the walk continues from the output
+
+``ctx.name(kind)`` numbers factors per kind (``W1``, ``D2``, ...), ``ctx.walk(layers, h)`` recurses
+into sublayers (factors land in the same product) and ``ctx.sub(prefix)`` opens a separate
+context for a branch (its ``factors`` become an :class:`OperatorProduct` of their own). A walker
+must append factors whose product is the module's Jacobian at ``h`` and return ``module(h)``.
+
 Example:
     >>> from spectral_lab import MLP
     >>> model = MLP(4, 3, width=8, depth=2).double()
@@ -25,7 +41,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -33,13 +49,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_model, check_tensor
+from .models import ResidualBlock
 
 __all__ = [
     "ACTIVATION_SUP_DERIVATIVE",
     "Factor",
     "OperatorProduct",
+    "WalkContext",
+    "Walker",
     "activation_derivative",
+    "find_walker",
     "operator_product",
+    "register_walker",
+    "supported_layers",
 ]
 
 # sup_z |phi'(z)| for the supported activations (used by the data-free bound
@@ -395,112 +417,195 @@ class OperatorProduct:
         return math.prod(f.sup_norm() for f in self.factors)
 
 
-def _walk(
-    layers: Sequence[nn.Module],
-    h: torch.Tensor,
-    factors: list[Factor],
-    counters: dict[str, int],
-    prefix: str,
-) -> torch.Tensor:
-    """Append the factors of ``layers`` applied to ``h`` (batch of one); return the output."""
+Walker = Callable[[nn.Module, torch.Tensor, "WalkContext"], torch.Tensor]
+"""``walker(module, h, ctx) -> module(h)``: append ``module``'s factors at ``h`` to ``ctx``."""
 
-    def name(kind: str) -> str:
-        counters[kind] = counters.get(kind, 0) + 1
-        return f"{prefix}{kind}{counters[kind]}"
+_WALKERS: dict[type, Walker] = {}
 
+
+def register_walker(*types: type[nn.Module]) -> Callable[[Walker], Walker]:
+    """Decorator: make :func:`operator_product` walk modules of ``types`` with the decorated walker.
+
+    A walker ``walker(module, h, ctx)`` receives the module, its input ``h`` (a batch of one,
+    ``(1, *shape)``) and the :class:`WalkContext`; it appends the module's linear factors at ``h``
+    with ``ctx.add(...)`` (named by ``ctx.name(kind)``), recurses into sublayers with
+    ``ctx.walk(layers, h)`` (branches: ``ctx.sub(prefix).walk(...)``) and returns ``module(h)``.
+    Lookup follows ``type(module).__mro__``, so a walker for a base class covers its subclasses;
+    registering a type again replaces its walker. Cost: a dictionary entry.
+
+    Example:
+        >>> class Twice(nn.Module):
+        ...     def forward(self, h):
+        ...         return 2 * h
+        >>> @register_walker(Twice)
+        ... def _twice(m, h, ctx):
+        ...     shape = tuple(h.shape[1:])
+        ...     ctx.add(MapFactor(ctx.name("S"), "weight", shape, shape, m, lambda v: 2 * v, h))
+        ...     return m(h)
+        >>> operator_product(nn.Sequential(nn.Linear(3, 2), Twice()), torch.randn(3)).names
+        ['W1', 'S1']
+    """
+
+    def deco(fn: Walker) -> Walker:
+        for t in types:
+            if not (isinstance(t, type) and issubclass(t, nn.Module)):
+                raise TypeError(f"register_walker takes nn.Module subclasses, got {t!r}")
+            _WALKERS[t] = fn
+        return fn
+
+    return deco
+
+
+def find_walker(module: nn.Module) -> Walker | None:
+    """The walker registered for ``type(module)`` or its nearest base class (``None`` if none)."""
+    for cls in type(module).__mro__:
+        if cls in _WALKERS:
+            return _WALKERS[cls]
+    return None
+
+
+@dataclass(eq=False)
+class WalkContext:
+    """The state of one walk: the ``factors`` found so far, their ``prefix`` and numbering.
+
+    ``name(kind)`` numbers factors per kind (``"W"`` -> ``W1``, ``W2``, ...; the prefix is
+    prepended, e.g. ``R2.W1`` inside the second residual block); ``add(factor)`` appends;
+    ``walk(layers, h)`` walks sublayers into THIS context (a nested Sequential); ``sub(prefix)``
+    starts a fresh context (own factors and numbering) for a branch whose product is kept apart.
+    """
+
+    factors: list[Factor] = field(default_factory=list)
+    prefix: str = ""
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def name(self, kind: str) -> str:
+        self.counters[kind] = self.counters.get(kind, 0) + 1
+        return f"{self.prefix}{kind}{self.counters[kind]}"
+
+    def add(self, factor: Factor) -> None:
+        self.factors.append(factor)
+
+    def sub(self, prefix: str) -> WalkContext:
+        return WalkContext(prefix=prefix)
+
+    def walk(self, layers: Sequence[nn.Module], h: torch.Tensor) -> torch.Tensor:
+        return _walk(layers, h, self)
+
+
+def _walk(layers: Sequence[nn.Module], h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    """Append the factors of ``layers`` applied to ``h`` (batch of one) to ``ctx``; return the output."""
     for m in layers:
-        in_shape = tuple(h.shape[1:])
-        if isinstance(m, nn.Sequential):
-            h = _walk(list(m), h, factors, counters, prefix)
-            continue
-        if isinstance(m, _SKIP):
-            h = m(h)
-            continue
-        if isinstance(m, nn.Linear):
-            if h.dim() != 2:
-                raise ValueError(f"nn.Linear received shape {tuple(h.shape)}; flatten before it")
-            h = m(h)
-            factors.append(
-                DenseFactor(name("W"), "weight", in_shape, tuple(h.shape[1:]), m, m.weight.detach())
-            )
-        elif isinstance(m, nn.Conv2d):
-            w, stride, pad, dil, groups = (
-                m.weight.detach(),
-                m.stride,
-                m.padding,
-                m.dilation,
-                m.groups,
-            )
-            if m.padding_mode != "zeros":
-                raise TypeError(f"Conv2d with padding_mode={m.padding_mode!r} is not supported")
-
-            def conv(v, w=w, stride=stride, pad=pad, dil=dil, groups=groups):
-                return F.conv2d(v, w, None, stride, pad, dil, groups)
-
-            h = m(h)
-            factors.append(MapFactor(name("W"), "weight", in_shape, tuple(h.shape[1:]), m, conv, w))
-        elif isinstance(m, _GATES):
-            diag = activation_derivative(m, h).reshape(-1)
-            h = m(h)
-            factors.append(GateFactor(name("D"), "gate", in_shape, in_shape, m, diag))
-        elif isinstance(m, nn.MaxPool2d):
-            k, s, p = _pool_params(m)
-            if m.dilation not in (1, (1, 1)) or m.ceil_mode:
-                raise TypeError("MaxPool2d with dilation or ceil_mode is not supported")
-            out, idx = F.max_pool2d(h, k, s, p, return_indices=True)
-            c, hh, ww = in_shape
-            # idx indexes the flattened (H, W) plane of each channel; make it a flat index
-            offs = torch.arange(c, device=h.device).view(1, c, 1, 1) * (hh * ww)
-            index = (idx + offs).reshape(-1)
-            h = out
-            overlap = math.ceil(k / s)
-            factors.append(
-                SelectionFactor(
-                    name("P"), "pool", in_shape, tuple(h.shape[1:]), m, index, h, overlap
-                )
-            )
-        elif isinstance(m, nn.AvgPool2d):
-            k, s, p = _pool_params(m)
-
-            def avg(v, k=k, s=s, p=p, m=m):
-                return F.avg_pool2d(
-                    v, k, s, p, m.ceil_mode, m.count_include_pad, m.divisor_override
-                )
-
-            h = m(h)
-            bound = math.ceil(k / s) / k if p == 0 and not m.ceil_mode else None
-            factors.append(
-                MapFactor(name("P"), "pool", in_shape, tuple(h.shape[1:]), m, avg, h, bound)
-            )
-        elif _is_residual(m):
-            sub: list[Factor] = []
-            inner = f"{prefix}R{counters.get('R', 0) + 1}."
-            counters["R"] = counters.get("R", 0) + 1
-            b_out = _walk(list(_as_seq(m.branch)), h, sub, {}, inner)
-            if b_out.shape != h.shape:
-                raise ValueError(
-                    f"residual branch changes the shape {tuple(h.shape)} -> {tuple(b_out.shape)}"
-                )
-            branch = OperatorProduct(sub, in_shape, h)
-            factors.append(
-                ResidualFactor(
-                    inner[:-1], "residual", in_shape, in_shape, m, float(m.scale), branch
-                )
-            )
-            h = h + float(m.scale) * b_out
-        else:
+        walker = find_walker(m)
+        if walker is None:
             raise TypeError(
-                f"operator_product does not support layer {prefix}{type(m).__name__} ({m!r}); "
-                "supported: Linear, Conv2d, MaxPool2d, AvgPool2d, Flatten, Identity, Dropout (eval), "
-                "ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, ResidualBlock and nested Sequential"
+                f"operator_product does not support layer {ctx.prefix}{type(m).__name__} ({m!r}); "
+                f"supported: {supported_layers()}. To add one, register a walker: "
+                "@spectral_lab.operators.register_walker(YourLayer) def walk(module, h, ctx): ... "
+                "(see the spectral_lab.operators docstring)"
             )
+        h = walker(m, h, ctx)
     return h
 
 
-def _is_residual(m: nn.Module) -> bool:
-    from .models import ResidualBlock
+def supported_layers() -> str:
+    """The names of the layer types with a registered walker, comma-separated."""
+    return ", ".join(sorted({t.__name__ for t in _WALKERS}))
 
-    return isinstance(m, ResidualBlock)
+
+@register_walker(nn.Sequential)
+def _walk_sequential(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    return ctx.walk(list(m), h)
+
+
+@register_walker(*_SKIP)
+def _walk_skip(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    return m(h)
+
+
+@register_walker(nn.Linear)
+def _walk_linear(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    if h.dim() != 2:
+        raise ValueError(f"nn.Linear received shape {tuple(h.shape)}; flatten before it")
+    in_shape = tuple(h.shape[1:])
+    h = m(h)
+    ctx.add(
+        DenseFactor(ctx.name("W"), "weight", in_shape, tuple(h.shape[1:]), m, m.weight.detach())
+    )
+    return h
+
+
+@register_walker(nn.Conv2d)
+def _walk_conv2d(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    in_shape = tuple(h.shape[1:])
+    w, stride, pad, dil, groups = m.weight.detach(), m.stride, m.padding, m.dilation, m.groups
+    if m.padding_mode != "zeros":
+        raise TypeError(f"Conv2d with padding_mode={m.padding_mode!r} is not supported")
+
+    def conv(v, w=w, stride=stride, pad=pad, dil=dil, groups=groups):
+        return F.conv2d(v, w, None, stride, pad, dil, groups)
+
+    h = m(h)
+    ctx.add(MapFactor(ctx.name("W"), "weight", in_shape, tuple(h.shape[1:]), m, conv, w))
+    return h
+
+
+@register_walker(*_GATES)
+def _walk_gate(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    in_shape = tuple(h.shape[1:])
+    diag = activation_derivative(m, h).reshape(-1)
+    h = m(h)
+    ctx.add(GateFactor(ctx.name("D"), "gate", in_shape, in_shape, m, diag))
+    return h
+
+
+@register_walker(nn.MaxPool2d)
+def _walk_maxpool2d(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    in_shape = tuple(h.shape[1:])
+    k, s, p = _pool_params(m)
+    if m.dilation not in (1, (1, 1)) or m.ceil_mode:
+        raise TypeError("MaxPool2d with dilation or ceil_mode is not supported")
+    out, idx = F.max_pool2d(h, k, s, p, return_indices=True)
+    c, hh, ww = in_shape
+    # idx indexes the flattened (H, W) plane of each channel; make it a flat index
+    offs = torch.arange(c, device=h.device).view(1, c, 1, 1) * (hh * ww)
+    index = (idx + offs).reshape(-1)
+    overlap = math.ceil(k / s)
+    ctx.add(
+        SelectionFactor(
+            ctx.name("P"), "pool", in_shape, tuple(out.shape[1:]), m, index, out, overlap
+        )
+    )
+    return out
+
+
+@register_walker(nn.AvgPool2d)
+def _walk_avgpool2d(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    in_shape = tuple(h.shape[1:])
+    k, s, p = _pool_params(m)
+
+    def avg(v, k=k, s=s, p=p, m=m):
+        return F.avg_pool2d(v, k, s, p, m.ceil_mode, m.count_include_pad, m.divisor_override)
+
+    h = m(h)
+    bound = math.ceil(k / s) / k if p == 0 and not m.ceil_mode else None
+    ctx.add(MapFactor(ctx.name("P"), "pool", in_shape, tuple(h.shape[1:]), m, avg, h, bound))
+    return h
+
+
+@register_walker(ResidualBlock)
+def _walk_residual_block(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    in_shape = tuple(h.shape[1:])
+    sub = ctx.sub(f"{ctx.name('R')}.")
+    b_out = sub.walk(_as_seq(m.branch), h)
+    if b_out.shape != h.shape:
+        raise ValueError(
+            f"residual branch changes the shape {tuple(h.shape)} -> {tuple(b_out.shape)}"
+        )
+    branch = OperatorProduct(sub.factors, in_shape, h)
+    ctx.add(
+        ResidualFactor(sub.prefix[:-1], "residual", in_shape, in_shape, m, float(m.scale), branch)
+    )
+    return h + float(m.scale) * b_out
 
 
 def _as_seq(m: nn.Module) -> Sequence[nn.Module]:
@@ -536,10 +641,10 @@ def operator_product(model: nn.Module, x: torch.Tensor) -> OperatorProduct:
             f"x is {x.dtype} on {x.device} but the model is {p.dtype} on {p.device}; "
             "use x.to(model's dtype/device) or model.to(x.dtype)"
         )
-    factors: list[Factor] = []
+    ctx = WalkContext()
     with torch.no_grad():
         try:
-            out = _walk(list(layers), x.detach()[None], factors, {}, "")
+            out = ctx.walk(list(layers), x.detach()[None])
         except RuntimeError as err:
             raise ValueError(
                 f"the model could not run on x of shape {tuple(x.shape)}: pass ONE input without a "
@@ -547,4 +652,4 @@ def operator_product(model: nn.Module, x: torch.Tensor) -> OperatorProduct:
             ) from err
     if out.dim() != 2:
         raise ValueError(f"model output must be (1, C) logits, got shape {tuple(out.shape)}")
-    return OperatorProduct(factors, tuple(x.shape), x)
+    return OperatorProduct(ctx.factors, tuple(x.shape), x)
