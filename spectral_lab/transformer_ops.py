@@ -51,9 +51,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import operators as _ops
-from ._checks import check_model, check_tensor
-from .operators import Factor, MapFactor, OperatorProduct, ResidualFactor, SelectionFactor
+from .operators import (
+    Factor,
+    MapFactor,
+    OperatorProduct,
+    ResidualFactor,
+    SelectionFactor,
+    WalkContext,
+    operator_product,
+    register_walker,
+)
 from .transformer_models import (
     ClassToken,
     EncoderBlock,
@@ -136,15 +143,15 @@ class LayerNormFactor(Factor):
 
 
 def layernorm_factor(module: nn.LayerNorm, h: torch.Tensor, name: str = "LN") -> LayerNormFactor:
-    """The :class:`LayerNormFactor` of ``module`` at ``h`` (``(n, d)`` or ``(1, n, d)`` tokens, or
-    one ``(d,)`` vector), normalising over the last dimension.
+    """The :class:`LayerNormFactor` of ``module`` at ONE input ``h`` (no batch dimension): ``(n, d)``
+    tokens or a ``(d,)`` vector, normalised over the last dimension.
 
     Formula: ``sigma = sqrt(var + eps)`` (biased variance), ``x̂ = (h - mean) / sigma``,
     ``J_t = (gamma / sigma_t)(I - 11^T/d - x̂_t x̂_t^T/d)``. Cost ``O(n d)``.
 
     Example: with ``eps = 0`` the all-ones direction is in the null space.
         >>> ln = nn.LayerNorm(4, eps=0.0).double()
-        >>> f = layernorm_factor(ln, torch.tensor([[1.0, 2.0, 4.0, 8.0]], dtype=torch.float64))
+        >>> f = layernorm_factor(ln, torch.tensor([1.0, 2.0, 4.0, 8.0], dtype=torch.float64))
         >>> f.matvec(torch.ones(1, 4, dtype=torch.float64)).abs().max().item() < 1e-15
         True
     """
@@ -153,8 +160,12 @@ def layernorm_factor(module: nn.LayerNorm, h: torch.Tensor, name: str = "LN") ->
             f"LayerNorm over {tuple(module.normalized_shape)} is not supported; normalise over the "
             "last dimension only (nn.LayerNorm(d))"
         )
-    shape = tuple(h.shape[1:]) if h.dim() == 3 else tuple(h.shape)
-    t = h.reshape(-1, h.shape[-1])
+    if h.dim() not in (1, 2):
+        raise ValueError(
+            f"h must be (d,) or (n, d) without a batch dimension, got {tuple(h.shape)}"
+        )
+    shape = tuple(h.shape)
+    t = h.reshape(-1, h.shape[-1]).detach()
     mu = t.mean(-1, keepdim=True)
     sigma = torch.sqrt(t.var(-1, unbiased=False, keepdim=True) + module.eps)
     xhat = (t - mu) / sigma
@@ -269,7 +280,8 @@ class AttentionValueFactor(Factor):
         dh = self.w_v.shape[0] // heads
         return sum(
             torch.kron(
-                self.weights[i], self.w_o[:, i * dh : (i + 1) * dh] @ self.w_v[i * dh : (i + 1) * dh]
+                self.weights[i],
+                self.w_o[:, i * dh : (i + 1) * dh] @ self.w_v[i * dh : (i + 1) * dh],
             )
             for i in range(heads)
         )
@@ -391,8 +403,8 @@ def attention_factor(
     module: nn.Module, h: torch.Tensor, name: str = "A"
 ) -> tuple[AttentionFactor, torch.Tensor]:
     """Self-attention ``module`` (a :class:`~spectral_lab.transformer_models.SelfAttention` or an
-    ``nn.MultiheadAttention`` used as ``mha(x, x, x)``) at the tokens ``h`` (``(n, E)`` or
-    ``(1, n, E)``): its :class:`AttentionFactor` and its output (same shape as ``h``).
+    ``nn.MultiheadAttention`` used as ``mha(x, x, x)``) at ONE sequence of tokens ``h`` (``(n, E)``,
+    no batch dimension): its :class:`AttentionFactor` and its output ``(n, E)``.
 
     Formula: per head ``A_h = softmax(Q_h K_h^T s)`` with ``s = 1/(tau sqrt(d_h))`` (``tau = 1``
     for ``nn.MultiheadAttention``); ``J = sum_h A_h ⊗ W_O^h W_V^h`` (value path) ``+`` the
@@ -409,8 +421,10 @@ def attention_factor(
         True
     """
     wq, bq, wk, bk, wv, bv, wo, bo, heads, scale = _attention_params(module)
-    x = h.reshape(-1, h.shape[-1]).detach()
-    shape = tuple(h.shape[1:]) if h.dim() == 3 else tuple(h.shape)
+    if h.dim() != 2:
+        raise ValueError(f"h must be (n, E) tokens without a batch dimension, got {tuple(h.shape)}")
+    x = h.detach()
+    shape = tuple(h.shape)
     q, k, v = F.linear(x, wq, bq), F.linear(x, wk, bk), F.linear(x, wv, bv)
     q, k, v = _split(q, heads), _split(k, heads), _split(v, heads)
     a = torch.softmax(q @ k.transpose(-1, -2) * scale, -1)
@@ -423,46 +437,43 @@ def attention_factor(
 
 
 # ----------------------------------------------------------------------------------- the walk
-class _Ctx:
-    """The walk's state: factors so far, per-kind counters, the name prefix."""
-
-    def __init__(self, prefix: str = "") -> None:
-        self.factors: list[Factor] = []
-        self.counters: dict[str, int] = {}
-        self.prefix = prefix
-
-    def name(self, kind: str) -> str:
-        self.counters[kind] = self.counters.get(kind, 0) + 1
-        return f"{self.prefix}{kind}{self.counters[kind]}"
-
-    def walk(self, layers, h: torch.Tensor) -> torch.Tensor:
-        for m in layers:
-            h = _step(m, h, self)
-        return h
-
-
 def _shape(h: torch.Tensor) -> tuple[int, ...]:
     return tuple(h.shape[1:])
 
 
-def _residual(ctx: _Ctx, label: str, h: torch.Tensor, branch_steps) -> torch.Tensor:
+def _walk_tokens(ctx: WalkContext, layers, h: torch.Tensor) -> torch.Tensor:
+    """Walk ``layers`` on tokens ``(1, n, d)``: a Linear acts on every token (``I_n ⊗ W``)."""
+    for m in layers:
+        if isinstance(m, nn.Linear) and h.dim() == 3:
+            out = m(h)
+            w = m.weight.detach()
+            ctx.add(TokenLinearFactor(ctx.name("W"), "weight", _shape(h), _shape(out), m, w))
+            h = out
+        else:
+            h = ctx.walk([m], h)
+    return h
+
+
+def _residual(ctx: WalkContext, label: str, h: torch.Tensor, branch_steps) -> torch.Tensor:
     """``h + branch(h)`` as ``I + J_branch``; ``branch_steps(sub_ctx, h)`` walks the branch."""
-    sub = _Ctx(label + ".")
+    sub = ctx.sub(label + ".")
     out = branch_steps(sub, h)
     branch = OperatorProduct(sub.factors, _shape(h), h)
-    ctx.factors.append(ResidualFactor(label, "residual", _shape(h), _shape(h), None, 1.0, branch))
+    ctx.add(ResidualFactor(label, "residual", _shape(h), _shape(h), None, 1.0, branch))
     return h + out
 
 
-def _norm(ctx: _Ctx, m: nn.LayerNorm, h: torch.Tensor, name: str) -> torch.Tensor:
-    ctx.factors.append(layernorm_factor(m, h, name))
+def _norm(ctx: WalkContext, m: nn.LayerNorm, h: torch.Tensor, name: str) -> torch.Tensor:
+    ctx.add(layernorm_factor(m, h[0], name))
     return m(h)
 
 
-def _attend(ctx: _Ctx, m: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    f, out = attention_factor(m, h, ctx.name("A"))
-    ctx.factors.append(f)
-    return out
+def _attend(ctx: WalkContext, m: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    if h.dim() != 3:
+        raise ValueError(f"attention needs tokens (n, d); got one input of shape {_shape(h)}")
+    f, out = attention_factor(m, h[0], ctx.name("A"))
+    ctx.add(f)
+    return out[None]
 
 
 def _encoder(ctx, h, norm_first, norm1, attn, norm2, mlp_layers) -> torch.Tensor:
@@ -476,7 +487,7 @@ def _encoder(ctx, h, norm_first, norm1, attn, norm2, mlp_layers) -> torch.Tensor
     def mlp_branch(sub, h):
         if norm_first:
             h = _norm(sub, norm2, h, sub.name("LN"))
-        return sub.walk(mlp_layers, h)
+        return _walk_tokens(sub, mlp_layers, h)
 
     h = _residual(ctx, f"{label}.attn", h, attn_branch)
     if not norm_first:
@@ -490,7 +501,15 @@ def _encoder(ctx, h, norm_first, norm1, attn, norm2, mlp_layers) -> torch.Tensor
 _FUNCTIONAL_GATES = {F.relu: nn.ReLU, F.gelu: nn.GELU, F.silu: nn.SiLU}
 
 
-def _encoder_layer(m: nn.TransformerEncoderLayer, h: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
+@register_walker(EncoderBlock)
+def _walk_encoder_block(m: EncoderBlock, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    return _encoder(ctx, h, m.norm_first, m.norm1, m.attn, m.norm2, list(m.mlp))
+
+
+@register_walker(nn.TransformerEncoderLayer)
+def _walk_encoder_layer(
+    m: nn.TransformerEncoderLayer, h: torch.Tensor, ctx: WalkContext
+) -> torch.Tensor:
     if not m.self_attn.batch_first:
         raise TypeError("nn.TransformerEncoderLayer must be built with batch_first=True")
     if m.training and any(d.p > 0 for d in (m.dropout, m.dropout1, m.dropout2)):
@@ -504,85 +523,65 @@ def _encoder_layer(m: nn.TransformerEncoderLayer, h: torch.Tensor, ctx: _Ctx) ->
     return _encoder(ctx, h, m.norm_first, m.norm1, m.self_attn, m.norm2, mlp)
 
 
-def _step(m: nn.Module, h: torch.Tensor, ctx: _Ctx) -> torch.Tensor:
-    """Append the factors of one layer ``m`` applied to ``h`` (batch of one); return its output."""
-    if isinstance(m, nn.Sequential):
-        return ctx.walk(list(m), h)
-    if isinstance(m, EncoderBlock):
-        return _encoder(ctx, h, m.norm_first, m.norm1, m.attn, m.norm2, list(m.mlp))
-    if isinstance(m, nn.TransformerEncoderLayer):
-        return _encoder_layer(m, h, ctx)
-    if isinstance(m, nn.LayerNorm):
-        return _norm(ctx, m, h, ctx.name("LN"))
-    if isinstance(m, (SelfAttention, nn.MultiheadAttention)):
-        return _attend(ctx, m, h)
-    if isinstance(m, nn.Linear) and h.dim() == 3:
-        out = m(h)
-        w = m.weight.detach()
-        ctx.factors.append(
-            TokenLinearFactor(ctx.name("W"), "weight", _shape(h), _shape(out), m, w)
-        )
-        return out
-    if isinstance(m, PatchEmbedding):
-        conv, c, s = m.proj, m.in_channels, m.image_size
-        w = conv.weight.detach()
+@register_walker(nn.LayerNorm)
+def _walk_layernorm(m: nn.LayerNorm, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    return _norm(ctx, m, h, ctx.name("LN"))
 
-        def embed(v, w=w, p=m.patch_size, c=c, s=s):
-            return F.conv2d(v.reshape(len(v), c, s, s), w, None, p).flatten(2).transpose(1, 2)
 
-        out = m(h)
-        ctx.factors.append(MapFactor(ctx.name("E"), "weight", _shape(h), _shape(out), m, embed, w))
-        return out
-    if isinstance(m, PositionalEmbedding):
-        return m(h)  # an additive constant: identity Jacobian, no factor
-    if isinstance(m, ClassToken):
-        out = m(h)
-        ctx.factors.append(TokenPadFactor(ctx.name("C"), "embed", _shape(h), _shape(out), m, h))
-        return out
-    if isinstance(m, TokenPool):
-        out = m(h)
-        if m.mode == "mean":
-            ctx.factors.append(TokenMeanFactor(ctx.name("P"), "pool", _shape(h), _shape(out), m, h))
-        else:
-            index = torch.arange(h.shape[-1], device=h.device)
-            ctx.factors.append(
-                SelectionFactor(ctx.name("P"), "pool", _shape(h), _shape(out), m, index, h)
-            )
-        return out
-    return _ops._walk([m], h, ctx.factors, ctx.counters, ctx.prefix)
+@register_walker(SelfAttention, nn.MultiheadAttention)
+def _walk_attention(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    return _attend(ctx, m, h)
+
+
+@register_walker(PatchEmbedding)
+def _walk_patch_embedding(m: PatchEmbedding, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    c, s, w = m.in_channels, m.image_size, m.proj.weight.detach()
+
+    def embed(v, w=w, p=m.patch_size, c=c, s=s):
+        return F.conv2d(v.reshape(len(v), c, s, s), w, None, p).flatten(2).transpose(1, 2)
+
+    out = m(h)
+    ctx.add(MapFactor(ctx.name("E"), "weight", _shape(h), _shape(out), m, embed, w))
+    return out
+
+
+@register_walker(PositionalEmbedding)
+def _walk_positions(m: PositionalEmbedding, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    return m(h)  # an additive constant: identity Jacobian, no factor
+
+
+@register_walker(ClassToken)
+def _walk_class_token(m: ClassToken, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    out = m(h)
+    ctx.add(TokenPadFactor(ctx.name("C"), "embed", _shape(h), _shape(out), m, h))
+    return out
+
+
+@register_walker(TokenPool)
+def _walk_token_pool(m: TokenPool, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    out = m(h)
+    if m.mode == "mean":
+        ctx.add(TokenMeanFactor(ctx.name("P"), "pool", _shape(h), _shape(out), m, h))
+    else:
+        index = torch.arange(h.shape[-1], device=h.device)
+        ctx.add(SelectionFactor(ctx.name("P"), "pool", _shape(h), _shape(out), m, index, h))
+    return out
 
 
 def transformer_operator_product(model: nn.Module, x: torch.Tensor) -> OperatorProduct:
-    """The network at ONE input ``x`` (no batch dimension) as a product of factors, walking
-    ``model.layers`` with transformer layers allowed: LayerNorm, self-attention
-    (:class:`~spectral_lab.transformer_models.SelfAttention`, ``nn.MultiheadAttention``), token-wise
-    Linear, :class:`~spectral_lab.transformer_models.EncoderBlock`, ``nn.TransformerEncoderLayer``
-    (``batch_first=True``, eval mode, relu/gelu), patch/class-token/positional embeddings, token
-    pooling; every other layer as in :func:`~spectral_lab.operators.operator_product`.
+    """:func:`~spectral_lab.operators.operator_product` with the transformer walkers of this
+    module registered (importing ``spectral_lab`` registers them, so the two are the same call).
 
-    Cost: one forward pass plus ``O(h n^2)`` bookkeeping per attention layer; ``dense()`` costs
-    ``C`` transposed sweeps. Runs on the device and dtype of the model's parameters; ``x`` must
+    Walks ``model.layers`` with LayerNorm, self-attention
+    (:class:`~spectral_lab.transformer_models.SelfAttention`, ``nn.MultiheadAttention``),
+    :class:`~spectral_lab.transformer_models.EncoderBlock`, ``nn.TransformerEncoderLayer``
+    (``batch_first=True``, eval mode, relu/gelu; Linear layers inside act on every token),
+    patch/class-token/positional embeddings and token pooling, plus every layer
+    :func:`~spectral_lab.operators.operator_product` walks. Cost: one forward pass plus
+    ``O(h n^2)`` bookkeeping per attention layer; ``dense()`` costs ``C`` transposed sweeps. Runs
+    on the device and dtype of the model's parameters; ``x`` (ONE input, no batch dimension) must
     already have them (a ``TypeError`` says how to cast).
 
     Example: see the module docstring.
     """
-    check_model(model)
-    x = check_tensor(x, "x")
-    layers = getattr(model, "layers", model if isinstance(model, nn.Sequential) else None)
-    if not isinstance(layers, nn.Sequential):
-        raise TypeError(
-            f"{type(model).__name__} has no `.layers` nn.Sequential to walk; build the model as a "
-            "Sequential of supported layers (see spectral_lab.transformer_models)"
-        )
-    p = next(model.parameters())
-    if x.dtype != p.dtype or x.device != p.device:
-        raise TypeError(
-            f"x is {x.dtype} on {x.device} but the model is {p.dtype} on {p.device}; "
-            "use x.to(model's dtype/device) or model.to(x.dtype)"
-        )
-    ctx = _Ctx()
-    with torch.no_grad():
-        out = ctx.walk(list(layers), x.detach()[None])
-    if out.dim() != 2:
-        raise ValueError(f"model output must be (1, C) logits, got shape {tuple(out.shape)}")
-    return OperatorProduct(ctx.factors, tuple(x.shape), x)
+    return operator_product(model, x)
