@@ -375,11 +375,17 @@ class AttentionFactor(Factor):
         return self.value.weights
 
 
+def _attention_scale(d_head: int, temperature: float = 1.0) -> float:
+    """The logit scale ``s = 1 / (tau sqrt(d_h))`` of scaled dot-product attention."""
+    return 1.0 / (temperature * math.sqrt(d_head))
+
+
 def _attention_params(m: nn.Module):
     """``(w_q, b_q, w_k, b_k, w_v, b_v, w_o, b_o, heads, scale)`` of a SelfAttention or MHA."""
     if isinstance(m, SelfAttention):
         w, b = m.in_proj.weight.detach(), m.in_proj.bias
-        out, heads, scale = m.out_proj, m.heads, m.scale
+        out, heads = m.out_proj, m.heads
+        scale = _attention_scale(m.dim // heads, m.temperature)
     elif isinstance(m, nn.MultiheadAttention):
         if not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn:
             raise TypeError(
@@ -390,7 +396,7 @@ def _attention_params(m: nn.Module):
             raise ValueError("attention dropout is active: call model.eval() first")
         w, b = m.in_proj_weight.detach(), m.in_proj_bias
         out, heads = m.out_proj, m.num_heads
-        scale = 1.0 / math.sqrt(m.embed_dim // heads)
+        scale = _attention_scale(m.embed_dim // heads)
     else:
         raise TypeError(f"not an attention module: {type(m).__name__}")
     wq, wk, wv = w.chunk(3, 0)
