@@ -79,6 +79,7 @@ __all__ = [
     "TokenMeanFactor",
     "TokenPadFactor",
     "attention_factor",
+    "attention_factors",
     "layernorm_factor",
     "transformer_operator_product",
 ]
@@ -440,6 +441,29 @@ def attention_factor(
         f"{name}.pattern", "attention", shape, shape, module, a, q, k, v, wq, wk, wo, scale
     )
     return AttentionFactor(name, "attention", shape, shape, module, value, pattern), out
+
+
+def attention_factors(op: OperatorProduct) -> list[AttentionFactor]:
+    """Every :class:`AttentionFactor` of ``op``, in order, including those inside residual
+    branches (a transformer's attention sublayers). Cost: a walk over the factors.
+
+    Example: compare the two paths of each attention layer (spectral norms at this input).
+        >>> from spectral_lab.transformer_models import VisionTransformer
+        >>> _ = torch.manual_seed(0)
+        >>> vit = VisionTransformer(image_size=8, patch_size=4, dim=8, depth=2).double().eval()
+        >>> op = operator_product(vit, torch.randn(1, 8, 8, dtype=torch.float64))
+        >>> [f.name for f in attention_factors(op)]
+        ['B1.attn.A1', 'B2.attn.A1']
+        >>> norms = [(f.value.spectral_norm(), f.pattern.spectral_norm()) for f in attention_factors(op)]
+    """
+    out: list[AttentionFactor] = []
+    for f in op.factors:
+        if isinstance(f, AttentionFactor):
+            out.append(f)
+        for sub in (getattr(f, "branch", None), getattr(f, "shortcut", None)):
+            if isinstance(sub, OperatorProduct):
+                out += attention_factors(sub)
+    return out
 
 
 # ----------------------------------------------------------------------------------- the walk

@@ -350,3 +350,29 @@ def test_layernorm_in_an_mlp_and_errors():
         tops.layernorm_factor(nn.LayerNorm((2, 3)), torch.randn(2, 3))
     with pytest.raises(ValueError, match="batch dimension"):
         tops.attention_factor(SelfAttention(4), torch.randn(1, 3, 4))
+
+
+def test_data_free_bounds_hold_at_this_input():
+    """``spectral_norm() <= sup_norm()`` for LayerNorm (max|gamma|/sqrt(eps)) and the value path
+    (sqrt(n) sum_h ||W_O^h|| ||W_V^h||); attention as a whole has no finite data-free bound."""
+    torch.manual_seed(0)
+    vit = VisionTransformer(image_size=8, patch_size=2, dim=8, depth=1, heads=2, pool="cls")
+    vit = vit.double().eval()
+    with torch.no_grad():
+        for b in vit.blocks:
+            b.norm1.weight.mul_(3.0)
+    op = sl.operator_product(vit, 10 * torch.randn(1, 8, 8, dtype=D64))
+    att = tops.attention_factors(op)
+    assert [f.name for f in att] == ["B1.attn.A1"]
+    assert att[0].value.spectral_norm() <= att[0].value.sup_norm()
+    assert math.isinf(att[0].sup_norm()) and math.isinf(op.sup_norm_bound())
+    lns = [f for f in all_factors(op.factors) if isinstance(f, tops.LayerNormFactor)]
+    assert len(lns) == 3
+    for f in lns:
+        assert f.spectral_norm() <= f.sup_norm()
+    # the gain sits on the tokens: every token's block has norm max|gamma| / sigma_t (eps = 0
+    # aside) at most, and the LN factor's spectral norm is the largest of them
+    f = lns[0]
+    blocks = [f.dense()[i * 8 : (i + 1) * 8, i * 8 : (i + 1) * 8] for i in range(f.xhat.shape[0])]
+    top = max(float(torch.linalg.matrix_norm(b, 2)) for b in blocks)
+    assert abs(f.spectral_norm() - top) < 1e-12
