@@ -236,9 +236,15 @@ class MapFactor(Factor):
     fn: object = None
     ref: torch.Tensor = None  # type: ignore[assignment]
     bound: float | None = None
+    rfn: object = None  # the transpose on (k, *out_shape) tensors, if known (else a VJP)
 
     def matvec(self, v):
         return self.fn(v.reshape(len(v), *self.in_shape)).reshape(len(v), -1)
+
+    def rmatvec(self, u):
+        if self.rfn is None:
+            return super().rmatvec(u)
+        return self.rfn(u.reshape(len(u), *self.out_shape)).reshape(len(u), -1)
 
     def sup_norm(self):
         return self.spectral_norm() if self.bound is None else self.bound
@@ -587,8 +593,14 @@ def _walk_conv2d(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tenso
     def conv(v, w=w, stride=stride, pad=pad, dil=dil, groups=groups):
         return F.conv2d(v, w, None, stride, pad, dil, groups)
 
+    def conv_t(u, w=w, stride=stride, pad=pad, dil=dil, groups=groups):
+        size = (len(u), *in_shape)
+        return torch.nn.grad.conv2d_input(size, w, u, stride, pad, dil, groups)
+
     h = m(h)
-    ctx.add(MapFactor(ctx.name("W"), "weight", in_shape, tuple(h.shape[1:]), m, conv, w))
+    out_shape = tuple(h.shape[1:])
+    rfn = None if isinstance(pad, str) else conv_t  # padding="same": the VJP route
+    ctx.add(MapFactor(ctx.name("W"), "weight", in_shape, out_shape, m, conv, w, None, rfn))
     return h
 
 
