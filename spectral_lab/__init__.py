@@ -43,6 +43,7 @@ from . import (
     stability,
     training,
 )
+from . import transformer_ops as _transformer_ops  # noqa: F401 (registers the transformer walkers)
 from .attribution import (
     attribution_instability,
     frechet_distance,
