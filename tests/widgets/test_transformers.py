@@ -51,32 +51,50 @@ def _erank(m: np.ndarray) -> float:
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
-@pytest.mark.parametrize("norm", ["pre", "post"])
-def test_transformer_draw_effective_ranks_match_autograd(norm):
+def _drawn_and_reference(norm):
+    """The drawn effective ranks (partial products, single blocks) and numpy's, from autograd."""
     x = _image()
     fig = widgets.transformer_draw(x, image_size=8, patch_size=4, dim=8)(
         temperature=0.7, depth=2, norm=norm
     )
-    drawn_partial = fig.axes[0].lines[0].get_ydata()
-    drawn_block = fig.axes[0].lines[1].get_ydata()
+    drawn = (fig.axes[0].lines[0].get_ydata(), fig.axes[0].lines[1].get_ydata())
+    title = fig.axes[0].get_title()
+    plt.close(fig)
     model = _model(norm == "pre", 0.7)
     first = list(model.layers).index(model.blocks[0])
     with torch.no_grad():
         h = model.layers[:first](x[None])[0]
     ref_partial, ref_block, acc = [], [], None
     for f in _sublayers(model):
-        j = torch.autograd.functional.jacobian(lambda v, f=f: f(v[None])[0], h).reshape(
-            h.numel(), -1
-        )
+        j = torch.autograd.functional.jacobian(lambda v, f=f: f(v[None])[0], h)
+        j = j.reshape(h.numel(), -1)
         acc = j if acc is None else j @ acc
         ref_block.append(_erank(j.numpy()))
         ref_partial.append(_erank(acc.numpy()))
         with torch.no_grad():
             h = f(h[None])[0]
-    assert np.allclose(drawn_partial, ref_partial, rtol=1e-8)
-    assert np.allclose(drawn_block, ref_block, rtol=1e-8)
-    assert norm in fig.axes[0].get_title()
-    plt.close(fig)
+    return drawn, (ref_partial, ref_block), title
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_transformer_draw_effective_ranks_match_autograd(norm):
+    (partial, block), (ref_partial, ref_block), title = _drawn_and_reference(norm)
+    assert np.allclose(partial, ref_partial, rtol=1e-8)
+    assert np.allclose(block, ref_block, rtol=1e-8)
+    assert norm in title
+
+
+def test_mutation_amplitude_effective_rank_is_caught(monkeypatch):
+    """exp of the amplitude (E1) entropy instead of the energy (E2) one: the reference disagrees."""
+    from spectral_lab import residual_stream, spectra
+
+    def wrong(s, normalization="energy", *, kind="matrix"):
+        return torch.exp(spectra.spectral_entropy(s, "amplitude", kind=kind))
+
+    monkeypatch.setattr(residual_stream, "effective_rank", wrong)
+    (partial, block), (ref_partial, ref_block), _ = _drawn_and_reference("pre")
+    assert not np.allclose(partial, ref_partial, rtol=1e-8)
+    assert not np.allclose(block, ref_block, rtol=1e-8)
 
 
 def test_transformer_draw_value_and_pattern_norms():
