@@ -76,7 +76,8 @@ ACTIVATION_SUP_DERIVATIVE = {
 }
 
 _GATES = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU)
-_SKIP = (nn.Flatten, nn.Identity, nn.Dropout)  # identity on flattened vectors (Dropout: eval only)
+# identity on flattened vectors (dropout: eval only)
+_SKIP = (nn.Flatten, nn.Unflatten, nn.Identity, nn.modules.dropout._DropoutNd)
 
 
 def activation_derivative(module: nn.Module, z: torch.Tensor) -> torch.Tensor:
@@ -235,9 +236,15 @@ class MapFactor(Factor):
     fn: object = None
     ref: torch.Tensor = None  # type: ignore[assignment]
     bound: float | None = None
+    rfn: object = None  # the transpose on (k, *out_shape) tensors, if known (else a VJP)
 
     def matvec(self, v):
         return self.fn(v.reshape(len(v), *self.in_shape)).reshape(len(v), -1)
+
+    def rmatvec(self, u):
+        if self.rfn is None:
+            return super().rmatvec(u)
+        return self.rfn(u.reshape(len(u), *self.out_shape)).reshape(len(u), -1)
 
     def sup_norm(self):
         return self.spectral_norm() if self.bound is None else self.bound
@@ -252,7 +259,7 @@ class SelectionFactor(Factor):
 
     index: torch.Tensor = None  # type: ignore[assignment]
     ref: torch.Tensor = None  # type: ignore[assignment]
-    overlap: int = 1
+    overlap: float = 1
 
     def matvec(self, v):
         return v[:, self.index]
@@ -279,24 +286,55 @@ class SelectionFactor(Factor):
 
 @dataclass(eq=False, repr=False)
 class ResidualFactor(Factor):
-    """A residual block ``h + scale * branch(h)``: the factor ``I + scale * J_branch(h)``."""
+    """A residual block ``g(S h + scale * branch(h))``: the factor ``D_g (J_S + scale * J_branch)``.
+
+    ``branch`` and ``shortcut`` are :class:`OperatorProduct` s at the block's input; ``shortcut``
+    ``None`` is the identity (then ``J = I + scale * J_branch``, the library's ``ResidualBlock``),
+    otherwise e.g. a strided 1x1 conv + BatchNorm (torchvision's ``downsample``), which makes the
+    factor non-square. ``gate`` (``None``: no activation) is ``phi'`` of the sum, flattened, for an
+    activation applied after the sum (torchvision's ``BasicBlock``/``Bottleneck``). :meth:`paths`
+    is ``J_S + scale * J_branch`` without the gate. Cost of a product: one product through each path.
+    """
 
     scale: float = 1.0
     branch: OperatorProduct = None  # type: ignore[assignment]
+    shortcut: OperatorProduct | None = None
+    gate: torch.Tensor | None = None
+    gate_module: nn.Module | None = None
+
+    def _paths(self, v, forward: bool):
+        b = self.branch.matvec(v) if forward else self.branch.rmatvec(v)
+        if self.shortcut is None:
+            s = v
+        else:
+            s = self.shortcut.matvec(v) if forward else self.shortcut.rmatvec(v)
+        return s + self.scale * b
 
     def matvec(self, v):
-        return v + self.scale * self.branch.matvec(v)
+        out = self._paths(v, True)
+        return out if self.gate is None else out * self.gate
 
     def rmatvec(self, u):
-        return u + self.scale * self.branch.rmatvec(u)
+        return self._paths(u if self.gate is None else u * self.gate, False)
+
+    def paths(self, max_entries: int = 50_000_000) -> torch.Tensor:
+        """``J_S + scale * J_branch`` (``I + scale * J_branch`` for an identity shortcut), dense."""
+        b = self.branch.dense(max_entries)
+        if self.shortcut is None:
+            s = torch.eye(self.n_in, dtype=b.dtype, device=b.device)
+        else:
+            s = self.shortcut.dense(max_entries)
+        return s + self.scale * b
 
     def dense(self, max_entries: int = 50_000_000):
-        b = self.branch.dense(max_entries)
-        return torch.eye(self.n_in, dtype=b.dtype, device=b.device) + self.scale * b
+        m = self.paths(max_entries)
+        return m if self.gate is None else self.gate[:, None] * m
 
     def sup_norm(self):
-        # ||I + s B|| <= 1 + |s| ||B|| <= 1 + |s| prod ||branch factors||_sup
-        return 1.0 + abs(self.scale) * math.prod(f.sup_norm() for f in self.branch.factors)
+        # ||D (S + s B)|| <= sup|phi'| (||S||_sup + |s| prod ||branch factors||_sup)
+        s = 1.0 if self.shortcut is None else self.shortcut.sup_norm_bound()
+        g = 1.0 if self.gate is None else _sup_derivative(self.gate_module)
+        return g * (s + abs(self.scale) * self.branch.sup_norm_bound())
 
     def _param(self):
         return self.branch._ref
@@ -420,10 +458,10 @@ class OperatorProduct:
 Walker = Callable[[nn.Module, torch.Tensor, "WalkContext"], torch.Tensor]
 """``walker(module, h, ctx) -> module(h)``: append ``module``'s factors at ``h`` to ``ctx``."""
 
-_WALKERS: dict[type, Walker] = {}
+_WALKERS: dict[type | str, Walker] = {}
 
 
-def register_walker(*types: type[nn.Module]) -> Callable[[Walker], Walker]:
+def register_walker(*types: type[nn.Module] | str) -> Callable[[Walker], Walker]:
     """Decorator: make :func:`operator_product` walk modules of ``types`` with the decorated walker.
 
     A walker ``walker(module, h, ctx)`` receives the module, its input ``h`` (a batch of one,
@@ -431,7 +469,9 @@ def register_walker(*types: type[nn.Module]) -> Callable[[Walker], Walker]:
     with ``ctx.add(...)`` (named by ``ctx.name(kind)``), recurses into sublayers with
     ``ctx.walk(layers, h)`` (branches: ``ctx.sub(prefix).walk(...)``) and returns ``module(h)``.
     Lookup follows ``type(module).__mro__``, so a walker for a base class covers its subclasses;
-    registering a type again replaces its walker. Cost: a dictionary entry.
+    registering a type again replaces its walker. A type may also be named by its full dotted name
+    (``"torchvision.models.resnet.BasicBlock"``), so a walker for an optional package's layer can
+    be registered without importing that package. Cost: a dictionary entry.
 
     Example:
         >>> class Twice(nn.Module):
@@ -446,10 +486,14 @@ def register_walker(*types: type[nn.Module]) -> Callable[[Walker], Walker]:
         ['W1', 'S1']
     """
 
+    for t in types:
+        if not (isinstance(t, str) or (isinstance(t, type) and issubclass(t, nn.Module))):
+            raise TypeError(
+                f"register_walker takes nn.Module subclasses or dotted class names, got {t!r}"
+            )
+
     def deco(fn: Walker) -> Walker:
         for t in types:
-            if not (isinstance(t, type) and issubclass(t, nn.Module)):
-                raise TypeError(f"register_walker takes nn.Module subclasses, got {t!r}")
             _WALKERS[t] = fn
         return fn
 
@@ -459,8 +503,9 @@ def register_walker(*types: type[nn.Module]) -> Callable[[Walker], Walker]:
 def find_walker(module: nn.Module) -> Walker | None:
     """The walker registered for ``type(module)`` or its nearest base class (``None`` if none)."""
     for cls in type(module).__mro__:
-        if cls in _WALKERS:
-            return _WALKERS[cls]
+        for key in (cls, f"{cls.__module__}.{cls.__qualname__}"):
+            if key in _WALKERS:
+                return _WALKERS[key]
     return None
 
 
@@ -509,7 +554,7 @@ def _walk(layers: Sequence[nn.Module], h: torch.Tensor, ctx: WalkContext) -> tor
 
 def supported_layers() -> str:
     """The names of the layer types with a registered walker, comma-separated."""
-    return ", ".join(sorted({t.__name__ for t in _WALKERS}))
+    return ", ".join(sorted({t if isinstance(t, str) else t.__name__ for t in _WALKERS}))
 
 
 @register_walker(nn.Sequential)
@@ -519,6 +564,10 @@ def _walk_sequential(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.T
 
 @register_walker(*_SKIP)
 def _walk_skip(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    if isinstance(m, nn.modules.dropout._DropoutNd) and m.training:
+        raise ValueError(
+            f"{ctx.prefix}{type(m).__name__} is in train mode (random); call model.eval() first"
+        )
     return m(h)
 
 
@@ -544,8 +593,14 @@ def _walk_conv2d(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tenso
     def conv(v, w=w, stride=stride, pad=pad, dil=dil, groups=groups):
         return F.conv2d(v, w, None, stride, pad, dil, groups)
 
+    def conv_t(u, w=w, stride=stride, pad=pad, dil=dil, groups=groups):
+        size = (len(u), *in_shape)
+        return torch.nn.grad.conv2d_input(size, w, u, stride, pad, dil, groups)
+
     h = m(h)
-    ctx.add(MapFactor(ctx.name("W"), "weight", in_shape, tuple(h.shape[1:]), m, conv, w))
+    out_shape = tuple(h.shape[1:])
+    rfn = None if isinstance(pad, str) else conv_t  # padding="same": the VJP route
+    ctx.add(MapFactor(ctx.name("W"), "weight", in_shape, out_shape, m, conv, w, None, rfn))
     return h
 
 
@@ -553,7 +608,7 @@ def _walk_conv2d(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tenso
 def _walk_gate(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
     in_shape = tuple(h.shape[1:])
     diag = activation_derivative(m, h).reshape(-1)
-    h = m(h)
+    h = m(h.clone()) if getattr(m, "inplace", False) else m(h)  # never overwrite a kept tensor
     ctx.add(GateFactor(ctx.name("D"), "gate", in_shape, in_shape, m, diag))
     return h
 
@@ -614,26 +669,70 @@ def _as_seq(m: nn.Module) -> Sequence[nn.Module]:
 
 def operator_product(model: nn.Module, x: torch.Tensor) -> OperatorProduct:
     """The network at ONE input ``x`` (shape ``input_shape``, no batch dimension) as the product
-    ``J_f(x) = W_L D_{L-1}(x) ... D_1(x) W_1``, walking ``model.layers``.
+    ``J_f(x) = F_K(x) ... F_1(x)`` of its layers' linear factors, e.g. ``W_L D_{L-1}(x) ... W_1``.
 
-    Cost: one forward pass plus the factors' bookkeeping; every factor is stored matrix-free or as
-    its own (small) dense matrix. ``dense()`` costs ``C`` transposed sweeps. Runs on the device and
-    dtype of the model's parameters; ``x`` must already have them (a ``TypeError`` says how to
-    cast), because the factors are compared with autograd to the last bit.
+    What is walked: ``model.layers`` when it is an ``nn.Sequential`` (the library's models), else
+    the model itself through its registered walker (``nn.Sequential``, torchvision's ``ResNet``,
+    ...). Supported layers and their factors:
+
+    * ``Linear`` (dense ``W``), ``Conv2d`` (matrix-free, zero padding, any stride/dilation/groups);
+    * ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``GELU``, ``SiLU`` (inplace or not): the gate
+      ``D = diag(phi'(z))``;
+    * ``BatchNorm1d``/``BatchNorm2d`` in eval mode with running statistics: the per-channel
+      diagonal ``gamma / sqrt(running_var + eps)`` (refused in train mode or without running
+      statistics: their output depends on the batch);
+    * ``MaxPool2d``, ``AdaptiveMaxPool2d`` (a 0/1 selection at ``x``), ``AvgPool2d``,
+      ``AdaptiveAvgPool2d`` (fixed linear maps);
+    * ``Flatten``, ``Unflatten``, ``Identity``, dropout in eval mode: the identity;
+    * residual blocks as one factor ``D_g (J_shortcut + scale J_branch)``: the library's
+      ``ResidualBlock`` (``I + scale J_branch``) and torchvision's ``BasicBlock``/``Bottleneck``
+      (shortcut identity or ``downsample``, ReLU after the sum);
+    * torchvision's ``ResNet`` (its ``forward`` order: stem, ``layer1..4``, pool, flatten, ``fc``)
+      and nested ``nn.Sequential``.
+
+    :func:`supported_layers` lists what is registered; :func:`register_walker` adds a layer type
+    from any module (see this module's docstring). The walked output is compared with ``model(x)``
+    and a mismatch (a ``forward`` that does more than its layers in order) is refused.
+
+    Cost: two forward passes plus the factors' bookkeeping; every factor is stored matrix-free or
+    as its own (small) dense matrix. ``matvec``/``rmatvec`` cost about one forward/backward pass;
+    ``dense()`` costs ``C`` transposed sweeps. Runs on the device and dtype of the model's
+    parameters; ``x`` must already have them (a ``TypeError`` says how to cast), because the
+    factors are compared with autograd to the last bit.
 
     Example:
         >>> from spectral_lab import SmallCNN
         >>> op = operator_product(SmallCNN(1, 10, image_size=8, channels=(4,)), torch.randn(1, 8, 8))
         >>> op.names
         ['W1', 'D1', 'P1', 'W2']
+
+    Example: a torchvision ResNet; each residual block is one factor ``R``.
+        >>> from torchvision.models.resnet import BasicBlock, ResNet
+        >>> _ = torch.manual_seed(0)
+        >>> net = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=3).double().eval()
+        >>> x = torch.randn(3, 16, 16, dtype=torch.float64)
+        >>> op = operator_product(net, x)
+        >>> op.names
+        ['W1', 'B1', 'D1', 'P1', 'R1', 'R2', 'R3', 'R4', 'P2', 'W2']
+        >>> J = torch.autograd.functional.jacobian(lambda v: net(v[None])[0], x).reshape(3, -1)
+        >>> torch.allclose(op.dense(), J, rtol=0, atol=1e-12)
+        True
     """
     check_model(model)
     x = check_tensor(x, "x")
-    layers = getattr(model, "layers", model if isinstance(model, nn.Sequential) else None)
-    if not isinstance(layers, nn.Sequential):
+    layers = getattr(model, "layers", None)
+    if isinstance(layers, nn.Sequential):
+        layers, what = list(layers), f"{type(model).__name__}.layers"
+    elif find_walker(model) is not None:
+        layers, what = [model], type(model).__name__
+    else:
         raise TypeError(
-            f"{type(model).__name__} has no `.layers` nn.Sequential to walk; build the model as a "
-            "Sequential of supported layers (see spectral_lab.models)"
+            f"operator_product cannot walk {type(model).__name__}: it has no `.layers` "
+            "nn.Sequential and no registered walker. Register one for it with "
+            f"@spectral_lab.operators.register_walker({type(model).__name__}) (a function "
+            "(module, h, ctx) -> module(h) that adds its factors; see the spectral_lab.operators "
+            f"docstring), or build the model as an nn.Sequential of supported layers: "
+            f"{supported_layers()}"
         )
     p = next(model.parameters())
     if x.dtype != p.dtype or x.device != p.device:
@@ -644,7 +743,8 @@ def operator_product(model: nn.Module, x: torch.Tensor) -> OperatorProduct:
     ctx = WalkContext()
     with torch.no_grad():
         try:
-            out = ctx.walk(list(layers), x.detach()[None])
+            out = ctx.walk(layers, x.detach().clone()[None])
+            ref = model(x.detach().clone()[None])
         except RuntimeError as err:
             raise ValueError(
                 f"the model could not run on x of shape {tuple(x.shape)}: pass ONE input without a "
@@ -652,4 +752,25 @@ def operator_product(model: nn.Module, x: torch.Tensor) -> OperatorProduct:
             ) from err
     if out.dim() != 2:
         raise ValueError(f"model output must be (1, C) logits, got shape {tuple(out.shape)}")
+    _check_walk_output(out, ref, what, model)
     return OperatorProduct(ctx.factors, tuple(x.shape), x)
+
+
+def _check_walk_output(out: torch.Tensor, ref: object, what: str, model: nn.Module) -> None:
+    """Refuse a walk whose output is not ``model(x)`` (a forward that does more than its layers)."""
+    ok = isinstance(ref, torch.Tensor) and ref.shape == out.shape
+    if ok:
+        tol = (1e-10 if out.dtype == torch.float64 else 1e-4) * max(1.0, float(ref.abs().max()))
+        ok = bool((out - ref).abs().max() <= tol)
+    if not ok:
+        raise ValueError(
+            f"walking {what} in order does not reproduce {type(model).__name__}(x) "
+            f"({'shape ' + str(tuple(ref.shape)) if isinstance(ref, torch.Tensor) else type(ref).__name__}"
+            f" vs walked {tuple(out.shape)}): {type(model).__name__}.forward does more than apply "
+            "its layers in order (or an inplace operation overwrites a tensor it reuses). "
+            "Register a walker for it with "
+            f"@spectral_lab.operators.register_walker({type(model).__name__})"
+        )
+
+
+from . import _walkers as _walkers  # noqa: E402,F401  (registers BatchNorm, adaptive pools, torchvision)

@@ -8,7 +8,8 @@ power laws ``λ_k(α) = d k^{-α} / H_d(α)`` form a one-parameter orbit which i
 ranks, a Fisher line and a Bures–Wasserstein curve with ``ds² = (d/4) I(α) dα²``.
 
 This package gives every quantity of that paper as a function, one module per topic
-(:mod:`.normalize`, :mod:`.orbit`, :mod:`.fit`, :mod:`.rank`, :mod:`.chain`, :mod:`.factors`):
+(:mod:`.normalize`, :mod:`.orbit`, :mod:`.fit`, :mod:`.rank`, :mod:`.chain`, :mod:`.factors`,
+:mod:`.blocks`):
 
 * factors: :func:`frobenius_normalize`, :func:`cartan_coordinates`, :func:`spectral_energy`,
   :func:`top_radial`;
@@ -24,7 +25,8 @@ This package gives every quantity of that paper as a function, one module per to
   :func:`near_identity_slack`, :func:`depth_budget` -> :class:`DepthBudget`;
 * models: :func:`layer_factors`, :func:`conv_operator_matrix`,
   :func:`circular_conv_singular_values`, :func:`chain_profile`, :func:`exponent_profile` ->
-  :class:`ExponentProfile`.
+  :class:`ExponentProfile`; any walkable residual model (torchvision ResNets):
+  :func:`residual_block_jacobians` -> :class:`BlockJacobians`.
 
 Tags in the docstrings: [P] stated in the paper's abstract; [D] derived here from those statements
 with elementary mathematics (checked numerically in the tests); [C] a choice of this library (the
@@ -60,6 +62,7 @@ from ._common import (
 from ._common import (
     _check_trace as _check_trace,
 )
+from .blocks import BlockJacobians, residual_block_jacobians
 from .chain import (
     ChainSlack,
     DepthBudget,
@@ -153,6 +156,7 @@ from .rank import (
 
 __all__ = [
     "ALPHA_MAX",
+    "BlockJacobians",
     "ChainSlack",
     "DepthBudget",
     "ExponentProfile",
@@ -192,6 +196,7 @@ __all__ = [
     "power_law_fit",
     "power_law_spectrum",
     "rank_summary",
+    "residual_block_jacobians",
     "spectral_energy",
     "tail_mass_bound",
     "top_radial",

@@ -23,7 +23,9 @@ def _residual_blocks(model: nn.Module):
     if not blocks:
         raise ValueError(
             "model has no ResidualBlock; exponent profiles need a residual chain "
-            "(ResidualMLP, ConvResNet or your own model built from ResidualBlock)"
+            "(ResidualMLP, ConvResNet or your own model built from ResidualBlock); for other "
+            "residual models (torchvision ResNets) use geometry.residual_block_jacobians(model, x) "
+            "and pass its .chain() to chain_profile"
         )
     return blocks
 

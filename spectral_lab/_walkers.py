@@ -1,0 +1,185 @@
+"""Walkers for layers beyond the library's own models, registered with
+:func:`spectral_lab.operators.register_walker` when :mod:`spectral_lab.operators` is imported:
+
+* ``BatchNorm1d``/``BatchNorm2d`` in eval mode: the per-channel diagonal ``gamma/sqrt(var + eps)``
+  (a :class:`DiagonalFactor` named ``B``);
+* ``AdaptiveAvgPool2d`` (a fixed linear map) and ``AdaptiveMaxPool2d`` (a 0/1 selection at ``x``);
+* torchvision's ``BasicBlock`` and ``Bottleneck``: one :class:`~spectral_lab.operators.ResidualFactor`
+  ``D (J_shortcut + J_branch)`` with the branch ``conv-bn-relu-conv-bn[-relu-conv-bn]``, the
+  shortcut the identity or ``downsample``, and ``D`` the ReLU after the sum;
+* torchvision's ``ResNet``, in the order of its ``forward``.
+
+torchvision's classes are registered by their dotted names, so torchvision is not imported here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .operators import (
+    Factor,
+    MapFactor,
+    OperatorProduct,
+    ResidualFactor,
+    SelectionFactor,
+    WalkContext,
+    _as_seq,
+    _check_walk_output,
+    activation_derivative,
+    register_walker,
+)
+
+__all__ = ["DiagonalFactor"]
+
+
+@dataclass(eq=False, repr=False)
+class DiagonalFactor(Factor):
+    """A fixed diagonal map ``diag(s)`` on flattened vectors (BatchNorm in eval mode).
+
+    Unlike a gate it does not depend on ``x``, so its norm ``max |s|`` is also its data-free bound.
+    """
+
+    diag: torch.Tensor = None  # type: ignore[assignment]
+
+    def matvec(self, v):
+        return v * self.diag
+
+    def rmatvec(self, u):
+        return u * self.diag
+
+    def dense(self, max_entries: int = 50_000_000):
+        return torch.diag(self.diag)
+
+    def spectral_norm(self):
+        return float(self.diag.abs().max())
+
+    def sup_norm(self):
+        return self.spectral_norm()
+
+    def _param(self):
+        return self.diag
+
+
+def _bn_scale(m: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
+    """``gamma / sqrt(running_var + eps)`` per channel (``gamma = 1`` when ``affine=False``)."""
+    s = torch.rsqrt(m.running_var.detach() + m.eps)
+    return s if m.weight is None else m.weight.detach() * s
+
+
+@register_walker(nn.BatchNorm1d, nn.BatchNorm2d)
+def _walk_batchnorm(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    where = f"{ctx.prefix}{type(m).__name__}"
+    if m.training:
+        raise ValueError(
+            f"{where} is in train mode: it normalises with the batch's statistics, so its output "
+            "depends on the batch and has no per-input Jacobian; call model.eval() first"
+        )
+    if m.running_var is None:
+        raise ValueError(
+            f"{where} has no running statistics (track_running_stats=False), so even in eval mode "
+            "it normalises with the batch's statistics and has no per-input Jacobian; "
+            "model.eval() does not change that: build it with track_running_stats=True and "
+            "estimate the statistics on training data"
+        )
+    shape = tuple(h.shape[1:])
+    c = shape[0]
+    diag = _bn_scale(m).reshape(c, *([1] * (len(shape) - 1))).expand(shape).reshape(-1)
+    out = m(h)
+    ctx.add(DiagonalFactor(ctx.name("B"), "weight", shape, shape, m, diag.to(h.dtype)))
+    return out
+
+
+@register_walker(nn.AdaptiveAvgPool2d)
+def _walk_adaptive_avg(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    size = m.output_size
+
+    def avg(v, size=size):
+        return F.adaptive_avg_pool2d(v, size)
+
+    in_shape = tuple(h.shape[1:])
+    out = m(h)
+    ctx.add(MapFactor(ctx.name("P"), "pool", in_shape, tuple(out.shape[1:]), m, avg, out))
+    return out
+
+
+def _adaptive_overlap(n: int, o: int) -> int:
+    """The most bins of an adaptive pool ``n -> o`` that contain one input position."""
+    count = [0] * n
+    for i in range(o):
+        for j in range((i * n) // o, -((-(i + 1) * n) // o)):
+            count[j] += 1
+    return max(count)
+
+
+@register_walker(nn.AdaptiveMaxPool2d)
+def _walk_adaptive_max(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    in_shape = tuple(h.shape[1:])
+    c, hh, ww = in_shape[-3:]
+    size = m.output_size if isinstance(m.output_size, (tuple, list)) else (m.output_size,) * 2
+    oh, ow = (hh if size[0] is None else size[0]), (ww if size[1] is None else size[1])
+    out, idx = F.adaptive_max_pool2d(h, (oh, ow), return_indices=True)
+    offs = torch.arange(c, device=h.device).view(1, c, 1, 1) * (hh * ww)
+    index = (idx + offs).reshape(-1)
+    # ||S||_2 = sqrt(max picks of one input) <= sqrt(overlap_h * overlap_w) at every input
+    overlap = math.sqrt(_adaptive_overlap(hh, oh) * _adaptive_overlap(ww, ow))
+    ctx.add(
+        SelectionFactor(
+            ctx.name("P"), "pool", in_shape, tuple(out.shape[1:]), m, index, out, overlap
+        )
+    )
+    return out
+
+
+@register_walker("torchvision.models.resnet.BasicBlock", "torchvision.models.resnet.Bottleneck")
+def _walk_torchvision_block(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    """``relu(branch(h) + shortcut(h))``, as torchvision's ``BasicBlock``/``Bottleneck.forward``."""
+    branch = [m.conv1, m.bn1, m.relu, m.conv2, m.bn2]
+    if hasattr(m, "conv3"):  # Bottleneck
+        branch += [m.relu, m.conv3, m.bn3]
+    in_shape = tuple(h.shape[1:])
+    name = ctx.name("R")
+    sub = ctx.sub(f"{name}.")
+    b_out = sub.walk(branch, h)
+    shortcut, s_out = None, h
+    if m.downsample is not None:
+        sc = ctx.sub(f"{name}.S.")
+        s_out = sc.walk(_as_seq(m.downsample), h)
+        shortcut = OperatorProduct(sc.factors, in_shape, h)
+    if s_out.shape != b_out.shape:
+        raise ValueError(
+            f"{name}: the shortcut gives shape {tuple(s_out.shape)} but the branch "
+            f"{tuple(b_out.shape)}; a block that changes shape needs a downsample"
+        )
+    z = b_out + s_out
+    gate = activation_derivative(m.relu, z).reshape(-1)
+    out = F.relu(z)
+    _check_walk_output(out, m(h.clone()), f"{type(m).__name__}'s layers", m)
+    ctx.add(
+        ResidualFactor(
+            name,
+            "residual",
+            in_shape,
+            tuple(out.shape[1:]),
+            m,
+            1.0,
+            OperatorProduct(sub.factors, in_shape, h),
+            shortcut,
+            gate,
+            m.relu,
+        )
+    )
+    return out
+
+
+@register_walker("torchvision.models.resnet.ResNet")
+def _walk_torchvision_resnet(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    """torchvision's ``ResNet.forward``: stem, ``layer1..4``, average pool, flatten, ``fc``."""
+    stem = [m.conv1, m.bn1, m.relu, m.maxpool]
+    return ctx.walk(
+        [*stem, m.layer1, m.layer2, m.layer3, m.layer4, m.avgpool, nn.Flatten(), m.fc], h
+    )
