@@ -24,8 +24,8 @@
 #    name its null space and its other singular values, and say what it does to a spectrum;
 # 2. split self-attention's Jacobian into a value path (the current attention weights mixing
 #    tokens) and a pattern path (the weights moving), and say when the pattern path dominates;
-# 3. walk a small vision transformer into factors with `transformer_operator_product` and check
-#    the product against autograd;
+# 3. walk a small vision transformer into factors with `operator_product` and check the product
+#    against autograd;
 # 4. measure a transformer's input-Jacobian spectra, spectral entropy, attribution condition
 #    number, NTK and Hessian conditioning against a CNN of comparable accuracy, with the spread
 #    over seeds;
@@ -273,9 +273,10 @@ assert sum_ok and uniform_ok and onehot_ok and scaling_ok
 # linearly to a token of width 32, adds learned positions, applies encoder blocks (attention and
 # MLP sublayers with GELU, each with a residual connection, pre-LN $x + F(\mathrm{LN}(x))$ or post-LN
 # $\mathrm{LN}(x + F(x))$), a final LayerNorm, the mean over tokens and a linear read-out.
-# `transformer_operator_product` walks it: the patch embedding is one fixed linear factor, a pre-LN
-# sublayer is the residual factor $I + J_F\,\mathrm{LN}'$, a post-LN one is $\mathrm{LN}'(I+J_F)$,
-# pooling is $(\mathbf 1^\top/n)\otimes I$.
+# `sl.operator_product` walks it (the transformer layers' factors live in `transformer_ops`): the
+# patch embedding is one fixed linear factor, a pre-LN sublayer is the residual factor
+# $I + J_F\,\mathrm{LN}'$, a post-LN one is $\mathrm{LN}'(I+J_F)$, pooling is
+# $(\mathbf 1^\top/n)\otimes I$.
 
 
 # %%

@@ -39,22 +39,14 @@ def transformer_draw(
         (2, 4)
         >>> plt.close(fig)
     """
-    from ..operators import ResidualFactor
     from ..residual_stream import residual_stream_spectra
     from ..transformer_models import VisionTransformer
-    from ..transformer_ops import AttentionFactor, transformer_operator_product
+    from ..transformer_ops import attention_factors, transformer_operator_product
 
     if x is None:
         g = torch.Generator().manual_seed(seed)
         x = torch.rand(1, image_size, image_size, generator=g, dtype=torch.float64)
     x = x.to(torch.float64).reshape(1, image_size, image_size)
-
-    def attention_factors(product):
-        for f in product.factors:
-            if isinstance(f, AttentionFactor):
-                yield f
-            if isinstance(f, ResidualFactor):
-                yield from attention_factors(f.branch)
 
     def draw(temperature: float = 1.0, depth: int = 2, norm: str = "pre") -> Figure:
         if norm not in ("pre", "post"):
@@ -71,7 +63,7 @@ def transformer_draw(
         )
         model = model.double().eval()
         rs = residual_stream_spectra(model, x, profile=False)
-        att = list(attention_factors(transformer_operator_product(model, x)))
+        att = attention_factors(transformer_operator_product(model, x))
         value = [float(torch.linalg.matrix_norm(f.value.dense(), 2)) for f in att]
         pattern = [float(torch.linalg.matrix_norm(f.pattern.dense(), 2)) for f in att]
         fig, (a0, a1) = plt.subplots(1, 2, figsize=(10, 3.4))
