@@ -352,6 +352,7 @@ def measure(model):
     acc = sl.evaluate(model, test_set)[1]
     m = model.double().eval()
     J = sl.input_jacobian(m, x_eval)
+    jacobians.setdefault(type(model).__name__, J)  # the first seed's, for the figure below
     K = sl.ntk_gram(m, x_eval[:N_NTK])
     ev = torch.linalg.eigvalsh(K)
     lam = sl.hessian_eigs(m, (x_hess.double(), y_hess), loss="cross_entropy", k=1, tol=1e-4)
@@ -364,7 +365,7 @@ def measure(model):
     }
 
 
-rows, trained = {"ViT": [], "CNN": []}, {}
+rows, trained, jacobians = {"ViT": [], "CNN": []}, {}, {}
 for seed in SEEDS:
     for arch, make, epochs in (("ViT", make_vit, VIT_EPOCHS), ("CNN", make_cnn, CNN_EPOCHS)):
         model = make(seed)
@@ -397,12 +398,29 @@ for arch in rows:
     for seed, r in zip(SEEDS, rows[arch]):
         print(f"  {arch} seed {seed}: " + ", ".join(f"{k} {v:.4g}" for k, v in r.items()))
 
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
+for lab, Jn in jacobians.items():
+    s_n = sl.singular_values(Jn)
+    axes[0].semilogy(
+        range(1, 11), (s_n / s_n[:, :1]).median(0).values.numpy(), "o-", ms=3, label=lab
+    )
+    axes[1].hist(sl.spectral_entropy(Jn).numpy(), bins=20, alpha=0.6, label=lab)
+axes[0].set(
+    xlabel="rank k", ylabel=r"median $\sigma_k/\sigma_1$", title="input-Jacobian spectra (seed 0)"
+)
+axes[1].axvline(math.log(10), color="0.4", ls="--")
+axes[1].set(xlabel="SE (nats, E2)", ylabel="test points", title="spectral entropy (seed 0)")
+axes[0].legend(), axes[1].legend()
+fig.tight_layout()
+plt.show()
+
 # %% [markdown]
-# The table above is a measurement on this data, these sizes and three seeds; its spread is the
-# standard deviation over seeds. Read each row against that spread before reading anything into a
-# difference: a ratio far from 1 with non-overlapping seeds is a difference of these two trained
-# models, not a law about transformers. The cell below prints, for each quantity, whether the
-# ranges over seeds overlap.
+# The table and the figure above are measurements on this data, these sizes and three seeds (the
+# figure shows the first seed); the spread in the table is the standard deviation over seeds. Read
+# each row against that spread before reading anything into a difference: a ratio far from 1 with
+# non-overlapping seeds is a difference of these two trained models, not a law about transformers.
+# The cell below prints, for each quantity, whether the ranges over seeds overlap.
 
 # %% tags=["nbval-ignore-output"]
 for k in keys:
