@@ -75,6 +75,7 @@ def transformer_draw(
             ylabel=r"effective rank $e^{SE}$",
             title=f"{norm}-LN, tau = {temperature:.3g}: residual stream (D = {rs.blocks.shape[-1]})",
         )
+        a0.set_xticks(k)
         a0.legend()
         layers = np.arange(1, len(att) + 1)
         a1.semilogy(layers, value, "o-", ms=4, label="value path")
