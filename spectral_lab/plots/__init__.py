@@ -1,8 +1,8 @@
 """The course's figures, one module per topic; every figure a chapter reuses is here.
 
 Topics: :mod:`._style` (colours, rc settings, :func:`use_style`), :mod:`.training`, :mod:`.spectra`,
-:mod:`.geometry`, :mod:`.ntk`, :mod:`.hessian`, :mod:`.stability`, :mod:`.attribution` and
-:mod:`.experiments`. The ``*_draw`` functions are the drawing halves of the explorers in
+:mod:`.geometry`, :mod:`.ntk`, :mod:`.hessian`, :mod:`.stability`, :mod:`.attribution`,
+:mod:`.experiments` and :mod:`.transformers`. The ``*_draw`` functions are the drawing halves of the explorers in
 :mod:`spectral_lab.widgets` (``draw(**values) -> Figure``), testable without a kernel.
 Every name is re-exported here, so ``sl.plots.<name>`` reaches it.
 
@@ -87,6 +87,9 @@ from .stability import (
 from .training import (
     plot_history,
 )
+from .transformers import (
+    transformer_draw,
+)
 
 __all__ = [
     "COLORS",
@@ -128,5 +131,6 @@ __all__ = [
     "study_draw",
     "style",
     "to_numpy",
+    "transformer_draw",
     "use_style",
 ]

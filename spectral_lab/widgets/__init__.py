@@ -8,7 +8,13 @@ without a kernel or a browser (``ui.draw`` or ``sl.plots.<name>_draw``).
 from __future__ import annotations
 
 # the drawing functions are re-exported for the spellings ``sl.widgets.<name>_draw``
-from ..plots import attribution_draw, depth_spectra_draw, entropy_draw, study_draw
+from ..plots import (
+    attribution_draw,
+    depth_spectra_draw,
+    entropy_draw,
+    study_draw,
+    transformer_draw,
+)
 from ._core import explorer
 from .attribution import attribution_explorer
 from .experiments import study_explorer
@@ -17,6 +23,7 @@ from .hessian import step_size_explorer
 from .ntk import ntk_explorer
 from .spectra import depth_spectra_explorer, entropy_explorer, jacobian_spectrum_explorer
 from .stability import stability_explorer
+from .transformers import transformer_explorer
 
 __all__ = [
     "attribution_draw",
@@ -34,4 +41,6 @@ __all__ = [
     "step_size_explorer",
     "study_draw",
     "study_explorer",
+    "transformer_draw",
+    "transformer_explorer",
 ]
