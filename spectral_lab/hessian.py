@@ -385,7 +385,9 @@ def hessian_eigs(
     Eigenvectors are flat parameter vectors ``(p, k)``. Runs on the device and dtype of the
     model's parameters; inputs are cast to them. Cost: ``result.matvecs`` Hessian-vector products
     (typically ``~2k + 20`` for Lanczos), each one backward through the kept graph when it fits
-    ``memory_budget``. ``route`` and ``memory_budget`` as in :func:`hessian_operator`; the route
+    ``memory_budget``. Memory: at most ``result.basis_cap`` Krylov vectors of length ``p``
+    (:func:`~spectral_lab.linalg.default_basis_cap`; thick restarts beyond it), whatever
+    ``max_iter`` is. ``route`` and ``memory_budget`` as in :func:`hessian_operator`; the route
     used is ``result.route``.
 
     Example:

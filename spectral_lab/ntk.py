@@ -370,8 +370,8 @@ def ntk_eigs(
 
     ``method="dense"`` forms the Gram (:func:`ntk_gram`) and calls ``torch.linalg.eigh``
     (``O((NC)^3)``); ``"lanczos"`` runs :func:`~spectral_lab.linalg.lanczos` on
-    :func:`ntk_operator`, never forming the Gram (memory ``O(m N C + C p)``, ``m`` Lanczos
-    steps); ``"auto"`` is dense when the matrix side is at most ``max_dense`` (a choice, not from
+    :func:`ntk_operator`, never forming the Gram (memory ``O(b N C + C p)``, ``b`` the Krylov basis cap
+    :func:`~spectral_lab.linalg.default_basis_cap`, whatever ``max_iter`` is); ``"auto"`` is dense when the matrix side is at most ``max_dense`` (a choice, not from
     the paper). ``route`` as in :func:`ntk_gram`; the route used is ``result.route``.
     Eigenvalues are returned largest first. Lanczos draws its start vector from
     ``generator`` or ``seed`` (default 0). Runs on the device and dtype of the model's parameters;
