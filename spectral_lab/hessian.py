@@ -372,6 +372,7 @@ def hessian_eigs(
     memory_budget: float = _kept.DEFAULT_MEMORY_BUDGET,
     generator: torch.Generator | None = None,
     seed: int | None = None,
+    stop: str = "residual",
 ) -> EigResult:
     """Top-``k`` eigenpairs of the loss Hessian (or Gauss--Newton part) from products only.
 
@@ -380,7 +381,9 @@ def hessian_eigs(
     ``method="lanczos"`` (default; full reorthogonalisation, ``order`` = ``"largest"`` /
     ``"smallest"`` algebraic or ``"magnitude"``) or ``"power"`` (deflated power iteration, the
     PyHessian route; always largest magnitude). Stops when every Ritz residual is at most
-    ``tol |lambda|``, so each eigenvalue is within that relative error. ``lambda_max`` is the
+    ``tol |lambda|``, so each eigenvalue is within that relative error (``stop="eigenvalue"``:
+    Lanczos stops earlier, on an estimate of the eigenvalue error from the Ritz gap instead of
+    this certificate; see :func:`~spectral_lab.linalg.lanczos`). ``lambda_max`` is the
     sharpness: gradient descent on the local quadratic model is stable iff ``eta < 2/lambda_max``.
     Eigenvectors are flat parameter vectors ``(p, k)``. Runs on the device and dtype of the
     model's parameters; inputs are cast to them. Cost: ``result.matvecs`` Hessian-vector products
@@ -401,6 +404,10 @@ def hessian_eigs(
         raise ValueError(f"method must be 'lanczos' or 'power', got {method!r}")
     if order not in _ORDERS:
         raise ValueError(f"order must be one of {sorted(_ORDERS)}, got {order!r}")
+    if method == "power" and stop != "residual":
+        raise ValueError(
+            f"stop={stop!r} needs method='lanczos' (power iteration stops on residuals)"
+        )
     op = hessian_operator(
         model, data, loss=loss, which=which, batch_size=batch_size, route=route,
         memory_budget=memory_budget,
@@ -408,7 +415,7 @@ def hessian_eigs(
     g = resolve_generator(generator, seed, op.device)
     if method == "power":
         return power_iteration(op, k, tol=tol, max_iter=max_iter or 1000, generator=g)
-    return lanczos(op, k, which=_ORDERS[order], tol=tol, max_iter=max_iter, generator=g)
+    return lanczos(op, k, which=_ORDERS[order], tol=tol, max_iter=max_iter, generator=g, stop=stop)
 
 
 @_legacy_loss_first("method", "num_matvecs", "which", "seed")

@@ -131,6 +131,18 @@ def test_eigs_trace_density_against_dense(setup):
     assert float(d.nodes.max()) == pytest.approx(float(ev[-1]), rel=1e-6)
 
 
+def test_eigs_stop_on_the_eigenvalue_estimate_against_dense(setup):
+    m, x, y = setup
+    ev = torch.linalg.eigvalsh(reference_hessian(m, half_mse, x, y)).flip(0)
+    by_res = hessian_eigs(m, (x, y), loss="mse", k=2, tol=1e-8)
+    by_eig = hessian_eigs(m, (x, y), loss="mse", k=2, tol=1e-8, stop="eigenvalue")
+    assert by_eig.criterion == "eigenvalue" and by_res.criterion == "residual"
+    torch.testing.assert_close(by_eig.eigenvalues, ev[:2], rtol=1e-8, atol=0)
+    assert by_eig.matvecs <= by_res.matvecs
+    with pytest.raises(ValueError, match="needs method='lanczos'"):
+        hessian_eigs(m, (x, y), loss="mse", method="power", stop="eigenvalue")
+
+
 def test_dataloader_accumulates_to_full_batch(setup):
     m, x, y = setup
     loader = DataLoader(TensorDataset(x, y), batch_size=5)  # batches 5, 5, 2

@@ -336,3 +336,59 @@ def test_spectral_density_runs_probes_in_blocks_within_its_memory_budget(monkeyp
     assert blocked.matvecs == whole.matvecs == 60
     with pytest.raises(ValueError, match="chunk_size"):
         spectral_density(A, 2, 4, chunk_size=0)
+
+
+# --- stop="eigenvalue": the gap-theorem estimate ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["clustered", "power_law", "indefinite"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_eigenvalue_stop_is_accurate_to_tol_and_cheaper_than_the_residual_test(name, k):
+    lam = SPECTRA[name]
+    A = with_spectrum(lam)
+    true = torch.sort(lam, descending=True).values[:k]
+    tol = 1e-8
+    by_res = lanczos(A, k=k, tol=tol, max_iter=1000)
+    by_eig = lanczos(A, k=k, tol=tol, max_iter=1000, stop="eigenvalue")
+    assert by_res.criterion == "residual" and by_eig.criterion == "eigenvalue"
+    assert by_eig.converged and by_res.converged
+    err = ((by_eig.eigenvalues - true).abs() / true.abs()).max()
+    assert err <= tol, f"{name}: estimated-error stop left a relative error {err:.1e} > {tol}"
+    assert by_eig.matvecs <= by_res.matvecs
+    # the certificate still holds: each value within its residual of an eigenvalue
+    assert bool(((by_eig.eigenvalues - true).abs() <= by_eig.residuals + 1e-12).all())
+
+
+def test_eigenvalue_stop_saves_products_on_a_separated_top_eigenvalue():
+    lam = torch.cat([torch.tensor([10.0], dtype=D), torch.linspace(0, 8, 299, dtype=D)])
+    A = with_spectrum(lam)
+    by_res = lanczos(A, k=1, tol=1e-8)
+    by_eig = lanczos(A, k=1, tol=1e-8, stop="eigenvalue")
+    assert abs(float(by_eig) - 10.0) <= 1e-7
+    # stopped before the residual met tol: the saving is real, not a relabelled residual test
+    assert by_eig.matvecs < by_res.matvecs
+    assert float(by_eig.residuals[0]) > 1e-8 * 10.0
+
+
+def test_error_estimate_matches_the_gap_theorem_by_hand():
+    from spectral_lab.linalg import _error_estimate
+
+    theta = torch.tensor([1.0, 2.0, 5.0], dtype=D)
+    S = torch.eye(3, dtype=D)
+    S[-1] = torch.tensor([0.1, 0.2, 0.01], dtype=D)  # last row: r_j = b |s_{m,j}|
+    b = 2.0
+    # r_j = b |s_{m,j}| = 0.2, 0.4, 0.02
+    est = _error_estimate(theta, S, b, torch.tensor([2, 1]))
+    # theta=5: delta = min(4 - 0.2, 3 - 0.4) = 2.6 > r -> r^2 / delta
+    # theta=2: delta = min(1 - 0.2, 3 - 0.02) = 0.8 > r=0.4 -> 0.16 / 0.8
+    assert est.tolist() == pytest.approx([0.02**2 / 2.6, 0.4**2 / 0.8], rel=1e-12)
+    # a gap smaller than the residual falls back to the residual itself
+    close = _error_estimate(
+        torch.tensor([1.0, 1.1], dtype=D), torch.eye(2, dtype=D) + 0.5, 1.0, torch.tensor([1])
+    )
+    assert float(close[0]) == pytest.approx(1.5)
+
+
+def test_stop_is_validated():
+    with pytest.raises(ValueError, match="stop must be one of"):
+        lanczos(torch.eye(3, dtype=D), k=1, stop="gap")
