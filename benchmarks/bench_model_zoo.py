@@ -13,8 +13,10 @@ Run from the repository root: ``python benchmarks/bench_model_zoo.py`` (prints a
 from __future__ import annotations
 
 import copy
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,6 +25,8 @@ import spectral_lab as sl
 from spectral_lab import _func
 from spectral_lab import hessian as hs
 from spectral_lab import ntk as nk
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the zoo lives in tests/
 from tests.test_model_zoo import ZOO, Reference
 
 

@@ -108,6 +108,14 @@ def _walk_encoder_block(m: EncoderBlock, h: torch.Tensor, ctx: WalkContext) -> t
     return _encoder(ctx, h, m.norm_first, m.norm1, m.attn, m.norm2, list(m.mlp))
 
 
+@register_walker(nn.TransformerEncoder)
+def _walk_encoder_stack(
+    m: nn.TransformerEncoder, h: torch.Tensor, ctx: WalkContext
+) -> torch.Tensor:
+    """torch's encoder stack without a mask: its layers in order, then its final norm (if any)."""
+    return ctx.walk(list(m.layers) + ([m.norm] if m.norm is not None else []), h)
+
+
 @register_walker(nn.TransformerEncoderLayer)
 def _walk_encoder_layer(
     m: nn.TransformerEncoderLayer, h: torch.Tensor, ctx: WalkContext

@@ -298,6 +298,18 @@ def test_transformer_encoder_layer_equals_autograd(norm_first, activation):
     assert rel(op.dense(), jac(model_fn(model), x)) < 1e-10
 
 
+@pytest.mark.parametrize("final_norm", [True, False])
+def test_transformer_encoder_stack_equals_autograd(final_norm):
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 12, dropout=0.0, batch_first=True, norm_first=True)
+    norm = nn.LayerNorm(8) if final_norm else None
+    stack = nn.TransformerEncoder(layer, 2, norm=norm, enable_nested_tensor=False)
+    model = Wrap(stack, 4, 8).double().eval()
+    x = torch.randn(4, 8, dtype=D64)
+    op = sl.operator_product(model, x)
+    assert rel(op.dense(), jac(model_fn(model), x)) < 1e-10
+
+
 def test_training_mode_dropout_is_refused():
     layer = nn.TransformerEncoderLayer(8, 2, 12, dropout=0.1, batch_first=True).double()
     with pytest.raises(ValueError, match="eval"):
