@@ -30,6 +30,7 @@ from .operators import (
     _GATES,
     _SKIP,
     DenseFactor,
+    DiagonalMaps,
     Factor,
     GateFactor,
     MapFactor,
@@ -170,25 +171,13 @@ def _as_seq(m: nn.Module) -> Sequence[nn.Module]:
 
 
 @dataclass(eq=False, repr=False)
-class DiagonalFactor(Factor):
+class DiagonalFactor(DiagonalMaps, Factor):
     """A fixed diagonal map ``diag(s)`` on flattened vectors (BatchNorm in eval mode).
 
     Unlike a gate it does not depend on ``x``, so its norm ``max |s|`` is also its data-free bound.
     """
 
     diag: torch.Tensor = None  # type: ignore[assignment]
-
-    def matvec(self, v):
-        return v * self.diag
-
-    def rmatvec(self, u):
-        return u * self.diag
-
-    def dense(self, max_entries: int = 50_000_000):
-        return torch.diag(self.diag)
-
-    def spectral_norm(self):
-        return float(self.diag.abs().max())
 
     def sup_norm(self):
         return self.spectral_norm()

@@ -206,11 +206,11 @@ class DenseFactor(Factor):
         return self.weight
 
 
-@dataclass(eq=False, repr=False)
-class GateFactor(Factor):
-    """The diagonal gate ``D(x) = diag(phi'(z))``: which units are on, and how much."""
+class DiagonalMaps:
+    """``diag(self.diag)`` on flattened vectors: the products, dense form and norm shared by the
+    diagonal factors (gates here, BatchNorm's fixed scale in ``_walkers``)."""
 
-    diag: torch.Tensor = None  # type: ignore[assignment]
+    diag: torch.Tensor
 
     def matvec(self, v):
         return v * self.diag
@@ -223,6 +223,13 @@ class GateFactor(Factor):
 
     def spectral_norm(self):
         return float(self.diag.abs().max())
+
+
+@dataclass(eq=False, repr=False)
+class GateFactor(DiagonalMaps, Factor):
+    """The diagonal gate ``D(x) = diag(phi'(z))``: which units are on, and how much."""
+
+    diag: torch.Tensor = None  # type: ignore[assignment]
 
     def sup_norm(self):
         return _sup_derivative(self.module)
