@@ -215,6 +215,28 @@ class Products:
         return (acc.T if batched else acc).detach()
 
 
+def _kept_route(route, probe, what: str, ad0, memory: dict):
+    """The kept-graph AD route matching the streaming route ``ad0`` (composite kernels or not), or
+    ``None`` with ``memory["reason"]`` when none runs on this model."""
+    try:
+        cands = [c for c in _func.KEPT_CANDIDATES if c[2] == ad0.composite]
+        return _func.choose_route(route, probe, what, cands)
+    except (RuntimeError, NotImplementedError) as err:
+        memory["reason"] = f"no kept-graph route runs ({type(err).__name__})"
+        return None
+
+
+def _made(kept, budget: float, memory: dict):
+    """``kept`` with its graphs built, or ``None`` (stream) when they do not fit ``budget``."""
+    if not kept.make(budget):
+        memory["reason"] = (
+            f"the graphs need ~{memory['estimate_bytes']:.3g} bytes > memory_budget={budget:.3g}"
+        )
+        return None
+    memory["storage"] = "kept graph"
+    return kept
+
+
 def hessian_products(
     model, f, params, labelled, n_total, loss_fn, which, route, budget, memory, ad0
 ):
@@ -255,11 +277,8 @@ def hessian_products(
             graph = build(x[:1], y[:1])
             product(graph, [torch.ones_like(t) for t in lv], False)
 
-    try:
-        cands = [c for c in _func.KEPT_CANDIDATES if c[2] == ad0.composite]
-        ad = _func.choose_route(route, probe, "hessian", cands)
-    except (RuntimeError, NotImplementedError) as err:
-        memory["reason"] = f"no kept-graph route runs ({type(err).__name__})"
+    ad = _kept_route(route, probe, "hessian", ad0, memory)
+    if ad is None:
         return None
 
     def chunks():
@@ -267,13 +286,7 @@ def hessian_products(
             yield from labelled()
 
     kept = Products(build, product, leaves, params, chunks, n_total, memory, ad)
-    if not kept.make(budget):
-        memory["reason"] = (
-            f"the graphs need ~{memory['estimate_bytes']:.3g} bytes > memory_budget={budget:.3g}"
-        )
-        return None
-    memory["storage"] = "kept graph"
-    return kept
+    return _made(kept, budget, memory)
 
 
 class NTKProducts:
@@ -347,11 +360,8 @@ def ntk_products(model, f, params, x, chunk, C, kind, route, budget, memory, ad0
             t = backward([out], leaves, [torch.ones_like(out)], False, {})
             backward(gu, [u], t, False, {})
 
-    try:
-        cands = [c for c in _func.KEPT_CANDIDATES if c[2] == ad0.composite]
-        ad = _func.choose_route(route, probe, "ntk (operator)", cands)
-    except (RuntimeError, NotImplementedError) as err:
-        memory["reason"] = f"no kept-graph route runs ({type(err).__name__})"
+    ad = _kept_route(route, probe, "ntk (operator)", ad0, memory)
+    if ad is None:
         return None
 
     def chunks():
@@ -360,10 +370,4 @@ def ntk_products(model, f, params, x, chunk, C, kind, route, budget, memory, ad0
                 yield x[i : i + chunk], None
 
     kept = NTKProducts(build, leaves, chunks, len(x), C, kind, memory, ad)
-    if not kept.make(budget):
-        memory["reason"] = (
-            f"the graphs need ~{memory['estimate_bytes']:.3g} bytes > memory_budget={budget:.3g}"
-        )
-        return None
-    memory["storage"] = "kept graph"
-    return kept
+    return _made(kept, budget, memory)
