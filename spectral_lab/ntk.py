@@ -235,6 +235,18 @@ def ntk_gram(
     return _gram_ntvp(model, x1, x2, kind, chunk_size, route)
 
 
+def _default_chunk(model, f, params, x, width: int, budget: float) -> int:
+    """Samples per chunk when ``chunk_size`` is None: as many as keep ``width`` copies of their
+    forward graph (the scalar NTK vmaps over its ``C`` classes) within ``max(budget, 1 GiB)``, at
+    least 1 and at most all; the bytes per sample are measured on a probe of up to 16 samples."""
+    n, m = len(x), min(len(x), 16)
+    leaves = {k: p.detach().requires_grad_(True) for k, p in params.items()}
+    with torch.enable_grad(), _func.eval_mode(model):
+        _, nbytes = _kept.saved_bytes(lambda: f(leaves, x[:m]))
+    per_sample = max(1, nbytes) * width / m
+    return int(min(n, max(1, max(budget, _kept.DEFAULT_MEMORY_BUDGET) // per_sample)))
+
+
 def ntk_operator(
     model: nn.Module,
     x: torch.Tensor,
@@ -248,7 +260,9 @@ def ntk_operator(
 
     ``kind="block"``: ``v in R^{N C} -> K~ v = J (J^T v)``, one VJP plus one JVP over the data.
     ``kind="scalar"``: ``v in R^N -> K v = sum_c J_c (J_c^T (v e_c^T))``, ``C`` VJP+JVP pairs.
-    Samples are processed ``chunk_size`` at a time (default all); no Gram or Jacobian is ever
+    Samples are processed ``chunk_size`` at a time (default: as many as keep one chunk's forward
+    graph, times ``C`` for the scalar NTK's batched classes, within ``memory_budget`` -- or 1 GiB
+    when that is smaller; all of them when they fit); no Gram or Jacobian is ever
     stored. Runs on the device and dtype of the model's parameters; inputs are cast to them.
 
     **Kept graph** (when the graphs of all chunks fit ``memory_budget`` bytes, default 1 GiB,
@@ -279,12 +293,18 @@ def ntk_operator(
     params, x = _setup(model, x)
     n = len(x)
     C = _num_outputs(model, x)
-    chunk = n if chunk_size is None else int(chunk_size)
+    f = _func.functional(model)
+    width = C if kind == "scalar" else 1
+    chunk = (
+        _default_chunk(model, f, params, x, width, budget)
+        if chunk_size is None
+        else int(chunk_size)
+    )
     if chunk < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    f = _func.functional(model)
     zeros = {k: torch.zeros_like(p) for k, p in params.items()}
-    memory: dict = {"budget_bytes": budget, "estimate_bytes": None, "storage": "streaming"}
+    memory: dict = {"budget_bytes": budget, "estimate_bytes": None, "storage": "streaming",
+                    "chunk_size": chunk}  # fmt: skip
     state = memory  # how blocks ran ("matmat") is recorded beside the storage
     eye = torch.eye(C, dtype=x.dtype, device=x.device)
     size = n * C if kind == "block" else n

@@ -193,3 +193,28 @@ def test_batched_backward_falls_back_to_a_loop(monkeypatch):
     assert op.memory["matmat"] == "loop (no batching rule)"
     assert op.memory["batching"] == "failed" and "fake_op" in op.memory["matmat_error"]
     assert _rel(op @ V, want) < 1e-10
+
+
+@pytest.mark.parametrize("kind", ["scalar", "block"])
+def test_default_chunk_bounds_the_streaming_memory(kind, monkeypatch):
+    """Without chunk_size the NTK streams chunks sized from the memory budget (not all samples at
+    once: at 20,000 MNIST images that peaked at 17.9 GB); the products do not change."""
+    m, x, _ = _model("cnn")
+    f, theta, _ = _flat_loss(m, x, None, None)
+    J = torch.autograd.functional.jacobian(f, theta)  # (N, C, p)
+    n, C = J.shape[:2]
+    ref = (
+        torch.einsum("ncp,mdp->ncmd", J, J).reshape(n * C, n * C)
+        if kind == "block"
+        else torch.einsum("ncp,mcp->nm", J, J)
+    )
+    assert nk.ntk_operator(m, x, kind, memory_budget=0).memory["chunk_size"] == n  # small: all
+    leaves = {k: p.detach().requires_grad_(True) for k, p in m.named_parameters()}
+    with torch.enable_grad():
+        _, nbytes = _kept.saved_bytes(lambda: _func.functional(m)(leaves, x))
+    width = C if kind == "scalar" else 1
+    budget = 2.5 * nbytes * width / n  # room for about two samples' graphs
+    monkeypatch.setattr(_kept, "DEFAULT_MEMORY_BUDGET", budget)
+    op = nk.ntk_operator(m, x, kind, memory_budget=0)
+    assert 1 <= op.memory["chunk_size"] < n
+    assert _rel(op.dense(), ref) < 1e-10
