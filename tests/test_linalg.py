@@ -279,12 +279,16 @@ def test_basis_never_exceeds_its_cap_whatever_max_iter():
             live.append(count_live_vectors())
         return lam * v
 
+    gc.collect()
+    # large tensors other tests left alive in this process (not the solver's; lam excluded, the
+    # budget below counts it) -- CI once saw 0.3 of a vector of such leftovers
+    foreign = count_live_vectors() - 1.0
     r = lanczos(LinearOperator(mv, n, D), k=2, max_iter=200, basis_cap=cap, tol=1e-14)
     assert r.matvecs == 200 and r.restarts >= 10 and not r.converged
     assert r.basis_cap == cap and r.peak_basis <= cap
     # basis + the diagonal lam + the next vector and one temporary; an up-front 200 x n basis
     # (the old allocation, max_iter rows) would show ~200 here
-    assert max(live) <= cap + 4, max(live)
+    assert max(live) - foreign <= cap + 4, (max(live), foreign)
     # without restarts the basis grows only as far as the steps taken
     small = lanczos(torch.diag(lam[:200]), k=1, tol=1e-6, basis_cap=100, max_iter=10**6)
     assert small.converged and small.restarts == 0 and small.peak_basis <= small.matvecs + 8
