@@ -100,9 +100,12 @@ _CANDIDATES = (
     ("forward-over-reverse (composite ops)", False, True),
     ("reverse-over-reverse (composite ops)", True, True),
 )
-#: routes that keep a chunk's graph and answer products by backward passes through it (_kept)
+#: routes that keep per-chunk state between products (_kept): the recorded tangent operations of
+#: forward-over-reverse (_linearized), else the autograd graph for backward passes through it
 KEPT_CANDIDATES = (
+    ("forward-over-reverse (linearized, kept graph)", False, False),
     ("reverse-over-reverse (kept graph)", True, False),
+    ("forward-over-reverse (composite ops, linearized, kept graph)", False, True),
     ("reverse-over-reverse (composite ops, kept graph)", True, True),
 )
 #: the route each kind of product used last (``"hessian"``, ``"ntk"``, ``"parameter_jacobian"``,

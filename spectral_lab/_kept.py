@@ -1,14 +1,22 @@
-"""Private plumbing for kept graphs: build a chunk's differentiation graph once, then answer every
-curvature or NTK product with backward passes through it (``retain_graph=True``).
+"""Private plumbing for kept graphs: build what a chunk's products share once, then answer every
+curvature or NTK product from it.
 
-A *kept graph* is the autograd graph of one chunk of data, kept alive between products: for the
-Hessian the graph of ``grad L`` built with ``create_graph=True`` (one backward through it per
-product ``H v``, as PyHessian does); for the Gauss--Newton matrix and the NTK the graph of the
-outputs plus that of ``J^T u`` (``J v`` is the derivative of ``<J^T u, v>`` in ``u``, the
-double-VJP trick). A *memory budget* (bytes) decides whether the graphs of all chunks may be kept;
-their size is measured on the first chunk as the bytes of the tensors autograd saves
-(``torch.autograd.graph.saved_tensors_hooks``) and scaled by the number of samples. When they do
-not fit, the operator *streams*: each product recomputes the chunk's forward (and backward) pass.
+Two kinds of kept state, tried in this order on a one-sample probe:
+
+- **linearized** (:mod:`._linearized`): the tangent operations of forward-mode AD recorded once
+  per chunk -- of ``grad L`` for the Hessian (``H v`` is its JVP), of the outputs for the
+  Gauss--Newton matrix and the NTK (``J v``) -- replayed on each new vector; ``J^T u`` is a
+  backward pass through the kept graph of the outputs. About 1.2 gradients per Hessian product.
+- **reverse-over-reverse** (when some operation lacks forward-mode AD or cannot be recorded): the
+  autograd graph of ``grad L`` built with ``create_graph=True`` (one backward through it per
+  product ``H v``, as PyHessian does; about 1.5 gradients); for the GGN and the NTK the graph of
+  the outputs plus that of ``J^T u`` (``J v`` is the derivative of ``<J^T u, v>`` in ``u``).
+
+A *memory budget* (bytes) decides whether the state of all chunks may be kept; its size is
+measured on the first chunk -- the constants a recording holds, or the bytes of the tensors
+autograd saves (``torch.autograd.graph.saved_tensors_hooks``) -- and scaled by the number of
+samples. When it does not fit, the operator *streams*: each product recomputes the chunk's forward
+(and backward) pass.
 
 Blocks of ``b`` products use one batched backward (``is_grads_batched=True``: the backward is
 vmapped over the ``b`` cotangents), or a loop over columns when some operation has no batching
@@ -22,10 +30,12 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 
 import torch
 
 from . import _func
+from ._linearized import Linearized
 from ._losses import scalar_loss
 
 #: the default ``memory_budget`` (bytes) of the curvature and NTK operators: 1 GiB
@@ -107,6 +117,29 @@ def backward(
     return [torch.stack(parts) for parts in zip(*cols)]
 
 
+def forward(lin: Linearized, tangents: Sequence[torch.Tensor], batched: bool, state: dict):
+    """``J t`` through a recording (:class:`Linearized`); with ``batched`` every tangent carries a
+    leading dimension ``b``: one ``torch.vmap`` over the replay, or a loop over the columns when
+    that fails (``state["batching"]`` becomes ``"failed"``, as in :func:`backward`)."""
+    if not batched:
+        return lin(tangents)
+    if state.get("batching") != "failed":
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*[Bb]atching rule.*")
+                warnings.filterwarnings("ignore", message=".*performance drop.*")
+                out = torch.vmap(lin)([t.contiguous() for t in tangents])  # as recorded
+            state["batching"] = "ok"
+            return out
+        except (RuntimeError, NotImplementedError) as err:
+            if state.get("batching") == "ok":
+                raise
+            state["batching"] = "failed"
+            state["matmat_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+    cols = [lin([t[j] for t in tangents]) for j in range(tangents[0].shape[0])]
+    return [torch.stack(parts) for parts in zip(*cols)]
+
+
 def block(apply: Callable[[torch.Tensor, bool], torch.Tensor], V: torch.Tensor, memory: dict):
     """``A V`` for a block ``(dim, b)`` of kept-graph products ``apply(V, batched)``.
 
@@ -143,13 +176,18 @@ def keep_all(
 ) -> list | None:
     """Build ``build(x, y)`` for every chunk ``(x, y)`` and keep them, or ``None`` to stream.
 
-    The first chunk's saved bytes, scaled by ``n_total / len(x)``, is the estimate recorded in
+    The first chunk's bytes (``state.nbytes`` when ``build.measures_itself``, else the bytes
+    autograd saved while building it), scaled by ``n_total / len(x)``, is the estimate recorded in
     ``record["estimate_bytes"]``; beyond ``memory_budget`` nothing is kept (nor when the running
     total of the measured chunks passes it). Returns ``[(len(x) / n_total, kept), ...]``.
     """
     kept, used = [], 0
     for x, y in chunks:
-        state, nbytes = saved_bytes(lambda x=x, y=y: build(x, y))
+        if getattr(build, "measures_itself", False):  # torch.func.grad refuses saved-tensor hooks
+            state = build(x, y)
+            nbytes = state.nbytes
+        else:
+            state, nbytes = saved_bytes(lambda x=x, y=y: build(x, y))
         used += nbytes
         if not kept:
             record["estimate_bytes"] = int(nbytes * n_total / max(1, len(x)))
@@ -226,6 +264,20 @@ def _kept_route(route, probe, what: str, ad0, memory: dict):
         return None
 
 
+def _probe_fits(ad, n_total: int, budget: float, memory: dict) -> bool:
+    """Whether a recording may fit: the one-sample probe's bytes (``memory["probe_bytes"]``),
+    times the samples, within ``budget`` -- checked before a whole chunk is recorded."""
+    if ad.reverse or memory.get("probe_bytes") is None:
+        return True
+    memory["estimate_bytes"] = int(memory["probe_bytes"] * n_total)
+    if memory["estimate_bytes"] <= budget:
+        return True
+    memory["reason"] = (
+        f"the recording needs ~{memory['estimate_bytes']:.3g} bytes > memory_budget={budget:.3g}"
+    )
+    return False
+
+
 def _made(kept, budget: float, memory: dict):
     """``kept`` with its graphs built, or ``None`` (stream) when they do not fit ``budget``."""
     if not kept.make(budget):
@@ -240,42 +292,68 @@ def _made(kept, budget: float, memory: dict):
 def hessian_products(
     model, f, params, labelled, n_total, loss_fn, which, route, budget, memory, ad0
 ):
-    """Hessian (``which="full"``) or GGN products through kept graphs, or ``None`` to stream
-    (over budget, ``route="forward"``, or no kept route runs on this model); fills ``memory``.
-    ``labelled()`` streams the ``(x, y)`` chunks. Composite kernels only where the streaming
-    route ``ad0`` needs them too (they are the same function, but not bit for bit)."""
+    """Hessian (``which="full"``) or GGN products from kept per-chunk state, or ``None`` to
+    stream (over budget, ``route="forward"``, or no kept route runs on this model); fills
+    ``memory``. ``labelled()`` streams the ``(x, y)`` chunks. The linearized state where the
+    model has forward-mode AD and records, else reverse-over-reverse kept graphs. Composite
+    kernels only where the streaming route ``ad0`` needs them too (they are the same function,
+    but not bit for bit)."""
     state = memory
     if budget <= 0 or route == "forward":
         memory["reason"] = "memory_budget is 0" if budget <= 0 else "route='forward'"
         return None
     leaves = {k: p.detach().requires_grad_(True) for k, p in params.items()}
-    lv = list(leaves.values())
+    lv, names = list(leaves.values()), list(leaves)
     g_opts = {"create_graph": True, "allow_unused": True, "materialize_grads": True}
 
-    def build(x, y):
+    def output_graphs(x, y):  # GGN: the outputs' graph and the loss's graph in the outputs
         with torch.enable_grad():
             out = f(leaves, x)
-            if which == "full":
-                return torch.autograd.grad(scalar_loss(loss_fn(out, y)), lv, **g_opts)
-            u = torch.zeros_like(out, requires_grad=True)
-            gu = torch.autograd.grad(out, lv, u, **g_opts)
             od = out.detach().requires_grad_(True)
             (go,) = torch.autograd.grad(scalar_loss(loss_fn(od, y)), od, create_graph=True)
-            return out, u, gu, od, go
+            return out, od, go
+
+    def build_linearized(x, y):
+        if which == "full":
+
+            def grad_loss(ps):
+                g = torch.func.grad(lambda q: scalar_loss(loss_fn(f(q, x), y)))(dict(zip(names, ps)))  # fmt: skip
+                return [g[k] for k in names]
+
+            return Linearized(grad_loss, lv)
+        (out, od, go), nbytes = saved_bytes(lambda: output_graphs(x, y))
+        lin = Linearized(lambda ps: [f(dict(zip(names, ps)), x)], lv)
+        return SimpleNamespace(out=out, od=od, go=go, lin=lin, nbytes=nbytes + lin.nbytes)
+
+    build_linearized.measures_itself = True
+
+    def build_reverse(x, y):
+        with torch.enable_grad():
+            if which == "full":
+                return torch.autograd.grad(scalar_loss(loss_fn(f(leaves, x), y)), lv, **g_opts)
+            out, od, go = output_graphs(x, y)
+            u = torch.zeros_like(out, requires_grad=True)
+            gu = torch.autograd.grad(out, lv, u, **g_opts)
+            return SimpleNamespace(out=out, od=od, go=go, u=u, gu=gu)
 
     def product(graph, cots, batched):
+        if isinstance(graph, Linearized):
+            return forward(graph, cots, batched, state)
         if which == "full":
             return backward(graph, lv, cots, batched, state)
-        out, u, gu, od, go = graph
-        jv = backward(gu, [u], cots, batched, state)
-        hu = backward([go], [od], jv, batched, state)
-        return backward([out], lv, hu, batched, state)
+        if hasattr(graph, "lin"):
+            jv = forward(graph.lin, cots, batched, state)
+        else:
+            jv = backward(graph.gu, [graph.u], cots, batched, state)
+        hu = backward([graph.go], [graph.od], jv, batched, state)
+        return backward([graph.out], lv, hu, batched, state)
 
     def probe(r: _func.ADRoute) -> None:
         with _func.eval_mode(model):
             x, y = next(iter(labelled()))
-            graph = build(x[:1], y[:1])
+            graph = (build_reverse if r.reverse else build_linearized)(x[:1], y[:1])
             product(graph, [torch.ones_like(t) for t in lv], False)
+            memory["probe_bytes"] = getattr(graph, "nbytes", None)
 
     ad = _kept_route(route, probe, "hessian", ad0, memory)
     if ad is None:
@@ -285,12 +363,23 @@ def hessian_products(
         with _func.eval_mode(model):
             yield from labelled()
 
-    kept = Products(build, product, leaves, params, chunks, n_total, memory, ad)
-    return _made(kept, budget, memory)
+    def make(ad):
+        if not _probe_fits(ad, n_total, budget, memory):
+            return None
+        build = build_reverse if ad.reverse else build_linearized
+        return _made(Products(build, product, leaves, params, chunks, n_total, memory, ad), budget, memory)  # fmt: skip
+
+    kept = make(ad)
+    if kept is None and not ad.reverse:  # a recording holds more than the autograd graph
+        ad = _kept_route("reverse", probe, "hessian", ad0, memory)
+        kept = None if ad is None else make(ad)
+    return kept
 
 
 class NTKProducts:
-    """NTK products through kept graphs: ``self(v, batched)``; rebuilt when parameters change."""
+    """NTK products from kept per-chunk state: ``self(v, batched)``; rebuilt when parameters
+    change. ``J^T U`` is a backward pass through the kept graph of the outputs; ``J t`` replays
+    the chunk's recording (linearized) or is the derivative of ``<J^T u, t>`` in ``u``."""
 
     def __init__(self, build, leaves, chunks, n, C, kind, memory, ad) -> None:
         self.build, self.leaves, self.chunks, self.memory, self.ad = (
@@ -324,12 +413,12 @@ class NTKProducts:
             U = U.reshape(b * C, n, C)  # fmt: skip
         with self.ad.context():
             t, i = None, 0
-            for _, (out, _u, _gu) in self.graphs:  # J^T U, summed over chunks
-                m = len(out)
-                g = backward([out], self.leaves, [U[:, i : i + m]], True, st)
-                t = g if t is None else [a + c for a, c in zip(t, g)]
+            for _, g in self.graphs:  # J^T U, summed over chunks
+                m = len(g.out)
+                jt = backward([g.out], self.leaves, [U[:, i : i + m]], True, st)
+                t = jt if t is None else [a + c for a, c in zip(t, jt)]
                 i += m
-            JU = torch.cat([backward(gu, [u], t, True, st)[0] for _, (_, u, gu) in self.graphs], 1)  # fmt: skip
+            JU = torch.cat([ntk_jvp(g, t, st) for _, g in self.graphs], 1)
         if self.kind == "block":
             res = JU.reshape(b, n * C)
         else:
@@ -338,36 +427,60 @@ class NTKProducts:
         return (res.T if batched else res[0]).detach()
 
 
+def ntk_jvp(graph, t: list[torch.Tensor], state: dict) -> torch.Tensor:
+    """``J t`` of one chunk for a block of tangents ``t`` (leading dimension = columns)."""
+    if hasattr(graph, "lin"):
+        return forward(graph.lin, t, True, state)[0]
+    return backward(graph.gu, [graph.u], t, True, state)[0]
+
+
 def ntk_products(model, f, params, x, chunk, C, kind, route, budget, memory, ad0):
-    """The kept-graph NTK products, or ``None`` to stream; fills ``memory``. Composite kernels
-    only where the streaming route ``ad0`` needs them too (the same function, not bit for bit)."""
+    """The kept NTK products (linearized where the model records, else reverse-over-reverse), or
+    ``None`` to stream; fills ``memory``. Composite kernels only where the streaming route ``ad0``
+    needs them too (the same function, not bit for bit)."""
     if budget <= 0 or route == "forward":
         memory["reason"] = "memory_budget is 0" if budget <= 0 else "route='forward'"
         return None
     leaves = [p.detach().requires_grad_(True) for p in params.values()]
-    named = dict(zip(params, leaves))
+    names = list(params)
+    named = dict(zip(names, leaves))
 
-    def build(xb, _y=None):
+    def build_reverse(xb, _y=None):
         with torch.enable_grad():
             out = f(named, xb)
             u = torch.zeros_like(out, requires_grad=True)
             gu = torch.autograd.grad(out, leaves, u, create_graph=True, allow_unused=True, materialize_grads=True)  # fmt: skip
-            return out, u, gu
+            return SimpleNamespace(out=out, u=u, gu=gu)
+
+    def build_linearized(xb, _y=None):
+        with torch.enable_grad():
+            out, nbytes = saved_bytes(lambda: f(named, xb))
+        lin = Linearized(lambda ps: [f(dict(zip(names, ps)), xb)], leaves)
+        return SimpleNamespace(out=out, lin=lin, nbytes=nbytes + lin.nbytes)
+
+    build_linearized.measures_itself = True
 
     def probe(r: _func.ADRoute) -> None:
         with _func.eval_mode(model):
-            out, u, gu = build(x[:1])
-            t = backward([out], leaves, [torch.ones_like(out)], False, {})
-            backward(gu, [u], t, False, {})
-
-    ad = _kept_route(route, probe, "ntk (operator)", ad0, memory)
-    if ad is None:
-        return None
+            g = (build_reverse if r.reverse else build_linearized)(x[:1])
+            t = backward([g.out], leaves, [torch.ones_like(g.out)[None]], True, {})
+            ntk_jvp(g, t, {})
+            memory["probe_bytes"] = getattr(g, "nbytes", None)
 
     def chunks():
         with _func.eval_mode(model):
             for i in range(0, len(x), chunk):
                 yield x[i : i + chunk], None
 
-    kept = NTKProducts(build, leaves, chunks, len(x), C, kind, memory, ad)
-    return _made(kept, budget, memory)
+    def make(ad):
+        if not _probe_fits(ad, len(x), budget, memory):
+            return None
+        build = build_reverse if ad.reverse else build_linearized
+        return _made(NTKProducts(build, leaves, chunks, len(x), C, kind, memory, ad), budget, memory)  # fmt: skip
+
+    ad = _kept_route(route, probe, "ntk (operator)", ad0, memory)
+    kept = None if ad is None else make(ad)
+    if kept is None and ad is not None and not ad.reverse:  # the recording may not fit
+        ad = _kept_route("reverse", probe, "ntk (operator)", ad0, memory)
+        kept = None if ad is None else make(ad)
+    return kept

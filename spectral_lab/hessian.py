@@ -151,28 +151,38 @@ def hessian_operator(
     ``"cross_entropy"``, or a callable returning the batch mean. Runs on the device and dtype of
     the model's parameters; inputs are cast to them.
 
-    **Kept graph** (when it fits ``memory_budget`` bytes, default 1 GiB): the graph of
-    ``grad L_b`` (built with ``create_graph=True``) is built once per chunk, its size measured on
-    the first chunk as the bytes autograd saves, and each product ``H v`` is **one backward pass
-    through the kept graphs** (as PyHessian does; about 1.3 gradients); for the GGN the graphs of
-    the outputs and of ``J^T u`` are kept and ``G v`` is two backward passes plus an output-space
-    one (``J v`` as the derivative of ``<J^T u, v>`` in ``u``). Memory: the graphs of all chunks.
-    A block ``op @ V`` of ``b`` columns is one batched backward (``is_grads_batched``), or a loop
-    over columns where an operation has no batching rule. An in-place change of the parameters
-    rebuilds the graphs at the next product. The operator holds them while it lives.
+    **Kept graph** (when it fits ``memory_budget`` bytes, default 1 GiB), built once per chunk,
+    its size measured on the first chunk:
+
+    - *linearized* (where every operation has forward-mode AD): forward-over-reverse
+      ``jvp(grad L_b)`` is run once and its tangent operations recorded; each product ``H v``
+      **replays only those** (about 1.2 gradients; recording costs about two products). For the
+      GGN ``J v`` is replayed the same way and ``J^T`` is a backward pass through the kept graph of
+      the outputs. Memory: the recording's constants (primal values of the forward and backward
+      passes; about 3x the autograd graph), so a budget between the two keeps the graph below.
+    - *reverse-over-reverse*: the graph of ``grad L_b`` (built with ``create_graph=True``) and one
+      **backward pass through it** per product (as PyHessian does; about 1.5 gradients); for the
+      GGN the graphs of the outputs and of ``J^T u`` (``J v`` as the derivative of
+      ``<J^T u, v>`` in ``u``).
+
+    A block ``op @ V`` of ``b`` columns is one vmapped replay or batched backward
+    (``is_grads_batched``), or a loop over columns where that fails or is slower (timed on the
+    first block). An in-place change of the parameters rebuilds the kept state at the next
+    product. The operator holds it while it lives.
 
     **Streaming** (when they do not fit, ``memory_budget=0``, or ``route="forward"``): every
     product recomputes each chunk: forward-over-reverse ``jvp(grad L)(v)`` (~ 2-4 gradient costs);
     GN: ``J^T (grad^2_f loss) (J v)`` with one JVP, an output-space HVP and one VJP. Blocks are
     vmapped (column by column if the model cannot be vmapped). Memory: one chunk.
 
-    ``route``: ``"auto"`` (default) tries the kept graph (reverse-over-reverse, plain then with
-    composite kernels) and, when it does not fit or cannot run, streams with forward-over-reverse
+    ``route``: ``"auto"`` (default) tries the kept graph (linearized, then reverse-over-reverse;
+    plain, or with composite kernels where streaming needs them) and, when it does not fit or cannot run, streams with forward-over-reverse
     and, if some operation lacks forward-mode AD (or a higher derivative), reverse-over-reverse
     (double backward: ``H v`` as the VJP of the gradient, ``J v`` as ``d/du <J^T u, v>``), then
     either with composite kernels (hardsigmoid as a clamp, attention on PyTorch's MATH backend:
     the same function, differentiable to any order); each is chosen on a one-sample probe.
-    ``"forward"`` / ``"reverse"`` force a mode (``"forward"`` always streams). The choice is
+    ``"forward"`` / ``"reverse"`` force a mode (``"forward"`` always streams; ``"reverse"``
+    keeps the autograd graph, never a recording). The choice is
     kept for the operator's life and recorded in ``op.route`` (``"... (kept graph)"`` or the
     streaming route), ``op.memory`` (budget, measured estimate, storage, how blocks ran) and the
     results of :func:`hessian_eigs`, :func:`hessian_trace` and :func:`hessian_density`.
@@ -183,7 +193,7 @@ def hessian_operator(
         >>> data = (torch.randn(5, 3).double(), torch.randn(5, 1).double())
         >>> kept, streamed = (hessian_operator(m, data, loss="mse", memory_budget=b) for b in (2**30, 0))
         >>> kept.dim, kept.route, streamed.memory["storage"]
-        (21, 'reverse-over-reverse (kept graph)', 'streaming')
+        (21, 'forward-over-reverse (linearized, kept graph)', 'streaming')
         >>> v = torch.randn(21, dtype=torch.float64)
         >>> bool(torch.allclose(kept @ v, streamed @ v, atol=1e-12))
         True

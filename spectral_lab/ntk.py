@@ -265,13 +265,15 @@ def ntk_operator(
     when that is smaller; all of them when they fit); no Gram or Jacobian is ever
     stored. Runs on the device and dtype of the model's parameters; inputs are cast to them.
 
-    **Kept graph** (when the graphs of all chunks fit ``memory_budget`` bytes, default 1 GiB,
-    measured on the first chunk as the bytes autograd saves): the graph of the outputs and of
-    ``J^T u`` is built once per chunk; a product is then one backward through the outputs' graph
-    (``J^T v``) and one through ``J^T u``'s (``J t = d/du <J^T u, t>``, the double-VJP trick) --
-    no forward pass. The scalar NTK's ``C`` products, and the ``b`` columns of ``op @ V``, go
-    through one batched backward each (``is_grads_batched``; a loop where an operation has no
-    batching rule). **Streaming** (over budget, ``memory_budget=0`` or ``route="forward"``):
+    **Kept graph** (when the state of all chunks fits ``memory_budget`` bytes, default 1 GiB,
+    measured on the first chunk): the graph of the outputs is built once per chunk and a product
+    is one backward through it (``J^T v``) and then ``J t``, no forward pass: where every
+    operation has forward-mode AD a replay of the outputs' tangent operations, recorded once
+    (*linearized*, about one forward pass), else a backward through the kept graph of ``J^T u``
+    (``J t = d/du <J^T u, t>``, the double-VJP trick; about two). The scalar NTK's ``C``
+    products, and the ``b`` columns of ``op @ V``, go through one vmapped replay or batched
+    backward each (``is_grads_batched``; a loop where an operation has no batching rule).
+    **Streaming** (over budget, ``memory_budget=0`` or ``route="forward"``):
     every product recomputes each chunk's forward pass, the ``J`` with forward mode (or
     reverse-over-reverse where forward AD is missing), ``C`` classes vmapped; memory
     ``O(C p + chunk activations)``. ``route`` as in :func:`ntk_gram`; the choice is recorded in
@@ -282,7 +284,7 @@ def ntk_operator(
         >>> m, x = MLP(4, 2, width=8, depth=2).double(), torch.randn(6, 4, dtype=torch.float64)
         >>> kept, streamed = (ntk_operator(m, x, memory_budget=b) for b in (2**30, 0))
         >>> kept.route, streamed.memory["storage"], (kept @ torch.ones(6)).shape
-        ('reverse-over-reverse (kept graph)', 'streaming', torch.Size([6]))
+        ('forward-over-reverse (linearized, kept graph)', 'streaming', torch.Size([6]))
         >>> v = torch.randn(6, dtype=torch.float64)
         >>> all(torch.allclose(op @ v, ntk_gram(m, x) @ v) for op in (kept, streamed))
         True

@@ -13,7 +13,8 @@ from spectral_lab import hessian as hs
 from spectral_lab import ntk as nk
 from tests.test_model_zoo import Encoder, Recurrent
 
-KEPT = "reverse-over-reverse (kept graph)"
+LIN = "forward-over-reverse (linearized, kept graph)"  # recorded tangent operations
+REV = "reverse-over-reverse (kept graph)"  # backward passes through the autograd graph
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -64,14 +65,18 @@ def test_kept_equals_dense_autograd_on_a_tiny_mlp(which):
     else:
         J = torch.autograd.functional.jacobian(f, theta).reshape(-1, len(theta))
         ref = J.T @ J / len(x)  # (1/n) sum_i J_i^T I J_i for the course's 1/2-MSE
-    for budget, storage in ((2**30, "kept graph"), (0, "streaming")):
-        op = hs.hessian_operator(m, (x, y), loss="mse", which=which, memory_budget=budget)
-        assert op.memory["storage"] == storage
-        assert _rel(op.dense(), ref) < 1e-10, (budget, which)
-    # several chunks of unequal size (2, 2, 1): each weighted n_b / N
-    op = hs.hessian_operator(m, (x, y), loss="mse", which=which, batch_size=2)
-    assert op.memory["storage"] == "kept graph"
-    assert _rel(op.dense(), ref) < 1e-10
+    for budget, route, name in ((2**30, "auto", LIN), (2**30, "reverse", REV), (0, "auto", None)):
+        op = hs.hessian_operator(
+            m, (x, y), loss="mse", which=which, memory_budget=budget, route=route
+        )
+        assert op.memory["storage"] == ("streaming" if name is None else "kept graph")
+        assert name is None or op.route == name
+        assert _rel(op.dense(), ref) < 1e-10, (budget, route, which)
+        # several chunks of unequal size (2, 2, 1): each weighted n_b / N
+        op = hs.hessian_operator(
+            m, (x, y), loss="mse", which=which, batch_size=2, memory_budget=budget, route=route
+        )
+        assert _rel(op.dense(), ref) < 1e-10
 
 
 def test_mutation_equal_chunk_weights_are_caught(monkeypatch):
@@ -100,9 +105,10 @@ def test_kept_ntk_equals_the_jacobian_gram():
     Ks = torch.einsum("ncp,mcp->nm", J, J)
     for kind, ref in (("block", Kb), ("scalar", Ks)):
         for chunk in (None, 2):
-            op = nk.ntk_operator(m, x, kind, chunk, memory_budget=2**30)
-            assert op.route == KEPT and op.memory["storage"] == "kept graph"
-            assert _rel(op.dense(), ref) < 1e-10, (kind, chunk)
+            for route, name in (("auto", LIN), ("reverse", REV)):
+                op = nk.ntk_operator(m, x, kind, chunk, memory_budget=2**30, route=route)
+                assert op.route == name and op.memory["storage"] == "kept graph"
+                assert _rel(op.dense(), ref) < 1e-10, (kind, chunk, route)
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn", "gru", "transformer"])
@@ -110,8 +116,9 @@ def test_kept_and_streaming_agree(name):
     """Hessian, GGN and NTK: kept graph == streaming to 1e-10, and mm columns == single products."""
     m, x, y = _model(name)
     g = torch.Generator().manual_seed(1)
-    for which in ("full", "gn"):
-        kept = hs.hessian_operator(m, (x, y), which=which)
+    for which, route in (("full", "auto"), ("gn", "auto"), ("full", "reverse"), ("gn", "reverse")):
+        kept = hs.hessian_operator(m, (x, y), which=which, route=route)
+        assert name in ("gru",) or (route == "reverse") == kept.route.startswith("reverse")
         stream = hs.hessian_operator(m, (x, y), which=which, memory_budget=0)
         assert "kept graph" in kept.route and "kept graph" not in stream.route
         assert kept.memory["storage"] == "kept graph" and stream.memory["storage"] == "streaming"
@@ -121,12 +128,12 @@ def test_kept_and_streaming_agree(name):
         assert set(kept.memory["per_column_s"]) == {"batched", "single"}
         kept.memory["matmat"] = "batched backward"  # whichever won, both must be right
         assert _rel(kept @ V, block) < 1e-10
-        assert _rel(block, stream @ V) < 1e-10, which
+        assert _rel(block, stream @ V) < 1e-10, (which, route)
         for j in range(5):
             assert _rel(block[:, j], kept @ V[:, j]) < 1e-10
             assert _rel(block[:, j], stream @ V[:, j]) < 1e-10
-    for kind in ("scalar", "block"):
-        kept = nk.ntk_operator(m, x, kind)
+    for kind, route in (("scalar", "auto"), ("block", "auto"), ("scalar", "reverse")):
+        kept = nk.ntk_operator(m, x, kind, route=route)
         stream = nk.ntk_operator(m, x, kind, memory_budget=0)
         assert "kept graph" in kept.route and stream.memory["storage"] == "streaming"
         U = torch.randn(kept.dim, 4, dtype=torch.float64, generator=g)
@@ -141,9 +148,14 @@ def test_memory_budget_decides_and_is_recorded():
     m, x, y = _model("cnn")
     op = hs.hessian_operator(m, (x, y))
     est = op.memory["estimate_bytes"]
-    assert op.route == KEPT and est > 0 and op.memory["budget_bytes"] == 2**30
-    # a budget just under the measured size streams, and says why
-    small = hs.hessian_operator(m, (x, y), memory_budget=est - 1)
+    assert op.route == LIN and est > 0 and op.memory["budget_bytes"] == 2**30
+    # a budget under the recording's size keeps the (smaller) autograd graph instead ...
+    rev = hs.hessian_operator(m, (x, y), route="reverse").memory["estimate_bytes"]
+    assert 0 < rev < est
+    mid = hs.hessian_operator(m, (x, y), memory_budget=est - 1)
+    assert mid.route == REV and mid.memory["storage"] == "kept graph"
+    # ... and a budget under both streams, and says why
+    small = hs.hessian_operator(m, (x, y), memory_budget=rev - 1)
     assert small.memory["storage"] == "streaming" and small.route == "forward-over-reverse"
     assert "memory_budget" in small.memory["reason"]
     zero = hs.hessian_operator(m, (x, y), memory_budget=0)
@@ -157,7 +169,7 @@ def test_memory_budget_decides_and_is_recorded():
     assert _rel(tight @ V, zero @ V) < 1e-10
     # the results carry the route
     assert sl.hessian_eigs(m, (x, y), memory_budget=0).route == "forward-over-reverse"
-    assert sl.hessian_trace(m, (x, y), num_matvecs=6).route == KEPT
+    assert sl.hessian_trace(m, (x, y), num_matvecs=6).route == LIN
     with pytest.raises(ValueError, match="memory_budget"):
         hs.hessian_operator(m, (x, y), memory_budget=-1)
 
@@ -186,7 +198,7 @@ def test_batched_backward_falls_back_to_a_loop(monkeypatch):
         return real(outputs, inputs, cots, batched)
 
     monkeypatch.setattr(_kept, "_one", no_batching)
-    op = hs.hessian_operator(m, (x, y))
+    op = hs.hessian_operator(m, (x, y), route="reverse")
     V = torch.randn(op.dim, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     want = hs.hessian_operator(m, (x, y), memory_budget=0) @ V
     assert _rel(op @ V, want) < 1e-10
@@ -218,3 +230,20 @@ def test_default_chunk_bounds_the_streaming_memory(kind, monkeypatch):
     op = nk.ntk_operator(m, x, kind, memory_budget=0)
     assert 1 <= op.memory["chunk_size"] < n
     assert _rel(op.dense(), ref) < 1e-10
+
+
+def test_batched_replay_falls_back_to_a_loop(monkeypatch):
+    """The linearized route: a replay that cannot be vmapped is answered column by column."""
+    m, x, y = _model("mlp")
+    op = hs.hessian_operator(m, (x, y))
+    assert op.route == LIN
+    V = torch.randn(op.dim, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    want = hs.hessian_operator(m, (x, y), memory_budget=0) @ V
+
+    def no_vmap(*a, **k):
+        raise RuntimeError("Batching rule not implemented for aten::fake_op")
+
+    monkeypatch.setattr(_kept.torch, "vmap", no_vmap)
+    assert _rel(op @ V, want) < 1e-10
+    assert op.memory["matmat"] == "loop (no batching rule)"
+    assert op.memory["batching"] == "failed" and "fake_op" in op.memory["matmat_error"]

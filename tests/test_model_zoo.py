@@ -288,10 +288,11 @@ def _mlp():
 
 def test_plain_mlp_keeps_the_fast_routes():
     m, x, y = _mlp()
-    # within the memory budget the products go through a kept graph (double backward) ...
-    assert hs.hessian_operator(m, (x, y)).route == "reverse-over-reverse (kept graph)"
-    assert nk.ntk_operator(m, x).route == "reverse-over-reverse (kept graph)"
-    assert sl.hessian_eigs(m, (x, y)).route == "reverse-over-reverse (kept graph)"
+    # within the memory budget the products replay a recording of forward-over-reverse ...
+    lin = "forward-over-reverse (linearized, kept graph)"
+    assert hs.hessian_operator(m, (x, y)).route == lin
+    assert nk.ntk_operator(m, x).route == lin
+    assert sl.hessian_eigs(m, (x, y)).route == lin
     # ... and streaming (memory_budget=0) keeps the fast streaming route
     assert hs.hessian_operator(m, (x, y), memory_budget=0).route == "forward-over-reverse"
     assert nk.ntk_operator(m, x, memory_budget=0).route == "forward-over-reverse"
@@ -336,13 +337,19 @@ def test_zoo_routes():
     assert routes["mobilenet_v3_small"] == "forward-over-reverse (composite ops)"
     assert routes["transformer_fused"] == "forward-over-reverse (composite ops)"
     assert routes["gru"] == "forward-over-reverse"
-    # kept graphs: composite kernels only where streaming needs them too (the same function,
-    # not bit for bit); MobileNet's NTK needs none to stream, and its hardsigmoid backward has
-    # no derivative, so that NTK streams
-    assert routes["mobilenet_v3_small/kept"] == "reverse-over-reverse (composite ops, kept graph)"
-    assert routes["transformer_fused/kept"] == "reverse-over-reverse (composite ops, kept graph)"
-    assert routes["gru/kept"] == routes["gru/NTK"] == "reverse-over-reverse (kept graph)"
-    assert routes["mobilenet_v3_small/NTK"] == "forward-over-reverse"
+    # kept state: recordings of forward mode; composite kernels only where streaming needs them
+    # too (the same function, not bit for bit). MobileNet's NTK needs none (its hardsigmoid
+    # backward has no derivative, which only the double-VJP route needed: it used to stream)
+    lin, lin_c = "forward-over-reverse (linearized, kept graph)", "forward-over-reverse (composite ops, linearized, kept graph)"  # fmt: skip
+    assert routes["mobilenet_v3_small/kept"] == routes["transformer_fused/kept"] == lin_c
+    assert routes["transformer_fused/NTK"] == lin_c
+    assert routes["gru/kept"] == routes["gru/NTK"] == lin
+    assert routes["mobilenet_v3_small/NTK"] == lin
+    m, x, _ = _build("mobilenet_v3_small")  # the recorded NTK product is the streamed one
+    u = torch.randn(2 * C, generator=torch.Generator().manual_seed(6), dtype=x.dtype)
+    kept, stream = (nk.ntk_operator(m, x[:2], "block", memory_budget=b) for b in (2**30, 0))
+    assert kept.route == lin and stream.memory["storage"] == "streaming"
+    assert _rel(kept @ u, stream @ u) < 1e-5
     assert routes["gru/J"] == "batched"
     assert routes["mobilenet_v3_small/J"] == "vmap"
     m, x, _ = _build("gru")
