@@ -148,7 +148,8 @@ def block(apply: Callable[[torch.Tensor, bool], torch.Tensor], V: torch.Tensor, 
     columns times both -- 2 columns batched, 2 one by one, no product wasted -- and keeps the
     faster: ``memory["matmat"]`` is ``"batched backward"``, ``"loop (faster here)"`` or
     ``"loop (no batching rule)"``, the timings (seconds per column) ``memory["per_column_s"]``.
-    Batched calls take at most ``memory_budget / kept bytes`` columns at once.
+    Batched calls take at most ``memory_budget / kept bytes`` columns at once; a wider batch that
+    runs > 1.2x slower per column than single products switches to the loop for good.
     """
     b = V.shape[1]
     mode = memory.get("matmat")
@@ -167,7 +168,19 @@ def block(apply: Callable[[torch.Tensor, bool], torch.Tensor], V: torch.Tensor, 
         return torch.cat([first, second, *rest], dim=1)
     if mode == "batched backward":  # b columns hold ~b times a graph's transient memory
         width = max(1, int(memory["budget_bytes"] // max(1, memory.get("kept_bytes", 1))))
-        return torch.cat([apply(V[:, i : i + width], True) for i in range(0, b, width)], dim=1)
+        parts = []
+        for i in range(0, b, width):
+            if memory["matmat"] != "batched backward":  # wider blocks turned out slower
+                parts.append(block(apply, V[:, i:], memory))
+                break
+            t0 = time.perf_counter()
+            parts.append(apply(V[:, i : i + width], True))
+            per_column = (time.perf_counter() - t0) / parts[-1].shape[1]
+            single = memory.get("per_column_s", {}).get("single", math.inf)
+            if parts[-1].shape[1] > 2 and per_column > 1.2 * single:
+                memory["matmat"] = "loop (faster here)"  # e.g. page faults of wide blocks on a CPU
+                memory["per_column_s"]["batched (wide)"] = per_column
+        return torch.cat(parts, dim=1)
     return torch.stack([apply(V[:, j], False) for j in range(b)], dim=1)
 
 
