@@ -15,10 +15,12 @@ against 0.45 s for the course CNN on 512 MNIST images), which is what makes it w
 10--60 products of a Lanczos or Hutchinson run. The products are the same operations on the same
 values (bit for bit the same as ``torch.func.linearize`` there).
 
-Recording refuses (``NotLinearizable``) what a replay could not reproduce: an operation that reads
-a tangent's *values* into Python (``.item()``, ``torch.equal``), or writes tangent values into a
-tensor that is not itself a tangent (a buffer that other code may alias). Callers fall back to
-another route then.
+Constants are held by reference; a primal tensor that the code changes in place after a recorded
+step read it is copied just before the change (copy on write), so a replay sees the value the
+step saw. Recording refuses (``NotLinearizable``) what a replay could not reproduce: an operation
+that reads a tangent's *values* into Python (``.item()``, ``torch.equal``), or writes tangent
+values into a tensor that is not itself a tangent (a buffer that other code may alias). Callers
+fall back to another route then.
 """
 
 from __future__ import annotations
@@ -43,32 +45,68 @@ class NotLinearizable(RuntimeError):
     """The computation cannot be replayed on new tangents from a recording."""
 
 
+def _storage(t: torch.Tensor) -> int | None:
+    return t.untyped_storage().data_ptr() if t.layout == torch.strided else None
+
+
+def _written(func, args, kwargs) -> list[torch.Tensor]:
+    """The tensor arguments ``func`` writes to (in-place and ``out=`` arguments)."""
+    if not func._schema.is_mutable:
+        return []
+    found = []
+    for i, arg in enumerate(func._schema.arguments):
+        if arg.alias_info is not None and arg.alias_info.is_write:
+            target = args[i] if i < len(args) else kwargs.get(arg.name)
+            if isinstance(target, torch.Tensor):
+                found.append(target)
+    return found
+
+
 class _Recorder(TorchDispatchMode):
     """Records the operations that read a tracked tensor (a tangent or a result computed from
-    one). Tracked tensors are held alive while recording so that ``id`` identifies them."""
+    one). Tracked tensors are held alive while recording so that ``id`` identifies them.
+
+    Constants are kept by reference, so a primal tensor changed in place *after* a recorded step
+    read it (``h @ W`` then ``h.mul_(2)``) would be replayed with its new value: before any
+    operation writes to a storage that recorded steps read, those steps get their own copy
+    (copy on write; ``self.readers`` maps a storage to the templates that read it)."""
 
     def __init__(self, inputs: Sequence[torch.Tensor]) -> None:
         super().__init__()
         self.slot = {id(t): i for i, t in enumerate(inputs)}
         self.alive = list(inputs)
         self.steps: list[tuple] = []
+        self.readers: dict[int, list[list]] = {}
 
     def _tracked(self, a: object) -> bool:
         return isinstance(a, torch.Tensor) and id(a) in self.slot
 
+    def _copy_before_write(self, written: list[torch.Tensor]) -> None:
+        for target in written:
+            key = _storage(target)
+            copies: dict[int, torch.Tensor] = {}
+            for template in self.readers.pop(key, []):
+                for k, (kind, a) in enumerate(template):
+                    if kind == "c" and isinstance(a, torch.Tensor) and _storage(a) == key:
+                        if id(a) not in copies:
+                            copies[id(a)] = a.clone()
+                        template[k] = ("c", copies[id(a)])
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         flat, spec = tree_flatten((args, kwargs))
+        written = _written(func, args, kwargs)
+        if written and self.readers:
+            self._copy_before_write(written)
         if not any(self._tracked(a) for a in flat):
             return func(*args, **kwargs)
         if func in _READS_VALUES:
             raise NotLinearizable(f"{func} reads tangent values")
-        for i, arg in enumerate(func._schema.arguments):
-            if arg.alias_info is not None and arg.alias_info.is_write:
-                target = args[i] if i < len(args) else kwargs.get(arg.name)
-                if isinstance(target, torch.Tensor) and not self._tracked(target):
-                    raise NotLinearizable(f"{func} writes tangent values into a constant tensor")
+        if any(not self._tracked(t) for t in written):
+            raise NotLinearizable(f"{func} writes tangent values into a constant tensor")
         template = [("t", self.slot[id(a)]) if self._tracked(a) else ("c", a) for a in flat]
+        for key in {_storage(a) for k, a in template if k == "c" and isinstance(a, torch.Tensor)}:
+            self.readers.setdefault(key, []).append(template)
         out = func(*args, **kwargs)
         outs = []
         for j, o in enumerate(tree_flatten(out)[0]):
