@@ -333,9 +333,9 @@ def hessian_products(
                 g = torch.func.grad(lambda q: scalar_loss(loss_fn(f(q, x), y)))(dict(zip(names, ps)))  # fmt: skip
                 return [g[k] for k in names]
 
-            return Linearized(grad_loss, lv)
+            return Linearized(grad_loss, lv, held=[x, y])
         (out, od, go), nbytes = saved_bytes(lambda: output_graphs(x, y))
-        lin = Linearized(lambda ps: [f(dict(zip(names, ps)), x)], lv)
+        lin = Linearized(lambda ps: [f(dict(zip(names, ps)), x)], lv, held=[x])
         return SimpleNamespace(out=out, od=od, go=go, lin=lin, nbytes=nbytes + lin.nbytes)
 
     build_linearized.measures_itself = True
@@ -468,7 +468,7 @@ def ntk_products(model, f, params, x, chunk, C, kind, route, budget, memory, ad0
     def build_linearized(xb, _y=None):
         with torch.enable_grad():
             out, nbytes = saved_bytes(lambda: f(named, xb))
-        lin = Linearized(lambda ps: [f(dict(zip(names, ps)), xb)], leaves)
+        lin = Linearized(lambda ps: [f(dict(zip(names, ps)), xb)], leaves, held=[xb])
         return SimpleNamespace(out=out, lin=lin, nbytes=nbytes + lin.nbytes)
 
     build_linearized.measures_itself = True

@@ -144,18 +144,29 @@ def test_kept_and_streaming_agree(name):
         assert _rel(block[:, 1], kept @ U[:, 1]) < 1e-10
 
 
-def test_memory_budget_decides_and_is_recorded():
+def test_memory_budget_decides_and_is_recorded(monkeypatch):
     m, x, y = _model("cnn")
     op = hs.hessian_operator(m, (x, y))
     est = op.memory["estimate_bytes"]
     assert op.route == LIN and est > 0 and op.memory["budget_bytes"] == 2**30
-    # a budget under the recording's size keeps the (smaller) autograd graph instead ...
     rev = hs.hessian_operator(m, (x, y), route="reverse").memory["estimate_bytes"]
-    assert 0 < rev < est
-    mid = hs.hessian_operator(m, (x, y), memory_budget=est - 1)
+    assert rev > 0
+    # a budget under the recording's size keeps the autograd graph instead when that fits (here
+    # the recording is made 100x larger than measured, so that a budget falls between the two)
+    real = _kept.Linearized.__init__
+
+    def larger(self, *a, **k):
+        real(self, *a, **k)
+        self.nbytes *= 100
+
+    with monkeypatch.context() as mp:
+        mp.setattr(_kept.Linearized, "__init__", larger)
+        mid = hs.hessian_operator(m, (x, y), memory_budget=2 * rev)
     assert mid.route == REV and mid.memory["storage"] == "kept graph"
+    v = torch.randn(op.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    assert _rel(mid @ v, op @ v) < 1e-10
     # ... and a budget under both streams, and says why
-    small = hs.hessian_operator(m, (x, y), memory_budget=rev - 1)
+    small = hs.hessian_operator(m, (x, y), memory_budget=min(est, rev) - 1)
     assert small.memory["storage"] == "streaming" and small.route == "forward-over-reverse"
     assert "memory_budget" in small.memory["reason"]
     zero = hs.hessian_operator(m, (x, y), memory_budget=0)
