@@ -85,6 +85,26 @@ def _one(outputs, inputs, cots, batched: bool) -> list[torch.Tensor]:
     ]
 
 
+def _batched_or_loop(batched_call: Callable, column: Callable, b: int, state: dict) -> list:
+    """``batched_call()`` (one call over all ``b`` columns) or, when it raises, ``column(j)`` for
+    each column stacked; the first failure sets ``state["batching"] = "failed"`` (with the error
+    in ``state["matmat_error"]``) and later blocks go straight to the loop."""
+    if state.get("batching") != "failed":
+        try:
+            with warnings.catch_warnings():  # "performance drop ... batching rule" is not an error
+                warnings.filterwarnings("ignore", message=".*[Bb]atching rule.*")
+                warnings.filterwarnings("ignore", message=".*performance drop.*")
+                out = batched_call()
+            state["batching"] = "ok"
+            return out
+        except (RuntimeError, NotImplementedError) as err:
+            if state.get("batching") == "ok":
+                raise
+            state["batching"] = "failed"
+            state["matmat_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+    return [torch.stack(parts) for parts in zip(*(column(j) for j in range(b)))]
+
+
 def backward(
     outputs: Sequence[torch.Tensor],
     inputs: Sequence[torch.Tensor],
@@ -100,21 +120,12 @@ def backward(
     """
     if not batched:
         return _one(outputs, inputs, cots, False)
-    if state.get("batching") != "failed":
-        try:
-            with warnings.catch_warnings():  # "performance drop ... batching rule" is not an error
-                warnings.filterwarnings("ignore", message=".*[Bb]atching rule.*")
-                warnings.filterwarnings("ignore", message=".*performance drop.*")
-                out = _one(outputs, inputs, cots, True)
-            state["batching"] = "ok"
-            return out
-        except (RuntimeError, NotImplementedError) as err:
-            if state.get("batching") == "ok":
-                raise
-            state["batching"] = "failed"
-            state["matmat_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
-    cols = [_one(outputs, inputs, [c[j] for c in cots], False) for j in range(cots[0].shape[0])]
-    return [torch.stack(parts) for parts in zip(*cols)]
+    return _batched_or_loop(
+        lambda: _one(outputs, inputs, cots, True),
+        lambda j: _one(outputs, inputs, [c[j] for c in cots], False),
+        cots[0].shape[0],
+        state,
+    )
 
 
 def forward(lin: Linearized, tangents: Sequence[torch.Tensor], batched: bool, state: dict):
@@ -123,21 +134,12 @@ def forward(lin: Linearized, tangents: Sequence[torch.Tensor], batched: bool, st
     that fails (``state["batching"]`` becomes ``"failed"``, as in :func:`backward`)."""
     if not batched:
         return lin(tangents)
-    if state.get("batching") != "failed":
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*[Bb]atching rule.*")
-                warnings.filterwarnings("ignore", message=".*performance drop.*")
-                out = torch.vmap(lin)([t.contiguous() for t in tangents])  # as recorded
-            state["batching"] = "ok"
-            return out
-        except (RuntimeError, NotImplementedError) as err:
-            if state.get("batching") == "ok":
-                raise
-            state["batching"] = "failed"
-            state["matmat_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
-    cols = [lin([t[j] for t in tangents]) for j in range(tangents[0].shape[0])]
-    return [torch.stack(parts) for parts in zip(*cols)]
+    return _batched_or_loop(
+        lambda: torch.vmap(lin)([t.contiguous() for t in tangents]),  # contiguous, as recorded
+        lambda j: lin([t[j] for t in tangents]),
+        tangents[0].shape[0],
+        state,
+    )
 
 
 def block(apply: Callable[[torch.Tensor, bool], torch.Tensor], V: torch.Tensor, memory: dict):

@@ -11,6 +11,7 @@ import spectral_lab as sl
 from spectral_lab import _kept, _linearized
 from spectral_lab import hessian as hs
 from spectral_lab._linearized import Linearized, NotLinearizable
+from tests.test_model_zoo import _TanhNoJvp  # tanh with a backward and no forward-mode rule
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -99,23 +100,6 @@ def test_reading_tangent_values_is_refused():
             float((t * 2).sum())
 
 
-class _NoJVP(torch.autograd.Function):
-    """tanh with a backward and no forward-mode rule (as some custom kernels are)."""
-
-    @staticmethod
-    def forward(x):
-        return torch.tanh(x)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(output)
-
-    @staticmethod
-    def backward(ctx, g):
-        (y,) = ctx.saved_tensors
-        return g * (1 - y**2)
-
-
 def test_a_model_that_cannot_be_recorded_keeps_the_autograd_graph():
     """hessian_operator and ntk_operator fall back to reverse-over-reverse kept graphs."""
 
@@ -125,7 +109,7 @@ def test_a_model_that_cannot_be_recorded_keeps_the_autograd_graph():
             self.a, self.b = torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)
 
         def forward(self, x):
-            return self.b(_NoJVP.apply(self.a(x)))
+            return self.b(_TanhNoJvp.apply(self.a(x)))
 
     torch.manual_seed(0)
     m = Custom().double()
