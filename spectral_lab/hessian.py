@@ -156,7 +156,8 @@ def hessian_operator(
 
     - *linearized* (where every operation has forward-mode AD): forward-over-reverse
       ``jvp(grad L_b)`` is run once and its tangent operations recorded; each product ``H v``
-      **replays only those** (about 1.2 gradients; recording costs about two products). For the
+      **replays only those** (about 1.2 gradients; building the operator, probe and
+      recording, took 0.23 s against 0.04 s per product on the course CNN with 512 images). For the
       GGN ``J v`` is replayed the same way and ``J^T`` is a backward pass through the kept graph of
       the outputs. Memory: the recording's constants beyond the parameters and the data (primal
       values of the forward and backward passes; about the autograd graph's size: 55 MB for both

@@ -258,3 +258,17 @@ def test_batched_replay_falls_back_to_a_loop(monkeypatch):
     assert _rel(op @ V, want) < 1e-10
     assert op.memory["matmat"] == "loop (no batching rule)"
     assert op.memory["batching"] == "failed" and "fake_op" in op.memory["matmat_error"]
+
+
+def test_a_slow_wide_batch_switches_to_the_loop():
+    """A batch wider than the timed one that runs slower per column than single products (wide
+    vmapped blocks page-fault on a CPU) switches the operator to the loop, with the same products."""
+    m, x, y = _model("cnn")
+    op = hs.hessian_operator(m, (x, y))
+    op.memory["matmat"] = "batched backward"
+    op.memory["per_column_s"] = {"batched": 0.0, "single": 1e-12}  # single products look free
+    V = torch.randn(op.dim, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    got = op @ V
+    assert op.memory["matmat"] == "loop (faster here)"
+    assert op.memory["per_column_s"]["batched (wide)"] > 1e-12
+    assert _rel(got, hs.hessian_operator(m, (x, y), memory_budget=0) @ V) < 1e-10
