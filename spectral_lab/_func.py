@@ -54,13 +54,16 @@ def unflatten(v: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[str, torch
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Run ``model`` in eval mode (dropout off, batch-norm on running statistics); restore after."""
-    was = model.training
+    """Run ``model`` in eval mode (dropout off, batch-norm on running statistics); afterwards every
+    module gets its own flag back (``model.train(was)`` would set the root's flag on all of them:
+    a wrapper in train mode around an eval'd model would leave that model in train mode)."""
+    saved = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         yield model
     finally:
-        model.train(was)
+        for m, flag in saved:
+            m.training = flag
 
 
 def functional(model: nn.Module):

@@ -26,12 +26,23 @@ LossLike = str | Loss
 def half_mse(outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``(1/n) sum_i 1/2 ||f(x_i) - y_i||^2``: sum over outputs, mean over samples.
 
-    Its Hessian with respect to the outputs of one sample is ``I / n``.
+    Its Hessian with respect to the outputs of one sample is ``I / n``. Targets of another shape
+    with as many entries (``(N,)`` for a one-output model) are read in the outputs' shape, never
+    broadcast (``(N, 1) - (N,)`` would be ``(N, N)``); any other shape is refused.
 
     Example:
         >>> half_mse(torch.tensor([[1.0, 2.0]]), torch.zeros(1, 2)).item()  # (1 + 4) / 2
         2.5
+        >>> half_mse(torch.zeros(3, 1), torch.ones(3)).item()  # (N,) targets, not an (N, N) grid
+        0.5
     """
+    if y.shape != outputs.shape:
+        if y.numel() != outputs.numel():
+            raise ValueError(
+                f"mse: targets of shape {tuple(y.shape)} do not match the outputs "
+                f"{tuple(outputs.shape)}; pass one target per output"
+            )
+        y = y.reshape(outputs.shape)  # (N,) targets of a one-output model are (N, 1)
     return 0.5 * ((outputs - y) ** 2).reshape(len(outputs), -1).sum(1).mean()
 
 

@@ -61,6 +61,7 @@ from .linalg import (
     power_iteration,
     spectral_density,
 )
+from .prepare import Prepared, Stream, prepare
 
 __all__ = [
     "SharpnessTrace",
@@ -133,7 +134,7 @@ def _labelled(batches: Batches):
 
 @_legacy_loss_first("which")
 def hessian_operator(
-    model: nn.Module,
+    model: nn.Module | Prepared,
     data,
     *,
     loss: Loss | str = "cross_entropy",
@@ -206,8 +207,10 @@ def hessian_operator(
             f"which must be 'full' (the Hessian) or 'gn' (Gauss-Newton), got {which!r}"
         )
     budget = _kept.check_budget(memory_budget)
-    loss_fn = resolve_loss(loss)
-    params, batches = _prepare(model, data, batch_size)
+    prep = prepare(model, data, loss=loss)
+    loss_fn, model = prep.loss_fn, prep.model
+    params = _func.trainable(model)
+    batches = Stream(prep, data, batch_size, labelled=True)
     p0 = next(iter(params.values()))
     f = _func.functional(model)
     memory = {"budget_bytes": budget, "estimate_bytes": None, "storage": "streaming"}
@@ -228,14 +231,16 @@ def hessian_operator(
 
     def probe(r: _func.ADRoute) -> None:
         with _func.eval_mode(model):
-            x, y = next(iter(_labelled(batches)))
+            x, y = next(iter(batches))
             batch_product(
                 x[:1], y[:1], {k: torch.ones_like(t) for k, t in params.items()}, r.reverse
             )
 
-    ad = _func.choose_route(route, probe, "hessian")
+    key = ("hessian", route, which, prep.loss_name)
+    ad = prep.routes.get(key) or _func.choose_route(route, probe, "hessian")
+    prep.routes[key] = ad
     kept = _kept.hessian_products(
-        model, f, params, lambda: _labelled(batches), batches.num_samples(), loss_fn, which,
+        model, f, params, lambda: iter(batches), batches.num_samples(), loss_fn, which,
         route, budget, memory, ad,
     )  # fmt: skip
     if kept is not None:
@@ -251,7 +256,7 @@ def hessian_operator(
         with _func.eval_mode(model), ad.context():
             n_total = batches.num_samples()
             acc = None
-            for x, y in _labelled(batches):
+            for x, y in batches:
                 w = len(x) / n_total
 
                 def one(col, x=x, y=y):
@@ -278,7 +283,7 @@ def hessian_operator(
 
 @_legacy_loss_first("v", "which")
 def hvp(
-    model: nn.Module,
+    model: nn.Module | Prepared,
     data,
     v: torch.Tensor,
     *,
@@ -306,13 +311,12 @@ def hvp(
         model, data, loss=loss, which=which, batch_size=batch_size, route=route,
         memory_budget=memory_budget,
     )  # fmt: skip
-    p0 = next(iter(_func.trainable(model).values()))
-    return op.mv(_func.check_vector(v, op.dim, p0))
+    return op.mv(_func.check_vector(v, op.dim, torch.empty((), dtype=op.dtype, device=op.device)))
 
 
 @_legacy_loss_first("v")
 def gnvp(
-    model: nn.Module,
+    model: nn.Module | Prepared,
     data,
     v: torch.Tensor,
     *,
@@ -342,7 +346,11 @@ def gnvp(
 
 @_legacy_loss_first()
 def loss_value(
-    model: nn.Module, data, *, loss: Loss | str = "cross_entropy", batch_size: int | None = None
+    model: nn.Module | Prepared,
+    data,
+    *,
+    loss: Loss | str = "cross_entropy",
+    batch_size: int | None = None,
 ) -> float:
     """The mean loss over ``data`` (batches weighted by size), in eval mode. ``loss="mse"`` is
     ``(1/n) sum_i 1/2 ||f(x_i) - y_i||^2``. Runs on the device and dtype of the model's
@@ -355,12 +363,12 @@ def loss_value(
         >>> loss_value(lin, (torch.randn(4, 2), torch.ones(4, 2)), loss="mse")  # 1/2 * (1 + 1)
         1.0
     """
-    loss_fn = resolve_loss(loss)
-    _, batches = _prepare(model, data, batch_size)
+    prep = prepare(model, data, loss=loss)
+    loss_fn = prep.loss_fn
     tot, n = 0.0, 0
-    with torch.no_grad(), _func.eval_mode(model):
-        for x, y in _labelled(batches):
-            tot += float(scalar_loss(loss_fn(model(x), y))) * len(x)
+    with torch.no_grad():
+        for x, y in Stream(prep, data, batch_size, labelled=True):
+            tot += float(scalar_loss(loss_fn(prep.model(x), y))) * len(x)
             n += len(x)
     return tot / n
 
@@ -370,7 +378,7 @@ _ORDERS = {"largest": "LA", "smallest": "SA", "magnitude": "LM"}
 
 @_legacy_loss_first("k", "method", "which", "order", "tol", "max_iter", "seed")
 def hessian_eigs(
-    model: nn.Module,
+    model: nn.Module | Prepared,
     data,
     *,
     loss: Loss | str = "cross_entropy",
@@ -433,7 +441,7 @@ def hessian_eigs(
 
 @_legacy_loss_first("method", "num_matvecs", "which", "seed")
 def hessian_trace(
-    model: nn.Module,
+    model: nn.Module | Prepared,
     data,
     *,
     loss: Loss | str = "cross_entropy",
@@ -476,7 +484,7 @@ def hessian_trace(
 
 @_legacy_loss_first("num_probes", "num_steps", "which", "sigma", "num_points", "seed")
 def hessian_density(
-    model: nn.Module,
+    model: nn.Module | Prepared,
     data,
     *,
     loss: Loss | str = "cross_entropy",
@@ -516,7 +524,7 @@ def hessian_density(
 
 @_legacy_loss_first("which", "max_params")
 def dense_hessian(
-    model: nn.Module,
+    model: nn.Module | Prepared,
     data,
     *,
     loss: Loss | str = "cross_entropy",

@@ -15,7 +15,8 @@ import warnings
 import torch
 from torch import nn
 
-from ._checks import check_logits, check_model, check_tensor
+from ._checks import check_logits
+from .prepare import Prepared, prepare
 
 INPUT_JACOBIAN_ROUTES = ("auto", "backward", "vmap", "forward")
 PARAMETER_JACOBIAN_ROUTES = ("auto", "vmap", "batched")
@@ -59,7 +60,7 @@ def _jac_forward(model: nn.Module, xc: torch.Tensor) -> torch.Tensor:
 
 
 def input_jacobian(
-    model: nn.Module,
+    model: nn.Module | Prepared,
     x: torch.Tensor,
     chunk_size: int | None = None,
     *,
@@ -67,7 +68,10 @@ def input_jacobian(
 ) -> torch.Tensor:
     """Input Jacobians ``J_f(x_n) = df/dx (x_n)`` of ``model`` at every row of ``x``: ``(N, C, d)``
     with ``d = prod(x.shape[1:])``, detached from the graph. Runs on the device and dtype of the
-    model's parameters; inputs are cast to them.
+    model's parameters; inputs are cast to them. The model goes through
+    :func:`~spectral_lab.prepare` (any output structure, eval mode, random or interacting models
+    refused). Token ids ``(N, T)`` give the Jacobian with respect to the output ``e`` of the input
+    embedding, ``(N, C, T * E)`` (the model cut there: :func:`~spectral_lab.models.split_at_embedding`).
 
     Routes (no Python loop over samples in any of them):
 
@@ -91,12 +95,12 @@ def input_jacobian(
     >>> input_jacobian(MLP(6, 2, width=4), torch.randn(3, 6), chunk_size=2).shape
     torch.Size([3, 2, 6])
     """
-    check_model(model)
-    x = check_tensor(x, "x", min_dim=2)
     if route not in INPUT_JACOBIAN_ROUTES:
         raise ValueError(f"route must be one of {INPUT_JACOBIAN_ROUTES}, got {route!r}")
-    p = next(model.parameters())
-    x = x.to(device=p.device, dtype=p.dtype)
+    prep = prepare(model, x)
+    model, x = prep.input_space(x)
+    if prep.tokens:  # the split model is bound to this batch: one chunk, reverse mode
+        route, chunk_size = "backward", len(x)
     n, d = x.shape[0], math.prod(x.shape[1:])
     if chunk_size is not None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
@@ -105,14 +109,7 @@ def input_jacobian(
     else:
         chunk = n
     # probe the output size on the first sample (cheap) to choose the route and default chunk
-    with torch.no_grad():
-        try:
-            probe = check_logits(model(x[:1]))
-        except RuntimeError as err:
-            raise ValueError(
-                f"model could not run on x of shape {tuple(x.shape)} (batch first): {err}"
-            ) from err
-    c = probe.shape[1]
+    c = prep.num_outputs
     if chunk_size is None:
         chunk = max(1, min(n, _CHUNK_BYTES // max(1, c * d * x.element_size())))
     asked = route
@@ -131,7 +128,7 @@ def input_jacobian(
             route = "backward"
     from ._func import LAST_ROUTES
 
-    LAST_ROUTES["input_jacobian"] = route
+    LAST_ROUTES["input_jacobian"] = prep.routes["input_jacobian"] = route
     fn = {"backward": _jac_backward, "vmap": _jac_vmap, "forward": _jac_forward}[route]
     if chunk >= n:
         return fn(model, x)
@@ -144,17 +141,20 @@ def input_jacobian(
 # batch-norm on its running statistics) and restores the previous mode afterwards.
 
 
-def _param_setup(model: nn.Module, x: torch.Tensor):
+def _param_setup(model: nn.Module | Prepared, x: torch.Tensor):
+    """The prepared model, its trainable parameters and ``x`` made ready for it."""
     from . import _func
 
-    params = _func.trainable(model)
-    x = check_tensor(x, "x", min_dim=2)
-    p0 = next(iter(params.values()))
-    return _func, params, x.to(device=p0.device, dtype=p0.dtype)
+    prep = prepare(model, x)
+    return _func, prep, _func.trainable(prep.model), prep.inputs(x)
 
 
 def parameter_jacobian(
-    model: nn.Module, x: torch.Tensor, chunk_size: int | None = None, *, route: str = "auto"
+    model: nn.Module | Prepared,
+    x: torch.Tensor,
+    chunk_size: int | None = None,
+    *,
+    route: str = "auto",
 ) -> torch.Tensor:
     """Per-sample parameter Jacobians ``J_theta(x_n) = d f(x_n) / d theta``: shape ``(N, C, p)``.
 
@@ -175,7 +175,10 @@ def parameter_jacobian(
         >>> parameter_jacobian(MLP(4, 3, width=8, depth=2), torch.randn(5, 4)).shape
         torch.Size([5, 3, 67])
     """
-    _func, params, x = _param_setup(model, x)
+    if route not in PARAMETER_JACOBIAN_ROUTES:
+        raise ValueError(f"route must be one of {PARAMETER_JACOBIAN_ROUTES}, got {route!r}")
+    _func, prep, params, x = _param_setup(model, x)
+    model = prep.model
     if route not in PARAMETER_JACOBIAN_ROUTES:
         raise ValueError(f"route must be one of {PARAMETER_JACOBIAN_ROUTES}, got {route!r}")
     chunk = len(x) if chunk_size is None else int(chunk_size)
@@ -213,13 +216,13 @@ def parameter_jacobian(
         if route == "batched":
             chunk = min(chunk, _BATCHED_CHUNK) if chunk_size is None else chunk
         fn = jac_vmap if route == "vmap" else jac_batched
-        _func.LAST_ROUTES["parameter_jacobian"] = route
+        _func.LAST_ROUTES["parameter_jacobian"] = prep.routes["parameter_jacobian"] = route
         start = chunk if out else 0  # the first chunk is done when vmap ran on it
         out += [fn(x[i : i + chunk]) for i in range(start, len(x), chunk)]
     return torch.cat(out).detach()
 
 
-def parameter_jvp(model: nn.Module, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def parameter_jvp(model: nn.Module | Prepared, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``J_theta(x_n) v`` for every sample, without forming ``J``: shape ``(N, C)``.
 
     One forward-mode pass (``torch.func.jvp``) at cost ~ one forward pass; ``v`` is a flat
@@ -233,7 +236,8 @@ def parameter_jvp(model: nn.Module, x: torch.Tensor, v: torch.Tensor) -> torch.T
         >>> parameter_jvp(m, torch.randn(5, 4), torch.zeros(67)).shape
         torch.Size([5, 3])
     """
-    _func, params, x = _param_setup(model, x)
+    _func, prep, params, x = _param_setup(model, x)
+    model = prep.model
     p0 = next(iter(params.values()))
     v = _func.check_vector(v, _func.num_params(params), p0)
     with _func.eval_mode(model):
@@ -244,7 +248,7 @@ def parameter_jvp(model: nn.Module, x: torch.Tensor, v: torch.Tensor) -> torch.T
     return out.detach()
 
 
-def parameter_vjp(model: nn.Module, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+def parameter_vjp(model: nn.Module | Prepared, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """``J^T u = sum_n J_theta(x_n)^T u_n`` for cotangents ``u`` of shape ``(N, C)``: flat ``(p,)``.
 
     One reverse pass (``torch.func.vjp``) at cost ~ one backward pass; with ``u = f - y`` it is the
@@ -257,7 +261,8 @@ def parameter_vjp(model: nn.Module, x: torch.Tensor, u: torch.Tensor) -> torch.T
         >>> parameter_vjp(m, torch.randn(5, 4), torch.ones(5, 3)).shape
         torch.Size([67])
     """
-    _func, params, x = _param_setup(model, x)
+    _func, prep, params, x = _param_setup(model, x)
+    model = prep.model
     with _func.eval_mode(model):
         f = _func.functional(model)
         out, vjp_fn = torch.func.vjp(lambda p: check_logits(f(p, x)), params)

@@ -97,9 +97,13 @@ def test_errors():
         sl.input_jacobian(model, torch.randn(2, 5))
     with pytest.raises(TypeError, match="Module"):
         sl.input_jacobian(lambda t: t, torch.randn(2, 4))
-    drop = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Dropout(0.5))
-    with pytest.raises(ValueError, match="eval"):
-        sl.input_jacobian(drop.train(), torch.randn(2, 4))
+    # a model left in train mode is analysed in eval mode (one policy, by behaviour), and its own
+    # mode is left as it was
+    drop = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Dropout(0.5)).train()
+    x = torch.randn(3, 4)
+    J = sl.input_jacobian(drop, x)
+    assert drop.training and drop[1].training
+    assert torch.equal(J, drop[0].weight.detach().expand(3, 2, 4))
 
 
 @pytest.mark.cuda
