@@ -214,6 +214,8 @@ class _EmbeddingSplit(_Wrapper):
         n, k = len(self.tokens), len(e)
         if k == n:
             return self.tokens
+        if k > n and k % n == 0:  # copies of the batch laid end to end (SmoothGrad, IG paths)
+            return self.tokens.repeat(k // n, *([1] * (self.tokens.dim() - 1)))
         if k < n:  # a sub-batch (a probe or a chunk): find it among the bound embeddings
             for i in range(n - k + 1):
                 if torch.equal(self.e0[i : i + k], e.detach().to(self.e0.dtype)):

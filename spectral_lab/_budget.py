@@ -253,7 +253,6 @@ def ntk_phase(
     (cost of a block ~ its columns times the rows it spans) and skipped up front if it does not
     fit in the time left.
     """
-    from . import _func
     from .ntk import block_to_matrix, ntk_gram
 
     n = len(x)
@@ -268,10 +267,11 @@ def ntk_phase(
     if why:
         budget.skipped["ntk"] = why
         return None
-    params = _func.trainable(model)
-    p = _func.num_params(params)
-    with torch.no_grad():
-        C = model(x[:1]).shape[1]
+    from .prepare import prepare
+
+    prep = prepare(model, x)
+    p, C = prep.num_params, prep.num_outputs
+    model = prep
     fits = 2 * n * C * p * x.element_size() <= dense_limit
     bar = budget.bar("NTK Gram", n, "column")
     try:

@@ -19,11 +19,12 @@ Example:
 from __future__ import annotations
 
 import html
+import inspect
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,10 +32,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ._checks import check_logits, check_model
-from ._data import DataLike, iter_batches
-from ._deprecate import renamed_kwargs
-from ._losses import resolve_loss
+from ._data import DataLike
+from .prepare import Prepared
 from .stability import (
     OPERATORS,
     StabilityIndex,
@@ -44,10 +43,10 @@ from .stability import (
     ntk_condition_bound,
     parameter_sensitivity_bound,
     stability_index,
+    stability_profile,
     stable_step_size,
 )
-from .stability._common import _ELEMENTS, LossFn
-from .stability.profile import _check_args, _prepare, _profile
+from .stability._common import _check_q
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -367,29 +366,24 @@ def _bounds(
 
 
 @torch.no_grad()
-def _metrics(prep, data, max_samples, batch_size, phases=None) -> dict[str, float | None]:
+def _metrics(prep: Prepared, data, max_samples, batch_size, progress) -> dict[str, float | None]:
     """The loss on the samples, with accuracy for classification and MSE / R^2 for regression
     (never an accuracy for a regression loss)."""
-    from .stability.profile import _batch
+    from ._budget import Budget
 
-    bar = None if phases is None else phases.bar("loss", max_samples, "sample")
-
-    p = next(prep.model.parameters())
-    fn = resolve_loss(prep.loss)
+    bar = Budget(progress=progress).bar("loss", max_samples, "sample")
+    fn = prep.loss_fn
     total = correct = 0.0
     n = 0
     sse = sy = sy2 = None
-    for xr, yr in iter_batches(
-        data, batch_size, max_samples, p.device, p.dtype, keep_integer_inputs=True
-    ):
-        if yr is None:
+    for _, x, y in prep.batches(data, batch_size, max_samples):
+        if y is None:
+            bar.close()
             return {"loss": None, "accuracy": None}
-        _, x, y = _batch(prep, xr, yr, p.dtype)
-        out = check_logits(prep.model(x))
+        out = prep.model(x)
         total += float(fn(out, y)) * len(x)
         n += len(x)
-        if bar is not None:
-            bar.update(len(x))
+        bar.update(len(x))
         if prep.loss == "cross_entropy":
             correct += float((out.argmax(1) == y).sum())
         elif prep.loss == "mse":
@@ -397,100 +391,72 @@ def _metrics(prep, data, max_samples, batch_size, phases=None) -> dict[str, floa
             sse = (0 if sse is None else sse) + d.square().sum(0)
             sy = (0 if sy is None else sy) + yd.sum(0)
             sy2 = (0 if sy2 is None else sy2) + yd.square().sum(0)
-    if bar is not None:
-        bar.close()
+    bar.close()
     if n == 0:
         return {"loss": None, "accuracy": None}
     res: dict[str, float | None] = {"loss": total / n}
-    if prep.loss == "cross_entropy":
-        res["accuracy"] = correct / n
-    else:
-        res["accuracy"] = None
+    res["accuracy"] = correct / n if prep.loss == "cross_entropy" else None
     if sse is not None:
         sst = (sy2 - sy.square() / n).sum()
-        res["mse"] = float(sse.sum()) / (n * prep.num_classes)
+        res["mse"] = float(sse.sum()) / (n * prep.num_outputs)
         res["r2"] = float(1 - sse.sum() / sst) if float(sst) > 0 else None
     return res
 
 
-@renamed_kwargs(
-    ntk_samples="num_ntk_samples", hessian_samples="num_hessian_samples", lanczos_steps="max_iter"
-)
 def diagnose(
-    model: nn.Module,
+    model: nn.Module | Prepared,
     data: DataLike,
     *,
-    q: float = 1.0,
     robust_q: float = 0.95,
-    loss: str | LossFn = "auto",
-    max_samples: int | None = 512,
-    num_ntk_samples: int = 32,
-    ntk_kind: str = "scalar",
-    num_hessian_samples: int = 512,
-    max_iter: int = 20,
-    operators: Sequence[str] = OPERATORS,
     weights: Mapping[str, float] | None = None,
     agg: str | Callable = "max",
-    batch_size: int = 128,
-    seed: int = 0,
-    progress: bool = True,
     name: str | None = None,
     data_name: str | None = None,
-    output=None,
-    embedding=None,
-    tol: float = 1e-3,
-    time_budget: float | None = None,
-    matvec_budget: int | None = None,
+    **profile_options,
 ) -> StabilityReport:
-    """Diagnose ``model`` on ``data``: profile, index (sup and robust quantile) and bounds.
+    """Diagnose ``model`` on ``data``: :func:`~spectral_lab.stability.stability_profile`, the index
+    at ``q`` and at the robust quantile ``robust_q``, the bounds, and the loss.
 
-    Streams ``data`` (tensors, ``(x, y)``, a Dataset or a DataLoader) in batches of ``batch_size``
-    with a progress bar; ``max_samples`` caps the per-sample statistics, ``num_ntk_samples`` the dense
-    NTK Gram (``O(n^2 p)``; default 32: on a large model the Gram costs about ``n^2 C / 2``
-    VJP+JVP pairs, which dominates the run above that), ``num_hessian_samples`` and ``max_iter`` (Lanczos steps) the
-    matrix-free Hessian eigen-solve (the old spellings ``ntk_samples``, ``hessian_samples`` and
-    ``lanczos_steps`` are deprecated for one release); ``ntk_kind`` picks the scalar (default) or block NTK. The index is
-    :func:`~spectral_lab.stability.stability_index`, ``Gamma_q = max{Q_q sigma_1(J_f(x_i)),
-    Q_q sigma_1(J_theta(x_i)), sqrt(lambda_max(K)/n), sqrt(lambda_max(H))}`` (a choice of this
-    library, not the paper's formula; swap it with ``agg=``/``weights=``).
+    ``diagnose`` **is** the profile plus its report: every keyword other than those below
+    (``q``, ``loss``, ``operators``, ``max_samples``, ``num_ntk_samples``, ``ntk_kind``,
+    ``num_hessian_samples``, ``max_iter``, ``tol``, ``batch_size``, ``chunk_size``, ``seed``,
+    ``progress``, ``output``, ``embedding``, ``time_budget``, ``matvec_budget``) goes to
+    :func:`~spectral_lab.stability.stability_profile` with its defaults, so ``report.profile``
+    equals ``stability_profile(model, data, ...)`` on the same settings, to the last digit. The
+    model is validated once, by :func:`~spectral_lab.prepare`.
 
-    Any input, output and loss (see :func:`~spectral_lab.stability.stability_profile`): tuple and
-    dict outputs (``output=`` selects the logits), token ids (input-space operators taken at the
-    output of the input ``embedding=``), regression (``loss="auto"`` picks ``"mse"`` for float
-    targets and reports MSE and R^2 instead of an accuracy), bfloat16/float16 models (analysed as a
-    float32 copy). The report says which output, input space, loss and precision were used
-    (``report.data["notes"]``). Labels are checked before any expensive work; random or
-    batch-dependent models are refused by what they do.
+    The index is :func:`~spectral_lab.stability.stability_index`, ``Gamma_q = max{Q_q
+    sigma_1(J_f(x_i)), Q_q sigma_1(J_theta(x_i)), sqrt(lambda_max(K)/n), sqrt(lambda_max(H))}``
+    (a choice of this library, not the paper's formula; swap it with ``agg=``/``weights=``).
 
-    Honest bounds: a bound that needs an operator left out of ``operators=``, or the Hessian when
-    Lanczos did not converge, is ``None`` in ``bounds`` and "not computed" / "not certified" in
-    ``bound_status`` and in the printed report, never a number.
+    Honest bounds: a bound that needs an operator left out of ``operators=``, skipped by a
+    budget, or the Hessian when Lanczos did not converge, is ``None`` in ``bounds`` and "not
+    computed" / "not certified" in ``bound_status`` and in the printed report, never a number.
 
     Progress and budgets: every phase shows a progress bar (``progress=False`` or
-    ``SPECTRAL_LAB_HEADLESS=1`` switch them off): input Jacobian and parameter Jacobian per sample,
-    the NTK Gram per column, the Hessian per Hessian-vector product, the loss per batch.
-    ``time_budget`` (seconds of wall time) and ``matvec_budget`` (operator products: one
-    Hessian-vector product, or one NTK-vector product, a dense Gram on ``n`` samples costing ``n``)
-    cap the run. The sample stream stops when the time is up; the NTK phase is skipped up front
-    when its products do not fit, or when the cost predicted from its first column block exceeds
-    the time left; the Hessian phase times one product and caps Lanczos at the products that
-    fit (capped and unconverged: "not certified"), or is skipped when fewer than two fit. What was
-    skipped or stopped, and why, is in the report (``settings["budget"]``, ``bound_status`` and
-    the printed notes), and every bound that needs a skipped operator is "not computed".
+    ``SPECTRAL_LAB_HEADLESS=1`` switch them off). ``time_budget`` (seconds of wall time) and
+    ``matvec_budget`` (operator products: one Hessian-vector product, or one NTK-vector product,
+    a dense Gram on ``n`` samples costing ``n``) cap the run. The sample stream stops when the
+    time is up; the NTK phase is skipped up front when its products do not fit, or when the cost
+    predicted from its first column block exceeds the time left; the Hessian phase times one
+    product and caps Lanczos at the products that fit (capped and unconverged: "not certified"),
+    or is skipped when fewer than two fit. What was skipped or stopped, and why, is in the report
+    (``settings["budget"]``, ``bound_status`` and the printed notes).
 
-    ``tol``: Lanczos stops when the Ritz residual of ``lambda_max(H)`` is below ``tol`` relative
-    (so the reported value is within that relative error of an eigenvalue of ``H``); ``max_iter``
-    caps its products. Unconverged within the cap: "not certified".
+    Args:
+        model: any ``nn.Module`` (tuple/dict outputs, token ids, regression, bfloat16, compiled,
+            left in train mode: see :func:`~spectral_lab.prepare`) or a ``Prepared``.
+        data: tensors, ``(x, y)``, a Dataset or a DataLoader.
+        robust_q: the quantile of the robust index.
+        weights, agg: how the index pools its terms (see ``stability_index``).
+        name, data_name: labels for the report.
+        **profile_options: :func:`~spectral_lab.stability.stability_profile`'s keywords.
 
-    Batch-dependent models (BatchNorm without running statistics) are evaluated sample by sample,
-    each sample its own batch of one (one vmapped call, no loop over samples); where that is
-    ill-posed (a batch norm over one value per channel) the model is refused with the reason.
-    The report says which route was used.
+    Returns:
+        A :class:`StabilityReport`.
 
-    Cost: that of :func:`~spectral_lab.stability.stability_profile` plus one forward pass; the
-    dense NTK Gram on large models (Jacobians over 1 GiB) is built from its upper triangle only
-    (about half the NTK-vector products). Runs on the device and dtype of the model's
-    parameters; inputs are cast to them.
+    Cost: that of :func:`~spectral_lab.stability.stability_profile` plus one forward pass over
+    the samples for the loss. Runs on the device and dtype of the model's parameters.
 
     Example:
         >>> import torch
@@ -507,31 +473,30 @@ def diagnose(
         >>> sorted(rep.profile.settings["budget"]["skipped"]), rep.bounds["stable_lr"]
         (['hessian'], None)
     """
-    from ._budget import Budget
+    from .prepare import prepare
 
     t0 = time.perf_counter()
-    check_model(model)
-    phases = Budget(time_budget, matvec_budget, progress)
-    if not tol > 0:
-        raise ValueError(f"tol must be positive (relative Ritz residual), got {tol!r}")
-    prof_kwargs = dict(
-        q=q, operators=operators, max_samples=max_samples, num_ntk_samples=num_ntk_samples,
-        ntk_kind=ntk_kind, num_hessian_samples=num_hessian_samples, max_iter=max_iter,
-    )  # fmt: skip
-    prof_kwargs["q"] = _check_args(
-        q, operators, ntk_kind, num_ntk_samples, num_hessian_samples, max_iter
-    )
-    prep = _prepare(
-        model, data, loss=loss, output=output, embedding=embedding, batch_size=batch_size,
-        max_samples=max_samples,
-    )  # fmt: skip
-    prof = _profile(
-        prep, data, entropy_base=math.e, chunk_size=None, budget=_ELEMENTS, seed=seed,
-        progress=progress, phases=phases, tol=tol, **prof_kwargs,
-    )  # fmt: skip
+    known = set(inspect.signature(stability_profile).parameters) - {"model", "data"}
+    unknown = set(profile_options) - known
+    if unknown:
+        raise TypeError(
+            f"diagnose() got unexpected keyword(s) {sorted(unknown)}; it takes robust_q, weights, "
+            f"agg, name, data_name and stability_profile's keywords {sorted(known)}"
+        )
+    _check_q(robust_q)
+    opts = {k: v for k, v in profile_options.items() if k in ("loss", "output", "embedding")}
+    prep = prepare(model, data, **opts)
+    if prep.loss is None:
+        prep = prepare(prep, loss="cross_entropy" if prep.num_outputs > 1 else "mse")
+    rest = {k: v for k, v in profile_options.items() if k not in ("loss", "output", "embedding")}
+    prof = stability_profile(prep, data, **rest)
     index = stability_index(prof, weights=weights, agg=agg)
     robust = stability_index(prof.with_q(robust_q), weights=weights, agg=agg)
-    metrics = _metrics(prep, data, min(prof.n, max_samples or prof.n), batch_size, phases)
+    defaults = inspect.signature(stability_profile).parameters
+    max_samples = rest.get("max_samples", defaults["max_samples"].default)
+    batch_size = rest.get("batch_size", defaults["batch_size"].default)
+    progress = rest.get("progress", defaults["progress"].default)
+    metrics = _metrics(prep, data, min(prof.n, max_samples or prof.n), batch_size, progress)
     dname = (
         data_name
         or getattr(data, "name", None)
@@ -540,6 +505,7 @@ def diagnose(
     if dname is None and isinstance(data, (tuple, list)):
         dname = "(x, y) tensors"
     status = _bound_status(prof, index)
+    source = prep.source
     return StabilityReport(
         profile=prof,
         index=index,
@@ -547,7 +513,7 @@ def diagnose(
         bounds=_bounds(prof, index, status),
         bound_status=status,
         model={
-            "name": name or type(model).__name__,
+            "name": name or type(source).__name__,
             "num_params": prof.num_params,
             "input_dim": prof.input_dim,
             "num_classes": prof.num_classes,

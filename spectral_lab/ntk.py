@@ -32,6 +32,7 @@ from ._checks import check_logits, check_tensor
 from ._random import resolve_generator
 from .jacobians import parameter_jacobian
 from .linalg import EigResult, LinearOperator, lanczos
+from .prepare import Prepared, prepare
 
 __all__ = [
     "block_to_matrix",
@@ -48,11 +49,10 @@ _METHODS = ("auto", "jacobian", "ntvp")
 _KINDS = ("scalar", "block")
 
 
-def _setup(model: nn.Module, x: torch.Tensor, name: str = "x"):
-    params = _func.trainable(model)
-    x = check_tensor(x, name, min_dim=2)
-    p0 = next(iter(params.values()))
-    return params, x.to(device=p0.device, dtype=p0.dtype)
+def _setup(model: nn.Module | Prepared, x: torch.Tensor, name: str = "x"):
+    """The prepared model (the one entrance), its trainable parameters and ``x`` made ready."""
+    prep = prepare(model, x)
+    return prep, _func.trainable(prep.model), prep.inputs(x, name)
 
 
 def _num_outputs(model: nn.Module, x: torch.Tensor) -> int:
@@ -168,7 +168,7 @@ def _gram_ntvp(model, x1, x2, kind, chunk_size, route="auto"):
 
 
 def ntk_gram(
-    model: nn.Module,
+    model: nn.Module | Prepared,
     x1: torch.Tensor,
     x2: torch.Tensor | None = None,
     method: str = "auto",
@@ -216,9 +216,10 @@ def ntk_gram(
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-    params, x1 = _setup(model, x1, "x1")
+    prep, params, x1 = _setup(model, x1, "x1")
+    model = prep.model
     if x2 is not None:
-        _, x2 = _setup(model, x2, "x2")
+        x2 = prep.inputs(x2, "x2")
         if x2.shape[1:] != x1.shape[1:]:
             raise ValueError(
                 f"x1 and x2 must have the same per-sample shape, got {tuple(x1.shape[1:])} "
@@ -226,13 +227,16 @@ def ntk_gram(
             )
     if method == "auto":
         p = _func.num_params(params)
-        C = _num_outputs(model, x1)
+        C = prep.num_outputs
         n = len(x1) + (0 if x2 is None else len(x2))
         need = n * C * p * x1.element_size()
         method = "jacobian" if need <= memory_budget else "ntvp"
     if method == "jacobian":
-        return _gram_jacobian(model, x1, x2, kind, chunk_size)
-    return _gram_ntvp(model, x1, x2, kind, chunk_size, route)
+        K = _gram_jacobian(prep, x1, x2, kind, chunk_size)
+    else:
+        K = _gram_ntvp(model, x1, x2, kind, chunk_size, route)
+    prep.routes["ntk"] = _func.LAST_ROUTES.get("ntk")
+    return K
 
 
 def _default_chunk(model, f, params, x, width: int, budget: float) -> int:
@@ -248,7 +252,7 @@ def _default_chunk(model, f, params, x, width: int, budget: float) -> int:
 
 
 def ntk_operator(
-    model: nn.Module,
+    model: nn.Module | Prepared,
     x: torch.Tensor,
     kind: str = "scalar",
     chunk_size: int | None = None,
@@ -292,9 +296,10 @@ def ntk_operator(
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
     budget = _kept.check_budget(memory_budget)
-    params, x = _setup(model, x)
+    prep, params, x = _setup(model, x)
+    model = prep.model
     n = len(x)
-    C = _num_outputs(model, x)
+    C = prep.num_outputs
     f = _func.functional(model)
     width = C if kind == "scalar" else 1
     chunk = (
@@ -333,7 +338,9 @@ def ntk_operator(
             t = vjp_fn(torch.ones(1, C, dtype=x.dtype, device=x.device))[0]
             _func.jvp(lambda p: f(p, x[:1]), params, t, r.reverse)
 
-    ad = _func.choose_route(route, probe, "ntk (operator)")
+    key = ("ntk (operator)", route)
+    ad = prep.routes.get(key) or _func.choose_route(route, probe, "ntk (operator)")
+    prep.routes[key] = ad
     kept = _kept.ntk_products(model, f, params, x, chunk, C, kind, route, budget, memory, ad)
     if kept is not None:
         op = LinearOperator(lambda v: kept(v, False), size, x.dtype, x.device,
@@ -374,7 +381,7 @@ def ntk_operator(
 
 
 def ntk_eigs(
-    model: nn.Module,
+    model: nn.Module | Prepared,
     x: torch.Tensor,
     k: int = 10,
     kind: str = "scalar",
@@ -409,8 +416,8 @@ def ntk_eigs(
         raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}")
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-    _, x = _setup(model, x)
-    C = _num_outputs(model, x)
+    prep, _, x = _setup(model, x)
+    model, C = prep, prep.num_outputs
     size = len(x) * (C if kind == "block" else 1)
     if not isinstance(k, int) or k < 1 or k > size:
         raise ValueError(f"k must be an int in [1, {size}] (the NTK's size), got {k!r}")
@@ -547,7 +554,8 @@ def gd_residuals(
         >>> gd_residuals(m, torch.randn(4, 3), torch.zeros(4, 1), 0.01, 5).shape
         torch.Size([6, 4])
     """
-    params, x = _setup(model, x)
+    prep, params, x = _setup(model, x)
+    model = prep.model
     _check_lr_steps(lr, steps)
     y = check_tensor(y, "y").to(x)
     with _func.eval_mode(model):

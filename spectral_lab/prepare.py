@@ -158,6 +158,10 @@ class Prepared:
         to the parameters' dtype and device, token ids as floats (``TokenIds`` rounds them)."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if self.tokens and torch.is_floating_point(x):  # token ids already carried as floats
+            if not bool((x == x.round()).all()):
+                raise TypeError(f"{name}: this model takes token ids; got non-integer floats")
+            return x.to(device=self.device, dtype=self.dtype)
         if check_input_dtype(x, self.source) != self.tokens:
             kind = "token ids" if self.tokens else "floating-point inputs"
             raise TypeError(
@@ -267,6 +271,20 @@ def _batch_norm_without_statistics(model: nn.Module) -> bool:
 
 
 @torch.no_grad()
+def _three_passes(model: nn.Module, probe: torch.Tensor):
+    """``model`` twice on ``probe`` and once on its first half; buffers restored afterwards."""
+    saved = {k: b.detach().clone() for k, b in model.named_buffers()}
+    try:
+        a, b = model(probe), model(probe)
+        h = len(probe) // 2
+        c = model(probe[:h]) if h >= 2 else None
+    finally:
+        for k, buf in model.named_buffers():
+            buf.copy_(saved[k])
+    return a, b, c, h
+
+
+@torch.no_grad()
 def _check_behaviour(prep: Prepared, x: torch.Tensor) -> None:
     """Run the analysed model on ``x`` (at most :data:`PROBE` samples): refuse a random model,
     and a batch-dependent one unless its dependence is a batch norm without running statistics
@@ -275,19 +293,12 @@ def _check_behaviour(prep: Prepared, x: torch.Tensor) -> None:
 
     probe = x[:PROBE]
     model = prep.model
-    saved = {k: b.detach().clone() for k, b in model.named_buffers()}
 
     def close(u, v):
         u, v = u.double(), v.double()
         return bool(torch.allclose(u, v, rtol=1e-4, atol=1e-5 * (1 + float(u.abs().max()))))
 
-    try:
-        a, b = model(probe), model(probe)
-        h = len(probe) // 2
-        c = model(probe[:h]) if h >= 2 else None
-    finally:
-        for k, buf in model.named_buffers():
-            buf.copy_(saved[k])
+    a, b, c, h = _three_passes(model, probe)
     if not close(a, b):
         raise ValueError(
             "the model is random even in eval mode: two forward passes on the same inputs "
@@ -313,6 +324,12 @@ def _check_behaviour(prep: Prepared, x: torch.Tensor) -> None:
             "statistics (track_running_stats=True), or use GroupNorm/LayerNorm"
         ) from None
     prep.model = _analysed(prep.logits, prep.tokens)
+    a, _, c, h = _three_passes(prep.model, probe)
+    if not close(a[:h], c):  # the per-sample route must give a per-sample function
+        raise ValueError(
+            "the model is batch-dependent and stays so when every sample is evaluated as its "
+            "own batch of one; call .eval() on a BatchNorm with running statistics"
+        )
     prep.notes["batch"] = (
         "batch-dependent (BatchNorm without running statistics): every sample was evaluated as "
         "its own batch of one (one vmapped call)"

@@ -323,16 +323,42 @@ class Attention(nn.Module):
         return self.out(self.att(h, h, h)[0].mean(1))
 
 
+class AlwaysRandom(FunctionalDropout):
+    def forward(self, x):
+        return self.b(F.dropout(torch.relu(self.a(x.flatten(1))), 0.5, training=True))
+
+
 @pytest.mark.parametrize("cls", [FunctionalDropout, Attention])
-def test_train_mode_randomness_is_caught_by_behaviour(cls):
+def test_train_mode_is_analysed_in_eval_mode_by_behaviour(cls):
+    """One policy, decided by what the model does: a model left in train mode (functional or
+    attention dropout, no Dropout module) is analysed in eval mode, with the same numbers as the
+    eval'd model, and its own mode is left as it was (issue 21: input_jacobian returned random
+    numbers here while diagnose refused)."""
     x, y = _data()
     m = cls().train()
     assert not any(isinstance(k, nn.modules.dropout._DropoutNd) for k in m.modules())
-    with pytest.raises(ValueError, match="is random: two forward passes"):
+    rep = sl.diagnose(m, (x, y), **FAST)
+    assert m.training and all(k.training for k in m.modules())
+    assert "train mode" in rep.data["notes"]["mode"]
+    ref = sl.diagnose(m.eval(), (x, y), **FAST)
+    numbers, ref_numbers = rep.profile.to_dict(), ref.profile.to_dict()
+    numbers.pop("settings"), ref_numbers.pop("settings")  # the notes and timings differ
+    assert numbers == ref_numbers
+    m.train()
+    J1, J2 = sl.input_jacobian(m, x[:4]), sl.input_jacobian(m, x[:4])
+    assert torch.equal(J1, J2)
+    assert torch.equal(J1, sl.input_jacobian(m.eval(), x[:4]))
+
+
+def test_a_model_random_in_eval_mode_is_refused():
+    x, y = _data()
+    m = AlwaysRandom().eval()
+    with pytest.raises(ValueError, match="random even in eval mode"):
         sl.diagnose(m, (x, y), **FAST)
-    with pytest.raises(ValueError, match="is random"):
-        stability_profile(m, x)
-    sl.diagnose(m.eval(), (x, y), **FAST)  # the fix the message names
+    with pytest.raises(ValueError, match="random even in eval mode"):
+        sl.input_jacobian(m, x[:4])
+    with pytest.raises(ValueError, match="random even in eval mode"):
+        sl.saliency(m, x[:4])
 
 
 def test_batch_dependent_model_is_refused_with_the_fix():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_logits, check_model, check_tensor, model_dtype_device
+from .._checks import check_logits
 
 
 def _targets(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None) -> torch.Tensor:
@@ -24,7 +24,11 @@ def _targets(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | Non
     return target.to(x.device).long()
 
 
-def _check_inputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    check_model(model)
-    dtype, device = model_dtype_device(model)
-    return check_tensor(x, "x", min_dim=2).to(device=device, dtype=dtype)
+def _check_inputs(model, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
+    """The function an attribution explains and the point, through the one entrance
+    (:func:`~spectral_lab.prepare`): the analysed model at ``x``, or, for token ids, the model cut
+    at its input embedding and the embedding's output (attributions per token and embedding
+    coordinate)."""
+    from ..prepare import prepare
+
+    return prepare(model, x).input_space(x)

@@ -111,7 +111,7 @@ def attribution_instability(
         >>> float(inst.delta_grad.max()), float(inst.topk_overlap.min())
         (0.0, 1.0)
     """
-    x = _check_inputs(model, x)
+    model, x = _check_inputs(model, x)
     _check_fd_method(fd_method)
     scales = tuple(float(s) for s in scales)
     if not scales or min(scales) < 0:

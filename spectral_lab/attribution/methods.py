@@ -48,7 +48,7 @@ def saliency(
         >>> torch.allclose(a, lin.weight[2].expand(5, 4))
         True
     """
-    x = _check_inputs(model, x)
+    model, x = _check_inputs(model, x)
     return _grad_of_class(model, x, _targets(model, x, target), create_graph)
 
 
@@ -65,7 +65,7 @@ def gradient_x_input(
         >>> torch.allclose(a.sum(1), lin(x)[:, 1] - lin.bias[1], atol=1e-6)
         True
     """
-    x = _check_inputs(model, x)
+    model, x = _check_inputs(model, x)
     return x * _grad_of_class(model, x, _targets(model, x, target))
 
 
@@ -94,7 +94,7 @@ def smoothgrad(
         >>> torch.allclose(smoothgrad(lin, x, target=0, num_draws=4), saliency(lin, x, target=0))
         True
     """
-    x = _check_inputs(model, x)
+    model, x = _check_inputs(model, x)
     if num_draws < 1 or sigma < 0:
         raise ValueError(f"need num_draws >= 1 and sigma >= 0, got {num_draws}, {sigma}")
     t = _targets(model, x, target)
@@ -143,7 +143,7 @@ def integrated_gradients(
         >>> bool((ig.sum(1) - gap).abs().max() < 1e-3)
         True
     """
-    x = _check_inputs(model, x)
+    model, x = _check_inputs(model, x)
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     x0 = torch.as_tensor(baseline, dtype=x.dtype, device=x.device).expand_as(x)

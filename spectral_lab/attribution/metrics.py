@@ -95,7 +95,7 @@ def attribution_condition_number(
         >>> attribution_condition_number(J), attribution_condition_number(J, kind="classical")
         (tensor(2.), tensor(4.))
     """
-    if isinstance(model_or_jacobian, nn.Module):
+    if not isinstance(model_or_jacobian, torch.Tensor):
         if x is None:
             raise ValueError("pass the inputs x together with a model")
         from ..jacobians import input_jacobian
@@ -125,8 +125,8 @@ def finite_difference_sensitivity(
         >>> finite_difference_sensitivity(lin, torch.zeros(1, 2), torch.tensor([[0.1, 0.0]]))
         tensor([3.])
     """
-    x = _check_inputs(model, x)
-    delta = check_tensor(delta, "delta", min_dim=2)
+    model, x = _check_inputs(model, x)
+    delta = check_tensor(delta, "delta", min_dim=2).to(x)
     if delta.shape != x.shape:
         raise ValueError(
             f"delta must have the shape of x {tuple(x.shape)}, got {tuple(delta.shape)}"

@@ -41,5 +41,5 @@ def test_errors_are_clear():
         sl.attribution_instability(m, x, scales=())
     with pytest.raises(ValueError, match="steps"):
         sl.integrated_gradients(m, x, num_steps=0)
-    with pytest.raises(ValueError, match="has no parameters"):
+    with pytest.raises(ValueError, match="no trainable parameters"):
         sl.saliency(nn.Identity(), x)

@@ -10,14 +10,11 @@ import warnings
 import pytest
 import torch
 
-import spectral_lab as sl
-from spectral_lab import cli
 from spectral_lab.stability import (
     logit_hessian_norm,
     measure_attribution_change,
     measure_forward_sensitivity,
     measure_parameter_sensitivity,
-    stability_profile,
     verify_consequences,
 )
 
@@ -38,30 +35,6 @@ def _silent(fn, *args, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         return fn(*args, **kwargs)
-
-
-def test_stability_profile_old_keywords():
-    model, (x, y) = _model(), _data()
-    new = _silent(stability_profile, model, (x, y), num_ntk_samples=6, num_hessian_samples=8,
-                  max_iter=50, chunk_size=3)  # fmt: skip
-    for old, name in [
-        ({"ntk_samples": 6, "num_hessian_samples": 8, "max_iter": 50}, "'ntk_samples'.*'num_ntk_samples'"),
-        ({"num_ntk_samples": 6, "hessian_samples": 8, "max_iter": 50}, "'hessian_samples'.*'num_hessian_samples'"),
-        ({"num_ntk_samples": 6, "num_hessian_samples": 8, "lanczos_steps": 50}, "'lanczos_steps'.*'max_iter'"),
-    ]:  # fmt: skip
-        got = _old(stability_profile, name, model, (x, y), chunk_size=3, **old)
-        assert got.to_dict() == new.to_dict()
-    # memory_budget (elements held at once) still sets the chunk; values do not depend on it
-    got = _old(stability_profile, "'memory_budget'.*'chunk_size'", model, (x, y),
-               num_ntk_samples=6, num_hessian_samples=8, max_iter=50, memory_budget=1)  # fmt: skip
-    assert got.to_dict() == new.to_dict()
-    assert new.settings["max_iter"] == 50
-    with pytest.raises(TypeError, match="both"):
-        stability_profile(model, (x, y), lanczos_steps=5, max_iter=5)
-    with pytest.raises(TypeError, match="both"):
-        stability_profile(model, (x, y), memory_budget=10, chunk_size=2)
-    with pytest.raises(ValueError, match="chunk_size"):
-        stability_profile(model, (x, y), chunk_size=0)
 
 
 @pytest.mark.parametrize(
@@ -98,21 +71,3 @@ def test_verify_consequences_old_keywords():
     old = _old(verify_consequences, "'attribution_draws'|'lanczos_steps'", model, (x, y),
                attribution_draws=1, lanczos_steps=40, **kw)  # fmt: skip
     assert old.measured == new.measured and old.bound == new.bound
-
-
-def test_diagnose_old_keywords_and_cli_flags(capsys, tmp_path):
-    model, (x, y) = _model(), _data()
-    kw = {"max_samples": 12, "progress": False}
-    new = _silent(sl.diagnose, model, (x, y), num_ntk_samples=6, num_hessian_samples=8,
-                  max_iter=40, **kw)  # fmt: skip
-    old = _old(sl.diagnose, "deprecated", model, (x, y), ntk_samples=6, hessian_samples=8,
-               lanczos_steps=40, **kw)  # fmt: skip
-    assert old.to_dict()["index"] == new.to_dict()["index"]
-    # the CLI keeps its old flag spellings as aliases of the new ones
-    parser = cli.build_parser()
-    a = parser.parse_args(["diagnose", "--model", "mlp", "--ntk-samples", "7",
-                           "--hessian-samples", "9", "--lanczos-steps", "11"])  # fmt: skip
-    b = parser.parse_args(["diagnose", "--model", "mlp", "--num-ntk-samples", "7",
-                           "--num-hessian-samples", "9", "--max-iter", "11"])  # fmt: skip
-    assert (a.num_ntk_samples, a.num_hessian_samples, a.max_iter) == (7, 9, 11)
-    assert vars(a) == vars(b)

@@ -1,0 +1,197 @@
+"""The profile's computation, the one code path behind :func:`~spectral_lab.stability_profile`
+and :func:`~spectral_lab.diagnose`: stream the per-sample statistics, then the NTK and Hessian
+phases, every phase under one :class:`~spectral_lab._budget.Budget` (progress bars, time and
+product budgets; unlimited by default)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from .._budget import Budget, hessian_phase, ntk_phase
+from ..prepare import LOW_PRECISION, Prepared
+from ._common import _SAMPLE_KEYS, quantile
+
+
+def entropy(s: torch.Tensor, base: float) -> torch.Tensor:
+    """Spectral entropy of singular values ``s`` (energy normalisation ``p_k = s_k^2 / sum s^2``)."""
+    from ..spectra import spectral_entropy
+
+    return spectral_entropy(s, "energy", base=base, kind="singular")
+
+
+def param_top(prep: Prepared, x: torch.Tensor, chunk_size: int | None, elements: int, tick=None):
+    """``sigma_1(J_theta(x_i))`` per sample via the ``C x C`` per-sample Gram ``J J^T``, with the
+    Jacobians of ``chunk_size`` samples held at once (default: as many as fit in ``elements``
+    tensor elements); ``tick(k)`` is called after each chunk of ``k`` samples (a progress bar)."""
+    from ..jacobians import parameter_jacobian
+
+    chunk = chunk_size or max(1, elements // max(1, prep.num_outputs * prep.num_params))
+    out = []
+    for i in range(0, len(x), chunk):
+        j = parameter_jacobian(prep, x[i : i + chunk]).detach()
+        # the C x C Gram J J^T accumulated in float64, 2**20 parameters at a time (a float32 sum
+        # over p terms loses ~1e-4 relative on ResNet-18)
+        g = torch.zeros(j.shape[0], j.shape[1], j.shape[1], dtype=torch.float64, device=j.device)
+        for k in range(0, j.shape[2], 2**20):
+            jk = j[..., k : k + 2**20].double()
+            g += jk @ jk.transpose(1, 2)
+        out.append(torch.linalg.eigvalsh(g).select(-1, -1).clamp_min(0).sqrt())
+        if tick is not None:
+            tick(len(j))
+    return torch.cat(out)
+
+
+def _total(data, max_samples: int | None) -> int | None:
+    total = None
+    if isinstance(data, tuple) and data and isinstance(data[0], torch.Tensor):
+        total = len(data[0])  # an (x, y) pair
+    elif isinstance(data, torch.Tensor):
+        total = len(data)
+    elif hasattr(data, "__len__") and not isinstance(data, (tuple, list)):
+        total = len(data.dataset) if isinstance(data, DataLoader) else len(data)
+    if max_samples is not None:
+        total = max_samples if total is None else min(total, max_samples)
+    return total
+
+
+@torch.no_grad()
+def run_profile(
+    prep: Prepared,
+    data,
+    *,
+    q: float,
+    operators: Sequence[str],
+    max_samples: int | None,
+    num_ntk_samples: int,
+    ntk_kind: str,
+    num_hessian_samples: int,
+    max_iter: int,
+    tol: float,
+    entropy_base: float,
+    batch_size: int,
+    chunk_size: int | None,
+    elements: int,
+    seed: int,
+    phases: Budget,
+):
+    """The Matrix Stability Profile of a prepared model (see
+    :func:`~spectral_lab.stability.stability_profile` for every argument): one pass over the data
+    for the per-sample statistics (the sample stream stops when the time budget is spent), then
+    the NTK Gram and the Hessian's top eigenvalue on the first samples, each skipped or capped by
+    ``phases`` with the reason recorded."""
+    from ..jacobians import input_jacobian
+    from ..spectra import singular_values
+    from .profile import StabilityProfile
+
+    per: dict[str, list[torch.Tensor]] = {k: [] for k in _SAMPLE_KEYS}
+    keep_x: list[torch.Tensor] = []
+    keep_y: list[torch.Tensor] = []
+    kept, labels_given = 0, True
+    n_keep = max(
+        num_ntk_samples if "ntk" in operators else 0,
+        num_hessian_samples if "hessian" in operators else 0,
+    )
+    total = _total(data, max_samples)
+    bar = phases.bar("input Jacobian", total, "sample")
+    pbar = phases.bar("parameter Jacobian", total, "sample") if "parameter_jacobian" in operators else None  # fmt: skip
+    t_samples = phases.elapsed()
+    num_classes = input_dim = 0
+    for xr, x, y in prep.batches(data, batch_size, max_samples):
+        J = input_jacobian(prep, xr).detach()
+        num_classes, input_dim = J.shape[1], J.shape[2]
+        s = singular_values(J.float() if J.dtype in LOW_PRECISION else J).double()
+        per["jac_top"].append(s[:, 0].cpu())
+        per["jac_fro"].append((s.square().sum(1).sqrt() / math.sqrt(num_classes)).cpu())
+        per["jac_entropy"].append(entropy(s, entropy_base).double().cpu())
+        bar.update(len(x))
+        if pbar is not None:
+            per["param_top"].append(param_top(prep, x, chunk_size, elements, pbar.update).cpu())
+        if kept < n_keep:
+            take = min(len(x), n_keep - kept)
+            keep_x.append(x[:take].detach())
+            if y is None:
+                labels_given = False
+                out = prep.model(x[:take])
+                keep_y.append(out if prep.loss == "mse" else out.argmax(1))
+            else:
+                keep_y.append(y[:take])
+            kept += take
+        why = phases.time_out()
+        if why:
+            n_seen = sum(len(v) for v in per["jac_top"])
+            phases.capped["samples"] = f"the sample stream stopped after {n_seen} samples: {why}"
+            break
+    bar.close()
+    if pbar is not None:
+        pbar.close()
+    phases.seconds["per-sample Jacobians"] = phases.elapsed() - t_samples
+    if not per["jac_top"]:
+        raise ValueError("data is empty; pass at least one sample")
+    samples = {k: torch.cat(v) for k, v in per.items() if v}
+    n = len(samples["jac_top"])
+
+    ntk_top = ntk_min = ntk_entropy = hess_top = None
+    n_ntk = n_hess = 0
+    hess_converged, hess_matvecs, hess_route = None, 0, None
+    if keep_x:
+        xs, ys = torch.cat(keep_x), torch.cat(keep_y)
+        if "ntk" in operators:
+            if len(xs) < 2:
+                warnings.warn("the NTK needs at least 2 samples; skipped", stacklevel=3)
+            else:
+                n_ntk = min(num_ntk_samples, len(xs))
+                lam = ntk_phase(prep, xs[:n_ntk], ntk_kind, budget=phases)
+                if lam is None:
+                    n_ntk = 0
+                else:
+                    ntk_top = float(lam[-1]) / n_ntk
+                    ntk_min = max(float(lam[0]), 0.0) / n_ntk
+                    # eigenvalues of K are the squared singular values of J: pass sqrt(lambda)
+                    ntk_entropy = float(entropy(lam.clamp_min(0).sqrt(), entropy_base))
+        if "hessian" in operators:
+            n_hess = min(num_hessian_samples, len(xs))
+            hess_top, hess_converged, hess_matvecs, hess_route = hessian_phase(
+                prep, prep.loss, xs[:n_hess], ys[:n_hess], max_iter=max_iter, tol=tol,
+                seed=seed, budget=phases,
+            )  # fmt: skip
+            if hess_top is None:
+                n_hess = 0
+            elif hess_converged is False and "hessian" not in phases.capped:
+                warnings.warn(
+                    f"Lanczos did not converge in max_iter={max_iter} products; "
+                    "lambda_max(H) is a lower estimate (Ritz values never exceed it): raise "
+                    "max_iter for a safe step-size bound",
+                    stacklevel=3,
+                )
+
+    def agg(key):
+        return quantile(samples[key], q) if key in samples else None
+
+    return StabilityProfile(
+        q=q, n=n, num_classes=num_classes, num_params=prep.num_params, input_dim=input_dim,
+        jac_top=agg("jac_top"), jac_fro=float(samples["jac_fro"].mean()),
+        jac_entropy=float(samples["jac_entropy"].mean()), jac_entropy_q=agg("jac_entropy"),
+        param_top=agg("param_top"), ntk_top=ntk_top, ntk_min=ntk_min, ntk_entropy=ntk_entropy,
+        hess_top=hess_top, n_ntk=n_ntk, n_hess=n_hess, samples=samples,
+        settings={
+            "entropy_base": entropy_base,
+            "loss": prep.loss_name,
+            "max_iter": max_iter,
+            "hessian_tol": tol,
+            "hessian_converged": hess_converged,
+            "hessian_matvecs": hess_matvecs,
+            "hessian_route": hess_route,
+            "ntk_route": prep.routes.get("ntk") if n_ntk else None,
+            "budget": phases.to_dict(),
+            "ntk": "scalar (trace over outputs)" if ntk_kind == "scalar" else "block (nC x nC)",
+            "quantile_rule": "higher",
+            "labels": "given" if labels_given else "predicted by the model",
+            "operators": tuple(operators),
+            **{k: v for k, v in prep.notes.items() if k != "loss"},
+        },
+    )  # fmt: skip
