@@ -59,6 +59,7 @@ from .jacobians import input_jacobian, parameter_jacobian
 from .models import MLP, ConvResNet, ResidualMLP, SmallCNN, build_model
 from .ntk import ntk_eigs, ntk_gram
 from .operators import operator_product
+from .prepared import Prepared, prepare
 from .regularizers import make_regularizer
 from .sensitivity import sensitivity_bounds
 from .spectra import (
@@ -93,6 +94,9 @@ __all__ = [
     # one call: the stability report
     "StabilityReport",
     "diagnose",
+    # the one entrance every call goes through
+    "Prepared",
+    "prepare",
     # Jacobians and the network as a product of operators
     "input_jacobian",
     "operator_product",

@@ -267,7 +267,7 @@ def ntk_phase(
     if why:
         budget.skipped["ntk"] = why
         return None
-    from .prepare import prepare
+    from .prepared import prepare
 
     prep = prepare(model, x)
     p, C = prep.num_params, prep.num_outputs

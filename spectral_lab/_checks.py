@@ -5,12 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-_STOCHASTIC_OR_BATCH_DEPENDENT = (
-    nn.modules.dropout._DropoutNd,
-    nn.modules.batchnorm._BatchNorm,
-    nn.GroupNorm,  # harmless, listed so the message below can stay generic
-)
-
 
 def check_tensor(x: object, name: str = "x", *, min_dim: int = 1) -> torch.Tensor:
     """Return ``x`` if it is a non-empty, finite, floating-point tensor; raise otherwise."""
@@ -95,65 +89,13 @@ def check_labels(y: torch.Tensor, n: int, c: int, loss: str) -> torch.Tensor:
     return y
 
 
-@torch.no_grad()
-def check_deterministic(model: nn.Module, x: torch.Tensor, name: str = "model") -> None:
-    """Refuse a model whose output is random (two forward passes on the same batch differ:
-    dropout, ``F.dropout`` in ``forward``, attention dropout, ...) or batch-dependent (a sample's
-    output changes with the rest of its batch: BatchNorm in train mode or without running
-    statistics). Judged by what the model does, not by its module types; buffers (BatchNorm
-    running statistics) are restored afterwards."""
-    x = x[: min(len(x), 8)]
-    saved = {k: b.detach().clone() for k, b in model.named_buffers()}
-    try:
-        a = model(x)
-        b = model(x)
-        h = len(x) // 2
-        c = model(x[:h]) if h >= 2 else None
-    finally:
-        for k, buf in model.named_buffers():
-            buf.copy_(saved[k])
-
-    def close(u, v):
-        u, v = u.double(), v.double()
-        return bool(torch.allclose(u, v, rtol=1e-4, atol=1e-5 * (1 + float(u.abs().max()))))
-
-    if not close(a, b):
-        raise ValueError(
-            f"{name} is random: two forward passes on the same batch differ (dropout, F.dropout "
-            f"in forward or attention dropout in train mode); call {name}.eval() first, or pass "
-            "training=False to the functional dropout"
-        )
-    if c is not None and not close(a[:h], c):
-        raise ValueError(
-            f"{name} is batch-dependent: a sample's output changes with the rest of its batch "
-            "(BatchNorm in train mode or with track_running_stats=False); call "
-            f"{name}.eval() on a BatchNorm with running statistics (track_running_stats=True, "
-            "after some training or a calibration pass), or replace it by a per-sample "
-            "normalisation (GroupNorm/LayerNorm)"
-        )
-
-
 def check_model(model: object, name: str = "model") -> nn.Module:
-    """Require an ``nn.Module`` with parameters that behaves deterministically per sample.
-
-    A model in train mode with dropout or batch-norm gives a different, batch-dependent function on
-    every call, so spectra of "its" Jacobian are undefined: we refuse it and say how to fix it.
-    """
+    """Require an ``nn.Module`` with parameters (the static part of the checks; a module's
+    behaviour is judged once, by :func:`spectral_lab.prepare`, never by its modules' types)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
     if next(model.parameters(), None) is None:
         raise ValueError(f"{name} has no parameters; spectral diagnostics need a trainable model")
-    if model.training:
-        culprits = [
-            type(m).__name__
-            for m in model.modules()
-            if isinstance(m, (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm))
-        ]
-        if culprits:
-            raise ValueError(
-                f"{name} is in train mode and contains {sorted(set(culprits))}, which make its output "
-                f"random or batch-dependent; call {name}.eval() first"
-            )
     return model
 
 

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ._data import DataLike
-from .prepare import Prepared
+from .prepared import Prepared
 from .stability import (
     OPERATORS,
     StabilityIndex,
@@ -473,7 +473,7 @@ def diagnose(
         >>> sorted(rep.profile.settings["budget"]["skipped"]), rep.bounds["stable_lr"]
         (['hessian'], None)
     """
-    from .prepare import prepare
+    from .prepared import prepare
 
     t0 = time.perf_counter()
     known = set(inspect.signature(stability_profile).parameters) - {"model", "data"}

@@ -61,7 +61,7 @@ from .linalg import (
     power_iteration,
     spectral_density,
 )
-from .prepare import Prepared, Stream, prepare
+from .prepared import Prepared, Stream, prepare
 
 __all__ = [
     "SharpnessTrace",

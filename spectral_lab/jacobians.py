@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ._checks import check_logits
-from .prepare import Prepared, prepare
+from .prepared import Prepared, prepare
 
 INPUT_JACOBIAN_ROUTES = ("auto", "backward", "vmap", "forward")
 PARAMETER_JACOBIAN_ROUTES = ("auto", "vmap", "batched")

@@ -32,7 +32,7 @@ from ._checks import check_logits, check_tensor
 from ._random import resolve_generator
 from .jacobians import parameter_jacobian
 from .linalg import EigResult, LinearOperator, lanczos
-from .prepare import Prepared, prepare
+from .prepared import Prepared, prepare
 
 __all__ = [
     "block_to_matrix",

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._checks import check_model, check_tensor, model_dtype_device
+from ._checks import check_tensor
 from ._deprecate import renamed_kwargs
 from ._results import Result
 from .spectra import singular_values, spectral_entropy
@@ -224,9 +224,9 @@ def monte_carlo_sensitivity(
             device=J.device,
         )
         return torch.einsum("ncd,md->nmc", J, delta).pow(2).sum(-1).mean(1)
-    model = check_model(f)
-    dtype, device = model_dtype_device(model)
-    x = check_tensor(x, "x", min_dim=2).to(device=device, dtype=dtype)
+    from .prepared import prepare
+
+    model, x = prepare(f, x).input_space(x)
     delta = isotropic_perturbations(
         tuple(x.shape[1:]),
         eps,

@@ -29,6 +29,6 @@ def _check_inputs(model, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
     (:func:`~spectral_lab.prepare`): the analysed model at ``x``, or, for token ids, the model cut
     at its input embedding and the embedding's output (attributions per token and embedding
     coordinate)."""
-    from ..prepare import prepare
+    from ..prepared import prepare
 
     return prepare(model, x).input_space(x)

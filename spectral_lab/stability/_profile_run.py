@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .._budget import Budget, hessian_phase, ntk_phase
-from ..prepare import LOW_PRECISION, Prepared
+from ..prepared import LOW_PRECISION, Prepared
 from ._common import _SAMPLE_KEYS, quantile
 
 

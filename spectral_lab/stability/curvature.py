@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._checks import check_model, check_tensor
+from .._checks import check_tensor
+from ..prepared import prepare
 from ._common import (
     _budget_from_deprecated,
     _check_chunk,
@@ -52,7 +53,7 @@ def logit_hessian_norm(
         >>> logit_hessian_norm(Quad(), torch.randn(2, 2), torch.tensor([0, 0])).tolist()
         [6.0, 6.0]
     """
-    check_model(model)
+    model = prepare(model, x).model  # the one entrance: eval mode, checked behaviour
     x = check_tensor(x, "x", min_dim=2)
     d = math.prod(x.shape[1:])
     c = torch.as_tensor(c, device=x.device).long()
@@ -203,8 +204,8 @@ def check_attribution_curvature(
     from ..jacobians import input_jacobian
     from ..spectra import singular_values
 
-    check_model(model)
-    x = check_tensor(x, "x", min_dim=2).to(next(model.parameters()))
+    prep = prepare(model, x)
+    model, x = prep.model, prep.inputs(x)
     eps = tuple(float(e) for e in eps)
     for e in eps:
         _positive_eps(e)

@@ -10,10 +10,11 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_model, check_tensor
+from .._checks import check_model
 from .._data import DataLike, iter_batches
 from .._deprecate import renamed_kwargs
 from .._losses import LossLike
+from ..prepared import prepare
 from ._common import (
     _directions,
     _loss_fn,
@@ -47,8 +48,7 @@ def measure_forward_sensitivity(
         >>> torch.allclose(measure_forward_sensitivity(m, x, 1e-6), 1e-6 * s1, rtol=1e-3)
         True
     """
-    check_model(model)
-    x = check_tensor(x, "x", min_dim=2).to(next(model.parameters()))
+    model, x = prepare(model, x).input_space(x)
     _positive_eps(eps)
     with torch.no_grad():
         f0 = model(x)
@@ -111,8 +111,8 @@ def measure_parameter_sensitivity(
     """
     from torch.func import functional_call, vmap
 
-    check_model(model)
-    x = check_tensor(x, "x", min_dim=2).to(next(model.parameters()))
+    prep = prepare(model, x)
+    model, x = prep.model, prep.inputs(x)
     _positive_eps(delta_norm)
     params = {k: v.detach() for k, v in model.named_parameters()}
     with torch.no_grad():
@@ -170,8 +170,7 @@ def measure_attribution_change(
     """
     from ..jacobians import input_jacobian
 
-    check_model(model)
-    x = check_tensor(x, "x", min_dim=2).to(next(model.parameters()))
+    model, x = prepare(model, x).input_space(x)
     _positive_eps(eps)
     g = torch.Generator().manual_seed(seed)
     J0 = input_jacobian(model, x).detach()

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .._data import DataLike
-from ..prepare import Prepared, prepare
+from ..prepared import Prepared, prepare
 from ._common import _ELEMENTS, OPERATORS, LossFn, _check_chunk, _check_q, quantile
 
 
