@@ -454,12 +454,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "torch.save (default: the checkpoint's, else digits)")  # fmt: skip
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--samples", type=int, default=512, help="samples for per-sample statistics")
-    # the old flag spellings (--ntk-samples, --hessian-samples, --lanczos-steps) stay as aliases
-    p.add_argument("--num-ntk-samples", "--ntk-samples", dest="num_ntk_samples", type=int,
+    p.add_argument("--num-ntk-samples", dest="num_ntk_samples", type=int,
                    default=32, help="samples in the NTK Gram")  # fmt: skip
-    p.add_argument("--num-hessian-samples", "--hessian-samples", dest="num_hessian_samples",
+    p.add_argument("--num-hessian-samples", dest="num_hessian_samples",
                    type=int, default=512, help="samples in the loss Hessian")  # fmt: skip
-    p.add_argument("--max-iter", "--lanczos-steps", dest="max_iter", type=int, default=20,
+    p.add_argument("--max-iter", dest="max_iter", type=int, default=20,
                    help="cap on Lanczos steps (Hessian-vector products) for lambda_max(H)")  # fmt: skip
     p.add_argument("--tol", type=float, default=1e-3,
                    help="relative Ritz-residual tolerance of Lanczos for lambda_max(H)")  # fmt: skip

@@ -25,8 +25,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._deprecate import rename_kwargs
-
 SYNTHETIC = ("teacher", "teacher_regression", "gaussian_mixture")
 BUNDLED = ("digits",)
 TORCHVISION = ("mnist", "cifar10", "cifar100")
@@ -201,7 +199,7 @@ def load_dataset(
         seed: seed of the synthetic sets and of the digits train/test split.
         n: keep a seeded random subset of ``n`` samples.
         **kwargs: size options of the synthetic sets (``num_samples``, ``dim``, ``num_classes``,
-            ``noise``; the old ``n_samples`` is deprecated).
+            ``noise``).
 
     Cost: synthetic and digits are instant; MNIST reads ~55 MB, CIFAR ~180 MB. The tensors live on
     the CPU (images as ``uint8`` scaled to ``[0, 1]`` float32 on access, labels ``int64``); every
@@ -212,7 +210,6 @@ def load_dataset(
         >>> len(ds), ds.input_shape, ds.num_classes
         (64, (5,), 3)
     """
-    rename_kwargs(kwargs, {"n_samples": "num_samples"}, "load_dataset")
     name = _check_name(name)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")

@@ -33,7 +33,6 @@ from torch import nn
 
 from ._checks import check_logits, check_model
 from ._data import DataLike, iter_batches
-from ._deprecate import renamed_kwargs
 from ._losses import resolve_loss
 from .stability import (
     OPERATORS,
@@ -413,9 +412,6 @@ def _metrics(prep, data, max_samples, batch_size, phases=None) -> dict[str, floa
     return res
 
 
-@renamed_kwargs(
-    ntk_samples="num_ntk_samples", hessian_samples="num_hessian_samples", lanczos_steps="max_iter"
-)
 def diagnose(
     model: nn.Module,
     data: DataLike,
@@ -448,8 +444,7 @@ def diagnose(
     with a progress bar; ``max_samples`` caps the per-sample statistics, ``num_ntk_samples`` the dense
     NTK Gram (``O(n^2 p)``; default 32: on a large model the Gram costs about ``n^2 C / 2``
     VJP+JVP pairs, which dominates the run above that), ``num_hessian_samples`` and ``max_iter`` (Lanczos steps) the
-    matrix-free Hessian eigen-solve (the old spellings ``ntk_samples``, ``hessian_samples`` and
-    ``lanczos_steps`` are deprecated for one release); ``ntk_kind`` picks the scalar (default) or block NTK. The index is
+    matrix-free Hessian eigen-solve; ``ntk_kind`` picks the scalar (default) or block NTK. The index is
     :func:`~spectral_lab.stability.stability_index`, ``Gamma_q = max{Q_q sigma_1(J_f(x_i)),
     Q_q sigma_1(J_theta(x_i)), sqrt(lambda_max(K)/n), sqrt(lambda_max(H))}`` (a choice of this
     library, not the paper's formula; swap it with ``agg=``/``weights=``).

@@ -23,9 +23,6 @@ Gauss--Newton split: ``H = G + R`` with ``G = (1/N) sum_i J_i^T Lambda_i J_i``
 (``Lambda_i = grad^2_f loss``) and the residual term ``R``.
 ``which="gn"`` selects ``G`` everywhere; ``"full"`` (default) is ``H``.
 
-The old spelling ``f(model, loss_fn, data, ...)`` (loss second, positional, or ``loss_fn=``) still
-works for one release and emits a ``DeprecationWarning``.
-
 Example:
     >>> from spectral_lab import MLP
     >>> m = MLP(3, 1, width=8, depth=2).double()
@@ -37,7 +34,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import functools
 import math
 from dataclasses import dataclass
 
@@ -46,7 +42,6 @@ from torch import nn
 
 from . import _func, _kept
 from ._data import Batches
-from ._deprecate import rename_kwargs, warn_deprecated
 from ._losses import Loss, half_mse, resolve_loss, scalar_loss
 from ._random import resolve_generator
 from ._results import Result
@@ -81,41 +76,6 @@ __all__ = [
 _WHICH = ("full", "gn")
 
 
-def _legacy_loss_first(*old_after_data: str):
-    """Accept the old ``f(model, loss_fn, data, *old_after_data)`` order and ``loss_fn=`` for one
-    release, with a ``DeprecationWarning`` pointing at the caller."""
-
-    def deco(func):
-        @functools.wraps(func)
-        def wrapper(model, *args, **kwargs):
-            name = func.__name__
-            rename_kwargs(kwargs, {"loss_fn": "loss"}, name)
-            if args and (isinstance(args[0], str) or callable(args[0])):
-                if "loss" in kwargs:
-                    raise TypeError(f"{name}() got the loss both positionally and as loss=")
-                warn_deprecated(
-                    f"{name}(model, loss_fn, data, ...) is deprecated and will be removed in the "
-                    f"next release; call {name}(model, data, loss=...) with keywords after data"
-                )
-                kwargs["loss"], rest = args[0], args[1:]
-                if rest:
-                    if "data" in kwargs:
-                        raise TypeError(f"{name}() got data both positionally and as data=")
-                    kwargs["data"], rest = rest[0], rest[1:]
-                if len(rest) > len(old_after_data):
-                    raise TypeError(f"{name}() got too many positional arguments")
-                for key, value in zip(old_after_data, rest):
-                    if key in kwargs:
-                        raise TypeError(f"{name}() got multiple values for {key!r}")
-                    kwargs[key] = value
-                args = ()
-            return func(model, *args, **kwargs)
-
-        return wrapper
-
-    return deco
-
-
 def _prepare(model: nn.Module, data, batch_size: int | None = None) -> tuple[dict, Batches]:
     params = _func.trainable(model)
     p0 = next(iter(params.values()))
@@ -131,7 +91,6 @@ def _labelled(batches: Batches):
         yield x, y
 
 
-@_legacy_loss_first("which")
 def hessian_operator(
     model: nn.Module,
     data,
@@ -276,7 +235,6 @@ def hessian_operator(
     return op
 
 
-@_legacy_loss_first("v", "which")
 def hvp(
     model: nn.Module,
     data,
@@ -310,7 +268,6 @@ def hvp(
     return op.mv(_func.check_vector(v, op.dim, p0))
 
 
-@_legacy_loss_first("v")
 def gnvp(
     model: nn.Module,
     data,
@@ -340,7 +297,6 @@ def gnvp(
     )  # fmt: skip
 
 
-@_legacy_loss_first()
 def loss_value(
     model: nn.Module, data, *, loss: Loss | str = "cross_entropy", batch_size: int | None = None
 ) -> float:
@@ -368,7 +324,6 @@ def loss_value(
 _ORDERS = {"largest": "LA", "smallest": "SA", "magnitude": "LM"}
 
 
-@_legacy_loss_first("k", "method", "which", "order", "tol", "max_iter", "seed")
 def hessian_eigs(
     model: nn.Module,
     data,
@@ -431,7 +386,6 @@ def hessian_eigs(
     return lanczos(op, k, which=_ORDERS[order], tol=tol, max_iter=max_iter, generator=g, stop=stop)
 
 
-@_legacy_loss_first("method", "num_matvecs", "which", "seed")
 def hessian_trace(
     model: nn.Module,
     data,
@@ -474,7 +428,6 @@ def hessian_trace(
     return hutchinson(op, num_matvecs, generator=g)
 
 
-@_legacy_loss_first("num_probes", "num_steps", "which", "sigma", "num_points", "seed")
 def hessian_density(
     model: nn.Module,
     data,
@@ -514,7 +467,6 @@ def hessian_density(
     )
 
 
-@_legacy_loss_first("which", "max_params")
 def dense_hessian(
     model: nn.Module,
     data,
@@ -567,7 +519,6 @@ class SharpnessTrace(Result):
         )
 
 
-@_legacy_loss_first("lr", "steps", "every", "tol", "seed", "measure")
 def gd_with_sharpness(
     model: nn.Module,
     data,
@@ -658,7 +609,6 @@ def gd_quadratic(H: torch.Tensor, x0: torch.Tensor, lr: float, steps: int) -> to
     return torch.stack(out)
 
 
-@_legacy_loss_first("lr", "steps")
 def gd_losses(
     model: nn.Module,
     data,

@@ -21,7 +21,6 @@ from torch import nn
 
 from ._checks import check_logits, check_tensor
 from ._data import _in_memory, iter_batches
-from ._deprecate import warn_deprecated
 from ._losses import LOSSES, resolve_loss
 from ._progress import progress_bar
 from ._random import resolve_generator
@@ -81,7 +80,7 @@ def _batches(data, batch_size: int, shuffle: bool, generator: torch.Generator, d
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, data, *legacy, loss: str = "cross_entropy", batch_size: int = 1024
+    model: nn.Module, data, *, loss: str = "cross_entropy", batch_size: int = 1024
 ) -> tuple[float, float]:
     """Mean loss and accuracy (NaN for regression) of ``model`` on ``data``; eval mode inside.
 
@@ -97,15 +96,6 @@ def evaluate(
         >>> evaluate(lin, (x, torch.tensor([0, 1, 1])))[1]  # two of three right
         0.6666666666666666
     """
-    if legacy:  # the old evaluate(model, data, loss, batch_size) order, for one release
-        if len(legacy) > 2:
-            raise TypeError("evaluate() takes model, data and keywords loss=, batch_size=")
-        warn_deprecated(
-            "evaluate(model, data, loss, batch_size) with positional loss is deprecated; "
-            "pass loss= and batch_size= as keywords"
-        )
-        loss = legacy[0]
-        batch_size = legacy[1] if len(legacy) > 1 else batch_size
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
     loss_fn = resolve_loss(loss)

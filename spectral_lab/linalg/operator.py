@@ -12,8 +12,6 @@ from collections.abc import Callable
 
 import torch
 
-from .._deprecate import renamed_kwargs
-
 Matvec = Callable[[torch.Tensor], torch.Tensor]
 
 __all__ = ["LinearOperator", "Matvec", "as_operator"]
@@ -77,7 +75,6 @@ class LinearOperator:
     def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
         return self.mv(v) if v.dim() == 1 else self.mm(v)
 
-    @renamed_kwargs(block_size="chunk_size")
     def dense(self, chunk_size: int = 256) -> torch.Tensor:
         """The full ``dim x dim`` matrix from ``dim`` products, ``chunk_size`` columns at a time
         (toy sizes only)."""

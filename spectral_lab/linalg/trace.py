@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .._deprecate import renamed_kwargs
 from .._random import resolve_generator
 from .._results import Result
 from .operator import LinearOperator, Matvec, _rademacher, _randn, as_operator
@@ -55,7 +54,6 @@ def _check_budget(num_matvecs: int, least: int) -> None:
         raise ValueError(f"num_matvecs must be an int >= {least}, got {num_matvecs!r}")
 
 
-@renamed_kwargs(block_size="chunk_size")
 def hutchinson(
     A: LinearOperator | torch.Tensor | Matvec,
     num_matvecs: int = 60,
@@ -90,7 +88,6 @@ def hutchinson(
     return TraceResult(float(s.mean()), se, op.n_products - start, "hutchinson", op.route)
 
 
-@renamed_kwargs(block_size="chunk_size")
 def hutchpp(
     A: LinearOperator | torch.Tensor | Matvec,
     num_matvecs: int = 60,

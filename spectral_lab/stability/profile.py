@@ -14,13 +14,11 @@ from torch.utils.data import DataLoader
 
 from .._checks import check_logits, check_model, check_tensor
 from .._data import DataLike, iter_batches
-from .._deprecate import renamed_kwargs
 from ._common import (
     _ELEMENTS,
     _SAMPLE_KEYS,
     OPERATORS,
     LossFn,
-    _budget_from_deprecated,
     _check_chunk,
     _check_q,
     _loss_fn,
@@ -330,9 +328,6 @@ def _check_args(q, operators, ntk_kind, num_ntk_samples, num_hessian_samples, ma
     return q
 
 
-@renamed_kwargs(
-    ntk_samples="num_ntk_samples", hessian_samples="num_hessian_samples", lanczos_steps="max_iter"
-)
 @torch.no_grad()
 def stability_profile(
     model: nn.Module,
@@ -351,7 +346,6 @@ def stability_profile(
     chunk_size: int | None = None,
     seed: int = 0,
     progress: bool = False,
-    memory_budget: int | None = None,
     output=None,
     embedding=None,
 ) -> StabilityProfile:
@@ -384,17 +378,14 @@ def stability_profile(
             one can exceed that by up to a factor ``C``). A choice, not from the paper.
         num_ntk_samples, num_hessian_samples: the NTK Gram (dense, ``n x n``) and the Hessian
             (matrix-free, Lanczos) use the first ``num_ntk_samples`` / ``num_hessian_samples``
-            streamed samples (formerly ``ntk_samples`` / ``hessian_samples``, deprecated).
+            streamed samples.
         max_iter: cap on Lanczos iterations (= Hessian-vector products) for
             ``lambda_max(H)``; Lanczos stops earlier once the Ritz residual is below 1e-6
             relative. Ritz values never exceed ``lambda_max``, so an unconverged run
             *under*-estimates it (a warning is issued; ``settings["hessian_converged"]``).
-            Formerly ``lanczos_steps`` (deprecated).
         entropy_base: log base of the spectral entropy (``math.e`` nats, ``2`` bits).
         chunk_size: samples whose ``C x p`` parameter Jacobians are held at once; by default
             as many as fit in ``2**24`` elements.
-        memory_budget: deprecated (one release): the element budget that set the chunk before
-            ``chunk_size``; still honoured, with a ``DeprecationWarning``.
         progress: show a progress bar over batches.
         output: which part of a tuple/dict output holds the logits (a key, an index or a
             callable; default: the ``"logits"`` key, else the first tensor); see
@@ -423,7 +414,7 @@ def stability_profile(
     check_model(model)
     q = _check_args(q, operators, ntk_kind, num_ntk_samples, num_hessian_samples, max_iter)
     _check_chunk(chunk_size)
-    budget = _budget_from_deprecated(memory_budget, chunk_size, "stability_profile", stacklevel=6)
+    budget = _ELEMENTS
     prep = _prepare(
         model, data, loss=loss, output=output, embedding=embedding, batch_size=batch_size,
         max_samples=max_samples,
