@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ._extras import require
+
 SYNTHETIC = ("teacher", "teacher_regression", "gaussian_mixture")
 BUNDLED = ("digits",)
 TORCHVISION = ("mnist", "cifar10", "cifar100")
@@ -267,9 +269,7 @@ def _synthetic(
 
 # --------------------------------------------------------------------------- digits (bundled)
 def _digits(split: str, seed: int = 0) -> ArrayDataset:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
+    bunch = require("sklearn.datasets", "load_dataset('digits')").load_digits()
     x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
     y = torch.tensor(bunch.target, dtype=torch.int64)
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
@@ -280,7 +280,7 @@ def _digits(split: str, seed: int = 0) -> ArrayDataset:
 
 # --------------------------------------------------------------------------- torchvision sets
 def _torchvision(name: str, split: str, root, download: bool, verify: bool) -> ArrayDataset:
-    import torchvision
+    torchvision = require("torchvision", f"load_dataset({name!r})")
 
     base = resolve_root(root, create=download)
     train = split == "train"
