@@ -136,21 +136,27 @@ def train(
     """Train ``model`` in place and return its :class:`History`.
 
     Args:
+        model: the network, trained in place.
         data: ``(x, y)`` tensors, an ``ArrayDataset``, any ``Dataset`` or a ``DataLoader``.
             Runs on the device and dtype of the model's parameters; inputs are cast to them
             (batch by batch).
+        epochs: passes over ``data``.
+        lr: the learning rate.
+        batch_size: samples per optimiser step.
         optimizer: ``"adam"`` or ``"sgd"`` (plain gradient descent when ``batch_size >= n``).
         loss: ``"cross_entropy"`` (integer labels, mean over samples) or ``"mse"``:
             ``(1/n) sum_i 1/2 ||f(x_i) - y_i||^2``, **summed over the outputs and averaged over
             the samples** of each batch -- the same loss :func:`~spectral_lab.hessian_eigs`
             differentiates with ``loss="mse"``, so ``2/lambda_max`` compares directly with
             ``lr``. (It is ``C`` times ``0.5 * F.mse_loss``, which averages over outputs too.)
+        weight_decay: the optimiser's L2 weight decay.
         extra_loss: ``extra_loss(model, x, y, logits) -> scalar`` added to the loss each step,
             e.g. a spectral regulariser from :mod:`spectral_lab.regularizers`.
         test_data: evaluated after every epoch (``test_loss``, ``test_acc``).
-        seed, generator: the batch order (``torch.randperm`` on the CPU) comes from ``generator``
-            or a generator seeded with ``seed`` (default 0); with the model's own seeded init the
-            run is reproducible on CPU.
+        seed: the batch order (``torch.randperm`` on the CPU) comes from a generator seeded with
+            ``seed`` (default 0); with the model's own seeded init the run is reproducible on CPU.
+        generator: a generator for the batch order instead of ``seed``.
+        progress: show a progress bar.
         callback: ``callback(model, step, loss)`` after every optimiser step.
 
     Cost: ``epochs * n / batch_size`` forward/backward passes (plus the extra term's cost).

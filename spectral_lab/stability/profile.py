@@ -358,6 +358,7 @@ def stability_profile(
     Runs on the device and dtype of the model's parameters; inputs are cast to them.
 
     Args:
+        model: the network (any ``nn.Module``; a tuple/dict output with ``output=``).
         data: inputs ``x`` (a tensor; labels are then the model's own predictions), ``(x, y)``,
             an ``ArrayDataset``/``Dataset`` or a ``DataLoader`` (streamed batch by batch).
             Floating-point inputs, or token ids (int64/int32) for a model with an
@@ -376,16 +377,19 @@ def stability_profile(
             ``"block"`` (the ``nC x nC`` NTK that drives linearised dynamics; its
             ``lambda_max / n`` is at most ``max_i sigma_1(J_theta(x_i))^2``, whereas the scalar
             one can exceed that by up to a factor ``C``). A choice, not from the paper.
-        num_ntk_samples, num_hessian_samples: the NTK Gram (dense, ``n x n``) and the Hessian
-            (matrix-free, Lanczos) use the first ``num_ntk_samples`` / ``num_hessian_samples``
+        num_ntk_samples: the NTK Gram (dense, ``n x n``) uses the first ``num_ntk_samples``
             streamed samples.
+        num_hessian_samples: the Hessian (matrix-free, Lanczos) uses the first
+            ``num_hessian_samples`` streamed samples.
         max_iter: cap on Lanczos iterations (= Hessian-vector products) for
             ``lambda_max(H)``; Lanczos stops earlier once the Ritz residual is below 1e-6
             relative. Ritz values never exceed ``lambda_max``, so an unconverged run
             *under*-estimates it (a warning is issued; ``settings["hessian_converged"]``).
         entropy_base: log base of the spectral entropy (``math.e`` nats, ``2`` bits).
+        batch_size: samples per streamed batch.
         chunk_size: samples whose ``C x p`` parameter Jacobians are held at once; by default
             as many as fit in ``2**24`` elements.
+        seed: seeds the Lanczos start vector of the Hessian phase.
         progress: show a progress bar over batches.
         output: which part of a tuple/dict output holds the logits (a key, an index or a
             callable; default: the ``"logits"`` key, else the first tensor); see
