@@ -73,7 +73,7 @@ _mathjax = importlib.util.find_spec("sphinx-mathjax-offline")
 if _mathjax is None or not _mathjax.submodule_search_locations:
     raise RuntimeError(
         "the book needs a local MathJax: pip install sphinx-mathjax-offline "
-        "(or reinstall spectral_lab: pip install -e .)"
+        '(or reinstall spectral_lab with the book: pip install -e ".[book]")'
     )
 html_static_path = [str(Path(next(iter(_mathjax.submodule_search_locations))) / "static")]
 mathjax_path = "mathjax/tex-chtml-full.js"

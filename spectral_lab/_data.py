@@ -81,14 +81,16 @@ def iter_batches(
     """Stream ``(x, y)`` batches (``y`` is ``None`` for a bare tensor) from any accepted ``data``.
 
     Args:
+        data: a tensor of inputs, an ``(x, y)`` pair, an ``ArrayDataset``, any ``Dataset``, a
+            ``DataLoader`` or an iterable of ``(x, y)`` batches.
         batch_size: samples per batch for in-memory data and Datasets (``None``: all at once); a
             DataLoader or an iterable of batches keeps its own batching.
         max_samples: stop after this many samples (the last batch is cut).
-        device, dtype: where the batches go; inputs are cast to ``dtype`` (integer inputs become
-            ``float32`` when ``dtype`` is ``None``), floating-point labels too, integer labels keep
-            their dtype.
-        shuffle, generator: a random order (``torch.randperm`` with ``generator``) for in-memory
-            data and Datasets.
+        device: where the batches go.
+        dtype: inputs are cast to it (integer inputs become ``float32`` when ``dtype`` is
+            ``None``), floating-point labels too; integer labels keep their dtype.
+        shuffle: a random order (``torch.randperm``) for in-memory data and Datasets.
+        generator: the source of that order.
         keep_integer_inputs: leave integer inputs (token ids, uint8 images) as they are, so the
             caller can apply the one dtype policy (:func:`spectral_lab._checks.check_input_dtype`).
         model: apply that policy here, batch by batch: token ids (int32/int64 into a model with an

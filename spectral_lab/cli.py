@@ -16,19 +16,27 @@ import argparse
 import sys
 from pathlib import Path
 
+from ._extras import require
+
 
 def _info(args: argparse.Namespace) -> int:
+    import importlib.util
     import platform
 
     import torch
-    import torchvision
 
     from . import __version__
     from .data import TORCHVISION, default_cache_dir, where_is
 
     print(f"spectral_lab {__version__}")
     print(f"python       {platform.python_version()}")
-    print(f"torch        {torch.__version__}   torchvision {torchvision.__version__}")
+    if importlib.util.find_spec("torchvision") is None:
+        tv = 'not installed (pip install "spectral_lab[course]")'
+    else:
+        import torchvision
+
+        tv = torchvision.__version__
+    print(f"torch        {torch.__version__}   torchvision {tv}")
     cuda = torch.cuda.is_available()
     print(
         f"device       {'cuda: ' + torch.cuda.get_device_name(0) if cuda else 'cpu'}"
@@ -49,8 +57,10 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _book(args: argparse.Namespace) -> int:
+    from ._extras import BOOK, check_installed
     from .book import build_book
 
+    check_installed(BOOK, "spectral-lab book")
     build = build_book(args.out, args.chapters, only=args.only, timeout=args.timeout)
     names = ", ".join(p.stem for p in build.chapters)
     if build.ok:
@@ -65,8 +75,10 @@ def _book(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
+    from ._extras import CHAPTERS, check_installed
     from .book import chapter_sources, sync_chapter
 
+    check_installed(CHAPTERS, "spectral-lab sync")
     paths = [Path(p) for p in args.paths] or chapter_sources()
     status = 0
     for p in paths:
@@ -165,9 +177,9 @@ def _model_from_spec(spec: str, kwargs: dict, num_classes: int | None):
 
     if spec.startswith("torchvision:"):
         try:
-            import torchvision
+            torchvision = require("torchvision", "--model torchvision:NAME")
         except ImportError as err:
-            raise ValueError("--model torchvision:NAME needs torchvision installed") from err
+            raise ValueError(str(err)) from None
         name = spec.split(":", 1)[1]
         if num_classes is not None:
             kwargs = {"num_classes": num_classes, **kwargs}
@@ -244,7 +256,6 @@ def _load_tensor_data(path: str):
 def _diagnose(args: argparse.Namespace) -> int:
     import math
 
-    import matplotlib.pyplot as plt
     import torch
 
     from .data import load_dataset
@@ -355,6 +366,12 @@ def _diagnose(args: argparse.Namespace) -> int:
     json_path = stem.with_name(stem.name + ".json")
     png_path = stem.with_name(stem.name + ".png")
     report.to_json(json_path)
+    try:
+        plt = require("matplotlib.pyplot", "the report's figure")
+    except ImportError as err:  # the numbers do not need the figure
+        print(report.summary())
+        print(f"wrote {json_path} (no {png_path.name}: {err})")
+        return 0
     plt.switch_backend("Agg")
     fig = report.plot()
     fig.savefig(png_path, bbox_inches="tight")
@@ -454,12 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "torch.save (default: the checkpoint's, else digits)")  # fmt: skip
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--samples", type=int, default=512, help="samples for per-sample statistics")
-    # the old flag spellings (--ntk-samples, --hessian-samples, --lanczos-steps) stay as aliases
-    p.add_argument("--num-ntk-samples", "--ntk-samples", dest="num_ntk_samples", type=int,
+    p.add_argument("--num-ntk-samples", dest="num_ntk_samples", type=int,
                    default=32, help="samples in the NTK Gram")  # fmt: skip
-    p.add_argument("--num-hessian-samples", "--hessian-samples", dest="num_hessian_samples",
+    p.add_argument("--num-hessian-samples", dest="num_hessian_samples",
                    type=int, default=512, help="samples in the loss Hessian")  # fmt: skip
-    p.add_argument("--max-iter", "--lanczos-steps", dest="max_iter", type=int, default=20,
+    p.add_argument("--max-iter", dest="max_iter", type=int, default=20,
                    help="cap on Lanczos steps (Hessian-vector products) for lambda_max(H)")  # fmt: skip
     p.add_argument("--tol", type=float, default=1e-3,
                    help="relative Ritz-residual tolerance of Lanczos for lambda_max(H)")  # fmt: skip
@@ -501,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, TypeError) as err:
+    except (FileNotFoundError, ValueError, TypeError, ImportError) as err:
         print(f"spectral-lab {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._deprecate import rename_kwargs
+from ._extras import require
 
 SYNTHETIC = ("teacher", "teacher_regression", "gaussian_mixture")
 BUNDLED = ("digits",)
@@ -201,7 +201,7 @@ def load_dataset(
         seed: seed of the synthetic sets and of the digits train/test split.
         n: keep a seeded random subset of ``n`` samples.
         **kwargs: size options of the synthetic sets (``num_samples``, ``dim``, ``num_classes``,
-            ``noise``; the old ``n_samples`` is deprecated).
+            ``noise``).
 
     Cost: synthetic and digits are instant; MNIST reads ~55 MB, CIFAR ~180 MB. The tensors live on
     the CPU (images as ``uint8`` scaled to ``[0, 1]`` float32 on access, labels ``int64``); every
@@ -212,7 +212,6 @@ def load_dataset(
         >>> len(ds), ds.input_shape, ds.num_classes
         (64, (5,), 3)
     """
-    rename_kwargs(kwargs, {"n_samples": "num_samples"}, "load_dataset")
     name = _check_name(name)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -270,9 +269,7 @@ def _synthetic(
 
 # --------------------------------------------------------------------------- digits (bundled)
 def _digits(split: str, seed: int = 0) -> ArrayDataset:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
+    bunch = require("sklearn.datasets", "load_dataset('digits')").load_digits()
     x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
     y = torch.tensor(bunch.target, dtype=torch.int64)
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
@@ -283,7 +280,7 @@ def _digits(split: str, seed: int = 0) -> ArrayDataset:
 
 # --------------------------------------------------------------------------- torchvision sets
 def _torchvision(name: str, split: str, root, download: bool, verify: bool) -> ArrayDataset:
-    import torchvision
+    torchvision = require("torchvision", f"load_dataset({name!r})")
 
     base = resolve_root(root, create=download)
     train = split == "train"

@@ -448,8 +448,10 @@ def diagnose(
             left in train mode: see :func:`~spectral_lab.prepare`) or a ``Prepared``.
         data: tensors, ``(x, y)``, a Dataset or a DataLoader.
         robust_q: the quantile of the robust index.
-        weights, agg: how the index pools its terms (see ``stability_index``).
-        name, data_name: labels for the report.
+        weights: the terms' weights in the index (see ``stability_index``).
+        agg: how the index pools its terms (``"max"``, ``"geomean"`` or a callable).
+        name: the model's label in the report.
+        data_name: the data's label in the report.
         **profile_options: :func:`~spectral_lab.stability.stability_profile`'s keywords.
 
     Returns:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ._deprecate import renamed_kwargs
 from .data import load_dataset  # noqa: F401  (used in the docstring example)
 
 
@@ -32,7 +31,6 @@ def _idx(path: Path, array: np.ndarray) -> None:
         f.write(array.astype(np.uint8).tobytes())
 
 
-@renamed_kwargs(n_train="num_train", n_test="num_test")
 def write_fake_mnist(
     root: str | os.PathLike, num_train: int = 64, num_test: int = 32, seed: int = 0
 ) -> Path:
@@ -49,7 +47,6 @@ def write_fake_mnist(
     return raw
 
 
-@renamed_kwargs(n_per_batch="num_per_batch")
 def write_fake_cifar(
     root: str | os.PathLike, which: str = "cifar10", num_per_batch: int = 20, seed: int = 0
 ) -> Path:

@@ -34,7 +34,6 @@ from torch import nn
 from torch.func import functional_call, jvp
 
 from ._checks import check_logits, check_tensor
-from ._deprecate import rename_kwargs, renamed_kwargs
 from ._losses import Loss, resolve_loss
 from ._random import resolve_generator
 from .spectra import spectral_entropy
@@ -61,7 +60,6 @@ def _forward_with_input_grad(model: nn.Module, x: torch.Tensor):
     return xg, check_logits(model(xg))
 
 
-@renamed_kwargs(n_proj="num_draws")
 def jacobian_frobenius_norm(
     model: nn.Module,
     x: torch.Tensor,
@@ -98,7 +96,6 @@ def jacobian_frobenius_norm(
     return total / num_draws
 
 
-@renamed_kwargs(n_iter="max_iter")
 def jacobian_spectral_norm(
     model: nn.Module,
     x: torch.Tensor,
@@ -301,8 +298,7 @@ def make_regularizer(
 
     ``max_samples``: penalise only the first ``b`` samples of each batch (batches are shuffled, so
     this is an unbiased subsample; choice, not from the paper) to bound the cost. ``kwargs`` go to
-    the penalty (``num_draws``, ``max_iter``, ``direction``, ``base``; the old ``n_proj`` and
-    ``n_iter`` are deprecated). Random draws come from one generator seeded with ``seed`` on the
+    the penalty (``num_draws``, ``max_iter``, ``direction``, ``base``). Random draws come from one generator seeded with ``seed`` on the
     first call. The returned function runs on the device and dtype of the model's parameters;
     inputs are cast to them. ``name="none"`` returns None.
     Cost: that of the penalty (module table) on ``max_samples`` samples per step.
@@ -318,7 +314,6 @@ def make_regularizer(
         >>> make_regularizer("none") is None
         True
     """
-    rename_kwargs(kwargs, {"n_proj": "num_draws", "n_iter": "max_iter"}, "make_regularizer")
     if name not in REGULARIZERS:
         raise ValueError(f"regulariser must be one of {REGULARIZERS}, got {name!r}")
     if strength < 0 or not math.isfinite(strength):

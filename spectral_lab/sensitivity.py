@@ -1,6 +1,6 @@
 """Typical versus worst-case sensitivity: the entropy and norm bounds of chapters 01-02, and the
-Schur-concavity helpers behind them. (Until 0.1 this module was ``spectral_lab.bounds``; that name
-still works for one release. The stability bounds of chapter 05 live in ``spectral_lab.stability``.)
+Schur-concavity helpers behind them. (The stability bounds of chapter 05 live in
+``spectral_lab.stability``.)
 
 Typical versus worst case. For an isotropic perturbation ``delta`` (``E delta = 0``,
 ``E delta delta^T = (eps^2/d) I_d``) and any ``J in R^{C x d}``::
@@ -43,7 +43,6 @@ import torch
 from torch import nn
 
 from ._checks import check_tensor
-from ._deprecate import renamed_kwargs
 from ._results import Result
 from .spectra import singular_values, spectral_entropy
 
@@ -149,7 +148,6 @@ def entropy_bound_constant(J: torch.Tensor) -> torch.Tensor:
     return (singular_values(J)[..., 0] ** 2).max() / J.shape[-1]
 
 
-@renamed_kwargs(n_draws="num_draws")
 def isotropic_perturbations(
     shape: tuple[int, ...] | torch.Size,
     eps: float,
@@ -187,7 +185,6 @@ def isotropic_perturbations(
     return z.reshape(int(num_draws), *shape)
 
 
-@renamed_kwargs(n_draws="num_draws")
 def monte_carlo_sensitivity(
     f: nn.Module | torch.Tensor,
     x: torch.Tensor | None,

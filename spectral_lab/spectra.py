@@ -11,8 +11,7 @@ this tensor is" (the same in :mod:`spectral_lab.geometry`):
 * ``kind="eigen"``: eigenvalues ``lam`` of PSD matrices ``(..., k)`` (an NTK, a Gram matrix); they
   are treated as the squared singular values of a factor, ``sigma = sqrt(lam)``.
 
-The old ``is_spectrum=True`` (= ``kind="singular"``) still works for one release with a
-``DeprecationWarning``. Runs on the input's device and dtype (no model is involved).
+Runs on the input's device and dtype (no model is involved).
 
 Conventions: ``sigma_1 >= ... >= sigma_r > 0`` are the singular values above the
 rank tolerance ``max(m, n) * eps * sigma_1``; logs are natural (nats) unless ``base=2``; the
@@ -27,14 +26,12 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
 import torch
 
 from ._checks import check_tensor
-from ._deprecate import warn_deprecated
 from ._results import Result
 
 SPECTRUM_KINDS = ("matrix", "singular", "eigen")
@@ -96,25 +93,6 @@ def singular_values(m: torch.Tensor, method: str = "auto") -> torch.Tensor:
     return s
 
 
-def _accepts_kind(func):
-    """Map the deprecated ``is_spectrum=`` onto ``kind=`` (for one release) and check ``kind``."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        if "is_spectrum" in kwargs:
-            flag = kwargs.pop("is_spectrum")
-            if kwargs.get("kind", "matrix") != "matrix":
-                raise TypeError(f"{func.__name__}() got both is_spectrum= (deprecated) and kind=")
-            warn_deprecated(
-                f"{func.__name__}(is_spectrum=...) is deprecated and will be removed in the next "
-                f"release; use kind={'singular' if flag else 'matrix'!r}"
-            )
-            kwargs["kind"] = "singular" if flag else "matrix"
-        return func(*args, **kwargs)
-
-    return wrapper
-
-
 def _spectrum(m: torch.Tensor, kind: str = "matrix"):
     """Descending nonnegative singular values ``(..., k)`` and the rank tolerance ``(..., 1)``."""
     if kind not in SPECTRUM_KINDS:
@@ -147,7 +125,6 @@ def _spectrum(m: torch.Tensor, kind: str = "matrix"):
     return s, tol
 
 
-@_accepts_kind
 def numerical_rank(m: torch.Tensor, *, kind: str = "matrix") -> torch.Tensor:
     """``r = #{k : sigma_k > max(m, n) * eps * sigma_1}``, as an integer tensor ``(...)``.
 
@@ -170,7 +147,6 @@ def _log(base) -> float:
     raise ValueError(f"base must be 'e' or 2, got {base!r}")
 
 
-@_accepts_kind
 def spectral_distribution(
     m: torch.Tensor, normalization: str = "energy", *, kind: str = "matrix"
 ) -> torch.Tensor:
@@ -196,7 +172,6 @@ def spectral_distribution(
     )
 
 
-@_accepts_kind
 def spectral_entropy(
     m: torch.Tensor,
     normalization: str = "energy",
@@ -235,7 +210,6 @@ def spectral_entropy(
     return h / scale + 0.0  # rank one: 0.0, not -0.0
 
 
-@_accepts_kind
 def effective_rank(
     m: torch.Tensor, normalization: str = "energy", *, kind: str = "matrix"
 ) -> torch.Tensor:
@@ -253,7 +227,6 @@ def effective_rank(
     return torch.exp(spectral_entropy(m, normalization, kind=kind))
 
 
-@_accepts_kind
 def stable_rank(m: torch.Tensor, *, kind: str = "matrix") -> torch.Tensor:
     """``srank = ||M||_F^2 / ||M||_2^2 = sum sigma^2 / sigma_1^2 = 1 / max_k p_k``.
 
@@ -267,7 +240,6 @@ def stable_rank(m: torch.Tensor, *, kind: str = "matrix") -> torch.Tensor:
     return (s**2).sum(-1) / (s[..., 0] ** 2).clamp_min(torch.finfo(s.dtype).tiny)
 
 
-@_accepts_kind
 def participation_ratio(m: torch.Tensor, *, kind: str = "matrix") -> torch.Tensor:
     """``PR = (sum sigma^2)^2 / sum sigma^4 = 1 / sum p_k^2``.
 
@@ -282,7 +254,6 @@ def participation_ratio(m: torch.Tensor, *, kind: str = "matrix") -> torch.Tenso
     return e.sum(-1) ** 2 / (e**2).sum(-1).clamp_min(torch.finfo(s.dtype).tiny)
 
 
-@_accepts_kind
 def condition_number(
     m: torch.Tensor, definition: str = "classical", *, kind: str = "matrix"
 ) -> torch.Tensor:
@@ -303,12 +274,6 @@ def condition_number(
         >>> condition_number(m).item(), condition_number(m, "median").item()
         (4.0, 2.0)
     """
-    if kind in ("classical", "median"):  # the old meaning of kind=, for one release
-        warn_deprecated(
-            f"condition_number(kind={kind!r}) is deprecated: kind= now says what m holds; "
-            f"use definition={kind!r}"
-        )
-        definition, kind = kind, "matrix"
     if definition not in ("classical", "median"):
         raise ValueError(f"definition must be 'classical' or 'median', got {definition!r}")
     s, tol = _spectrum(m, kind)
@@ -347,7 +312,6 @@ class SpectralSummary(Result):
         return f"SpectralSummary({parts})"
 
 
-@_accepts_kind
 def spectral_summary(m: torch.Tensor, *, kind: str = "matrix") -> SpectralSummary:
     """``sigma_1``, ``||M||_F^2``, rank, srank, PR, SE (E2, nats), erank, both condition numbers.
     ``kind``: ``"matrix"`` (default), ``"singular"`` or ``"eigen"``.

@@ -21,7 +21,6 @@ from torch import nn
 
 from ._checks import check_logits, check_tensor
 from ._data import _in_memory, iter_batches
-from ._deprecate import warn_deprecated
 from ._losses import LOSSES, resolve_loss
 from ._progress import progress_bar
 from ._random import resolve_generator
@@ -81,7 +80,7 @@ def _batches(data, batch_size: int, shuffle: bool, generator: torch.Generator, d
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, data, *legacy, loss: str = "cross_entropy", batch_size: int = 1024
+    model: nn.Module, data, *, loss: str = "cross_entropy", batch_size: int = 1024
 ) -> tuple[float, float]:
     """Mean loss and accuracy (NaN for regression) of ``model`` on ``data``; eval mode inside.
 
@@ -97,15 +96,6 @@ def evaluate(
         >>> evaluate(lin, (x, torch.tensor([0, 1, 1])))[1]  # two of three right
         0.6666666666666666
     """
-    if legacy:  # the old evaluate(model, data, loss, batch_size) order, for one release
-        if len(legacy) > 2:
-            raise TypeError("evaluate() takes model, data and keywords loss=, batch_size=")
-        warn_deprecated(
-            "evaluate(model, data, loss, batch_size) with positional loss is deprecated; "
-            "pass loss= and batch_size= as keywords"
-        )
-        loss = legacy[0]
-        batch_size = legacy[1] if len(legacy) > 1 else batch_size
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
     loss_fn = resolve_loss(loss)
@@ -146,21 +136,27 @@ def train(
     """Train ``model`` in place and return its :class:`History`.
 
     Args:
+        model: the network, trained in place.
         data: ``(x, y)`` tensors, an ``ArrayDataset``, any ``Dataset`` or a ``DataLoader``.
             Runs on the device and dtype of the model's parameters; inputs are cast to them
             (batch by batch).
+        epochs: passes over ``data``.
+        lr: the learning rate.
+        batch_size: samples per optimiser step.
         optimizer: ``"adam"`` or ``"sgd"`` (plain gradient descent when ``batch_size >= n``).
         loss: ``"cross_entropy"`` (integer labels, mean over samples) or ``"mse"``:
             ``(1/n) sum_i 1/2 ||f(x_i) - y_i||^2``, **summed over the outputs and averaged over
             the samples** of each batch -- the same loss :func:`~spectral_lab.hessian_eigs`
             differentiates with ``loss="mse"``, so ``2/lambda_max`` compares directly with
             ``lr``. (It is ``C`` times ``0.5 * F.mse_loss``, which averages over outputs too.)
+        weight_decay: the optimiser's L2 weight decay.
         extra_loss: ``extra_loss(model, x, y, logits) -> scalar`` added to the loss each step,
             e.g. a spectral regulariser from :mod:`spectral_lab.regularizers`.
         test_data: evaluated after every epoch (``test_loss``, ``test_acc``).
-        seed, generator: the batch order (``torch.randperm`` on the CPU) comes from ``generator``
-            or a generator seeded with ``seed`` (default 0); with the model's own seeded init the
-            run is reproducible on CPU.
+        seed: the batch order (``torch.randperm`` on the CPU) comes from a generator seeded with
+            ``seed`` (default 0); with the model's own seeded init the run is reproducible on CPU.
+        generator: a generator for the batch order instead of ``seed``.
+        progress: show a progress bar.
         callback: ``callback(model, step, loss)`` after every optimiser step.
 
     Cost: ``epochs * n / batch_size`` forward/backward passes (plus the extra term's cost).

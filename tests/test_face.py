@@ -1,15 +1,17 @@
-"""The public face: about 40 top-level names, topic namespaces, and one release of old spellings.
+"""The public face: about 40 top-level names and the topic namespaces.
 
-Every name that left the top level still resolves, to the very same object, with a
-DeprecationWarning that names the new spelling and points at the caller's line.
+No release was ever published, so the spellings renamed on the way (CHANGES.md, "Renamed before the
+first release") are gone, not deprecated: each old name is an AttributeError, each old keyword a
+TypeError, and the new spelling named in the table works.
 """
 
 from __future__ import annotations
 
-import importlib
+import re
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -46,23 +48,31 @@ def test_face_names_are_the_topic_functions():
     )
 
 
-@pytest.mark.parametrize("name", sorted(sl._MOVED))
-def test_moved_name_warns_and_is_the_same_object(name):
-    topic = sl._MOVED[name]
-    with pytest.warns(DeprecationWarning, match=rf"use spectral_lab\.{topic}\.{name}\b") as rec:
-        obj = getattr(sl, name)
-    assert rec[0].filename == __file__  # points at the caller
-    assert obj is getattr(getattr(sl, topic), name)
+def _moved_names() -> dict[str, str]:
+    """``name -> topic`` from CHANGES.md's table of names that left the top level."""
+    text = (Path(__file__).resolve().parents[1] / "CHANGES.md").read_text()
+    section = text.split("## Renamed before the first release", 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for row in re.findall(r"^\| `sl\.(\w+)` \| (.+) \|$", section, flags=re.M):
+        topic, names = row
+        out |= {n: topic for n in re.findall(r"`(\w+)`", names)}
+    return out
+
+
+MOVED = _moved_names()
+
+
+def test_the_table_of_moved_names_is_read():
+    assert len(MOVED) > 80 and MOVED["hutchpp"] == "linalg"
+
+
+@pytest.mark.parametrize("name", sorted(MOVED))
+def test_moved_name_lives_only_in_its_topic(name):
+    topic = MOVED[name]
+    assert getattr(getattr(sl, topic), name) is not None
     assert name not in sl.__all__
-
-
-def test_from_import_of_moved_name_warns_once_at_the_import():
-    with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("always")
-        from spectral_lab import hutchpp  # noqa: F401
-    dep = [w for w in rec if issubclass(w.category, DeprecationWarning)]
-    assert len(dep) == 1 and dep[0].filename == __file__
-    assert "spectral_lab.linalg.hutchpp" in str(dep[0].message)
+    with pytest.raises(AttributeError, match=f"no attribute {name!r}"):
+        getattr(sl, name)
 
 
 def test_unknown_name_is_an_attribute_error():
@@ -70,21 +80,11 @@ def test_unknown_name_is_an_attribute_error():
         sl.not_a_name  # noqa: B018
 
 
-def test_calling_the_attribution_namespace_warns_and_dispatches():
-    lin = torch.nn.Linear(4, 3)
-    x = torch.randn(2, 4)
-    with pytest.warns(DeprecationWarning, match=r"spectral_lab\.attribution\.attribution") as rec:
-        old = sl.attribution(lin, x, "saliency", 1)
-    assert rec[0].filename == __file__
-    assert torch.equal(old, sl.attribution.attribution(lin, x, "saliency", 1))
-
-
-def test_bounds_module_is_a_warning_alias_of_sensitivity():
-    bounds = importlib.import_module("spectral_lab.bounds")
-    with pytest.warns(DeprecationWarning, match=r"spectral_lab\.sensitivity\.norm_bounds") as rec:
-        fn = bounds.norm_bounds
-    assert rec[0].filename == __file__
-    assert fn is sl.sensitivity.norm_bounds
+def test_old_namespaces_are_gone():
+    assert not callable(sl.attribution)  # the dispatcher is sl.attribution.attribution
+    package = Path(sl.__file__).parent
+    # spectral_lab.bounds is spectral_lab.sensitivity; no deprecation shims are left
+    assert not (package / "bounds.py").exists() and not (package / "_deprecate.py").exists()
 
 
 def test_import_is_light():
@@ -106,56 +106,59 @@ def _model():
     return sl.MLP(4, 3, width=8).eval()
 
 
-def test_smoothgrad_n_samples_is_num_draws():
+def _calls(tmp: Path):
+    """``(function, old keyword, call with new keywords)`` for rows of CHANGES.md's table."""
+    from spectral_lab import fakedata, regularizers, sensitivity, stability
+
     m, x = _model(), torch.randn(3, 4)
-    with pytest.warns(DeprecationWarning, match="'num_draws'") as rec:
-        old = sl.smoothgrad(m, x, n_samples=3, seed=1)
-    assert rec[0].filename == __file__
-    assert torch.equal(old, sl.smoothgrad(m, x, num_draws=3, seed=1))
-    with pytest.raises(TypeError, match="pass only 'num_draws'"):
-        sl.smoothgrad(m, x, n_samples=3, num_draws=3)
-
-
-def test_integrated_gradients_steps_is_num_steps():
-    m, x = _model(), torch.randn(3, 4)
-    with pytest.warns(DeprecationWarning, match="'num_steps'") as rec:
-        old = sl.integrated_gradients(m, x, steps=5)
-    assert rec[0].filename == __file__
-    assert torch.equal(old, sl.integrated_gradients(m, x, num_steps=5))
-
-
-def test_attribution_instability_n_draws_is_num_draws():
-    m, x = _model(), torch.randn(4, 4)
-    with pytest.warns(DeprecationWarning, match="'num_draws'") as rec:
-        old = sl.attribution_instability(m, x, scales=(0.1,), n_draws=2)
-    assert rec[0].filename == __file__
-    new = sl.attribution_instability(m, x, scales=(0.1,), num_draws=2)
-    assert torch.equal(old.delta_grad, new.delta_grad)
-
-
-def test_frechet_distance_bootstrap_n_boot_is_num_resamples():
+    xy = (torch.randn(6, 4), torch.randint(0, 3, (6,)))
     g = torch.Generator().manual_seed(0)
     clean, pert = torch.randn(20, 3, generator=g), torch.randn(2, 20, 3, generator=g)
-    with pytest.warns(DeprecationWarning, match="'num_resamples'") as rec:
-        old = sl.attribution.frechet_distance_bootstrap(clean, pert, n_boot=4)
-    assert rec[0].filename == __file__
-    assert torch.equal(old, sl.attribution.frechet_distance_bootstrap(clean, pert, num_resamples=4))
+    return [
+        (lambda **k: sl.smoothgrad(m, x, **k), "n_samples", {"num_draws": 2}),
+        (lambda **k: sl.integrated_gradients(m, x, **k), "steps", {"num_steps": 3}),
+        (lambda **k: sl.attribution_instability(m, x, (0.1,), **k), "n_draws", {"num_draws": 2}),
+        (lambda **k: sl.attribution.frechet_distance_bootstrap(clean, pert, **k), "n_boot",
+         {"num_resamples": 2}),
+        (lambda **k: sensitivity.isotropic_perturbations((3,), 0.1, **k), "n_draws",
+         {"num_draws": 2}),
+        (lambda **k: regularizers.jacobian_frobenius_norm(m, x, **k), "n_proj", {"num_draws": 2}),
+        (lambda **k: regularizers.jacobian_spectral_norm(m, x, **k), "n_iter", {"max_iter": 2}),
+        (lambda **k: sl.linalg.hutchpp(torch.eye(6), 6, **k), "block_size", {"chunk_size": 3}),
+        (lambda **k: sl.linalg.as_operator(torch.eye(3)).dense(**k), "block_size",
+         {"chunk_size": 2}),
+        (lambda **k: stability.measure_forward_sensitivity(m, x, 0.1, **k), "draws",
+         {"num_draws": 2}),
+        (lambda **k: stability.stability_profile(m, xy, **k), "lanczos_steps", {"max_iter": 50}),
+        (lambda **k: stability.stability_profile(m, xy, **k), "memory_budget", {"chunk_size": 2}),
+        (lambda **k: stability.logit_hessian_norm(m, x, torch.zeros(3), **k), "memory_budget",
+         {"chunk_size": 2}),
+        (lambda **k: sl.diagnose(m, xy, progress=False, **k), "ntk_samples",
+         {"num_ntk_samples": 4}),
+        (lambda **k: sl.load_dataset("teacher", **k), "n_samples", {"num_samples": 8}),
+        (lambda **k: fakedata.write_fake_cifar(tmp, "cifar100", **k), "n_per_batch",
+         {"num_per_batch": 2}),
+    ]  # fmt: skip
 
 
-def test_sensitivity_n_draws_is_num_draws():
-    J = torch.randn(2, 3, 4)
-    with pytest.warns(DeprecationWarning, match="'num_draws'") as rec:
-        old = sl.sensitivity.monte_carlo_sensitivity(
-            J, None, 0.1, n_draws=50, generator=torch.Generator().manual_seed(1)
-        )
-    assert rec[0].filename == __file__
-    new = sl.sensitivity.monte_carlo_sensitivity(
-        J, None, 0.1, num_draws=50, generator=torch.Generator().manual_seed(1)
-    )
-    assert torch.equal(old, new)
-    with pytest.warns(DeprecationWarning, match="'num_draws'"):
-        d = sl.sensitivity.isotropic_perturbations((3,), 0.1, n_draws=5)
-    assert d.shape == (5, 3)
+def test_renamed_keywords_are_refused_and_their_new_spelling_works(tmp_path):
+    for call, old, new in _calls(tmp_path):
+        with pytest.raises(TypeError, match=old):
+            call(**{old: next(iter(new.values()))})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            call(**new)
+
+
+def test_cli_takes_only_the_new_flag_spellings():
+    from spectral_lab import cli
+
+    parser = cli.build_parser()
+    a = parser.parse_args(["diagnose", "--model", "mlp", "--num-ntk-samples", "7",
+                           "--num-hessian-samples", "9", "--max-iter", "11"])  # fmt: skip
+    assert (a.num_ntk_samples, a.num_hessian_samples, a.max_iter) == (7, 9, 11)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["diagnose", "--model", "mlp", "--lanczos-steps", "11"])
 
 
 def test_results_are_frozen_with_to_dict():
@@ -167,15 +170,3 @@ def test_results_are_frozen_with_to_dict():
         b.eps = 1.0
     inst = sl.attribution_instability(torch.nn.Linear(4, 3), torch.randn(6, 4), (0.1,), num_draws=2)
     assert inst.to_dict()["scales"] == [0.1]
-
-
-def test_fakedata_n_keywords_are_num(tmp_path):
-    from spectral_lab.fakedata import write_fake_cifar, write_fake_mnist
-
-    with pytest.warns(DeprecationWarning, match="'num_train'") as rec:
-        write_fake_mnist(tmp_path / "a", n_train=3, num_test=2)
-    assert rec[0].filename == __file__
-    assert len(sl.load_dataset("mnist", "train", root=tmp_path / "a")) == 3
-    with pytest.warns(DeprecationWarning, match="'num_per_batch'"):
-        write_fake_cifar(tmp_path / "b", "cifar100", n_per_batch=2)
-    assert len(sl.load_dataset("cifar100", "test", root=tmp_path / "b", verify=False)) == 2

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from torch import nn
@@ -319,26 +317,12 @@ def test_hessian_accepts_every_data_kind(tiny_mlp, device):
         hessian_eigs(m, x)
 
 
-def test_old_loss_first_order_still_works_with_a_warning_at_the_caller(setup):
+def test_the_loss_is_a_keyword_after_data(setup):
     m, x, y = setup
-    new = hessian_eigs(m, (x, y), loss="mse", k=2, tol=1e-10)
-    with pytest.warns(DeprecationWarning, match="hessian_eigs\\(model, data, loss=") as rec:
-        old = hessian_eigs(m, "mse", (x, y), 2, "lanczos", "full", "largest", 1e-10)
-    assert rec[0].filename == __file__
-    torch.testing.assert_close(old.eigenvalues, new.eigenvalues)
-    with pytest.warns(DeprecationWarning, match="'loss_fn' is deprecated") as rec:
-        kw = hessian_eigs(m, data=(x, y), loss_fn="mse", k=2, tol=1e-10)
-    assert rec[0].filename == __file__
-    torch.testing.assert_close(kw.eigenvalues, new.eigenvalues)
-    v = torch.randn(sum(p.numel() for p in m.parameters()), dtype=D)
-    with pytest.warns(DeprecationWarning):
-        torch.testing.assert_close(hvp(m, "mse", (x, y), v, "gn"), gnvp(m, (x, y), v, loss="mse"))
-    with pytest.warns(DeprecationWarning):
-        old_gd = gd_with_sharpness(copy.deepcopy(m), "mse", (x, y), 0.01, 3, measure=False)
-    new_gd = gd_with_sharpness(copy.deepcopy(m), (x, y), 0.01, 3, loss="mse", measure=False)
-    torch.testing.assert_close(old_gd.loss, new_gd.loss)
-    with pytest.raises(TypeError, match="both"):
-        hessian_eigs(m, (x, y), loss="mse", loss_fn="mse")
+    with pytest.raises(TypeError, match="positional"):
+        hessian_eigs(m, "mse", (x, y))  # the order f(model, loss, data) is gone
+    with pytest.raises(TypeError, match="loss_fn"):
+        hessian_eigs(m, (x, y), loss_fn="mse")
 
 
 def test_results_are_frozen_with_to_dict_and_float(setup):

@@ -64,3 +64,12 @@ def test_widgets_take_their_draw_functions_from_plots():
             f"{path.name} defines a drawing function; it belongs in spectral_lab/plots"
         )
         assert any(m.startswith("spectral_lab.plots") for m in _module_level_imports(path)), path
+
+
+def test_hessian_reexports_the_gradient_descent_tail_of_sharpness():
+    import spectral_lab as sl
+    from spectral_lab import sharpness
+
+    for name in sharpness.__all__:
+        assert getattr(sl.hessian, name) is getattr(sharpness, name), name
+        assert name in sl.hessian.__all__, name

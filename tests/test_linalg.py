@@ -232,7 +232,7 @@ def test_thick_restart_matches_dense_eigh_with_a_small_cap():
 
 
 def test_mutation_restart_without_coupling_or_with_wrong_vectors_is_caught(monkeypatch):
-    import spectral_lab.linalg as L
+    import spectral_lab.linalg.krylov as L
 
     real = L._restart
 
@@ -310,7 +310,7 @@ def test_float32_lanczos_at_millions_of_parameters_is_accurate():
 
 
 def test_mutation_blas_float32_dot_and_norm_are_caught(monkeypatch):
-    import spectral_lab.linalg as L
+    import spectral_lab.linalg.krylov as L
 
     monkeypatch.setattr(L, "_dot", lambda a, b: float(a @ b))
     monkeypatch.setattr(L, "_norm", lambda a: float(a.norm()))
@@ -318,7 +318,7 @@ def test_mutation_blas_float32_dot_and_norm_are_caught(monkeypatch):
 
 
 def test_spectral_density_runs_probes_in_blocks_within_its_memory_budget(monkeypatch):
-    import spectral_lab.linalg as L
+    import spectral_lab.linalg.slq as L
 
     A = with_spectrum(SPECTRA["indefinite"])
     widths: list[int] = []
@@ -375,7 +375,7 @@ def test_eigenvalue_stop_saves_products_on_a_separated_top_eigenvalue():
 
 
 def test_error_estimate_matches_the_gap_theorem_by_hand():
-    from spectral_lab.linalg import _error_estimate
+    from spectral_lab.linalg.krylov import _error_estimate
 
     theta = torch.tensor([1.0, 2.0, 5.0], dtype=D)
     S = torch.eye(3, dtype=D)
@@ -396,3 +396,24 @@ def test_error_estimate_matches_the_gap_theorem_by_hand():
 def test_stop_is_validated():
     with pytest.raises(ValueError, match="stop must be one of"):
         lanczos(torch.eye(3, dtype=D), k=1, stop="gap")
+
+
+def test_package_reexports_every_public_name_from_its_algorithm_file():
+    import importlib
+
+    import spectral_lab as sl
+    import spectral_lab.linalg as L
+
+    homes = {"operator", "eigen", "power", "krylov", "trace", "slq"}
+    for name in L.__all__:
+        obj = getattr(sl.linalg, name)
+        assert obj.__module__.rsplit(".", 1)[1] in homes, name
+        assert getattr(importlib.import_module(obj.__module__), name) is obj, name
+
+
+def test_adjoint_product_of_a_symmetric_operator_is_the_transpose_product():
+    A = with_spectrum(SPECTRA["indefinite"])
+    op = as_operator(A)
+    v = torch.randn(150, dtype=D, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(op.rmv(v), A.T @ v, atol=1e-12) and op.adjoint() is op
+    assert op.n_products == 1

@@ -120,7 +120,7 @@ def test_a_model_that_cannot_be_recorded_keeps_the_autograd_graph():
     ref = hs.hessian_operator(m, (x, y), loss="mse", memory_budget=0)
     assert ref.route == "reverse-over-reverse"
     assert _rel(op.dense(), ref.dense()) < 1e-10
-    assert sl.ntk_operator(m, x).route == "reverse-over-reverse (kept graph)"
+    assert sl.ntk.ntk_operator(m, x).route == "reverse-over-reverse (kept graph)"
 
 
 def _read_then_changed(ps):
@@ -171,8 +171,8 @@ def test_ntk_of_a_model_with_in_place_operations():
     torch.manual_seed(0)
     m = Block().double()
     x = torch.randn(5, 4, dtype=torch.float64)
-    kept = sl.ntk_operator(m, x, "block")
-    stream = sl.ntk_operator(m, x, "block", memory_budget=0)
+    kept = sl.ntk.ntk_operator(m, x, "block")
+    stream = sl.ntk.ntk_operator(m, x, "block", memory_budget=0)
     assert kept.route == "forward-over-reverse (linearized, kept graph)"
     assert _rel(kept.dense(), stream.dense()) < 1e-10
     y = torch.arange(5) % 4

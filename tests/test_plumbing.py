@@ -1,10 +1,9 @@
-"""The private plumbing every public function goes through: _data, _losses, _random, _deprecate,
-_results (each checked against a direct computation)."""
+"""The private plumbing every public function goes through: _data, _losses, _random, _results
+(each checked against a direct computation)."""
 
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import pytest
 import torch
@@ -13,7 +12,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import spectral_lab as sl
 from spectral_lab._data import Batches, iter_batches
-from spectral_lab._deprecate import renamed_kwargs
 from spectral_lab._losses import half_mse, resolve_loss
 from spectral_lab._random import resolve_generator
 from spectral_lab._results import Result
@@ -96,21 +94,6 @@ def test_resolve_generator():
         resolve_generator(seed=1.5)
 
 
-def test_renamed_kwargs_warns_at_the_caller_and_refuses_both():
-    @renamed_kwargs(n_draws="num_draws")
-    def f(*, num_draws: int = 1) -> int:
-        return num_draws
-
-    with pytest.warns(DeprecationWarning, match="'n_draws' is deprecated.*'num_draws'") as rec:
-        assert f(n_draws=4) == 4
-    assert rec[0].filename == __file__
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert f(num_draws=2) == 2  # the new spelling is silent
-    with pytest.raises(TypeError, match="both"):
-        f(n_draws=1, num_draws=2)
-
-
 def test_result_to_dict_is_plain_python():
     @dataclasses.dataclass(frozen=True)
     class R(Result):
@@ -120,18 +103,9 @@ def test_result_to_dict_is_plain_python():
     assert R(torch.tensor([1.0, 2.0]), 3.0).to_dict() == {"a": [1.0, 2.0], "b": 3.0}
 
 
-def test_regularizer_renames_and_one_generator_rule(tiny_mlp):
+def test_regularizer_one_generator_rule(tiny_mlp):
     m = tiny_mlp(4, 3)
     x = torch.randn(5, 4, dtype=torch.float64)
-    with pytest.warns(DeprecationWarning, match="num_draws"):
-        old = sl.regularizers.jacobian_frobenius_norm(m, x, n_proj=3)
-    assert torch.equal(old, sl.regularizers.jacobian_frobenius_norm(m, x, num_draws=3))
-    with pytest.warns(DeprecationWarning, match="max_iter"):
-        old = sl.regularizers.jacobian_spectral_norm(m, x, n_iter=2)
-    assert torch.equal(old, sl.regularizers.jacobian_spectral_norm(m, x, max_iter=2))
-    with pytest.warns(DeprecationWarning, match="num_draws") as rec:
-        sl.make_regularizer("jacobian_frobenius", 0.1, n_proj=2)
-    assert rec[0].filename == __file__
     with pytest.raises(ValueError, match="not both"):
         sl.regularizers.jacobian_frobenius_norm(m, x, generator=torch.Generator(), seed=1)
 
@@ -152,8 +126,8 @@ def test_train_and_evaluate_use_one_loss(tiny_mlp):
     loss, acc = sl.evaluate(m, (x, y), loss="mse")
     with torch.no_grad():
         assert loss == pytest.approx(float(((m(x) - y) ** 2).sum() / 16), rel=1e-12)
-    with pytest.warns(DeprecationWarning, match="keywords"):
-        assert sl.evaluate(m, (x, y), "mse")[0] == loss
+    with pytest.raises(TypeError, match="positional"):
+        sl.evaluate(m, (x, y), "mse")  # the loss is a keyword
     hist = sl.train(m, (x, y), loss="mse", epochs=1, progress=False)
     assert hist.to_dict()["epochs"][0]["epoch"] == 1
     with pytest.raises(dataclasses.FrozenInstanceError):

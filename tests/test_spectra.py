@@ -189,15 +189,13 @@ def test_kind_singular_and_eigen_agree_with_the_matrix():
         sl.spectral_entropy(torch.tensor([1.0, -0.5]), kind="eigen")
 
 
-def test_is_spectrum_is_deprecated_but_works():
+def test_kind_says_what_the_tensor_holds_and_old_spellings_are_refused():
     s = torch.tensor([3.0, 1.0, 0.5], dtype=D64)
-    with pytest.warns(DeprecationWarning, match="kind='singular'") as rec:
-        old = sl.spectral_entropy(s, is_spectrum=True)
-    assert rec[0].filename == __file__
-    assert float(old) == float(sl.spectral_entropy(s, kind="singular"))
-    with pytest.warns(DeprecationWarning, match="definition='median'"):
-        med = sl.condition_number(torch.diag(s), kind="median")
-    assert float(med) == float(sl.condition_number(torch.diag(s), "median"))
+    with pytest.raises(TypeError, match="is_spectrum"):
+        sl.spectral_entropy(s, is_spectrum=True)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        sl.condition_number(torch.diag(s), kind="median")  # the variant is definition=
+    assert float(sl.condition_number(torch.diag(s), "median")) == 3.0
 
 
 def test_spectral_summary_is_a_frozen_result_with_to_dict():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 
 from .._checks import check_tensor
-from .._deprecate import renamed_kwargs
 
 
 def _sqrt_psd(m: torch.Tensor) -> torch.Tensor:
@@ -169,7 +168,6 @@ def frechet_distance(
     return fd if squared else fd.sqrt()
 
 
-@renamed_kwargs(n_boot="num_resamples")
 def frechet_distance_bootstrap(
     clean: torch.Tensor,
     perturbed: torch.Tensor,

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .._deprecate import renamed_kwargs
 from .._random import resolve_generator
 from .._results import Result
 from ._common import _check_inputs, _targets
@@ -73,7 +72,6 @@ class AttributionInstability(Result):
         return f"AttributionInstability(method={self.method!r}, n={self.clean.shape[0]}, {rows})"
 
 
-@renamed_kwargs(n_draws="num_draws")
 def attribution_instability(
     model: nn.Module,
     x: torch.Tensor,

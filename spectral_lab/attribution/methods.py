@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from .._checks import check_logits
-from .._deprecate import renamed_kwargs
 from .._random import resolve_generator
 from ._common import _check_inputs, _targets
 
@@ -69,7 +68,6 @@ def gradient_x_input(
     return x * _grad_of_class(model, x, _targets(model, x, target))
 
 
-@renamed_kwargs(n_samples="num_draws")
 def smoothgrad(
     model: nn.Module,
     x: torch.Tensor,
@@ -116,7 +114,6 @@ def _mean_grad_over_copies(model, xs: torch.Tensor, t: torch.Tensor, chunk_size)
     return total / m
 
 
-@renamed_kwargs(steps="num_steps")
 def integrated_gradients(
     model: nn.Module,
     x: torch.Tensor,

@@ -202,25 +202,3 @@ __all__ = [
     "top_radial",
     "total_variation",
 ]
-
-# ``effective_rank`` meant two things (``spectra.effective_rank`` is exp(SE)); the energy-quantile
-# rank k_tau has its own name now. The old spellings work for one release, with a warning.
-_RENAMED = {
-    "effective_rank": "energy_quantile_rank",
-    "orbit_effective_rank": "orbit_energy_quantile_rank",
-    "effective_rank_bound": "energy_quantile_rank_bound",
-}
-
-
-def __getattr__(name: str):
-    if name in _RENAMED:
-        from .._deprecate import warn_deprecated
-
-        new = _RENAMED[name]
-        warn_deprecated(
-            f"spectral_lab.geometry.{name} is deprecated and will be removed in the next release; "
-            f"use spectral_lab.geometry.{new} (the energy-quantile rank k_tau; "
-            "spectral_lab.spectra.effective_rank is exp(SE), a different quantity)"
-        )
-        return globals()[new]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

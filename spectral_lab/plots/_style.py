@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import matplotlib as mpl
-import matplotlib.pyplot as plt
 import numpy as np
+
+from .._extras import require
+
+# the first module spectral_lab.plots imports: without Matplotlib, one message naming the extra
+mpl = require("matplotlib", "spectral_lab.plots (the course's figures)")
+plt = require("matplotlib.pyplot", "spectral_lab.plots (the course's figures)")
 
 COLORS = ["#1b6ca8", "#e07a1f", "#3a9a5b", "#c0392b", "#7d5ba6", "#8c6d31", "#d46fa8", "#5f6b73"]
 """The course's colour cycle (``C0``... in figures drawn under :data:`STYLE`)."""

@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import torch
 
-from .._deprecate import warn_deprecated
 from .._losses import resolve_loss
 from ..sensitivity import isotropic_perturbations
 
@@ -78,30 +77,6 @@ def _predict(model, x):
 
 _ELEMENTS = 2**24
 """Default number of tensor elements held at once when no ``chunk_size`` is given."""
-
-
-def _budget_from_deprecated(
-    memory_budget: int | None, chunk_size: int | None, where: str, stacklevel: int
-) -> int:
-    """The element budget that picks the default chunk: ``2**24``, or the deprecated
-    ``memory_budget=`` (kept for one release; warns at the caller's line). ``stacklevel`` counts
-    the frames from ``warnings.warn`` up to that caller (decorators add frames; a test checks
-    ``warning.filename``)."""
-    if memory_budget is None:
-        return _ELEMENTS
-    if chunk_size is not None:
-        raise TypeError(
-            f"{where}() got both 'memory_budget' (deprecated) and 'chunk_size'; pass only "
-            "'chunk_size'"
-        )
-    warn_deprecated(
-        f"{where}(): the keyword 'memory_budget' is deprecated and will be removed in the next "
-        "release; use 'chunk_size' (the number of samples processed at once)",
-        stacklevel,
-    )
-    if not isinstance(memory_budget, int) or memory_budget < 1:
-        raise ValueError(f"memory_budget must be a positive int, got {memory_budget!r}")
-    return memory_budget
 
 
 def _check_chunk(chunk_size: int | None) -> None:

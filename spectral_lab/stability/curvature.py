@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from .._checks import check_tensor
 from ..prepared import prepare
 from ._common import (
-    _budget_from_deprecated,
+    _ELEMENTS,
     _check_chunk,
     _directions,
     _positive_eps,
@@ -32,7 +32,6 @@ def logit_hessian_norm(
     c: torch.Tensor,
     *,
     chunk_size: int | None = None,
-    memory_budget: int | None = None,
 ) -> torch.Tensor:
     """``sigma_1(grad_x^2 f_c(x_i))`` per sample, shape ``(N,)``: the spectral norm of the input
     Hessian of logit ``c[i]`` at ``x[i]``.
@@ -41,7 +40,7 @@ def logit_hessian_norm(
     autograd, i.e. a Hessian-vector product with every basis vector), vectorised over samples, and
     its norm is ``max |eigenvalue|`` (``eigvalsh``). Cost: ``d`` Hessian-vector products per sample,
     ``chunk_size * d^2`` memory (``chunk_size`` samples at once; by default as many as fit in
-    ``2**24`` elements). ``memory_budget`` (that element budget) is deprecated for one release.
+    ``2**24`` elements).
 
     Example: ``f(x) = (x_1^2 + 3 x_2^2, 0)`` has the constant input Hessian ``diag(2, 6)``.
         >>> class Quad(torch.nn.Module):
@@ -58,8 +57,7 @@ def logit_hessian_norm(
     d = math.prod(x.shape[1:])
     c = torch.as_tensor(c, device=x.device).long()
     _check_chunk(chunk_size)
-    budget = _budget_from_deprecated(memory_budget, chunk_size, "logit_hessian_norm", stacklevel=4)
-    chunk = chunk_size or max(1, budget // max(1, d * d))
+    chunk = chunk_size or max(1, _ELEMENTS // max(1, d * d))
     out = []
     for i in range(0, len(x), chunk):
         ev = torch.linalg.eigvalsh(_logit_hessians(model, x[i : i + chunk], c[i : i + chunk]))

@@ -12,7 +12,6 @@ from torch import nn
 
 from .._checks import check_model
 from .._data import DataLike, iter_batches
-from .._deprecate import renamed_kwargs
 from .._losses import LossLike
 from ..prepared import prepare
 from ._common import (
@@ -22,7 +21,6 @@ from ._common import (
 )
 
 
-@renamed_kwargs(draws="num_draws")
 def measure_forward_sensitivity(
     model: nn.Module,
     x: torch.Tensor,
@@ -84,7 +82,6 @@ def _flat_to_dict(model: nn.Module, flat: torch.Tensor) -> dict[str, torch.Tenso
     return out
 
 
-@renamed_kwargs(draws="num_draws")
 def measure_parameter_sensitivity(
     model: nn.Module,
     x: torch.Tensor,
@@ -149,7 +146,6 @@ def measure_parameter_sensitivity(
     return best
 
 
-@renamed_kwargs(draws="num_draws")
 def measure_attribution_change(
     model: nn.Module,
     x: torch.Tensor,

@@ -181,21 +181,24 @@ def stability_profile(
         ntk_kind: ``"scalar"`` (``K_ij = tr J_i J_j^T``, the NTK the index uses) or ``"block"``
             (the ``nC x nC`` NTK of linearised dynamics). A choice, not from the paper.
         num_hessian_samples: the Hessian (matrix-free, Lanczos) uses the first that many samples.
-        max_iter, tol: Lanczos for ``lambda_max(H)`` stops when the Ritz residual is below
-            ``tol`` relative, or after ``max_iter`` products. Ritz values never exceed
+        max_iter: cap on the Lanczos products for ``lambda_max(H)``. Ritz values never exceed
             ``lambda_max``, so an unconverged run *under*-estimates it
             (``settings["hessian_converged"]``; a warning).
+        tol: Lanczos stops when the Ritz residual of ``lambda_max(H)`` is below ``tol`` relative
+            (so the value is within that relative error of an eigenvalue of ``H``).
         entropy_base: log base of the spectral entropy (``math.e`` nats, ``2`` bits).
         batch_size: samples per streamed batch (a DataLoader keeps its own).
         chunk_size: samples whose ``C x p`` parameter Jacobians are held at once (default: as
             many as fit in ``2**24`` elements).
         seed: the Lanczos start vector.
         progress: a progress bar per phase (off under ``SPECTRAL_LAB_HEADLESS=1``).
-        output, embedding: see :func:`~spectral_lab.prepare`.
-        time_budget, matvec_budget: seconds of wall time and operator products (one
-            Hessian-vector or NTK-vector product; a dense Gram on ``n`` samples costs ``n``) the
-            call may spend; what a budget skipped or stopped, and why, is in
-            ``settings["budget"]`` (see :func:`~spectral_lab.diagnose`).
+        output: which part of a tuple/dict output holds the logits (see
+            :func:`~spectral_lab.prepare`).
+        embedding: for token ids, the input embedding (see :func:`~spectral_lab.prepare`).
+        time_budget: seconds of wall time the call may spend; what a budget skipped or stopped,
+            and why, is in ``settings["budget"]`` (see :func:`~spectral_lab.diagnose`).
+        matvec_budget: operator products the call may spend (one Hessian-vector or NTK-vector
+            product; a dense Gram on ``n`` samples costs ``n``).
 
     Returns:
         The :class:`StabilityProfile`; ``settings`` records the output, input space, loss,

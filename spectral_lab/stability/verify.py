@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from .._data import DataLike, iter_batches
-from .._deprecate import renamed_kwargs
 from ._common import (
     BY_CONSTRUCTION,
     LossFn,
@@ -118,7 +117,6 @@ class ConsequenceCheck:
         )
 
 
-@renamed_kwargs(attribution_draws="num_attribution_draws", lanczos_steps="max_iter")
 def verify_consequences(
     model: nn.Module,
     data: DataLike,
@@ -152,8 +150,7 @@ def verify_consequences(
       (an identity when the NTK term sets ``Gamma``). Scalar NTK, as in the index.
     * ``stable_lr``: the largest full-batch GD step that does not blow up in ``lr_steps`` steps
       (log-bisection, ``lr_iters`` halvings) against the certified ``2 / Gamma^2`` (a lower bound);
-      ``lambda_max(H)`` for the index takes at most ``max_iter`` Lanczos steps. The old
-      spellings ``lanczos_steps`` and ``attribution_draws`` are deprecated (one release).
+      ``lambda_max(H)`` for the index takes at most ``max_iter`` Lanczos steps.
       Can fail: a ``Gamma`` without the Hessian term certifies too large a step when the loss's
       curvature exceeds what the Jacobian terms see.
     * ``attribution_curvature`` (``curvature``, unless ``curvature_eps=None``): the curvature form

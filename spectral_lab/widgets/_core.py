@@ -6,7 +6,11 @@ import io
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
+from .._extras import require
+
+# imported before every explorer module: without ipywidgets, one message naming the extra
+require("ipywidgets", "spectral_lab.widgets (the course's explorers)")
+plt = require("matplotlib.pyplot", "spectral_lab.widgets (the course's explorers)")
 
 if TYPE_CHECKING:
     from ipywidgets import interactive

@@ -84,17 +84,10 @@ def test_rank_summary():
         g.tail_mass_bound(1.0, 3)
 
 
-def test_old_effective_rank_names_warn_at_the_caller_and_forward():
-    import warnings
-
+def test_energy_quantile_rank_has_one_name():
     from spectral_lab import geometry as g
 
     s = np.array([3.0, 2.0, 1.0, 0.5])
-    for old, new in g._RENAMED.items():
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            fn = getattr(g, old)
-        assert fn is getattr(g, new)
-        assert [w.category for w in caught] == [DeprecationWarning]
-        assert caught[0].filename == __file__, "the warning must point at the caller's line"
+    for old in ("effective_rank", "orbit_effective_rank", "effective_rank_bound"):
+        assert not hasattr(g, old), old  # exp(SE) is spectra.effective_rank; k_tau has its own name
     assert g.energy_quantile_rank(s, 0.9) == 2  # energy 9, 4, 1, .25: 9/14.25 < .9 <= 13/14.25
