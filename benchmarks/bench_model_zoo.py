@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 import spectral_lab as sl
-from spectral_lab import _func
 from spectral_lab import hessian as hs
 from spectral_lab import ntk as nk
 
@@ -100,7 +99,6 @@ def main() -> None:
             r = Reference(name)
         routes[name] = {"p (trainable)": str(r.p), "N": str(len(r.x))}
         for call, (fn, check) in calls(r).items():
-            _func.LAST_ROUTES.clear()
             out = None
             t0 = time.perf_counter()
             try:
@@ -112,9 +110,7 @@ def main() -> None:
             except Exception as e:  # noqa: BLE001 -- the table records every failure
                 cell = f"✗ {type(e).__name__}: {str(e).splitlines()[0][:60]}"
             table.setdefault(call, {})[name] = cell
-            route = getattr(out, "route", None) or "; ".join(
-                f"{v}" for v in _func.LAST_ROUTES.values()
-            )
+            route = getattr(out, "route", None)
             if route:
                 routes[name][call] = route
     names = list(routes)

@@ -111,9 +111,6 @@ KEPT_CANDIDATES = (
     ("forward-over-reverse (composite ops, linearized, kept graph)", False, True),
     ("reverse-over-reverse (composite ops, kept graph)", True, True),
 )
-#: the route each kind of product used last (``"hessian"``, ``"ntk"``, ``"parameter_jacobian"``,
-#: ``"input_jacobian"``), for reports; per-result records are on the results themselves.
-LAST_ROUTES: dict[str, str] = {}
 
 
 def _hardsigmoid(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -178,7 +175,6 @@ def choose_route(route: str, probe, kind: str, candidates=_CANDIDATES) -> ADRout
         except (NotImplementedError, RuntimeError) as err:
             first = first or err
             continue
-        LAST_ROUTES[kind] = name
         return cand
     if first is None:
         raise ValueError(f"route={route!r} leaves no {kind} route to try")

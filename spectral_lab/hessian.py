@@ -204,7 +204,7 @@ def hessian_operator(
             matmat=lambda V: kept(V, True), name=name,
         )  # fmt: skip
         op.route, op.memory = kept.route, memory
-        _func.LAST_ROUTES["hessian"] = op.route
+        prep.routes["hessian"] = op.route
         return op
 
     def product(v: torch.Tensor, batched: bool) -> torch.Tensor:
@@ -232,7 +232,7 @@ def hessian_operator(
         name=name,
     )
     op.route, op.memory = ad.name, memory
-    _func.LAST_ROUTES["hessian"] = ad.name
+    prep.routes["hessian"] = ad.name
     return op
 
 

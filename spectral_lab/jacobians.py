@@ -85,7 +85,7 @@ def input_jacobian(
     * ``"forward"``: ``vmap(jacfwd(f))``, ``d`` forward-mode passes: only wins when ``d < C``.
       Where it cannot run (no vmap, or an op without forward-mode AD) it warns and uses
       ``"backward"`` (silently under ``"auto"``). The route used is recorded in
-      ``spectral_lab._func.LAST_ROUTES["input_jacobian"]``.
+      ``Prepared.routes["input_jacobian"]`` (pass a :class:`~spectral_lab.Prepared` to read it).
     * ``"auto"`` (default): ``"forward"`` if ``d < C`` else ``"backward"``.
 
     ``chunk_size`` bounds memory: at most that many samples per pass (default: as many as fit a
@@ -126,9 +126,7 @@ def input_jacobian(
                     stacklevel=2,
                 )
             route = "backward"
-    from ._func import LAST_ROUTES
-
-    LAST_ROUTES["input_jacobian"] = prep.routes["input_jacobian"] = route
+    prep.routes["input_jacobian"] = route
     fn = {"backward": _jac_backward, "vmap": _jac_vmap, "forward": _jac_forward}[route]
     if chunk >= n:
         return fn(model, x)
@@ -164,7 +162,7 @@ def parameter_jacobian(
     of at most 8 samples and reverse mode vmapped over the chunk's ``chunk * C`` one-hot output
     cotangents (no Python loop over samples; cost ``chunk`` times the vmap route's);
     ``"auto"`` (default) tries vmap on the first chunk and falls back to ``"batched"``. The route
-    used is recorded in ``spectral_lab._func.LAST_ROUTES["parameter_jacobian"]``. Columns follow ``model.named_parameters()``; for a bias-free MLP the block
+    used is recorded in ``Prepared.routes["parameter_jacobian"]``. Columns follow ``model.named_parameters()``; for a bias-free MLP the block
     of layer ``l`` is ``h_{l-1}(x)^T (x) G_l(x)`` (input to the layer times the backpropagated
     output gradient ``G_l = d f / d z_l``). Cost: ``N C`` reverse passes, memory
     ``O(chunk C p)`` plus the ``N C p`` result. Model evaluated in eval mode. Runs on the device
@@ -216,7 +214,7 @@ def parameter_jacobian(
         if route == "batched":
             chunk = min(chunk, _BATCHED_CHUNK) if chunk_size is None else chunk
         fn = jac_vmap if route == "vmap" else jac_batched
-        _func.LAST_ROUTES["parameter_jacobian"] = prep.routes["parameter_jacobian"] = route
+        prep.routes["parameter_jacobian"] = route
         start = chunk if out else 0  # the first chunk is done when vmap ran on it
         out += [fn(x[i : i + chunk]) for i in range(start, len(x), chunk)]
     return torch.cat(out).detach()

@@ -106,11 +106,10 @@ def _contract(J1: torch.Tensor, J2: torch.Tensor | None, kind: str) -> torch.Ten
     return acc.to(J1.dtype)
 
 
-def _gram_jacobian(model, x1, x2, kind, chunk_size):
-    J1 = parameter_jacobian(model, x1, chunk_size)
-    J2 = None if x2 is None else parameter_jacobian(model, x2, chunk_size)
-    _func.LAST_ROUTES["ntk"] = f"jacobian ({_func.LAST_ROUTES['parameter_jacobian']})"
-    return _contract(J1, J2, kind)
+def _gram_jacobian(prep, x1, x2, kind, chunk_size):
+    J1 = parameter_jacobian(prep, x1, chunk_size)
+    J2 = None if x2 is None else parameter_jacobian(prep, x2, chunk_size)
+    return _contract(J1, J2, kind), f"jacobian ({prep.routes['parameter_jacobian']})"
 
 
 def _gram_ntvp(model, x1, x2, kind, chunk_size, route="auto"):
@@ -160,11 +159,10 @@ def _gram_ntvp(model, x1, x2, kind, chunk_size, route="auto"):
                 cols_fn = cols_batched
             cols = cols_fn(x1, x2, ad.reverse)
     vm = "vmap" if cols_fn is cols_vmap else "batched"
-    _func.LAST_ROUTES["ntk"] = f"ntvp ({ad.name}, {vm})"
     K = cols.reshape(n2, C, len(x1), C).permute(2, 0, 3, 1).detach()  # (N1, N2, c, d)
     if kind == "scalar":
-        return torch.diagonal(K, dim1=2, dim2=3).sum(-1)
-    return K
+        K = torch.diagonal(K, dim1=2, dim2=3).sum(-1)
+    return K, f"ntvp ({ad.name}, {vm})"
 
 
 def ntk_gram(
@@ -204,7 +202,7 @@ def ntk_gram(
     an operation lacks forward-mode AD, chosen on a one-sample probe. Models that cannot be
     vmapped over samples (GRUs) use blocks of samples with vmap over output cotangents only; the
     Jacobian method falls back likewise (see :func:`parameter_jacobian`). The route used is
-    recorded in ``spectral_lab._func.LAST_ROUTES["ntk"]``.
+    recorded in ``Prepared.routes["ntk"]``.
     Runs on the device and dtype of the model's parameters; inputs are cast to them.
 
     Example:
@@ -232,10 +230,9 @@ def ntk_gram(
         need = n * C * p * x1.element_size()
         method = "jacobian" if need <= memory_budget else "ntvp"
     if method == "jacobian":
-        K = _gram_jacobian(prep, x1, x2, kind, chunk_size)
+        K, prep.routes["ntk"] = _gram_jacobian(prep, x1, x2, kind, chunk_size)
     else:
-        K = _gram_ntvp(model, x1, x2, kind, chunk_size, route)
-    prep.routes["ntk"] = _func.LAST_ROUTES.get("ntk")
+        K, prep.routes["ntk"] = _gram_ntvp(model, x1, x2, kind, chunk_size, route)
     return K
 
 
@@ -346,7 +343,7 @@ def ntk_operator(
         op = LinearOperator(lambda v: kept(v, False), size, x.dtype, x.device,
                             matmat=lambda V: kept(V, True), name=name)  # fmt: skip
         op.route, op.memory = kept.route, memory
-        _func.LAST_ROUTES["ntk (operator)"] = op.route
+        prep.routes["ntk (operator)"] = op.route
         return op
 
     def block_mv(v):
@@ -376,7 +373,7 @@ def ntk_operator(
         name=name,
     )
     op.route, op.memory = ad.name, memory
-    _func.LAST_ROUTES["ntk (operator)"] = ad.name
+    prep.routes["ntk (operator)"] = ad.name
     return op
 
 
@@ -447,7 +444,7 @@ def ntk_eigs(
         method="dense",
         history=w.double().cpu()[None],
         history_matvecs=torch.zeros(1, dtype=torch.long),
-        route=_func.LAST_ROUTES.get("ntk"),
+        route=prep.routes.get("ntk"),
     )
 
 

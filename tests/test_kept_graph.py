@@ -171,7 +171,7 @@ def test_memory_budget_decides_and_is_recorded(monkeypatch):
     assert "memory_budget" in small.memory["reason"]
     zero = hs.hessian_operator(m, (x, y), memory_budget=0)
     assert zero.memory["reason"] == "memory_budget is 0"
-    assert _func.LAST_ROUTES["hessian"] == "forward-over-reverse"
+    assert zero.route == "forward-over-reverse"
     assert nk.ntk_operator(m, x, memory_budget=1).memory["storage"] == "streaming"
     # batched blocks take at most budget / kept bytes columns at once (here 2 of 5)
     tight = hs.hessian_operator(m, (x, y), memory_budget=2 * op.memory["kept_bytes"] + 1)

@@ -28,7 +28,6 @@ import torch
 from torch import nn
 
 import spectral_lab as sl
-from spectral_lab import _func
 from spectral_lab import hessian as hs
 from spectral_lab import ntk as nk
 
@@ -298,10 +297,11 @@ def test_plain_mlp_keeps_the_fast_routes():
     assert nk.ntk_operator(m, x, memory_budget=0).route == "forward-over-reverse"
     assert float(sl.hessian_eigs(m, (x, y), memory_budget=0)) > 0
     assert sl.hessian_eigs(m, (x, y), memory_budget=0).route == "forward-over-reverse"
-    sl.parameter_jacobian(m, x)
-    assert _func.LAST_ROUTES["parameter_jacobian"] == "vmap"
-    sl.ntk_gram(m, x, method="ntvp")
-    assert _func.LAST_ROUTES["ntk"] == "ntvp (forward-over-reverse, vmap)"
+    prep = sl.prepare(m, x)
+    sl.parameter_jacobian(prep, x)
+    assert prep.routes["parameter_jacobian"] == "vmap"
+    sl.ntk_gram(prep, x, method="ntvp")
+    assert prep.routes["ntk"] == "ntvp (forward-over-reverse, vmap)"
 
 
 def test_op_without_forward_ad_selects_double_backward():
@@ -332,8 +332,9 @@ def test_zoo_routes():
         routes[name] = hs.hessian_operator(m, (x[:1], y[:1]), memory_budget=0).route
         routes[name + "/kept"] = hs.hessian_operator(m, (x[:1], y[:1])).route
         routes[name + "/NTK"] = nk.ntk_operator(m, x[:1]).route
-        sl.parameter_jacobian(m, x[:2])
-        routes[name + "/J"] = _func.LAST_ROUTES["parameter_jacobian"]
+        prep = sl.prepare(m, x[:2])
+        sl.parameter_jacobian(prep, x[:2])
+        routes[name + "/J"] = prep.routes["parameter_jacobian"]
     assert routes["mobilenet_v3_small"] == "forward-over-reverse (composite ops)"
     assert routes["transformer_fused"] == "forward-over-reverse (composite ops)"
     assert routes["gru"] == "forward-over-reverse"
@@ -353,9 +354,10 @@ def test_zoo_routes():
     assert routes["gru/J"] == "batched"
     assert routes["mobilenet_v3_small/J"] == "vmap"
     m, x, _ = _build("gru")
+    prep = sl.prepare(m, x)
     with pytest.warns(UserWarning, match="does not run on this model"):
-        sl.input_jacobian(m, x, route="vmap")
-    assert _func.LAST_ROUTES["input_jacobian"] == "backward"
+        sl.input_jacobian(prep, x, route="vmap")
+    assert prep.routes["input_jacobian"] == "backward"
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs mkldnn")
@@ -411,8 +413,9 @@ def test_input_jacobian_auto_forward_route_falls_back_silently_on_a_gru():
     torch.manual_seed(0)
     m = nn.Sequential(nn.GRU(1, 4, batch_first=True), _Last(), nn.Linear(4, 7)).double().eval()
     x = torch.randn(3, 2, 1, dtype=torch.float64)  # d = 2 < C = 7
-    J = sl.input_jacobian(m, x)
-    assert _func.LAST_ROUTES["input_jacobian"] == "backward"
+    prep = sl.prepare(m, x)
+    J = sl.input_jacobian(prep, x)
+    assert prep.routes["input_jacobian"] == "backward"
     full = torch.autograd.functional.jacobian(m, x).reshape(3, 7, 3, 2)
     assert _rel(J, full[torch.arange(3), :, torch.arange(3)]) < 1e-12
 
