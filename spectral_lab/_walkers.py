@@ -1,8 +1,10 @@
 """The walkers of every layer :func:`~spectral_lab.operators.operator_product` supports, registered
-with :func:`spectral_lab.operators.register_walker` when :mod:`spectral_lab.operators` is imported:
+with :func:`spectral_lab.operators.register_walker` when :mod:`spectral_lab.operators` is imported
+(it imports this module; this module imports only the factor types and the registry):
 
 * ``nn.Sequential`` (recursion), ``Flatten``/``Unflatten``/``Identity``/dropout in eval mode (the
-  identity), ``Linear`` and ``Conv2d`` (weights ``W``), the gates ``D`` of ReLU, LeakyReLU, Tanh,
+  identity), ``Linear`` (weights ``W``: dense on vectors, ``I_n ⊗ W`` on ``n`` positions) and
+  ``Conv2d``, the gates ``D`` of ReLU, LeakyReLU, Tanh,
   Sigmoid, GELU, SiLU, ``MaxPool2d``/``AvgPool2d`` (``P``) and the library's ``ResidualBlock``;
 * ``BatchNorm1d``/``BatchNorm2d`` in eval mode: the per-channel diagonal ``gamma/sqrt(var + eps)``
   (a :class:`DiagonalFactor` named ``B``);
@@ -13,37 +15,44 @@ with :func:`spectral_lab.operators.register_walker` when :mod:`spectral_lab.oper
 * torchvision's ``ResNet``, in the order of its ``forward``.
 
 torchvision's classes are registered by their dotted names, so torchvision is not imported here.
+A layer configuration a walker does not handle (``TypeError``) goes to the capture or a generic
+factor; a model state without a per-input Jacobian (train-mode BatchNorm, active dropout) is
+refused (``ModelStateError``).
+
+Example:
+    >>> from torch import nn
+    >>> from spectral_lab.operators import operator_product
+    >>> operator_product(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)), torch.randn(3)).names
+    ['W1', 'D1', 'W2']
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import ResidualBlock
-from .operators import (
+from ._factors import (
     _GATES,
     _SKIP,
     DenseFactor,
-    DiagonalMaps,
-    Factor,
+    DiagonalFactor,
     GateFactor,
     MapFactor,
-    OperatorProduct,
+    ModelStateError,
     ResidualFactor,
     SelectionFactor,
-    WalkContext,
-    _check_walk_output,
+    TokenLinearFactor,
     activation_derivative,
-    register_walker,
 )
+from ._product import OperatorProduct
+from ._walk import WalkContext, register_walker
+from .models import ResidualBlock
 
-__all__ = ["DiagonalFactor"]
+__all__: list[str] = []
 
 
 def _pool_params(m: nn.Module) -> tuple[int, int, int]:
@@ -67,8 +76,8 @@ def _walk_sequential(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.T
 
 @register_walker(*_SKIP)
 def _walk_skip(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
-    if isinstance(m, nn.modules.dropout._DropoutNd) and m.training:
-        raise ValueError(
+    if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0:
+        raise ModelStateError(
             f"{ctx.prefix}{type(m).__name__} is in train mode (random); call model.eval() first"
         )
     return m(h)
@@ -76,14 +85,11 @@ def _walk_skip(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
 
 @register_walker(nn.Linear)
 def _walk_linear(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
-    if h.dim() != 2:
-        raise ValueError(f"nn.Linear received shape {tuple(h.shape)}; flatten before it")
     in_shape = tuple(h.shape[1:])
-    h = m(h)
-    ctx.add(
-        DenseFactor(ctx.name("W"), "weight", in_shape, tuple(h.shape[1:]), m, m.weight.detach())
-    )
-    return h
+    out = m(h)
+    kind = DenseFactor if h.dim() == 2 else TokenLinearFactor  # I_n ⊗ W on n positions
+    ctx.add(kind(ctx.name("W"), "weight", in_shape, tuple(out.shape[1:]), m, m.weight.detach()))
+    return out
 
 
 @register_walker(nn.Conv2d)
@@ -170,22 +176,6 @@ def _as_seq(m: nn.Module) -> Sequence[nn.Module]:
     return list(m) if isinstance(m, nn.Sequential) else [m]
 
 
-@dataclass(eq=False, repr=False)
-class DiagonalFactor(DiagonalMaps, Factor):
-    """A fixed diagonal map ``diag(s)`` on flattened vectors (BatchNorm in eval mode).
-
-    Unlike a gate it does not depend on ``x``, so its norm ``max |s|`` is also its data-free bound.
-    """
-
-    diag: torch.Tensor = None  # type: ignore[assignment]
-
-    def sup_norm(self):
-        return self.spectral_norm()
-
-    def _param(self):
-        return self.diag
-
-
 def _bn_scale(m: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
     """``gamma / sqrt(running_var + eps)`` per channel (``gamma = 1`` when ``affine=False``)."""
     s = torch.rsqrt(m.running_var.detach() + m.eps)
@@ -196,12 +186,12 @@ def _bn_scale(m: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
 def _walk_batchnorm(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
     where = f"{ctx.prefix}{type(m).__name__}"
     if m.training:
-        raise ValueError(
+        raise ModelStateError(
             f"{where} is in train mode: it normalises with the batch's statistics, so its output "
             "depends on the batch and has no per-input Jacobian; call model.eval() first"
         )
     if m.running_var is None:
-        raise ValueError(
+        raise ModelStateError(
             f"{where} has no running statistics (track_running_stats=False), so even in eval mode "
             "it normalises with the batch's statistics and has no per-input Jacobian; "
             "model.eval() does not change that: build it with track_running_stats=True and "
@@ -278,8 +268,7 @@ def _walk_torchvision_block(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> 
         )
     z = b_out + s_out
     gate = activation_derivative(m.relu, z).reshape(-1)
-    out = F.relu(z)
-    _check_walk_output(out, m(h.clone()), f"{type(m).__name__}'s layers", m)
+    out = F.relu(z)  # the dispatch compares it with m(h): a custom forward is captured instead
     ctx.add(
         ResidualFactor(
             name,
