@@ -29,7 +29,10 @@ constant, e.g. a parameter or a shape). Per node:
 * a non-tensor value that holds tensors (``q, k, v = qkv.unbind(0)``, ``mha(x, x, x)``, a Hugging
   Face ``ModelOutput``) is kept as a function of one path until a tensor is taken out of it.
 
-Cost: one symbolic trace and one forward of the module, plus the factors' bookkeeping.
+Every capture is then checked against autograd with one random vector (:func:`spot_check`:
+``u^T J`` of the factors vs. the module's VJP); a capture that fails it, like one that cannot be
+built, leaves the module to one generic factor. Cost: one symbolic trace, one forward and one
+backward pass of the module, plus the factors' bookkeeping.
 
 Example: a residual MLP written with a custom forward keeps its weights and becomes ``R``.
     >>> from torch import nn
@@ -57,6 +60,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ._factors import (
     Factor,
@@ -70,7 +74,7 @@ from ._factors import (
 from ._generic import GenericFactor
 from ._product import OperatorProduct
 
-__all__ = ["CaptureError", "capture", "same_output"]
+__all__ = ["CaptureError", "capture", "same_output", "spot_check"]
 
 
 class CaptureError(Exception):
@@ -133,8 +137,9 @@ def _inplace(node: fx.Node, kwargs: dict, root: nn.Module) -> bool:
     t = node.target
     if node.op == "call_module":
         return bool(getattr(root.get_submodule(t), "inplace", False))
-    if isinstance(t, str):
-        return t.endswith("_") and not t.startswith("__") or t.startswith("__i")
+    name = t if isinstance(t, str) else getattr(t, "__name__", "")
+    if name.endswith("_") and not name.startswith("__") or name.startswith("__i"):
+        return True  # x.relu_(), torch.relu_(x), x.__iadd__(y)
     return t in (operator.iadd, operator.isub, operator.imul, operator.itruediv) or bool(
         kwargs.get("inplace", False)
     )
@@ -405,6 +410,8 @@ class _Capture:
         if not deps:
             self.val[node], self.path[node] = _run(node, self.root, args, kwargs), None
             return
+        if node.target is operator.setitem or "out" in node.kwargs:
+            raise CaptureError(f"{node.name}: writes into a tensor (x[i] = ..., out=)")
         pack = self.path[node.args[0]] if node.args and isinstance(node.args[0], fx.Node) else None
         if node.target is operator.getitem and isinstance(pack, _Pack):
             part = pack.parts[node.args[1]] if isinstance(node.args[1], int) else _UNUSABLE
@@ -468,16 +475,40 @@ def same_output(out: object, ref: object) -> bool:
     return bool((out - ref).abs().max() <= tol)
 
 
+def spot_check(m: nn.Module, h: torch.Tensor, factors: tuple, out: torch.Tensor) -> bool:
+    """``u^T J`` of the factors equals autograd's VJP of ``m`` at ``h`` for one random ``u``
+    (seeded, the global random state untouched): a wrong path (an alias, an in-place write the
+    capture missed) cannot pass, even where the values, and so the output check, are right.
+    Cost: one backward pass of ``m`` and one transposed product. ``True`` where autograd
+    cannot differentiate ``m`` itself (nothing to compare with)."""
+    g = torch.Generator(device="cpu").manual_seed(0)
+    u = torch.randn(out.shape, generator=g, dtype=out.dtype).to(out.device)
+    try:
+        with torch.enable_grad(), sdpa_kernel([SDPBackend.MATH]):
+            x = h.detach().clone().requires_grad_(True)
+            y = m(x.clone())
+            (ref,) = torch.autograd.grad(y, x, u, allow_unused=True)
+    except RuntimeError:
+        return True
+    ref = torch.zeros_like(h) if ref is None else ref
+    got = OperatorProduct(factors, tuple(h.shape[1:]), h).rmatvec(u.reshape(1, -1))
+    tol = (1e-9 if h.dtype == torch.float64 else 1e-3) * (1.0 + float(ref.norm()))
+    return float((got.reshape(-1) - ref.reshape(-1)).norm()) <= tol
+
+
 def capture(m: nn.Module, h: torch.Tensor, ctx, walk) -> torch.Tensor:
     """Append the factors of ``m``'s captured forward at ``h`` to ``ctx``; return ``m(h)``.
 
     ``walk(module, h, ctx)`` walks each submodule (the dispatch rule of ``_walk``). Raises
-    :class:`CaptureError` when the forward cannot be captured (then the caller makes ``m`` one
-    generic factor). Formula and cost: see the module docstring.
+    :class:`CaptureError` when the forward cannot be captured, or when the captured product fails
+    :func:`spot_check` (then the caller makes ``m`` one generic factor). Formula and cost: see the
+    module docstring.
     """
     graph = _trace(m)
     with torch.no_grad():
         out, path = _Capture(m, h, ctx, walk).run(graph)
+    if not spot_check(m, h, path, out):
+        raise CaptureError(f"the captured product of {type(m).__name__} is not its Jacobian")
     for f in path:
         ctx.add(f)
     return out

@@ -99,8 +99,9 @@ def _sup_derivative(module: nn.Module) -> float:
 class Factor:
     """One linear factor ``R^{n_in} -> R^{n_out}`` acting on flattened vectors.
 
-    ``kind`` is ``"weight"``, ``"gate"``, ``"pool"``, ``"norm"`` (BatchNorm in eval mode) or
-    ``"residual"``. Subclasses implement
+    ``kind`` is ``"weight"``, ``"gate"``, ``"pool"``, ``"norm"`` (BatchNorm, LayerNorm),
+    ``"residual"``, ``"merge"``, ``"attention"``, ``"embed"`` or ``"generic"`` (a module's or
+    function's own JVP/VJP, :class:`~spectral_lab._generic.GenericFactor`). Subclasses implement
     :meth:`matvec` on a batch of row vectors ``(k, n_in) -> (k, n_out)``; :meth:`rmatvec` (the
     transpose) defaults to a vector-Jacobian product of that linear map. A factor holds tensors
     on the device and dtype of the model it came from. Example: see :class:`OperatorProduct`.

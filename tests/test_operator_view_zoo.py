@@ -174,6 +174,7 @@ ZOO = {
     "tv-squeezenet1_1": (lambda: tvm.squeezenet1_1(num_classes=5), (3, 48, 48)),
     "tv-regnet_x_400mf": (lambda: tvm.regnet_x_400mf(num_classes=5), IMG),
     "tv-mobilenet_v3_small": (lambda: tvm.mobilenet_v3_small(num_classes=5), IMG),
+    "tv-densenet121": (lambda: tvm.densenet121(num_classes=5), IMG),
     "timm-convnext_atto": (lambda: _timm("convnext_atto"), IMG),
     "timm-efficientnet_b0": (lambda: _timm("efficientnet_b0"), IMG),
     "timm-vit-tiny": (
@@ -190,7 +191,12 @@ ZOO = {
 }
 
 
-@pytest.mark.parametrize("name", list(ZOO))
+SLOW = {"timm-efficientnet_b0"}  # about 6 s
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in ZOO]
+)
 def test_dense_equals_jacrev(name):
     make, shape = ZOO[name]
     torch.manual_seed(0)
@@ -203,10 +209,10 @@ def test_dense_equals_jacrev(name):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "make",
-    [lambda: tvm.swin_t(num_classes=5), lambda: tvm.densenet121(num_classes=5)],
-    ids=["tv-swin_t", "tv-densenet121"],
+    [lambda: tvm.swin_t(num_classes=5)],
+    ids=["tv-swin_t"],
 )
-def test_large_torchvision_models(make):
+def test_large_torchvision_models(make):  # about 8 s
     torch.manual_seed(0)
     model = prepared(make())
     check(model, torch.randn(IMG, dtype=D64, generator=torch.Generator().manual_seed(2)))
@@ -270,6 +276,24 @@ def test_what_becomes_generic_in_the_zoo():
     assert len(merges) == 8 and all(len(m.terms) == 2 and m.op == "cat" for m in merges)
 
 
+def test_inplace_methods_in_a_custom_forward_are_followed():
+    class InPlace(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 5), nn.Linear(5, 2)
+
+        def forward(self, x):
+            h = self.a(x)
+            h.add_(1.0)
+            h.tanh_()  # h itself is overwritten: self.b must see the gated value
+            return self.b(h)
+
+    torch.manual_seed(0)
+    model = InPlace().double()
+    op, _ = check(model, torch.randn(4, dtype=D64))
+    assert op.names == ["W1", "D1", "W2"]
+
+
 # ----------------------------------------------------------------------------- refusals
 def test_random_or_batch_dependent_models_are_refused():
     class Noisy(nn.Module):
@@ -291,24 +315,26 @@ def test_random_or_batch_dependent_models_are_refused():
 
 
 # ----------------------------------------------------------------------------- mutations
-def _fails(model, x) -> bool:
+def _fails(model, x, names) -> bool:
+    """The check fails, or the product lost its structure (a capture whose product is wrong fails
+    its spot check against autograd and falls back to one exact generic factor)."""
     try:
-        check(model, x)
+        op, _ = check(model, x)
     except AssertionError:
         return True
-    return False
+    return op.names != names
 
 
 def test_mutation_residual_sum_without_its_shortcut_is_caught(monkeypatch):
     torch.manual_seed(0)
     model, x = ResMLP().double(), torch.randn(6, dtype=D64)
-    assert not _fails(model, x)
+    names = check(model, x)[0].names
     monkeypatch.setattr(
         ResidualFactor,
         "_paths",
         lambda self, v, fwd: self.branch.matvec(v) if fwd else self.branch.rmatvec(v),
     )
-    assert _fails(model, x)
+    assert _fails(model, x, names)
 
 
 def test_mutation_generic_factor_at_the_wrong_point_is_caught(monkeypatch):
@@ -316,7 +342,7 @@ def test_mutation_generic_factor_at_the_wrong_point_is_caught(monkeypatch):
     torch.manual_seed(0)
     model = prepared(ZOO["tv-densenet-small"][0]())
     x = torch.randn(IMG, dtype=D64)
-    assert not _fails(model, x)
+    names = check(model, x)[0].names
     init = GenericFactor.__post_init__
 
     def at_zero(self):
@@ -324,17 +350,17 @@ def test_mutation_generic_factor_at_the_wrong_point_is_caught(monkeypatch):
         self.h = torch.zeros_like(self.h)
 
     monkeypatch.setattr(GenericFactor, "__post_init__", at_zero)
-    assert _fails(model, x)
+    assert _fails(model, x, names)
 
 
 def test_mutation_merge_without_one_path_is_caught(monkeypatch):
     torch.manual_seed(0)
     model = prepared(ZOO["tv-squeezenet1_1"][0]())
     x = torch.randn(3, 48, 48, dtype=D64)
-    assert not _fails(model, x)
+    names = check(model, x)[0].names
     monkeypatch.setattr(MergeFactor, "rmatvec", lambda self, u: self.terms[0].rmatvec(u))
     monkeypatch.setattr(MergeFactor, "matvec", lambda self, v: self.terms[0].matvec(v))
-    assert _fails(model, x)
+    assert _fails(model, x, names)
 
 
 def test_mutation_functional_gate_with_the_wrong_derivative_is_caught(monkeypatch):
@@ -342,7 +368,7 @@ def test_mutation_functional_gate_with_the_wrong_derivative_is_caught(monkeypatc
 
     torch.manual_seed(0)
     model, x = FunctionalNet().double().eval(), torch.randn(2, 6, 6, dtype=D64)
-    assert not _fails(model, x)
+    names = check(model, x)[0].names
     gate = _capture._gate  # every functional gate read as a ReLU (gelu, sigmoid: wrong)
     monkeypatch.setattr(_capture, "_gate", lambda n, a, k: nn.ReLU() if gate(n, a, k) else None)
-    assert _fails(model, x)
+    assert _fails(model, x, names)
