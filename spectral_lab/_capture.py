@@ -16,7 +16,7 @@ constant, e.g. a parameter or a shape). Per node:
 
 * a submodule called on one path, ``m(a)``: ``path(a) + factors(m)`` (walked by the dispatch rule);
 * ``relu``/``gelu``/``silu``/``tanh``/``sigmoid``/``leaky_relu`` (functions or methods): a gate
-  ``D``; ``view``/``reshape``/``flatten``/``contiguous``/``squeeze``/``unsqueeze``, eval dropout,
+  ``D``; ``F.batch_norm`` in eval mode: ``B``; ``F.layer_norm`` over the last dimension: ``LN``; ``view``/``reshape``/``flatten``/``contiguous``/``squeeze``/``unsqueeze``, eval dropout,
   adding or subtracting a constant of the same shape: no factor (the identity on flattened
   vectors);
 * any other function of one path: a generic factor ``G`` (its own JVP/VJP);
@@ -56,6 +56,7 @@ import inspect
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +64,7 @@ from torch import fx, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ._factors import (
+    DiagonalFactor,
     Factor,
     GateFactor,
     MergeFactor,
@@ -300,6 +302,9 @@ class _Capture:
                 diag = activation_derivative(gate, x).reshape(-1)
                 f = GateFactor(self.ctx.name("D"), "gate", shape, shape, gate, diag)
                 return out, path + (f,)
+            norm = self._norm(node, args, kwargs, x, out)
+            if norm is not None:
+                return out, path + (norm,)
             if self._is_identity(node, args, kwargs, x, out):
                 return out, path
             return out, self._one_path_generic(node, src, path, x, out)
@@ -319,6 +324,42 @@ class _Capture:
             self.ctx.name("G"), self._closure(node, [src]), x, out, _label(node, self.root)
         )
         return path + (f,)
+
+    def _norm(self, node, args, kwargs, x, out) -> Factor | None:
+        """``F.batch_norm`` in eval mode (``B``) and ``F.layer_norm`` over the last dimension
+        (``LN``) as the walkers' factors; ``None`` for anything else."""
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            return None
+        shape = tuple(x.shape[1:])
+        if node.target is F.batch_norm:
+            names = ("running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
+            a = dict(zip(names, args[1:]), **kwargs)
+            if a.get("training", False) or a.get("running_var") is None:
+                raise ModelStateError(
+                    f"{node.name}: batch_norm with the batch's statistics (training=True or no "
+                    "running statistics) has no per-input Jacobian; call model.eval() first"
+                )
+            scale = torch.rsqrt(a["running_var"].detach() + a.get("eps", 1e-5))
+            if a.get("weight") is not None:
+                scale = scale * a["weight"].detach()
+            c = x.shape[1]
+            diag = scale.reshape(c, *([1] * (x.dim() - 2))).expand(shape).reshape(-1)
+            return DiagonalFactor(self.ctx.name("B"), "norm", shape, shape, None, diag.to(x.dtype))
+        if node.target is F.layer_norm:
+            from .transformer_ops import layernorm_factor
+
+            names = ("normalized_shape", "weight", "bias", "eps")
+            a = dict(zip(names, args[1:]), **kwargs)
+            if len(tuple(a["normalized_shape"])) != 1:
+                return None
+            d = x.shape[-1]
+            ln = SimpleNamespace(
+                normalized_shape=(d,), weight=a.get("weight"), eps=a.get("eps", 1e-5)
+            )
+            f = layernorm_factor(ln, x.reshape(-1, d), self.ctx.name("LN"))
+            f.in_shape = f.out_shape = shape
+            return f
+        return None
 
     def _is_identity(self, node, args, kwargs, x, out) -> bool:
         if not isinstance(out, torch.Tensor) or out.numel() != x.numel() or out.shape[0] != 1:

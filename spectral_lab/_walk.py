@@ -5,7 +5,8 @@ Dispatch (:func:`walk_module`), in this order, for a module ``m`` at its input `
 
 1. a registered *walker* for ``type(m)`` (or a base class whose ``forward`` ``m`` still uses):
    its named, structured factors (``W``, ``D``, ``B``, ``P``, ``R``, ``LN``, ``A``, ...);
-2. else, for a module with submodules, a **capture** of its ``forward`` (:mod:`spectral_lab._capture`,
+2. else, for a module with submodules or a subclass of a known layer with its own ``forward``,
+   a **capture** of its ``forward`` (:mod:`spectral_lab._capture`,
    one level of ``torch.fx``): its submodules are walked by this same rule, its functions become
    gates, reshapes (no factor) or generic factors, and branches that merge become ``R``/``M``;
 3. else (a leaf module without a walker, a forward ``torch.fx`` cannot trace, a graph that is not
@@ -199,11 +200,12 @@ def walk_module(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor
     or capture's own, plus one forward of ``m`` for the output check of a module with submodules."""
     found = _registered(m)
     composite = next(m.children(), None) is not None
-    ref = m(h.clone()) if composite or found is None else None
+    trusted = found is not None and _keeps_forward(m, found[0])
+    ref = m(h.clone()) if composite or not trusted else None
     if ref is not None and not isinstance(ref, torch.Tensor):
         raise NotATensor(f"{type(m).__name__} returns {type(ref).__name__}, not a tensor")
     mark, counters = len(ctx.factors), dict(ctx.counters)
-    if found is not None and _keeps_forward(m, found[0]):
+    if trusted:
         try:
             out = found[1](m, h, ctx)
             if ref is None or same_output(out, ref):
@@ -215,7 +217,7 @@ def walk_module(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor
         _rollback(ctx, mark, counters)
         if ref is None:
             ref = m(h.clone())
-    if composite:
+    if composite or (found is not None and not trusted):  # a custom forward: capture it
         try:
             out = capture(m, h, ctx, walk_module)
             if same_output(out, ref):

@@ -294,6 +294,36 @@ def test_inplace_methods_in_a_custom_forward_are_followed():
     assert op.names == ["W1", "D1", "W2"]
 
 
+class FunctionalNorms(nn.Module):
+    """F.batch_norm (eval statistics) and F.layer_norm over channels-last, as timm writes them."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3)
+        self.gamma = nn.Parameter(1 + 0.3 * torch.randn(3))
+        self.fc = nn.Linear(3 * 4 * 4, 2)
+
+    def forward(self, x):
+        bn = self.bn
+        h = F.batch_norm(self.conv(x), bn.running_mean, bn.running_var, bn.weight, bn.bias)
+        h = F.layer_norm(h.permute(0, 2, 3, 1), (3,), self.gamma, None, 1e-5)
+        return self.fc(h.flatten(1))
+
+
+def test_functional_batch_norm_and_layer_norm_are_named_factors(monkeypatch):
+    from spectral_lab.operators import DiagonalFactor
+
+    torch.manual_seed(0)
+    model, x = prepared(FunctionalNorms()), torch.randn(2, 6, 6, dtype=D64)
+    op, _ = check(model, x)
+    assert op.names == ["W1", "B1", "G1", "LN1", "W2"] and op.factors[2].what == "permute"
+    # mutation: BatchNorm's scale without the square root is caught (by the capture's spot check
+    # against autograd, which leaves the module to one generic factor: the structure is lost)
+    monkeypatch.setattr(DiagonalFactor, "matvec", lambda self, v: v * self.diag**2)
+    monkeypatch.setattr(DiagonalFactor, "rmatvec", lambda self, u: u * self.diag**2)
+    assert _fails(model, x, op.names)
+
+
 # ----------------------------------------------------------------------------- refusals
 def test_random_or_batch_dependent_models_are_refused():
     class Noisy(nn.Module):
