@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import inspect
 import operator
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -169,8 +170,28 @@ def _is_constant(v: object) -> bool:
     return v is None or isinstance(v, (bool, int, float, str, torch.dtype, torch.device, slice))
 
 
+_TRACES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _trace(m: nn.Module) -> fx.Graph:
-    """The one-level graph of ``m.forward`` called with ONE tensor (other arguments: defaults)."""
+    """The one-level graph of ``m.forward`` called with ONE tensor (other arguments: defaults),
+    kept per module and train flag (a stale graph cannot pass the output and spot checks)."""
+    key = (m.training, type(m).forward)
+    kept = _TRACES.get(m)
+    if kept is not None and kept[0] == key:
+        if isinstance(kept[1], CaptureError):
+            raise CaptureError(str(kept[1]))
+        return kept[1]
+    try:
+        graph = _trace_now(m)
+    except CaptureError as err:
+        _TRACES[m] = (key, err)
+        raise
+    _TRACES[m] = (key, graph)
+    return graph
+
+
+def _trace_now(m: nn.Module) -> fx.Graph:
     params = list(inspect.signature(m.forward).parameters.values())
     if not params or params[0].kind not in (
         params[0].POSITIONAL_ONLY,

@@ -146,14 +146,17 @@ def operator_product(model: nn.Module, x: torch.Tensor) -> OperatorProduct:
     ``partial_products()`` cuts the top-level product after any factor.
 
     Checks: the output of every module with submodules (walked or captured) is compared with
-    ``module(h)``; a mismatch drops its factors for one generic factor, so the product always
-    describes ``model`` itself. Refused, with the reason and the fix: a model whose output is
+    ``module(h)``, and every captured product with autograd's VJP of its module for one random
+    vector; a mismatch drops its factors for one generic factor, so the product always describes
+    ``model`` itself (``op.generic_factors()`` shows where structure was given up). Refused, with the reason and the fix: a model whose output is
     random or batch-dependent (BatchNorm with batch statistics, dropout in train mode, two calls
     that differ: ``ModelStateError``), an output that is not ``(1, C)`` logits, an ``x`` whose
     dtype or device is not the model's (a ``TypeError`` says how to cast).
 
     Cost: one forward pass per nesting level for the checks, one ``torch.fx`` trace per captured
-    module, plus the factors' bookkeeping; every structured factor is stored matrix-free or as
+    module (kept for the next call) and one backward pass for its spot check, plus the factors'
+    bookkeeping (ResNet-18 at 3x32x32 in float64: 0.13 s vs 0.09 s for the walkers alone before
+    captures existed; one core); every structured factor is stored matrix-free or as
     its own (small) dense matrix, a generic one keeps the autograd graph of its module at its
     input. ``matvec``/``rmatvec`` cost about one forward/backward pass; ``dense()`` costs ``C``
     transposed sweeps. Runs on the device and dtype of the model's parameters; inputs are cast to
