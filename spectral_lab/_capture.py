@@ -77,7 +77,7 @@ from ._factors import (
 from ._generic import GenericFactor
 from ._product import OperatorProduct
 
-__all__ = ["CaptureError", "capture", "same_output", "spot_check"]
+__all__ = ["CaptureError", "capture", "forget_trace", "same_output", "spot_check"]
 
 
 class CaptureError(Exception):
@@ -189,6 +189,11 @@ def _trace(m: nn.Module) -> fx.Graph:
         raise
     _TRACES[m] = (key, graph)
     return graph
+
+
+def forget_trace(m: nn.Module) -> bool:
+    """Drop the kept trace of ``m`` (``True`` if there was one)."""
+    return _TRACES.pop(m, None) is not None
 
 
 def _trace_now(m: nn.Module) -> fx.Graph:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ._capture import capture, same_output
+from ._capture import capture, forget_trace, same_output
 from ._factors import Factor, ModelStateError, NotATensor
 from ._generic import GenericFactor
 
@@ -218,15 +218,18 @@ def walk_module(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor
         if ref is None:
             ref = m(h.clone())
     if composite or (found is not None and not trusted):  # a custom forward: capture it
-        try:
-            out = capture(m, h, ctx, walk_module)
-            if same_output(out, ref):
-                return out
-        except ModelStateError:
-            raise
-        except Exception:  # noqa: BLE001  (CaptureError, or the traced code failing at x)
-            pass
-        _rollback(ctx, mark, counters)
+        for _ in range(2):  # a kept trace that fails is traced afresh once
+            try:
+                out = capture(m, h, ctx, walk_module)
+                if same_output(out, ref):
+                    return out
+            except ModelStateError:
+                raise
+            except Exception:  # noqa: BLE001  (CaptureError, or the traced code failing at x)
+                pass
+            _rollback(ctx, mark, counters)
+            if not forget_trace(m):
+                break
     return generic_module(m, h, ctx, ref)
 
 

@@ -12,9 +12,10 @@ with :func:`spectral_lab.operators.register_walker` when :mod:`spectral_lab.oper
 * torchvision's ``BasicBlock`` and ``Bottleneck``: one :class:`~spectral_lab.operators.ResidualFactor`
   ``D (J_shortcut + J_branch)`` with the branch ``conv-bn-relu-conv-bn[-relu-conv-bn]``, the
   shortcut the identity or ``downsample``, and ``D`` the ReLU after the sum;
-* torchvision's ``ResNet``, in the order of its ``forward``.
+* torchvision's ``ResNet``, in the order of its ``forward``;
+* peft's LoRA ``Linear``: one weight ``W + sum_a s_a B_a A_a`` (its active adapters).
 
-torchvision's classes are registered by their dotted names, so torchvision is not imported here.
+torchvision's and peft's classes are registered by their dotted names, so neither is imported here.
 A layer configuration a walker does not handle (``TypeError``) goes to the capture or a generic
 factor; a model state without a per-input Jacobian (train-mode BatchNorm, active dropout) is
 refused (``ModelStateError``).
@@ -293,3 +294,26 @@ def _walk_torchvision_resnet(m: nn.Module, h: torch.Tensor, ctx: WalkContext) ->
     return ctx.walk(
         [*stem, m.layer1, m.layer2, m.layer3, m.layer4, m.avgpool, nn.Flatten(), m.fc], h
     )
+
+
+@register_walker("peft.tuners.lora.layer.Linear")
+def _walk_lora_linear(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    """peft's LoRA ``Linear``: ``W_eff = W + sum_a s_a B_a A_a`` over the active adapters (eval
+    dropout), one weight factor ``W`` (merged or disabled adapters: ``W`` alone). A variant (DoRA),
+    ``fan_in_fan_out`` or a non-Linear base layer is left to the capture / generic factor."""
+    base = m.base_layer
+    if not isinstance(base, nn.Linear) or getattr(m, "fan_in_fan_out", False):
+        raise TypeError("LoRA walker: a plain nn.Linear base layer only")
+    w = base.weight.detach()
+    if not (m.disable_adapters or m.merged):
+        for a in m.active_adapters:
+            if a not in m.lora_A.keys():
+                continue
+            if a in getattr(m, "lora_variant", {}):
+                raise TypeError(f"LoRA walker: adapter {a!r} is a variant (DoRA...)")
+            lora_b, lora_a = m.lora_B[a].weight.detach(), m.lora_A[a].weight.detach()
+            w = w + m.scaling[a] * (lora_b @ lora_a)
+    out = F.linear(h, w, None if base.bias is None else base.bias.detach())
+    kind = DenseFactor if h.dim() == 2 else TokenLinearFactor
+    ctx.add(kind(ctx.name("W"), "weight", tuple(h.shape[1:]), tuple(out.shape[1:]), m, w))
+    return out  # compared with m(h) by the dispatch: a wrong W_eff is dropped for a generic factor

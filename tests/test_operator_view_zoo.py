@@ -13,7 +13,13 @@ from torch import nn
 
 import spectral_lab as sl
 from spectral_lab._generic import GenericFactor
-from spectral_lab.operators import MergeFactor, ModelStateError, ResidualFactor
+from spectral_lab.operators import (
+    DenseFactor,
+    MergeFactor,
+    ModelStateError,
+    ResidualFactor,
+    register_walker,
+)
 
 tvm = pytest.importorskip("torchvision.models")
 
@@ -124,6 +130,46 @@ class ConvRes(nn.Module):
         return self.head(F.adaptive_avg_pool2d(h, 1).flatten(1))
 
 
+class TinyUNet(nn.Module):
+    """Encoder, bottleneck, a transposed-convolution decoder and a skip concatenation."""
+
+    def __init__(self, c=3, classes=2):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Conv2d(2, c, 3, padding=1), nn.ReLU())
+        self.down = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(c, 2 * c, 3, padding=1), nn.GELU())
+        self.up = nn.ConvTranspose2d(2 * c, c, 2, stride=2)
+        self.dec = nn.Conv2d(2 * c, classes, 1)
+
+    def forward(self, x):
+        e = self.enc(x)
+        u = self.up(self.down(e))
+        return self.dec(torch.cat([u, e], dim=1)).flatten(1)
+
+
+class AudioNet(nn.Module):
+    """Conv1d layers (no walker: generic factors) around a GRU-free temporal pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv1d(1, 4, 5, stride=2), nn.Conv1d(4, 4, 3)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = F.silu(self.c2(F.relu(self.c1(x))))
+        return self.head(h.mean(-1))
+
+
+def _lora_mlp():
+    peft = pytest.importorskip("peft")
+    base = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+    cfg = peft.LoraConfig(r=2, lora_alpha=4, target_modules=["0", "2"], lora_dropout=0.0)
+    model = peft.get_peft_model(base, cfg)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # LoRA's B starts at zero: make the adapter's path count
+            torch.nn.init.normal_(p, std=0.5)
+    return model
+
+
 # ----------------------------------------------------------------------------- the zoo
 def _timm(name, **kw):
     timm = pytest.importorskip("timm")
@@ -185,6 +231,10 @@ ZOO = {
     "hf-bert-embeddings": (_bert, (5, 32)),
     "hf-gpt2-embeddings": (_gpt2, (5, 32)),
     "custom-mha-block": (MHABlock, (4, 8)),
+    "custom-unet": (TinyUNet, (2, 8, 8)),
+    "custom-conv1d-audio": (AudioNet, (1, 40)),
+    "peft-lora-mlp": (_lora_mlp, (6,)),
+    "peft-lora-mlp-base": (lambda: _lora_mlp().get_base_model(), (6,)),
     "custom-residual-mlp": (ResMLP, (6,)),
     "custom-functional-relu": (FunctionalNet, (2, 6, 6)),
     "custom-conv-resnet": (ConvRes, (2, 6, 6)),
@@ -322,6 +372,55 @@ def test_functional_batch_norm_and_layer_norm_are_named_factors(monkeypatch):
     monkeypatch.setattr(DiagonalFactor, "matvec", lambda self, v: v * self.diag**2)
     monkeypatch.setattr(DiagonalFactor, "rmatvec", lambda self, u: u * self.diag**2)
     assert _fails(model, x, op.names)
+
+
+def test_lora_layers_are_one_weight_with_the_adapters_folded_in():
+    from spectral_lab import _walkers
+
+    torch.manual_seed(0)
+    model = prepared(_lora_mlp().get_base_model())
+    x = torch.randn(6, dtype=D64)
+    op, _ = check(model, x, partial=True)
+    assert op.names == ["W1", "D1", "W2"]
+    lora = model[0]
+    w_eff = (
+        lora.base_layer.weight + 2.0 * lora.lora_B["default"].weight @ lora.lora_A["default"].weight
+    )
+    assert torch.allclose(op.factors[0].dense(), w_eff, atol=1e-14)  # scaling = alpha / r = 2
+    # mutation: the adapter's scaling squared (alpha^2 / r^2) in the walker: caught
+    walker, key = _walkers._walk_lora_linear, "peft.tuners.lora.layer.Linear"
+
+    def squared(m, h, ctx):  # the walker's formula with s^2 in place of s
+        lb, la = m.lora_B["default"].weight, m.lora_A["default"].weight
+        w = (m.base_layer.weight + m.scaling["default"] ** 2 * lb @ la).detach()
+        ctx.add(DenseFactor(ctx.name("W"), "weight", (6,), (8,), m, w))
+        return F.linear(h, w, m.base_layer.bias)
+
+    try:
+        register_walker(key)(squared)
+        assert _fails(model, x, op.names)
+    finally:
+        register_walker(key)(walker)
+
+
+def test_a_kept_trace_that_went_stale_is_not_trusted():
+    class Switch(nn.Module):  # the traced graph depends on a Python attribute
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.twice = nn.Linear(3, 4), nn.Linear(4, 2), False
+
+        def forward(self, x):
+            h = torch.tanh(self.a(x))
+            if self.twice:
+                h = h * 2.0
+            return self.b(h)
+
+    torch.manual_seed(0)
+    model, x = Switch().double(), torch.randn(3, dtype=D64)
+    assert check(model, x)[0].names == ["W1", "D1", "W2"]
+    model.twice = True  # the kept one-level trace says "no doubling": the checks catch it and
+    op, _ = check(model, x)  # the forward is traced afresh
+    assert op.names == ["W1", "D1", "G1", "W2"] and op.factors[2].what == "mul"
 
 
 # ----------------------------------------------------------------------------- refusals
