@@ -68,9 +68,9 @@ def register_walker(*types: type[nn.Module] | str) -> Callable[[Walker], Walker]
     that keep its ``forward`` (a subclass with its own ``forward`` is captured instead);
     registering a type again replaces its walker. A type may also be named by its full dotted name
     (``"torchvision.models.resnet.BasicBlock"``), so a walker for an optional package's layer can
-    be registered without importing that package. A walker that raises ``TypeError`` or
-    ``ValueError`` (a configuration it does not handle) hands the module to the capture / generic
-    factor; :class:`ModelStateError` is a refusal. Cost: a dictionary entry.
+    be registered without importing that package. A walker that raises (``TypeError`` for a
+    configuration it does not handle, by convention) hands the module to the capture / generic
+    factor; :class:`ModelStateError` is a refusal and propagates. Cost: a dictionary entry.
 
     Example:
         >>> from spectral_lab.operators import MapFactor, operator_product
