@@ -191,6 +191,38 @@ print("linear network: Jacobian == W3 W2 W1 at every input:", lin_ok)
 assert lin_ok
 
 # %% [markdown]
+# **A network written elsewhere.** Nothing above is special to the course's models. torchvision's
+# ResNet-18 (random weights, no download) at one $3\times 32\times 32$ image walks into the same
+# vocabulary: a stem `W1 B1 D1 P1` (convolution, BatchNorm in eval mode, ReLU gate, max pool), eight
+# residual factors `R` $= D\,(J_{\text{shortcut}} + J_{\text{branch}})$, a pool and the read-out.
+# A layer the library was never taught, or a custom `forward`, does not stop the walk:
+# `operator_product` captures the forward's graph with `torch.fx` (known layers keep their factors,
+# a concatenation of two paths becomes a merge factor `M`), and whatever is left becomes a generic
+# factor `G` — that module's own Jacobian at its input, applied through autograd. SqueezeNet shows
+# both: its "Fire" modules concatenate two convolution paths (`M`), and its max pools with
+# `ceil_mode=True` have no walker (`G`). Both products equal autograd's Jacobian.
+
+# %% tags=["nbval-check-output"]
+# check: real torchvision models, random init; dense product == autograd Jacobian (float64)
+from torchvision.models import resnet18, squeezenet1_1
+
+torch.manual_seed(0)
+x_img = torch.randn(3, 32, 32, dtype=D64)
+real_nets = {"resnet18": resnet18(num_classes=10), "squeezenet1_1": squeezenet1_1(num_classes=10)}
+real_ok = {}
+for name, net in real_nets.items():
+    net = net.double().eval()
+    op_net = sl.operator_product(net, x_img)
+    generic = sorted({f.what for f in op_net.generic_factors() if not f.name.startswith("M")})
+    print(f"{name}: {len(op_net)} factors, {op_net.names[:6]} ...; generic: {generic}")
+    J_net = autograd_jacobian(net, x_img)
+    real_ok[name] = bool((op_net.dense() - J_net).abs().max() <= 1e-10 * J_net.abs().max())
+r1 = sl.operator_product(real_nets["resnet18"], x_img).factors[4]
+print(f"{r1.name} = D (I + branch), branch: {r1.branch.names}")
+print("product == autograd Jacobian:", real_ok)
+assert all(real_ok.values())
+
+# %% [markdown]
 # ## 4. Singular values through depth
 #
 # The *partial products* $P_k = F_k \cdots F_1$ show how the map builds up layer by layer.
@@ -387,7 +419,9 @@ for group in ("random", "trained"):
 # * At every input, $J_f(x) = W_L D_{L-1}(x) \cdots D_1(x) W_1$: weights times diagonal gates; biases
 #   only choose *where* the gates are evaluated.
 # * Convolutions, pooling and residual blocks are factors too; `sl.operator_product` builds the
-#   product for every model of the course and agrees with autograd to $10^{-10}$.
+#   product for every model of the course — and for models written elsewhere (torchvision's
+#   ResNet-18, SqueezeNet; unknown layers become generic factors `G`) — and agrees with autograd to
+#   $10^{-10}$.
 # * Singular values spread through depth at a rate set by the gain, the width and the activation.
 # * $\|J_f(x)\|_2 \le \prod_k \|F_k(x)\|_2$ always holds and is loose, because the top directions of
 #   consecutive factors do not line up: look at the whole spectrum (chapter 02).
@@ -523,10 +557,13 @@ print("1 - sb <= sigma_min <= sigma_max <= 1 + sb on every residual factor:", ex
 
 # %% [markdown]
 # **Exercise 4 (think).** Build `nn.Sequential(nn.Linear(64, 32), nn.ELU(), nn.Linear(32, 10))` and call
-# `sl.operator_product` on it. Read the error message. What would the library need to know about ELU
-# to support it?
+# `sl.operator_product` on it. ELU has no walker: which factor does it become, and is the product
+# still exact? What would the library need to know about ELU to make it a gate $D$ with a data-free
+# bound?
 
 # %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
-# *Answer.* The error names the unsupported layer. A gate needs the activation's derivative,
-# $\phi'(z) = 1$ for $z > 0$ and $\alpha e^{z}$ otherwise, to fill $D(x)$; and the worst-case bound of
-# §6 needs $\sup|\phi'| = \max(1, \alpha)$.
+# *Answer.* It becomes a generic factor `G1` (`op.generic_factors()`): ELU's own Jacobian at its
+# input, applied through autograd, so the product is still exact — but it is an opaque matrix with
+# no data-free bound (`sup_norm()` is infinite). A gate needs the activation's derivative,
+# $\phi'(z) = 1$ for $z > 0$ and $\alpha e^{z}$ otherwise, to fill $D(x)$ (a walker registered with
+# `register_walker`); and the worst-case bound of §6 needs $\sup|\phi'| = \max(1, \alpha)$.

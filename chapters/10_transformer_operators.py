@@ -314,6 +314,43 @@ print("product = autograd, pre-LN:", walk_ok[True], "| post-LN:", walk_ok[False]
 assert all(walk_ok.values())
 
 # %% [markdown]
+# **A transformer written elsewhere.** The walk is not tied to `transformer_models`. torchvision's
+# `VisionTransformer` (random weights, no download; here 2 blocks of width 32 on a
+# $3\times 32\times 32$ image) writes its encoder blocks with its own `forward` around
+# `nn.MultiheadAttention`. `operator_product` captures that forward with `torch.fx`: the
+# LayerNorms, the attention layers (value path + pattern path) and the MLP weights keep their
+# factors, the two sums $x + F(\mathrm{LN}(x))$ become residual factors `R`, and only the
+# reshapes it has no name for — the patch `permute`, the class token's `cat`, the `getitem` that
+# reads the class token — become generic factors `G` (their own Jacobians, through autograd). The
+# same call works on timm's and Hugging Face's transformers (at the embedding); where their
+# attention is a fused kernel it is a generic factor too.
+
+# %% tags=["nbval-check-output"]
+# check: torchvision's ViT, random init: structured attention factors, product == autograd
+from torchvision.models import VisionTransformer as TorchvisionViT
+
+torch.manual_seed(0)
+tv_vit = TorchvisionViT(
+    image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+    num_classes=10,
+).double().eval()  # fmt: skip
+x_rgb = torch.randn(3, 32, 32, dtype=D64)
+op_tv = sl.operator_product(tv_vit, x_rgb)
+print(op_tv)
+print(
+    "residual sublayers:", [(f.name, f.branch.names) for f in op_tv.factors if f.kind == "residual"]
+)
+print("generic factors:", [f.what for f in op_tv.generic_factors()])
+for f in transformer_ops.attention_factors(op_tv):
+    print(
+        f"{f.name}: ||value|| = {f.value.spectral_norm():.3g}, ||pattern|| = {f.pattern.spectral_norm():.3g}"
+    )
+J_tv = torch.autograd.functional.jacobian(lambda v: tv_vit(v[None])[0], x_rgb).reshape(10, -1)
+tv_ok = bool((op_tv.dense() - J_tv).abs().max() <= 1e-10 * J_tv.abs().max())
+print("torchvision ViT: product == autograd Jacobian:", tv_ok)
+assert tv_ok and len(transformer_ops.attention_factors(op_tv)) == 2
+
+# %% [markdown]
 # ## 4. A transformer against the chapter 02 CNN
 #
 # We train the vision transformer (pre-LN, two blocks) and the small CNN of chapter 02

@@ -1,7 +1,8 @@
 """The walkers that teach :func:`~spectral_lab.operators.operator_product` transformer layers.
 
-Registered (``@register_walker``) when :mod:`spectral_lab.transformer_ops` is imported (it imports
-this module at its end; ``spectral_lab`` imports it). Each walker appends the factors of
+Registered (``@register_walker``) when :mod:`spectral_lab.operators` is imported (it imports this
+module; this module imports only the factors of :mod:`spectral_lab.transformer_ops` and the
+registry, so there is no import cycle). Each walker appends the factors of
 :mod:`spectral_lab.transformer_ops` whose product is the layer's Jacobian at ``h`` and returns the
 layer's output. Names: block ``i`` gives ``Bi.attn`` and ``Bi.mlp`` (residual sublayers; their
 branches ``Bi.attn.LN1``, ``Bi.attn.A1``, ``Bi.mlp.W1``, ...) and, post-LN, ``Bi.attn.LN`` /
@@ -14,14 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .operators import (
-    MapFactor,
-    OperatorProduct,
-    ResidualFactor,
-    SelectionFactor,
-    WalkContext,
-    register_walker,
-)
+from ._factors import MapFactor, ModelStateError, ResidualFactor, SelectionFactor
+from ._product import OperatorProduct
+from ._walk import WalkContext, register_walker
 from .transformer_models import (
     ClassToken,
     EncoderBlock,
@@ -31,7 +27,6 @@ from .transformer_models import (
     TokenPool,
 )
 from .transformer_ops import (
-    TokenLinearFactor,
     TokenMeanFactor,
     TokenPadFactor,
     attention_factor,
@@ -41,19 +36,6 @@ from .transformer_ops import (
 
 def _shape(h: torch.Tensor) -> tuple[int, ...]:
     return tuple(h.shape[1:])
-
-
-def _walk_tokens(ctx: WalkContext, layers, h: torch.Tensor) -> torch.Tensor:
-    """Walk ``layers`` on tokens ``(1, n, d)``: a Linear acts on every token (``I_n ⊗ W``)."""
-    for m in layers:
-        if isinstance(m, nn.Linear) and h.dim() == 3:
-            out = m(h)
-            w = m.weight.detach()
-            ctx.add(TokenLinearFactor(ctx.name("W"), "weight", _shape(h), _shape(out), m, w))
-            h = out
-        else:
-            h = ctx.walk([m], h)
-    return h
 
 
 def _residual(ctx: WalkContext, label: str, h: torch.Tensor, branch_steps) -> torch.Tensor:
@@ -89,7 +71,7 @@ def _encoder(ctx, h, norm_first, norm1, attn, norm2, mlp_layers) -> torch.Tensor
     def mlp_branch(sub, h):
         if norm_first:
             h = _norm(sub, norm2, h, sub.name("LN"))
-        return _walk_tokens(sub, mlp_layers, h)
+        return sub.walk(mlp_layers, h)  # a Linear on tokens is I_n ⊗ W
 
     h = _residual(ctx, f"{label}.attn", h, attn_branch)
     if not norm_first:
@@ -123,7 +105,7 @@ def _walk_encoder_layer(
     if not m.self_attn.batch_first:
         raise TypeError("nn.TransformerEncoderLayer must be built with batch_first=True")
     if m.training and any(d.p > 0 for d in (m.dropout, m.dropout1, m.dropout2)):
-        raise ValueError("the encoder layer's dropout is active: call model.eval() first")
+        raise ModelStateError("the encoder layer's dropout is active: call model.eval() first")
     act = m.activation
     if not isinstance(act, nn.Module):
         if act not in _FUNCTIONAL_GATES:

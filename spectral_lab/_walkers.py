@@ -1,8 +1,10 @@
 """The walkers of every layer :func:`~spectral_lab.operators.operator_product` supports, registered
-with :func:`spectral_lab.operators.register_walker` when :mod:`spectral_lab.operators` is imported:
+with :func:`spectral_lab.operators.register_walker` when :mod:`spectral_lab.operators` is imported
+(it imports this module; this module imports only the factor types and the registry):
 
 * ``nn.Sequential`` (recursion), ``Flatten``/``Unflatten``/``Identity``/dropout in eval mode (the
-  identity), ``Linear`` and ``Conv2d`` (weights ``W``), the gates ``D`` of ReLU, LeakyReLU, Tanh,
+  identity), ``Linear`` (weights ``W``: dense on vectors, ``I_n ⊗ W`` on ``n`` positions) and
+  ``Conv2d``, the gates ``D`` of ReLU, LeakyReLU, Tanh,
   Sigmoid, GELU, SiLU, ``MaxPool2d``/``AvgPool2d`` (``P``) and the library's ``ResidualBlock``;
 * ``BatchNorm1d``/``BatchNorm2d`` in eval mode: the per-channel diagonal ``gamma/sqrt(var + eps)``
   (a :class:`DiagonalFactor` named ``B``);
@@ -10,40 +12,48 @@ with :func:`spectral_lab.operators.register_walker` when :mod:`spectral_lab.oper
 * torchvision's ``BasicBlock`` and ``Bottleneck``: one :class:`~spectral_lab.operators.ResidualFactor`
   ``D (J_shortcut + J_branch)`` with the branch ``conv-bn-relu-conv-bn[-relu-conv-bn]``, the
   shortcut the identity or ``downsample``, and ``D`` the ReLU after the sum;
-* torchvision's ``ResNet``, in the order of its ``forward``.
+* torchvision's ``ResNet``, in the order of its ``forward``;
+* peft's LoRA ``Linear``: one weight ``W + sum_a s_a B_a A_a`` (its active adapters).
 
-torchvision's classes are registered by their dotted names, so torchvision is not imported here.
+torchvision's and peft's classes are registered by their dotted names, so neither is imported here.
+A layer configuration a walker does not handle (``TypeError``) goes to the capture or a generic
+factor; a model state without a per-input Jacobian (train-mode BatchNorm, active dropout) is
+refused (``ModelStateError``).
+
+Example:
+    >>> from torch import nn
+    >>> from spectral_lab.operators import operator_product
+    >>> operator_product(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)), torch.randn(3)).names
+    ['W1', 'D1', 'W2']
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import ResidualBlock
-from .operators import (
+from ._factors import (
     _GATES,
     _SKIP,
     DenseFactor,
-    DiagonalMaps,
-    Factor,
+    DiagonalFactor,
     GateFactor,
     MapFactor,
-    OperatorProduct,
+    ModelStateError,
     ResidualFactor,
     SelectionFactor,
-    WalkContext,
-    _check_walk_output,
+    TokenLinearFactor,
     activation_derivative,
-    register_walker,
 )
+from ._product import OperatorProduct
+from ._walk import WalkContext, register_walker
+from .models import ResidualBlock
 
-__all__ = ["DiagonalFactor"]
+__all__: list[str] = []
 
 
 def _pool_params(m: nn.Module) -> tuple[int, int, int]:
@@ -67,8 +77,8 @@ def _walk_sequential(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.T
 
 @register_walker(*_SKIP)
 def _walk_skip(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
-    if isinstance(m, nn.modules.dropout._DropoutNd) and m.training:
-        raise ValueError(
+    if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0:
+        raise ModelStateError(
             f"{ctx.prefix}{type(m).__name__} is in train mode (random); call model.eval() first"
         )
     return m(h)
@@ -76,14 +86,11 @@ def _walk_skip(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
 
 @register_walker(nn.Linear)
 def _walk_linear(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
-    if h.dim() != 2:
-        raise ValueError(f"nn.Linear received shape {tuple(h.shape)}; flatten before it")
     in_shape = tuple(h.shape[1:])
-    h = m(h)
-    ctx.add(
-        DenseFactor(ctx.name("W"), "weight", in_shape, tuple(h.shape[1:]), m, m.weight.detach())
-    )
-    return h
+    out = m(h)
+    kind = DenseFactor if h.dim() == 2 else TokenLinearFactor  # I_n ⊗ W on n positions
+    ctx.add(kind(ctx.name("W"), "weight", in_shape, tuple(out.shape[1:]), m, m.weight.detach()))
+    return out
 
 
 @register_walker(nn.Conv2d)
@@ -170,22 +177,6 @@ def _as_seq(m: nn.Module) -> Sequence[nn.Module]:
     return list(m) if isinstance(m, nn.Sequential) else [m]
 
 
-@dataclass(eq=False, repr=False)
-class DiagonalFactor(DiagonalMaps, Factor):
-    """A fixed diagonal map ``diag(s)`` on flattened vectors (BatchNorm in eval mode).
-
-    Unlike a gate it does not depend on ``x``, so its norm ``max |s|`` is also its data-free bound.
-    """
-
-    diag: torch.Tensor = None  # type: ignore[assignment]
-
-    def sup_norm(self):
-        return self.spectral_norm()
-
-    def _param(self):
-        return self.diag
-
-
 def _bn_scale(m: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
     """``gamma / sqrt(running_var + eps)`` per channel (``gamma = 1`` when ``affine=False``)."""
     s = torch.rsqrt(m.running_var.detach() + m.eps)
@@ -196,12 +187,12 @@ def _bn_scale(m: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
 def _walk_batchnorm(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
     where = f"{ctx.prefix}{type(m).__name__}"
     if m.training:
-        raise ValueError(
+        raise ModelStateError(
             f"{where} is in train mode: it normalises with the batch's statistics, so its output "
             "depends on the batch and has no per-input Jacobian; call model.eval() first"
         )
     if m.running_var is None:
-        raise ValueError(
+        raise ModelStateError(
             f"{where} has no running statistics (track_running_stats=False), so even in eval mode "
             "it normalises with the batch's statistics and has no per-input Jacobian; "
             "model.eval() does not change that: build it with track_running_stats=True and "
@@ -278,8 +269,7 @@ def _walk_torchvision_block(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> 
         )
     z = b_out + s_out
     gate = activation_derivative(m.relu, z).reshape(-1)
-    out = F.relu(z)
-    _check_walk_output(out, m(h.clone()), f"{type(m).__name__}'s layers", m)
+    out = F.relu(z)  # the dispatch compares it with m(h): a custom forward is captured instead
     ctx.add(
         ResidualFactor(
             name,
@@ -304,3 +294,26 @@ def _walk_torchvision_resnet(m: nn.Module, h: torch.Tensor, ctx: WalkContext) ->
     return ctx.walk(
         [*stem, m.layer1, m.layer2, m.layer3, m.layer4, m.avgpool, nn.Flatten(), m.fc], h
     )
+
+
+@register_walker("peft.tuners.lora.layer.Linear")
+def _walk_lora_linear(m: nn.Module, h: torch.Tensor, ctx: WalkContext) -> torch.Tensor:
+    """peft's LoRA ``Linear``: ``W_eff = W + sum_a s_a B_a A_a`` over the active adapters (eval
+    dropout), one weight factor ``W`` (merged or disabled adapters: ``W`` alone). A variant (DoRA),
+    ``fan_in_fan_out`` or a non-Linear base layer is left to the capture / generic factor."""
+    base = m.base_layer
+    if not isinstance(base, nn.Linear) or getattr(m, "fan_in_fan_out", False):
+        raise TypeError("LoRA walker: a plain nn.Linear base layer only")
+    w = base.weight.detach()
+    if not (m.disable_adapters or m.merged):
+        for a in m.active_adapters:
+            if a not in m.lora_A.keys():
+                continue
+            if a in getattr(m, "lora_variant", {}):
+                raise TypeError(f"LoRA walker: adapter {a!r} is a variant (DoRA...)")
+            lora_b, lora_a = m.lora_B[a].weight.detach(), m.lora_A[a].weight.detach()
+            w = w + m.scaling[a] * (lora_b @ lora_a)
+    out = F.linear(h, w, None if base.bias is None else base.bias.detach())
+    kind = DenseFactor if h.dim() == 2 else TokenLinearFactor
+    ctx.add(kind(ctx.name("W"), "weight", tuple(h.shape[1:]), tuple(out.shape[1:]), m, w))
+    return out  # compared with m(h) by the dispatch: a wrong W_eff is dropped for a generic factor

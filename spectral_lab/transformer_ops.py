@@ -51,14 +51,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .operators import (
-    Factor,
-    OperatorProduct,
-    operator_product,
-)
-from .transformer_models import (
-    SelfAttention,
-)
+from ._factors import Factor, ModelStateError, TokenLinearFactor
+from ._product import OperatorProduct
+from .transformer_models import SelfAttention
 
 __all__ = [
     "AttentionFactor",
@@ -167,33 +162,6 @@ def layernorm_factor(module: nn.LayerNorm, h: torch.Tensor, name: str = "LN") ->
 
 
 # ----------------------------------------------------------------------------------- token maps
-@dataclass(eq=False, repr=False)
-class TokenLinearFactor(Factor):
-    """A Linear layer applied to each of ``n`` tokens: ``I_n ⊗ W`` (``W`` is ``out x in``)."""
-
-    weight: torch.Tensor = None  # type: ignore[assignment]
-
-    @property
-    def n_tokens(self) -> int:
-        return self.n_in // self.weight.shape[1]
-
-    def matvec(self, v):
-        return (_rows(v, (self.n_tokens, -1)) @ self.weight.T).reshape(len(v), -1)
-
-    def rmatvec(self, u):
-        return (_rows(u, (self.n_tokens, -1)) @ self.weight).reshape(len(u), -1)
-
-    def dense(self, max_entries: int = 50_000_000):
-        w = self.weight
-        return torch.kron(torch.eye(self.n_tokens, dtype=w.dtype, device=w.device), w)
-
-    def spectral_norm(self):
-        return float(torch.linalg.matrix_norm(self.weight, ord=2))
-
-    def _param(self):
-        return self.weight
-
-
 @dataclass(eq=False, repr=False)
 class TokenMeanFactor(Factor):
     """The mean over ``n`` tokens, ``(n, d) -> (d,)``: ``(1^T / n) ⊗ I_d``, norm ``1/sqrt(n)``."""
@@ -384,7 +352,7 @@ def _attention_params(m: nn.Module):
                 "embed_dim, add_bias_kv=False, add_zero_attn=False"
             )
         if m.training and m.dropout > 0:
-            raise ValueError("attention dropout is active: call model.eval() first")
+            raise ModelStateError("attention dropout is active: call model.eval() first")
         w, b = m.in_proj_weight.detach(), m.in_proj_bias
         out, heads = m.out_proj, m.num_heads
         scale = _attention_scale(m.embed_dim // heads)
@@ -441,7 +409,7 @@ def attention_factors(op: OperatorProduct) -> list[AttentionFactor]:
         >>> from spectral_lab.transformer_models import VisionTransformer
         >>> _ = torch.manual_seed(0)
         >>> vit = VisionTransformer(image_size=8, patch_size=4, dim=8, depth=2).double().eval()
-        >>> op = operator_product(vit, torch.randn(1, 8, 8, dtype=torch.float64))
+        >>> op = transformer_operator_product(vit, torch.randn(1, 8, 8, dtype=torch.float64))
         >>> [f.name for f in attention_factors(op)]
         ['B1.attn.A1', 'B2.attn.A1']
         >>> norms = [(f.value.spectral_norm(), f.pattern.spectral_norm()) for f in attention_factors(op)]
@@ -472,7 +440,8 @@ def transformer_operator_product(model: nn.Module, x: torch.Tensor) -> OperatorP
 
     Example: see the module docstring.
     """
+    from .operators import (
+        operator_product,
+    )  # operators imports the walkers of this module's factors
+
     return operator_product(model, x)
-
-
-from . import _transformer_walkers as _transformer_walkers  # noqa: E402,F401  (registers the walkers)

@@ -165,10 +165,26 @@ def test_plain_sequential_and_nested_sequential_are_walked():
     assert rel(sl.operator_product(model, x).dense(), autograd_jacobian(model, x)) < 1e-12
 
 
+def test_unknown_layers_become_generic_factors_equal_to_autograd():
+    # ELU and Softplus have no walker: each is ONE generic factor G, exact against autograd
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(3, 4), nn.ELU(), nn.Linear(4, 4), nn.Softplus(), nn.Linear(4, 2)
+    )
+    model = model.double()
+    x = torch.randn(3, dtype=D64)
+    op = sl.operator_product(model, x)
+    assert op.names == ["W1", "G1", "W2", "G2", "W3"]
+    assert [f.what for f in op.generic_factors()] == ["ELU", "Softplus"]
+    assert rel(op.dense(), autograd_jacobian(model, x)) < 1e-12
+    # G1 is ELU's derivative: exp(z) for z < 0, 1 for z > 0
+    z = model[0](x[None])[0].detach()
+    expect = torch.where(z > 0, torch.ones_like(z), torch.exp(z))
+    assert torch.allclose(op.factors[1].dense(), torch.diag(expect), atol=1e-14)
+    assert op.factors[1].sup_norm() == float("inf")  # no data-free bound for an unknown map
+
+
 def test_errors():
-    model = nn.Sequential(nn.Linear(3, 4), nn.ELU(), nn.Linear(4, 2))
-    with pytest.raises(TypeError, match="ELU"):
-        sl.operator_product(model, torch.randn(3))
     with pytest.raises(TypeError, match="dtype|float64|float32"):
         sl.operator_product(sl.MLP(3, 2), torch.randn(3, dtype=D64))
     with pytest.raises(ValueError, match="NaN"):
@@ -178,13 +194,24 @@ def test_errors():
     with pytest.raises(ValueError, match="ONE input"):
         sl.operator_product(sl.MLP(3, 2), torch.randn(5, 3))
 
-    class NoLayers(nn.Module):
+    class NoForward(nn.Module):
         def __init__(self):
             super().__init__()
             self.lin = nn.Linear(2, 2)
 
-    with pytest.raises(TypeError, match="layers"):
-        sl.operator_product(NoLayers(), torch.randn(2))
+    with pytest.raises(ValueError, match="could not run.*forward"):
+        sl.operator_product(NoForward(), torch.randn(2))
+
+    class Tokens(nn.Module):  # (1, n, d) output: not (1, C) logits
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.lin(x)
+
+    with pytest.raises(ValueError, match=r"\(1, C\) logits.*flatten"):
+        sl.operator_product(Tokens(), torch.randn(3, 2))
     op = sl.operator_product(sl.SmallCNN(1, 2, 4, (2,)), torch.randn(1, 4, 4))
     with pytest.raises(ValueError, match="max_entries"):
         op.factors[0].dense(max_entries=2)
