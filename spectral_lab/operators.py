@@ -52,6 +52,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import _func
 from . import _transformer_walkers as _transformer_walkers  # noqa: F401  (registers walkers)
 from . import _walkers as _walkers  # noqa: F401  (registers the walkers of torch's layers)
 from ._capture import same_output
@@ -83,6 +84,7 @@ from ._walk import (
     supported_layers,
     walk_module,
 )
+from .prepared import Prepared
 
 __all__ = [
     "ACTIVATION_SUP_DERIVATIVE",
@@ -148,9 +150,11 @@ def operator_product(model: nn.Module, x: torch.Tensor) -> OperatorProduct:
     Checks: the output of every module with submodules (walked or captured) is compared with
     ``module(h)``, and every captured product with autograd's VJP of its module for one random
     vector; a mismatch drops its factors for one generic factor, so the product always describes
-    ``model`` itself (``op.generic_factors()`` shows where structure was given up). Refused, with the reason and the fix: a model whose output is
-    random or batch-dependent (BatchNorm with batch statistics, dropout in train mode, two calls
-    that differ: ``ModelStateError``), an output that is not ``(1, C)`` logits, an ``x`` whose
+    ``model`` itself (``op.generic_factors()`` shows where structure was given up). The model is
+    analysed in eval mode, as by :func:`~spectral_lab.prepare` (its own mode is left as it was; a
+    :class:`~spectral_lab.Prepared` is walked through its module). Refused, with the reason and
+    the fix: a model whose output is random or batch-dependent even in eval mode (BatchNorm
+    without running statistics, two calls that differ: ``ModelStateError``), an output that is not ``(1, C)`` logits, an ``x`` whose
     dtype or device is not the model's (a ``TypeError`` says how to cast).
 
     Cost: one forward pass per nesting level for the checks, one ``torch.fx`` trace per captured
@@ -195,6 +199,8 @@ def operator_product(model: nn.Module, x: torch.Tensor) -> OperatorProduct:
         >>> op.names, op.factors[2].branch.names
         (['W1', 'D1', 'R1', 'G1', 'W3'], ['W2'])
     """
+    if isinstance(model, Prepared):
+        model = model.source
     check_model(model)
     x = check_tensor(x, "x")
     p = next(model.parameters())
@@ -203,30 +209,34 @@ def operator_product(model: nn.Module, x: torch.Tensor) -> OperatorProduct:
             f"x is {x.dtype} on {x.device} but the model is {p.dtype} on {p.device}; "
             "use x.to(model's dtype/device) or model.to(x.dtype)"
         )
-    check_state(model)
-    h = x.detach().clone()[None]
-    with torch.no_grad():
-        try:
-            ref = model(h.clone())
-        except Exception as err:  # noqa: BLE001  (the model's own error, named)
-            raise ValueError(
-                f"the model could not run on x of shape {tuple(x.shape)}: pass ONE input without a "
-                f"batch dimension (e.g. X[0], not X[:1]) ({type(err).__name__}: {err})"
-            ) from err
-        if not isinstance(ref, torch.Tensor) or ref.dim() != 2:
-            got = tuple(ref.shape) if isinstance(ref, torch.Tensor) else type(ref).__name__
-            raise ValueError(
-                f"model output must be (1, C) logits, got {got}; wrap the model so that its "
-                "forward returns one tensor of shape (batch, C) (e.g. .logits.flatten(1))"
-            )
-        if not same_output(model(h.clone()), ref):
-            raise ModelStateError(
-                f"{type(model).__name__} gives two different outputs on the same x (random: "
-                "dropout in train mode, F.dropout(training=True)?); call model.eval() first"
-            )
-        ctx = WalkContext()
-        out = walk_module(model, h, ctx)
-        if not same_output(out, ref):  # an internal assertion: never return another function
+    # the one mode policy (see sl.prepare): the model is analysed in eval mode, every module's
+    # own flag restored afterwards
+    with _func.eval_mode(model):
+        check_state(model)
+        h = x.detach().clone()[None]
+        with torch.no_grad():
+            try:
+                ref = model(h.clone())
+            except Exception as err:  # noqa: BLE001  (the model's own error, named)
+                raise ValueError(
+                    f"the model could not run on x of shape {tuple(x.shape)}: pass ONE input without a "
+                    f"batch dimension (e.g. X[0], not X[:1]) ({type(err).__name__}: {err})"
+                ) from err
+            if not isinstance(ref, torch.Tensor) or ref.dim() != 2:
+                got = tuple(ref.shape) if isinstance(ref, torch.Tensor) else type(ref).__name__
+                raise ValueError(
+                    f"model output must be (1, C) logits, got {got}; wrap the model so that its "
+                    "forward returns one tensor of shape (batch, C) (e.g. .logits.flatten(1))"
+                )
+            if not same_output(model(h.clone()), ref):
+                raise ModelStateError(
+                    f"{type(model).__name__} gives two different outputs on the same x even in eval "
+                    "mode (F.dropout(training=True), noise in forward?): pass "
+                    "training=self.training to the functional dropout, or remove the noise"
+                )
             ctx = WalkContext()
-            out = generic_module(model, h, ctx, ref)
-    return OperatorProduct(ctx.factors, tuple(x.shape), x)
+            out = walk_module(model, h, ctx)
+            if not same_output(out, ref):  # an internal assertion: never return another function
+                ctx = WalkContext()
+                out = generic_module(model, h, ctx, ref)
+        return OperatorProduct(ctx.factors, tuple(x.shape), x)

@@ -271,9 +271,10 @@ def test_mutation_dropped_gate_after_sum_is_caught(monkeypatch):
 def test_batchnorm_batch_statistics_are_refused():
     model, shape = build("bn-cnn")
     x = torch.randn(shape, dtype=D64)
-    model[4].train()  # the model reports eval, one BatchNorm does not
-    with pytest.raises(ValueError, match=r"train mode.*model\.eval\(\)"):
-        sl.operator_product(model, x)
+    ref = sl.operator_product(model, x).dense()
+    model[4].train()  # one BatchNorm in train mode: analysed in eval mode (the one policy)
+    assert torch.equal(sl.operator_product(model, x).dense(), ref)
+    assert model[4].training and not model[0].training  # each module's mode left as it was
     nostats = nn.Sequential(
         nn.Conv2d(1, 2, 3),
         nn.BatchNorm2d(2, track_running_stats=False),
@@ -284,8 +285,11 @@ def test_batchnorm_batch_statistics_are_refused():
         sl.operator_product(nostats.double().eval(), torch.randn(1, 4, 4, dtype=D64))
     drop = nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5), nn.Linear(3, 2)).double().eval()
     drop[1].train()
-    with pytest.raises(ValueError, match=r"model\.eval\(\)"):
-        sl.operator_product(drop, torch.randn(3, dtype=D64))
+    xd = torch.randn(3, dtype=D64)
+    J = torch.autograd.functional.jacobian(lambda v: drop.eval()(v[None])[0], xd)
+    drop[1].train()
+    assert torch.allclose(sl.operator_product(drop, xd).dense(), J, rtol=0, atol=1e-14)
+    assert drop[1].training
 
 
 def test_unknown_modules_are_captured_or_generic():
