@@ -1,13 +1,15 @@
 """The ``spectral-lab`` command::
 
-spectral-lab info                 versions, device, where data is looked for
-spectral-lab book [--out DIR]     execute every chapter, build the HTML book (Sphinx)
-spectral-lab sync CHAPTER.py ...  re-execute chapters and rewrite their paired .ipynb
-spectral-lab lab                  JupyterLab on the course, chapters' .py open as notebooks
-spectral-lab reproduce --dataset {digits,mnist,cifar10,cifar100} [--quick]
-                                  standard vs spectrally regularised models (chapter 07)
-spectral-lab diagnose CKPT|--model NAME|torchvision:NAME|pkg.mod:fn [--weights W.pt]
-                      [--data NAME|FILE.pt]   stability report (JSON + PNG)
+    spectral-lab info                 versions, device, where data is looked for
+    spectral-lab book [--out DIR]     execute every chapter, build the HTML book (Sphinx)
+    spectral-lab sync CHAPTER.py ...  re-execute chapters and rewrite their paired .ipynb
+    spectral-lab lab                  JupyterLab on the course, chapters' .py open as notebooks
+    spectral-lab reproduce --dataset {digits,mnist,cifar10,cifar100} [--quick]
+                                      standard vs spectrally regularised models (chapter 07)
+    spectral-lab diagnose CKPT|--model NAME|torchvision:NAME|pkg.mod:fn [--weights W.pt]
+                          [--data NAME|FILE.pt]   stability report (JSON + PNG)
+
+Each sub-command's ``--help`` says more.
 """
 
 from __future__ import annotations

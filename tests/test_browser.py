@@ -290,6 +290,14 @@ def test_book_chapter_02_typesets_math_and_shows_widget_picture(browser, book):
         assert imgs.first.evaluate("e => e.complete && e.naturalWidth > 0")
         assert "interactive(children" not in page.inner_text("body")
         _shot(page, "book_02_widget")
+        # nothing of a solution or an answer shows until the reader opens it
+        solution = page.locator(".cell.tag_solution .cell_input").first
+        assert solution.count() == 1 and not solution.is_visible()
+        answer = page.locator("details", has_text="Answer (click to show)").first
+        body = answer.locator("p").first
+        assert not body.is_visible()
+        answer.locator("summary").click()
+        assert body.is_visible()
         page.locator("mjx-container").nth(5).scroll_into_view_if_needed()
         _shot(page, "book_02_math")
     finally:
