@@ -5,7 +5,7 @@ tagged ``nbval-check-output`` must reproduce their stored output). ``tests/test_
 checks that each ``.ipynb`` matches its ``.py`` source.
 
 Time is measured, never a test: a chapter fails only when a cell hangs past nbval's per-cell
-timeout (``--nbval-cell-timeout`` in pyproject's addopts, a generous 300 s). The summary prints each
+timeout (``--nbval-cell-timeout`` in pyproject's addopts, a generous 600 s). The summary prints each
 chapter's wall time next to the time its header claims, and writes them to
 ``build/chapter-times.json`` (``benchmarks/bench_chapters.py`` measures them one at a time).
 """

@@ -290,6 +290,15 @@ def test_book_chapter_02_typesets_math_and_shows_widget_picture(browser, book):
         assert imgs.first.evaluate("e => e.complete && e.naturalWidth > 0")
         assert "interactive(children" not in page.inner_text("body")
         _shot(page, "book_02_widget")
+        # long code lines scroll and outputs wrap: nothing is cut off at the page's edge
+        page.set_viewport_size({"width": 700, "height": 1000})
+        cut = page.evaluate(
+            """() => [...document.querySelectorAll('div.cell_output pre, div.cell_input pre')]
+              .filter(e => e.scrollWidth > e.clientWidth + 1 &&
+                      !['auto', 'scroll'].includes(getComputedStyle(e).overflowX)).length"""
+        )
+        assert cut == 0, f"{cut} code or output blocks are cut off"
+        page.set_viewport_size({"width": 1400, "height": 1000})
         # nothing of a solution or an answer shows until the reader opens it
         solution = page.locator(".cell.tag_solution .cell_input").first
         assert solution.count() == 1 and not solution.is_visible()

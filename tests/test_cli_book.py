@@ -142,6 +142,22 @@ def test_api_reference_covers_the_face_and_every_topic(book):
         else:
             assert f'id="spectral_lab.{name}"' in face, name
     assert 'id="spectral_lab.hessian.hessian_eigs"' in _page(out, "api/hessian.html")
+    # the modules read by name (chapter 10's residual_stream, transformer_ops, ...) have pages too
+    for name in ("residual_stream", "transformer_models", "transformer_ops", "exercises"):
+        assert "automodule" not in _page(out, f"api/{name}.html")
+        assert f"spectral_lab.{name}" in _page(out, f"api/{name}.html"), name
+    assert "residual_stream_spectra" in _page(out, "api/residual_stream.html")
+
+
+def test_api_reference_has_a_page_for_every_public_module():
+    import pkgutil
+
+    import spectral_lab as sl
+    from spectral_lab.book import _api_pages
+
+    public = {m.name for m in pkgutil.iter_modules(sl.__path__) if not m.name.startswith("_")}
+    assert {"residual_stream", "transformer_ops", "transformer_models"} <= public
+    assert public <= set(_api_pages()), public - set(_api_pages())
 
 
 def test_failing_chapter_fails_the_book_with_its_traceback(book):
