@@ -31,7 +31,9 @@
 # **Prerequisites.** Chapters 01–03 (chapter 03's NTK is used in §4 and §6); eigenvalues of a
 # symmetric matrix; gradient descent.
 #
-# **Approximate time:** 75 minutes (the cells run in about a minute on a laptop CPU).
+# **Approximate time:** 75 minutes (the cells ran in 115 s, one chapter at a time, on this project's
+# 2-core Linux test server shared with other jobs, load average 8; the last cell prints your run's
+# time).
 
 # %% tags=["nbval-ignore-output"]
 import time

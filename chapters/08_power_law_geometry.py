@@ -31,7 +31,9 @@
 # the SVD and eigendecomposition; Shannon entropy and KL divergence; a first look at Fisher
 # information helps.
 #
-# **Approximate time:** 75 minutes (the cells run in well under a minute on a laptop CPU).
+# **Approximate time:** 75 minutes (the cells ran in 8 s, one chapter at a time, on this project's
+# 2-core Linux test server shared with other jobs, load average 7; the last cell prints your run's
+# time).
 #
 # > **Sources and choices.** This chapter and the next follow *Geometric and Spectral Alignment for Deep Neural Network I* (Liu, Wang et al., arXiv 2605.02108, 2026).
 # > The abstract states the objects — normalised factors and their Cartan coordinates, the

@@ -33,7 +33,9 @@
 # 03 (NTK), 04 (Hessian), 06 (the attribution condition number) and 08–09 (power-law fits and
 # exponent profiles). The softmax and its derivative; Kronecker products.
 #
-# **Approximate time:** 75 minutes (the cells run in about a minute or two on a laptop CPU).
+# **Approximate time:** 75 minutes (the cells ran in 75 s, one chapter at a time, on this project's
+# 2-core Linux test server shared with other jobs, load average 7; the last cell prints your run's
+# time).
 #
 # > **Sources and choices.** The operator view (a network at one input as a product of linear
 # > maps, and the spectral quantities it exposes) is that of *A Unified Matrix-Spectral Framework

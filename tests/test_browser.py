@@ -203,10 +203,14 @@ def _move_slider(page) -> None:
 
 
 @pytest.mark.parametrize(
-    ("stem", "slider"),
-    [("00_tour", True), ("02_spectral_entropy", True), ("08_power_law_geometry", False)],
+    ("stem", "slider", "think"),
+    [
+        ("00_tour", True, True),
+        ("02_spectral_entropy", True, True),
+        ("08_power_law_geometry", False, False),
+    ],
 )
-def test_open_run_save_close_reopen_leaves_git_clean(browser, lab, stem, slider):
+def test_open_run_save_close_reopen_leaves_git_clean(browser, lab, stem, slider, think):
     base, root = lab
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
@@ -217,10 +221,15 @@ def test_open_run_save_close_reopen_leaves_git_clean(browser, lab, stem, slider)
         time.sleep(2)
         _wait_idle(page, 400)
         assert page.evaluate(ERRORS) == []
-        text = page.evaluate(
-            STDOUT
-        )  # from the cells' models: the notebook renders only what is seen
+        # read from the cells' models: the notebook renders only the cells in view
+        text = page.evaluate(STDOUT)
         assert "not yet attempted" in text and ": passed" not in text
+        # think answers: collapsed <details>; solutions: collapsed cells showing one comment line
+        answers = page.locator(".jp-RenderedMarkdown details")
+        assert answers.count() >= (1 if think else 0)
+        assert all(answers.nth(i).get_attribute("open") is None for i in range(answers.count()))
+        shown = page.locator(".jp-InputPlaceholder").all_inner_texts()
+        assert shown and all(t.strip().startswith("# Reference solution") for t in shown), shown
         if slider:
             _move_slider(page)
             _shot(page, f"lab_{stem}_after_slider")
