@@ -105,6 +105,11 @@ def test_book_builds_with_titles_sidebar_search_and_downloads(book):
     assert "explorer(draw" in "".join(c.source for c in nb.cells)
     # kernels are quiet, and an unchanged chapter is not executed again
     assert "Kernel is running over TCP" not in first.stdout + first.stderr
+    # the docstrings and pages parse cleanly (a successful build may still log docutils errors)
+    log = first.stdout + first.stderr
+    assert "[docutils]" not in log and "duplicate object description" not in log, [
+        line for line in log.splitlines() if "[docutils]" in line or "duplicate" in line
+    ]
     assert "00_fast.ipynb: Executing" in first.stdout
     assert "02_bad.ipynb: Executing" in bad.stdout and "00_fast.ipynb: Executing" not in bad.stdout
 
