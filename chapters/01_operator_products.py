@@ -1,7 +1,5 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -29,15 +27,22 @@
 # **Prerequisites.** Chapter 00; the chain rule for vector functions; matrix products and the
 # operator norm $\|A\|_2 = \sigma_1(A)$.
 #
-# **Approximate time:** 60 minutes (the cells run in under a minute on a laptop CPU).
+# **Approximate time:** 60 minutes (the cells ran in 24 s, one chapter at a time, on this project's
+# 2-core Linux test server shared with other jobs, load average 7; the last cell prints your run's
+# time).
 
 # %% tags=["nbval-ignore-output"]
+import time
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
 
 import spectral_lab as sl
+from spectral_lab import exercises as ex
+
+_chapter_start = time.perf_counter()  # the last cell prints the run time
 
 sl.plots.use_style()
 torch.manual_seed(0)
@@ -221,6 +226,111 @@ r1 = sl.operator_product(real_nets["resnet18"], x_img).factors[4]
 print(f"{r1.name} = D (I + branch), branch: {r1.branch.names}")
 print("product == autograd Jacobian:", real_ok)
 assert all(real_ok.values())
+
+# %% [markdown]
+# Each exercise has a cell to complete (replace the `...`), a collapsed reference solution (click
+# it to read it, after trying; it computes its answer in its own names and never overwrites yours),
+# and a check cell that grades *your* cell: it prints `not yet attempted` until you fill it in, then
+# `passed`, or what is still wrong.
+#
+# **Exercise 1.** With zero biases (`bias=False`) a ReLU network is positively homogeneous:
+# $f(\lambda x) = \lambda f(x)$ for $\lambda > 0$, and hence $J_f(\lambda x) = J_f(x)$. Show why on
+# paper, then compute the dense products at $x$ and at $3x$ with `sl.operator_product`.
+
+# %% tags=["exercise"]
+torch.manual_seed(2)
+mlp_nobias = sl.MLP(64, 10, width=32, depth=3, bias=False).double()
+x_one = x64[0]
+J_at_x = ...  # dense Jacobian (10 x 64) at x_one, from sl.operator_product
+J_at_3x = ...  # the same at 3 * x_one
+
+
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
+# Reference solution (try the exercise first).
+# ReLU(lambda z) = lambda ReLU(z) for lambda > 0, and without biases every layer commutes with the
+# scaling; the gates depend only on signs, which do not change, so J(lambda x) = J(x).
+def _solution_1():
+    J_at_x = sl.operator_product(mlp_nobias, x_one).dense()
+    J_at_3x = sl.operator_product(mlp_nobias, 3 * x_one).dense()
+    return J_at_x, J_at_3x
+
+
+# %% tags=["nbval-check-output"]
+# check exercise 1 with autograd and the forward pass
+ref_x = autograd_jacobian(mlp_nobias, x_one)
+with torch.no_grad():
+    homog = torch.allclose(mlp_nobias(3 * x_one[None]), 3 * mlp_nobias(x_one[None]))
+print("f(3x) = 3 f(x):", homog)
+assert homog
+judge_1 = ex.close((ref_x, ref_x), rtol=0, atol=1e-12, names=("J_at_x", "J_at_3x"))
+ex.check(1, (J_at_x, J_at_3x), judge_1, solution=_solution_1())
+
+# %% [markdown]
+# **Exercise 2.** A residual factor $I + sB$ with $\|B\|_2 = b$ has all its singular values in
+# $[1 - sb,\, 1 + sb]$ (triangle inequality: $\|(I + sB)v\| \ge \|v\| - s\|Bv\|$). Complete
+# `residual_sandwich(factor)` for a factor of kind `"residual"`: return
+# `(1 - s*b, sigma_min, sigma_max, 1 + s*b)`, with `factor.scale` for $s$, `factor.branch.dense()`
+# for $B$ and `factor.dense()` for $I + sB$. What does this say about deep residual networks with
+# small $s$?
+
+
+# %% tags=["exercise"]
+def residual_sandwich(factor):
+    raise NotImplementedError(
+        "complete residual_sandwich: b from the branch, sigmas from the factor"
+    )
+
+
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
+# Reference solution (try the exercise first).
+def _solution_2(factor):
+    s_res = abs(factor.scale)
+    b = sl.singular_values(factor.branch.dense())[0].item()
+    sig = sl.singular_values(factor.dense())
+    return 1 - s_res * b, sig[-1].item(), sig[0].item(), 1 + s_res * b
+
+
+# With L blocks the product's singular values lie in [(1 - sb)^L, (1 + sb)^L]: for s ~ 1/L they stay
+# bounded, so deep residual networks with small scales stay well conditioned (chapter 09).
+
+# %% tags=["nbval-check-output"]
+# check exercise 2 with numpy's SVD on every residual factor of a ResidualMLP with s = 0.1
+torch.manual_seed(3)
+res_small = sl.ResidualMLP(64, 10, width=32, depth=4, residual_scale=0.1).double()
+res_factors = [
+    f for xi in x64[:3] for f in sl.operator_product(res_small, xi).factors if f.kind == "residual"
+]
+sandwich_ref = []
+for f in res_factors:
+    sv = np.linalg.svd(f.dense().numpy(), compute_uv=False)
+    sb = abs(f.scale) * np.linalg.svd(f.branch.dense().numpy(), compute_uv=False)[0]
+    assert 1 - sb - 1e-12 <= sv[-1] and sv[0] <= 1 + sb + 1e-12  # the sandwich holds
+    sandwich_ref.append((1 - sb, sv[-1], sv[0], 1 + sb))
+judge_2 = lambda fn: ex.close(np.array(sandwich_ref), rtol=1e-8, names="residual_sandwich(f)")(  # noqa: E731
+    np.array([fn(f) for f in res_factors])
+)
+ex.check(2, residual_sandwich, judge_2, solution=_solution_2)
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(f"1 - sb <= sigma_min <= sigma_max <= 1 + sb on all {len(res_factors)} residual factors")
+
+# %% [markdown]
+# **Exercise 3 (think).** Build `nn.Sequential(nn.Linear(64, 32), nn.ELU(), nn.Linear(32, 10))` and call
+# `sl.operator_product` on it. ELU has no walker: which factor does it become, and is the product
+# still exact? What would the library need to know about ELU to make it a gate $D$ with a data-free
+# bound?
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Answer (click to show)</summary>
+#
+# It becomes a generic factor `G1` (`op.generic_factors()`): ELU's own Jacobian at its input,
+# applied through autograd, so the product is still exact — but it is an opaque matrix with no
+# data-free bound (`sup_norm()` is infinite). A gate needs the activation's derivative,
+# $\phi'(z) = 1$ for $z > 0$ and $\alpha e^{z}$ otherwise, to fill $D(x)$ (a walker registered with
+# `register_walker`); and the worst-case bound of §6 needs $\sup|\phi'| = \max(1, \alpha)$.
+#
+# </details>
 
 # %% [markdown]
 # ## 4. Singular values through depth
@@ -413,57 +523,9 @@ for group in ("random", "trained"):
 # models): the top singular directions of consecutive factors do not line up. This is the
 # motivation for chapter 02: look at the *whole spectrum* of the product, not only at a bound on its
 # largest singular value.
-#
-# ## Summary
-#
-# * At every input, $J_f(x) = W_L D_{L-1}(x) \cdots D_1(x) W_1$: weights times diagonal gates; biases
-#   only choose *where* the gates are evaluated.
-# * Convolutions, pooling and residual blocks are factors too; `sl.operator_product` builds the
-#   product for every model of the course — and for models written elsewhere (torchvision's
-#   ResNet-18, SqueezeNet; unknown layers become generic factors `G`) — and agrees with autograd to
-#   $10^{-10}$.
-# * Singular values spread through depth at a rate set by the gain, the width and the activation.
-# * $\|J_f(x)\|_2 \le \prod_k \|F_k(x)\|_2$ always holds and is loose, because the top directions of
-#   consecutive factors do not line up: look at the whole spectrum (chapter 02).
-#
-# ## Exercises
-#
-# Each exercise has a cell to complete (replace the `...`), a hidden solution cell (collapsed; it
-# runs when you *Run All*), and a check cell that tests the answer against an independent
-# computation.
-#
-# **Exercise 1.** With zero biases (`bias=False`) a ReLU network is positively homogeneous:
-# $f(\lambda x) = \lambda f(x)$ for $\lambda > 0$, and hence $J_f(\lambda x) = J_f(x)$. Show why on
-# paper, then compute the dense products at $x$ and at $3x$ with `sl.operator_product`.
-
-# %% tags=["exercise"]
-torch.manual_seed(2)
-mlp_nobias = sl.MLP(64, 10, width=32, depth=3, bias=False).double()
-x_one = x64[0]
-J_at_x = ...  # dense Jacobian (10 x 64) at x_one, from sl.operator_product
-J_at_3x = ...  # the same at 3 * x_one
-
-# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
-# ReLU(lambda z) = lambda ReLU(z) for lambda > 0, and without biases every layer commutes with the
-# scaling; the gates depend only on signs, which do not change, so J(lambda x) = J(x).
-J_at_x = sl.operator_product(mlp_nobias, x_one).dense()
-J_at_3x = sl.operator_product(mlp_nobias, 3 * x_one).dense()
-
-# %% tags=["nbval-check-output"]
-# check exercise 1 with autograd and the forward pass
-ref_x = autograd_jacobian(mlp_nobias, x_one)
-with torch.no_grad():
-    homog = torch.allclose(mlp_nobias(3 * x_one[None]), 3 * mlp_nobias(x_one[None]))
-ex1_ok = (
-    homog
-    and torch.allclose(torch.as_tensor(J_at_x), ref_x, atol=1e-12)
-    and torch.allclose(torch.as_tensor(J_at_3x), ref_x, atol=1e-12)
-)
-print("f(3x) = 3 f(x):", homog, "| exercise 1 passed:", ex1_ok)
-assert ex1_ok
 
 # %% [markdown]
-# **Exercise 2.** For the trained ReLU MLP (`trained["MLP relu"]`), what fraction of the hidden units
+# **Exercise 4.** For the trained ReLU MLP (`trained["MLP relu"]`), what fraction of the hidden units
 # is on, on average over the first 100 test digits, in each hidden layer? Read it from the gates of
 # `sl.operator_product` (factors of kind `"gate"`, whose `diag` holds $\phi'(z)$).
 
@@ -471,18 +533,22 @@ assert ex1_ok
 x_hundred = x_test[:100].double()
 frac_on = ...  # list of floats, one per hidden layer, in order
 
+
 # %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
-gates = [
-    [f.diag for f in sl.operator_product(trained["MLP relu"], xi).factors if f.kind == "gate"]
-    for xi in x_hundred
-]
-frac_on = [
-    torch.stack([g[layer] for g in gates]).gt(0).double().mean().item()
-    for layer in range(len(gates[0]))
-]
+# Reference solution (try the exercise first).
+def _solution_4():
+    gates = [
+        [f.diag for f in sl.operator_product(trained["MLP relu"], xi).factors if f.kind == "gate"]
+        for xi in x_hundred
+    ]
+    return [
+        torch.stack([g[layer] for g in gates]).gt(0).double().mean().item()
+        for layer in range(len(gates[0]))
+    ]
+
 
 # %% tags=["nbval-check-output"]
-# check exercise 2 independently: record the ReLU outputs with forward hooks and count positives
+# check exercise 4 independently: record the ReLU outputs with forward hooks and count positives
 acts = []
 hooks = [
     mod.register_forward_hook(lambda mod, inp, out: acts.append(out.detach()))
@@ -494,76 +560,26 @@ with torch.no_grad():
 for hk in hooks:
     hk.remove()
 ref_frac = [a.gt(0).double().mean().item() for a in acts]
-ex2_ok = len(frac_on) == len(ref_frac) and np.allclose(frac_on, ref_frac, atol=1e-12)
-print("exercise 2 passed:", ex2_ok)
-assert ex2_ok
+solution_4 = _solution_4()
+ex.check(4, frac_on, ex.close(ref_frac, rtol=0, atol=1e-12, names="frac_on"), solution=solution_4)
 
 # %% tags=["nbval-ignore-output"]
-# what this run measured
-print("fraction of units on per hidden layer:", [round(f, 3) for f in frac_on])
+# what this run measured (by the reference solution)
+print("fraction of units on per hidden layer:", [round(f, 3) for f in solution_4])
 
 # %% [markdown]
-# **Exercise 3.** A residual factor $I + sB$ with $\|B\|_2 = b$ has all its singular values in
-# $[1 - sb,\, 1 + sb]$ (triangle inequality: $\|(I + sB)v\| \ge \|v\| - s\|Bv\|$). Complete
-# `residual_sandwich(factor)` for a factor of kind `"residual"`: return
-# `(1 - s*b, sigma_min, sigma_max, 1 + s*b)`, with `factor.scale` for $s$, `factor.branch.dense()`
-# for $B$ and `factor.dense()` for $I + sB$. What does this say about deep residual networks with
-# small $s$?
-
-
-# %% tags=["exercise"]
-def residual_sandwich(factor):
-    raise NotImplementedError(
-        "complete residual_sandwich: b from the branch, sigmas from the factor"
-    )
-
-
-# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
-def residual_sandwich(factor):
-    s_res = abs(factor.scale)
-    b = sl.singular_values(factor.branch.dense())[0].item()
-    sig = sl.singular_values(factor.dense())
-    return 1 - s_res * b, sig[-1].item(), sig[0].item(), 1 + s_res * b
-
-
-# With L blocks the product's singular values lie in [(1 - sb)^L, (1 + sb)^L]: for s ~ 1/L they stay
-# bounded, so deep residual networks with small scales stay well conditioned (chapter 09).
-
-# %% tags=["nbval-check-output"]
-# check exercise 3 with numpy's SVD on every residual factor of a ResidualMLP with s = 0.1
-torch.manual_seed(3)
-res_small = sl.ResidualMLP(64, 10, width=32, depth=4, residual_scale=0.1).double()
-ex3_ok = True
-for xi in x64[:3]:
-    for f in sl.operator_product(res_small, xi).factors:
-        if f.kind != "residual":
-            continue
-        lo, smin, smax, hi = residual_sandwich(f)
-        sv = np.linalg.svd(f.dense().numpy(), compute_uv=False)
-        b_ref = np.linalg.svd(f.branch.dense().numpy(), compute_uv=False)[0]
-        ex3_ok &= bool(
-            np.isclose(smin, sv[-1])
-            and np.isclose(smax, sv[0])
-            and np.isclose(hi - lo, 2 * abs(f.scale) * b_ref)
-            and lo - 1e-12 <= sv[-1]
-            and sv[0] <= hi + 1e-12
-        )
-print("exercise 3 passed:", ex3_ok)
-assert ex3_ok
+# ## Summary
+#
+# * At every input, $J_f(x) = W_L D_{L-1}(x) \cdots D_1(x) W_1$: weights times diagonal gates; biases
+#   only choose *where* the gates are evaluated.
+# * Convolutions, pooling and residual blocks are factors too; `sl.operator_product` builds the
+#   product for every model of the course — and for models written elsewhere (torchvision's
+#   ResNet-18, SqueezeNet; unknown layers become generic factors `G`) — and agrees with autograd to
+#   $10^{-10}$.
+# * Singular values spread through depth at a rate set by the gain, the width and the activation.
+# * $\|J_f(x)\|_2 \le \prod_k \|F_k(x)\|_2$ always holds and is loose, because the top directions of
+#   consecutive factors do not line up: look at the whole spectrum (chapter 02).
 
 # %% tags=["nbval-ignore-output"]
-# what this run measured
-print("1 - sb <= sigma_min <= sigma_max <= 1 + sb on every residual factor:", ex3_ok)
-
-# %% [markdown]
-# **Exercise 4 (think).** Build `nn.Sequential(nn.Linear(64, 32), nn.ELU(), nn.Linear(32, 10))` and call
-# `sl.operator_product` on it. ELU has no walker: which factor does it become, and is the product
-# still exact? What would the library need to know about ELU to make it a gate $D$ with a data-free
-# bound?
-
-# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
-# *Answer.* It becomes a generic factor `G1` (`op.generic_factors()`): ELU's own Jacobian at its
-# input, applied through autograd, so the product is still exact — but it is an opaque matrix with
-# no data-free bound (`sup_norm()` is infinite). A gate needs the activation's derivative,
-# $\phi'(z) = 1$ for $z > 0$ and $\alpha e^{z}$ otherwise, to fill $D(x)$ (a walker registered with
-# `register_walker`); and the worst-case bound of §6 needs $\sup|\phi'| = \max(1, \alpha)$.
+# this run's wall time, from the first code cell to here (the header states what was measured)
+print(f"chapter 01 ran in {time.perf_counter() - _chapter_start:.0f} s")

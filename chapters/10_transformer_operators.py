@@ -1,7 +1,5 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -35,7 +33,9 @@
 # 03 (NTK), 04 (Hessian), 06 (the attribution condition number) and 08–09 (power-law fits and
 # exponent profiles). The softmax and its derivative; Kronecker products.
 #
-# **Approximate time:** 75 minutes (the cells run in about a minute or two on a laptop CPU).
+# **Approximate time:** 75 minutes (the cells ran in 75 s, one chapter at a time, on this project's
+# 2-core Linux test server shared with other jobs, load average 7; the last cell prints your run's
+# time).
 #
 # > **Sources and choices.** The operator view (a network at one input as a product of linear
 # > maps, and the spectral quantities it exposes) is that of *A Unified Matrix-Spectral Framework
@@ -59,7 +59,10 @@ import torch
 from torch import nn
 
 import spectral_lab as sl
+from spectral_lab import exercises as ex
 from spectral_lab import residual_stream, transformer_models, transformer_ops
+
+_chapter_start = time.perf_counter()  # the last cell prints the run time
 
 sl.plots.use_style()
 torch.manual_seed(0)
@@ -156,6 +159,45 @@ assert lib_ok and closed_ok and null_ok and spec_ok
 # LayerNorm can lower the rank of the partial product by up to $2n$ ($n$ tokens), and its gain
 # equalises the tokens' scales: a token with a small spread $\sigma_t$ is *amplified*. The gain is
 # data-dependent, so it appears in no weight matrix: a static (weights-only) analysis misses it.
+
+# %% [markdown]
+# Each exercise has a cell to complete (replace the `...`), a collapsed reference solution (click
+# it to read it, after trying; it computes its answer in its own names and never overwrites yours),
+# and a check cell that grades *your* cell: it prints `not yet attempted` until you fill it in, then
+# `passed`, or what is still wrong.
+#
+# **Exercise 1.** With $\varepsilon > 0$, show that $\hat x$ is a singular vector of the LayerNorm
+# Jacobian ($\gamma = \mathbf 1$) with singular value $\varepsilon/\sigma^3$, where
+# $\sigma^2 = \operatorname{var}(x) + \varepsilon$. Compute that value for the first token `tok[0]`
+# with $\varepsilon = 0.5$, from the formula, and the Jacobian's smallest nonzero singular value
+# from the library's factor.
+
+# %% tags=["exercise"]
+ln_eps = nn.LayerNorm(d_tok, eps=0.5, elementwise_affine=False).double()
+sv_formula = ...  # float: eps / sigma^3
+sv_factor = ...  # float: the second smallest singular value of the library's factor at tok[0]
+
+
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
+# Reference solution (try the exercise first).
+# With c = x - mu (so |c|^2 = d var) and sigma^2 = var + eps, the Jacobian is
+# (1/sigma)(I - 11^T/d) - c c^T / (d sigma^3). On u = c/|c|: J u = u (1/sigma - var/sigma^3)
+# = u eps/sigma^3. The all-ones direction is still in the null space.
+def _solution_1():
+    sigma_eps = math.sqrt(float(tok[0].var(unbiased=False)) + 0.5)
+    factor = transformer_ops.layernorm_factor(ln_eps, tok[:1]).dense()
+    return 0.5 / sigma_eps**3, float(torch.linalg.svdvals(factor)[-2])
+
+
+# %% tags=["nbval-check-output"]
+# check exercise 1 with numpy's SVD of autograd's Jacobian of F.layer_norm
+J_eps = torch.autograd.functional.jacobian(lambda z: ln_eps(z), tok[0]).numpy()
+sv_np = np.linalg.svd(J_eps, compute_uv=False)
+c0 = (tok[0] - tok[0].mean()).numpy()
+sv_closed = 0.5 / (c0 @ c0 / d_tok + 0.5) ** 1.5
+assert math.isclose(sv_np[-2], sv_closed, rel_tol=1e-8)  # the formula is the SVD's value
+judge_1 = ex.close((sv_closed, sv_np[-2]), rtol=1e-8, atol=0, names=("sv_formula", "sv_factor"))
+ex.check(1, (sv_formula, sv_factor), judge_1, solution=_solution_1())
 
 # %% [markdown]
 # ## 2. Self-attention: a data-dependent linear map plus a pattern term
@@ -265,6 +307,33 @@ print(
     "| one-hot = selection:", onehot_ok, "| pattern ~ 1/tau:", scaling_ok,
 )  # fmt: skip
 assert sum_ok and uniform_ok and onehot_ok and scaling_ok
+
+# %% [markdown]
+# **Exercise 2.** Uniform attention averages. Build a `SelfAttention(16, heads=2)` with
+# $W_Q = 0$ (and zero query bias), as in §2, but keep $W_K$ random. Give the rank of its
+# Jacobian on 6 tokens in terms of $W_OW_V$, and check it on `X`.
+
+# %% tags=["exercise"]
+rank_uniform = ...  # int: rank of the 96 x 96 Jacobian at X
+rank_formula = ...  # int: the rank the Kronecker form predicts
+
+
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
+# Reference solution (try the exercise first).
+# J = (11^T/n) kron M with M = sum_h W_O^h W_V^h = W_O W_V (all heads share A = 11^T/n), and
+# rank(A kron M) = rank(A) rank(M) = 1 * rank(W_O W_V) = 16 here (square, generic weights).
+def _solution_2():
+    f_u, _ = transformer_ops.attention_factor(uni, X)
+    M_uni = (uni.out_proj.weight @ uni.in_proj.weight[32:]).detach()
+    return int(torch.linalg.matrix_rank(f_u.dense())), 1 * int(torch.linalg.matrix_rank(M_uni))
+
+
+# %% tags=["nbval-check-output"]
+# check exercise 2 with numpy: the rank of autograd's Jacobian and of W_O W_V
+rank_J = int(np.linalg.matrix_rank(J_uni))
+assert rank_J == np.linalg.matrix_rank((uni.out_proj.weight @ uni.in_proj.weight[32:]).detach())
+judge_2 = ex.equal((rank_J, rank_J), names=("rank_uniform", "rank_formula"))
+ex.check(2, (rank_uniform, rank_formula), judge_2, solution=_solution_2())
 
 # %% [markdown]
 # ## 3. A vision transformer as a product of factors
@@ -587,6 +656,24 @@ assert all(stream_ok.values()) and post_ok
 # chapter 09.
 
 # %% [markdown]
+# **Exercise 3 (think).** In §5, why can a post-LN block never be close to the identity on the
+# residual stream, whatever its weights, while a pre-LN block with a small branch is? What does
+# that mean for the exponent profile of chapter 09?
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Answer (click to show)</summary>
+#
+# A post-LN block ends with a LayerNorm, whose Jacobian kills two directions per token
+# (up to $\varepsilon/\sigma^3$) and rescales the rest by $\gamma/\sigma_t$: its Jacobian has
+# $2n$ (near-)zero singular values, so $\|J_k - I\|_2 \ge 1$ (apply it to a null vector). A pre-LN
+# block is $I + J_F\,\mathrm{LN}'$, which tends to $I$ as the branch shrinks: the near-identity
+# factors of chapters 08–09, with small exponents. Post-LN factors are far from the orbit's
+# near-identity regime; their exponents measure the LayerNorm projection as much as the learned
+# weights (compare the two profiles printed in §5).
+#
+# </details>
+
+# %% [markdown]
 # ## 6. Play: temperature, depth, pre- or post-LN
 #
 # A random-initialised ViT on the first test image: move the temperature $\tau$ of every attention
@@ -612,85 +699,7 @@ sl.widgets.transformer_explorer(x0, image_size=IMAGE, patch_size=PATCH)
 #   spread over seeds.
 # * Along the residual stream, pre-LN blocks are $I$ plus a branch; post-LN blocks carry the
 #   LayerNorm's null space into every block.
-#
-# ## Exercises
-#
-# Each exercise has a cell to complete (replace the `...`), a hidden solution cell (collapsed; it
-# runs when you *Run All*), and a check cell that tests the answer against an independent
-# computation.
-#
-# **Exercise 1.** With $\varepsilon > 0$, show that $\hat x$ is a singular vector of the LayerNorm
-# Jacobian ($\gamma = \mathbf 1$) with singular value $\varepsilon/\sigma^3$, where
-# $\sigma^2 = \operatorname{var}(x) + \varepsilon$. Compute that value for the first token `tok[0]`
-# with $\varepsilon = 0.5$, from the formula, and the Jacobian's smallest nonzero singular value
-# from the library's factor.
 
-# %% tags=["exercise"]
-ln_eps = nn.LayerNorm(d_tok, eps=0.5, elementwise_affine=False).double()
-sv_formula = ...  # float: eps / sigma^3
-sv_factor = ...  # float: the second smallest singular value of the library's factor at tok[0]
-
-# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
-# With c = x - mu (so |c|^2 = d var) and sigma^2 = var + eps, the Jacobian is
-# (1/sigma)(I - 11^T/d) - c c^T / (d sigma^3). On u = c/|c|: J u = u (1/sigma - var/sigma^3)
-# = u eps/sigma^3. The all-ones direction is still in the null space.
-sigma_eps = math.sqrt(float(tok[0].var(unbiased=False)) + 0.5)
-sv_formula = 0.5 / sigma_eps**3
-sv_factor = float(
-    torch.linalg.svdvals(transformer_ops.layernorm_factor(ln_eps, tok[:1]).dense())[-2]
-)
-
-# %% tags=["nbval-check-output"]
-# check exercise 1 with numpy's SVD of autograd's Jacobian of F.layer_norm
-J_eps = torch.autograd.functional.jacobian(lambda z: ln_eps(z), tok[0]).numpy()
-sv_np = np.linalg.svd(J_eps, compute_uv=False)
-c0 = (tok[0] - tok[0].mean()).numpy()
-ex1_ok = (
-    math.isclose(sv_formula, 0.5 / (c0 @ c0 / d_tok + 0.5) ** 1.5, rel_tol=1e-12)
-    and math.isclose(sv_factor, sv_np[-2], rel_tol=1e-8)
-    and math.isclose(sv_np[-2], sv_formula, rel_tol=1e-8)
-)
-print("exercise 1 passed:", ex1_ok)
-assert ex1_ok
-
-# %% [markdown]
-# **Exercise 2.** Uniform attention averages. Build a `SelfAttention(16, heads=2)` with
-# $W_Q = 0$ (and zero query bias), as in §2, but keep $W_K$ random. Give the rank of its
-# Jacobian on 6 tokens in terms of $W_OW_V$, and check it on `X`.
-
-# %% tags=["exercise"]
-rank_uniform = ...  # int: rank of the 96 x 96 Jacobian at X
-rank_formula = ...  # int: the rank the Kronecker form predicts
-
-# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
-# J = (11^T/n) kron M with M = sum_h W_O^h W_V^h = W_O W_V (all heads share A = 11^T/n), and
-# rank(A kron M) = rank(A) rank(M) = 1 * rank(W_O W_V) = 16 here (square, generic weights).
-f_u, _ = transformer_ops.attention_factor(uni, X)
-rank_uniform = int(torch.linalg.matrix_rank(f_u.dense()))
-M_uni = (uni.out_proj.weight @ uni.in_proj.weight[32:]).detach()
-rank_formula = 1 * int(torch.linalg.matrix_rank(M_uni))
-
-# %% tags=["nbval-check-output"]
-# check exercise 2 with numpy: the rank of autograd's Jacobian and of W_O W_V
-ex2_ok = (
-    rank_uniform
-    == np.linalg.matrix_rank(J_uni)
-    == rank_formula
-    == np.linalg.matrix_rank((uni.out_proj.weight @ uni.in_proj.weight[32:]).detach().numpy())
-)
-print("exercise 2 passed:", ex2_ok)
-assert ex2_ok
-
-# %% [markdown]
-# **Exercise 3 (think).** In §5, why can a post-LN block never be close to the identity on the
-# residual stream, whatever its weights, while a pre-LN block with a small branch is? What does
-# that mean for the exponent profile of chapter 09?
-
-# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
-# *Answer.* A post-LN block ends with a LayerNorm, whose Jacobian kills two directions per token
-# (up to $\varepsilon/\sigma^3$) and rescales the rest by $\gamma/\sigma_t$: its Jacobian has
-# $2n$ (near-)zero singular values, so $\|J_k - I\|_2 \ge 1$ (apply it to a null vector). A pre-LN
-# block is $I + J_F\,\mathrm{LN}'$, which tends to $I$ as the branch shrinks: the near-identity
-# factors of chapters 08–09, with small exponents. Post-LN factors are far from the orbit's
-# near-identity regime; their exponents measure the LayerNorm projection as much as the learned
-# weights (compare the two profiles printed in §5).
+# %% tags=["nbval-ignore-output"]
+# this run's wall time, from the first code cell to here (the header states what was measured)
+print(f"chapter 10 ran in {time.perf_counter() - _chapter_start:.0f} s")

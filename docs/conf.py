@@ -75,7 +75,11 @@ if _mathjax is None or not _mathjax.submodule_search_locations:
         "the book needs a local MathJax: pip install sphinx-mathjax-offline "
         '(or reinstall spectral_lab with the book: pip install -e ".[book]")'
     )
-html_static_path = [str(Path(next(iter(_mathjax.submodule_search_locations))) / "static")]
+html_static_path = [
+    str(Path(next(iter(_mathjax.submodule_search_locations))) / "static"),
+    str(Path(__file__).resolve().parent / "_static"),  # book.css: long lines scroll or wrap
+]
+html_css_files = ["book.css"]
 mathjax_path = "mathjax/tex-chtml-full.js"
 
 # --- the theme: sidebar contents, previous/next, search, a download button per chapter

@@ -139,8 +139,8 @@ def sync_chapter(path: str | os.PathLike, timeout: int = 900) -> ChapterRun:
 
     path = Path(path).with_suffix(".py")
     run = execute_chapter(path, timeout)
-    if run.ok:
-        run.notebook.metadata.setdefault("jupytext", {})["formats"] = "ipynb,py:percent"
+    if run.ok:  # unpaired: this is the one writer of the .ipynb (see pyproject's [tool.jupytext])
+        run.notebook.metadata.pop("jupytext", None)
         nbformat.write(run.notebook, path.with_suffix(".ipynb"))
     return run
 
@@ -189,6 +189,7 @@ def _api_pages() -> dict[str, str]:
 
     topics = [n for n in sl.__all__ if inspect.ismodule(getattr(sl, n))]
     face = [n for n in sl.__all__ if n not in topics]
+    others = [m for m in public_modules() if m not in topics]
     pages = {}
     lines = [
         "# API reference",
@@ -201,6 +202,13 @@ def _api_pages() -> dict[str, str]:
         ":caption: Topic namespaces",
         "",
         *[f"{t}" for t in topics],
+        "```",
+        "",
+        "```{toctree}",
+        ":maxdepth: 1",
+        ":caption: Other modules (imported by name: `from spectral_lab import residual_stream`)",
+        "",
+        *[f"{m}" for m in others],
         "```",
         "",
         "## The top level",
@@ -226,7 +234,27 @@ def _api_pages() -> dict[str, str]:
                 "",
             ]
         )
+    for m in others:
+        pages[m] = "\n".join(
+            [f"# `spectral_lab.{m}`", "", "```{eval-rst}", f".. automodule:: spectral_lab.{m}",
+             "   :members:", "   :no-index:", "```", ""]
+        )  # fmt: skip
     return pages
+
+
+def public_modules() -> list[str]:
+    """Every public module and subpackage of ``spectral_lab`` (no leading underscore): the API
+    reference has a page for each.
+
+    Example:
+        >>> {"jacobians", "transformer_ops", "residual_stream", "exercises"} <= set(public_modules())
+        True
+    """
+    import pkgutil
+
+    import spectral_lab
+
+    return sorted(m.name for m in pkgutil.iter_modules(spectral_lab.__path__) if m.name[0] != "_")
 
 
 @dataclass(frozen=True)
@@ -370,6 +398,40 @@ def lab_command(root: str | os.PathLike, settings_dir: str | os.PathLike, port: 
     overrides_file.write_text(json.dumps(overrides, indent=2))
     cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={Path(root).resolve()}"]
     cmd.append(f"--LabApp.app_settings_dir={settings}")
+    # the chapters' .ipynb are the rendered copies (written by `spectral-lab sync`): the lab shows
+    # only the .py, so what a reader opens, runs and saves is a file whose save changes nothing
+    cmd += [f"--ContentsManager.hide_globs={g}" for g in HIDDEN_IN_LAB]
     if port is not None:
         cmd.append(f"--port={port}")
     return cmd
+
+
+# JupyterLab's own defaults, plus the chapters' rendered notebooks
+HIDDEN_IN_LAB = (
+    "__pycache__", "*.pyc", "*.pyo", ".DS_Store", "*.so", "*.dylib", "*~", "[0-9][0-9]_*.ipynb",
+)  # fmt: skip
+
+
+def lab_arguments(extra: list[str], euid: int | None = None) -> list[str]:
+    """The flags ``spectral-lab lab`` adds to ``jupyter lab``: every flag the reader gave, passed on
+    unchanged (a leading ``--`` separator dropped), plus ``--allow-root`` when running as root
+    (``euid`` 0, e.g. in a container: JupyterLab refuses root without it) unless the reader already
+    decided (``--allow-root`` or ``--ServerApp.allow_root=...``).
+
+    Example:
+        >>> lab_arguments(["--", "--ServerApp.token=abc"], euid=1000)
+        ['--ServerApp.token=abc']
+        >>> lab_arguments(["--port", "9999", "--no-browser"], euid=0)
+        ['--port', '9999', '--no-browser', '--allow-root']
+        >>> lab_arguments(["--ServerApp.allow_root=False"], euid=0)
+        ['--ServerApp.allow_root=False']
+    """
+    args = list(extra)
+    if args[:1] == ["--"]:
+        args = args[1:]
+    if euid is None:
+        euid = os.geteuid() if hasattr(os, "geteuid") else -1
+    decided = any(a == "--allow-root" or a.startswith("--ServerApp.allow_root") for a in args)
+    if euid == 0 and not decided:
+        args.append("--allow-root")
+    return args

@@ -1,13 +1,15 @@
-"""The ``spectral-lab`` command.
+"""The ``spectral-lab`` command::
 
-spectral-lab info                 versions, device, where data is looked for
-spectral-lab book [--out DIR]     execute every chapter, build the HTML book (Sphinx)
-spectral-lab sync CHAPTER.py ...  re-execute chapters and rewrite their paired .ipynb
-spectral-lab lab                  JupyterLab on the course, chapters' .py open as notebooks
-spectral-lab reproduce --dataset {digits,mnist,cifar10,cifar100} [--quick]
-                                  standard vs spectrally regularised models (chapter 07)
-spectral-lab diagnose CKPT|--model NAME|torchvision:NAME|pkg.mod:fn [--weights W.pt]
-                      [--data NAME|FILE.pt]   stability report (JSON + PNG)
+    spectral-lab info                 versions, device, where data is looked for
+    spectral-lab book [--out DIR]     execute every chapter, build the HTML book (Sphinx)
+    spectral-lab sync CHAPTER.py ...  re-execute chapters and rewrite their paired .ipynb
+    spectral-lab lab                  JupyterLab on the course, chapters' .py open as notebooks
+    spectral-lab reproduce --dataset {digits,mnist,cifar10,cifar100} [--quick]
+                                      standard vs spectrally regularised models (chapter 07)
+    spectral-lab diagnose CKPT|--model NAME|torchvision:NAME|pkg.mod:fn [--weights W.pt]
+                          [--data NAME|FILE.pt]   stability report (JSON + PNG)
+
+Each sub-command's ``--help`` says more.
 """
 
 from __future__ import annotations
@@ -93,15 +95,37 @@ def _lab(args: argparse.Namespace) -> int:
     import subprocess
     import tempfile
 
-    from .book import default_chapters_dir, lab_command
+    from .book import default_chapters_dir, lab_arguments, lab_command
 
     if importlib.util.find_spec("jupyterlab") is None:
         print('spectral-lab lab: JupyterLab is missing: pip install -e ".[lab]"', file=sys.stderr)
         return 2
     root = Path(args.root) if args.root else default_chapters_dir().parent
     with tempfile.TemporaryDirectory(prefix="spectral-lab-lab-") as settings:
-        cmd = lab_command(root, settings, port=args.port) + list(args.lab_args)
+        extra = lab_arguments(args.lab_args)
+        if "--allow-root" in extra and "--allow-root" not in args.lab_args:
+            print(
+                "spectral-lab lab: running as root, so --allow-root is passed on", file=sys.stderr
+            )
+        cmd = lab_command(root, settings, port=args.port) + extra
         return subprocess.call(cmd)
+
+
+def _without_download_hint(err: Exception) -> str:
+    """The library's data messages end with "or pass download=True", a keyword of
+    ``load_dataset``; the commands have no such option, so say what works from the shell.
+
+    Example:
+        >>> print(_without_download_hint(ValueError("put them there, or pass download=True")))
+        put them there, or fetch them once in Python: spectral_lab.load_dataset(name, root, download=True)
+    """
+    import re
+
+    return re.sub(
+        r"or pass download=True( where the internet is reachable)?",
+        "or fetch them once in Python: spectral_lab.load_dataset(name, root, download=True)",
+        str(err),
+    )
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -132,7 +156,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     except DatasetNotFoundError as err:
         print(
             f"spectral-lab reproduce: {args.dataset} is not available here, so nothing was run "
-            f"and no {args.dataset} numbers are shown.\n{err}\n"
+            f"and no {args.dataset} numbers are shown.\n{_without_download_hint(err)}\n"
             "The paper's reported numbers (not measured here): "
             + paper_table(args.dataset if args.dataset.startswith("cifar") else "cifar10"),
             file=sys.stderr,
@@ -392,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(
         prog="spectral-lab",
-        description=__doc__,
+        description=__doc__.replace("``", "").replace("::", ":"),  # plain text in --help
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -417,7 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=int, default=900)
     p.set_defaults(func=_sync)
     p = sub.add_parser(
-        "lab", help="open the course in JupyterLab, chapters' .py opening as notebooks"
+        "lab",
+        help="open the course in JupyterLab, chapters' .py opening as notebooks",
+        description="JupyterLab on the checkout: each chapter's .py opens as a notebook (the "
+        "rendered .ipynb are hidden), and saving rewrites nothing but what you changed. Every "
+        "other flag goes to jupyter lab (spectral-lab lab --no-browser, or after --: "
+        "spectral-lab lab -- --ServerApp.token=...). As root (a container) --allow-root is added.",
     )
     p.add_argument("--root", default=None, help="folder to serve (default: the checkout)")
     p.add_argument("--port", type=int, default=None)
@@ -513,12 +542,16 @@ def main(argv: list[str] | None = None) -> int:
         (0, True)
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and getattr(args, "command", None) == "lab":  # JupyterLab's flags: passed on
+        args.lab_args = unknown + list(args.lab_args)
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.argv = argv
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, TypeError, ImportError) as err:
-        print(f"spectral-lab {args.command}: error: {err}", file=sys.stderr)
+        print(f"spectral-lab {args.command}: error: {_without_download_hint(err)}", file=sys.stderr)
         return 2
 
 

@@ -414,6 +414,7 @@ def hessian_trace(
 
     Example: a linear model with ``"mse"`` has ``H = X^T X / n``; with ``p = 3`` parameters and 60
     products Hutch++ recovers the trace exactly (its sketch spans the whole space).
+
         >>> lin = torch.nn.Linear(3, 1, bias=False).double()
         >>> x, y = torch.randn(6, 3, dtype=torch.float64), torch.randn(6, 1, dtype=torch.float64)
         >>> r = hessian_trace(lin, (x, y), loss="mse")

@@ -163,6 +163,7 @@ def train(
 
     Example: with ``loss="mse"`` and plain gradient descent on one full batch, one step is
     ``theta <- theta - lr * grad((1/n) sum_i 1/2 ||f(x_i) - y_i||^2)``.
+
         >>> lin = torch.nn.Linear(1, 1, bias=False)
         >>> with torch.no_grad():
         ...     _ = lin.weight.zero_()

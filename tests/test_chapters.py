@@ -5,6 +5,7 @@ The notebooks themselves run under nbval (see pyproject's addopts and conftest.p
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import jupytext
@@ -48,17 +49,43 @@ def test_ipynb_outputs_come_from_one_clean_run(py: Path):
             assert not stderr, f"{py.stem}.ipynb prints to stderr (a warning?): {stderr[0][:200]}"
 
 
+def _assigned(source: str) -> set[str]:
+    """Names a cell binds at the top level (assignments, defs, imports, for targets)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.For)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    return names
+
+
 def anatomy_problems(nb) -> list[str]:
     """What a chapter lacks of the course's anatomy (empty when complete).
 
-    Learning objectives, prerequisites and an approximate time at the top; a ``## Summary`` and
-    ``## Exercises`` at the end; every exercise a stub cell (tag ``exercise``) with a solution cell
-    (tag ``solution``) whose source is collapsed (``jupyter.source_hidden``) and at least one check
-    cell (tag ``nbval-check-output``) after the exercises; no visible ``### Solutions`` block.
+    Learning objectives, prerequisites and an approximate time at the top; a ``## Summary`` at the
+    end; exercises placed in the body, where their idea is taught (before the summary). Every
+    exercise is a stub cell (tag ``exercise``), then its reference solution (tags ``solution``,
+    ``hide-input``; collapsed, ``jupyter.source_hidden``; first line a comment, which is all a
+    collapsed cell shows) that binds none of the stub's names, so *Run All* cannot overwrite the
+    student's answer; then a check cell (tag ``nbval-check-output``) that grades the stub with
+    ``ex.check``. A "think" answer is a markdown cell tagged ``solution`` that is one
+    ``<details>`` block (collapsed in JupyterLab and in the book). No visible ``### Solutions``.
     """
     problems = []
-    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    head = "\n".join(c.source for c in nb.cells[:3] if c.cell_type == "markdown")
+    cells = nb.cells
+    text = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+    head = "\n".join(c.source for c in cells[:3] if c.cell_type == "markdown")
     for needle, what in [
         ("Learning objectives", "state the learning objectives"),
         ("Prerequisites", "state the prerequisites near the top"),
@@ -66,38 +93,74 @@ def anatomy_problems(nb) -> list[str]:
     ]:
         if needle not in head:
             problems.append(what)
-    for needle, what in [
-        ("## Summary", "end with a ## Summary"),
-        ("## Exercises", "end with ## Exercises"),
-    ]:
-        if needle not in text:
-            problems.append(what)
+    summary = next(
+        (i for i, c in enumerate(cells) if c.cell_type == "markdown" and "## Summary" in c.source),
+        None,
+    )
+    if summary is None:
+        problems.append("end with a ## Summary")
     if "### Solutions" in text:
         problems.append(
             "solutions must sit in hidden solution cells, not a visible ### Solutions block"
         )
-    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    tags = [c.metadata.get("tags", []) for c in cells]
     if not any("nbval-check-output" in t for t in tags):
         problems.append("tag at least one check cell nbval-check-output")
     exercises = [i for i, t in enumerate(tags) if "exercise" in t]
-    solutions = [i for i, t in enumerate(tags) if "solution" in t]
     if not exercises:
         problems.append("give at least one exercise cell (tag exercise)")
-    if not solutions:
-        problems.append("give each exercise a solution cell (tag solution)")
-    hidden = [
-        nb.cells[i].metadata.get("jupyter", {}).get("source_hidden") is True for i in solutions
-    ]
-    if not all(hidden):
-        problems.append('solution cells must be collapsed: jupyter={"source_hidden": true}')
-    if exercises and not any("nbval-check-output" in t for t in tags[exercises[0] :]):
-        problems.append("check the reader's answer in a cell tagged nbval-check-output")
+    if summary is not None and exercises and max(exercises) > summary:
+        problems.append("place each exercise where its idea is taught, before the ## Summary")
+    for i in exercises:
+        code_after = [j for j in range(i + 1, len(cells)) if cells[j].cell_type == "code"]
+        sol = code_after[0] if code_after else None
+        if sol is None or "solution" not in tags[sol]:
+            problems.append("give each exercise a solution cell (tag solution) right after it")
+            continue
+        if "hide-input" not in tags[sol]:
+            problems.append("tag solution cells hide-input (collapsed in the book)")
+        if cells[sol].metadata.get("jupyter", {}).get("source_hidden") is not True:
+            problems.append('solution cells must be collapsed: jupyter={"source_hidden": true}')
+        if not cells[sol].source.lstrip().startswith("#"):
+            problems.append(
+                "start a solution cell with a comment line: a collapsed cell shows its first line"
+            )
+        clash = _assigned(cells[i].source) & _assigned(cells[sol].source)
+        if clash:
+            problems.append(
+                f"the solution overwrites the student's {sorted(clash)}: bind its own names "
+                "(e.g. inside def _solution_N)"
+            )
+        check = code_after[1] if len(code_after) > 1 else None
+        if check is None or "nbval-check-output" not in tags[check]:
+            problems.append("check the reader's answer in a cell tagged nbval-check-output")
+        elif "ex.check(" not in cells[check].source:
+            problems.append("grade the reader's answer with spectral_lab.exercises.check")
+    for i, cell in enumerate(cells):
+        if cell.cell_type == "markdown" and "solution" in tags[i]:
+            body = cell.source.strip()
+            if not (body.startswith("<details>") and body.endswith("</details>")):
+                problems.append("a think answer must be one collapsed <details> block")
     if nb.metadata.get("kernelspec", {}).get("name") != "python3":
         problems.append("kernelspec must be python3")
     return problems
 
 
-@pytest.mark.parametrize("py", SOURCES, ids=lambda p: p.stem)
+# chapter 05 is being split (issue 22), its exercises converted there: strict, so the marker must go
+# as soon as it passes
+_PENDING = {"05_stability_index": "issue 22 splits chapter 05 and converts its exercises"}
+
+
+@pytest.mark.parametrize(
+    "py",
+    [
+        pytest.param(p, marks=pytest.mark.xfail(reason=_PENDING[p.stem], strict=True))
+        if p.stem in _PENDING
+        else p
+        for p in SOURCES
+    ],
+    ids=lambda p: p.stem,
+)
 def test_chapter_anatomy(py: Path):
     """Objectives, prerequisites and time at the top; summary, exercises with hidden solutions and checks."""
     problems = anatomy_problems(jupytext.read(py))
@@ -116,22 +179,33 @@ _GOOD = """\
 print("check passed: True")
 
 # %% [markdown]
-# ## Summary
-#
-# * one idea
-#
-# ## Exercises
-#
-# 1. Do it.
+# **Exercise 1.** Do it.
 
 # %% tags=["exercise"]
 answer = ...
 
 # %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}
-answer = 1
+# Reference solution (try the exercise first).
+def _solution_1():
+    return 1
 
 # %% tags=["nbval-check-output"]
-print("exercise 1 passed:", answer == 1)
+ex.check(1, answer, ex.equal(1), solution=_solution_1())
+
+# %% [markdown]
+# **Exercise 2 (think).** Why?
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Answer (click to show)</summary>
+#
+# Because.
+#
+# </details>
+
+# %% [markdown]
+# ## Summary
+#
+# * one idea
 """
 
 
@@ -143,20 +217,25 @@ print("exercise 1 passed:", answer == 1)
         ("**Approximate time:** 30 minutes.", "", "approximate time"),
         ("**Learning objectives.** ...", "", "learning objectives"),
         ("## Summary", "## Recap", "## Summary"),
-        ("## Exercises", "## Homework", "## Exercises"),
         ('tags=["exercise"]', "", "exercise cell"),
         (' jupyter={"source_hidden": true}', "", "collapsed"),
-        (
-            '# %% tags=["solution", "hide-input"] jupyter={"source_hidden": true}',
-            "# %%",
-            "solution cell",
+        ('"solution", "hide-input"]', '"solution"]', "hide-input"),
+        ('tags=["solution", "hide-input"] jupyter={"source_hidden": true}', "", "solution cell"),
+        ("# Reference solution (try the exercise first).\n", "", "comment line"),
+        (  # the old bug: Run All ran the solution over the student's names
+            "def _solution_1():\n    return 1",
+            "answer = 1\ndef _solution_1():\n    return 1",
+            "overwrites the student's ['answer']",
         ),
+        ('# %% tags=["nbval-check-output"]\nex.check', "# %%\nex.check", "reader's answer"),
+        ("ex.check(1, answer", "print(answer == 1, answer", "exercises.check"),
+        ("# <details><summary>Answer (click to show)</summary>\n#\n", "", "<details>"),
         (
-            '# %% tags=["nbval-check-output"]\nprint("exercise',
-            '# %%\nprint("exercise',
-            "reader's answer",
+            "# * one idea",
+            '# * one idea\n\n# %% tags=["exercise"]\nlate = ...',
+            "before the ## Summary",
         ),
-        ("# 1. Do it.", "# 1. Do it.\n#\n# ### Solutions\n#\n# 1. answer = 1", "### Solutions"),
+        ("# **Exercise 1.** Do it.", "# ### Solutions\n#\n# 1. answer = 1", "### Solutions"),
     ],
 )
 def test_anatomy_check_fails_on_a_chapter_missing_a_part(old, new, complaint):
@@ -174,3 +253,65 @@ def test_anatomy_check_fails_on_a_chapter_missing_a_part(old, new, complaint):
         assert problems == []
     else:
         assert any(complaint in p for p in problems), problems
+
+
+def _exercise_lines(nb) -> list[str]:
+    return [
+        line
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        for line in out.get("text", "").splitlines()
+        if re.match(r"exercise \d+: ", line)
+    ]
+
+
+@pytest.mark.parametrize(
+    "py",
+    [
+        pytest.param(p, marks=pytest.mark.xfail(reason=_PENDING[p.stem], strict=True))
+        if p.stem in _PENDING
+        else p
+        for p in SOURCES
+    ],
+    ids=lambda p: p.stem,
+)
+def test_committed_run_grades_untouched_stubs_as_not_attempted(py: Path):
+    """The committed run (stubs untouched, reference solutions collapsed but run) reports every
+    exercise "not yet attempted", never "passed": the check grades the student's cell."""
+    nb = nbformat.read(py.with_suffix(".ipynb"), as_version=4)
+    stubs = [c for c in nb.cells if "exercise" in c.metadata.get("tags", [])]
+    lines = _exercise_lines(nb)
+    assert len(lines) == len(stubs) > 0, lines
+    assert all(line.endswith(": not yet attempted") for line in lines), lines
+
+
+@pytest.mark.slow
+def test_a_run_grades_the_students_answer_wrong_or_right(tmp_path):
+    """Chapter 00 executed (nbclient) with a wrong answer in exercise 1's stub and a right one in
+    exercise 2's: the checks say so, and the collapsed reference solutions change nothing."""
+    from spectral_lab.book import execute_chapter
+
+    nb = jupytext.read(CHAPTERS / "00_tour.py")
+    stubs = [c for c in nb.cells if "exercise" in c.metadata.get("tags", [])]
+    assert "sigma1_all = ..." in stubs[0].source and "loudest_class = ..." in stubs[0].source
+    stubs[0].source = (
+        stubs[0]
+        .source.replace("sigma1_all = ...", "sigma1_all = torch.ones(360)")
+        .replace("loudest_class = ...", "loudest_class = 0")
+    )
+    stubs[1].source = (
+        "def median_sigma1_at_init(depth):\n"
+        "    torch.manual_seed(0)\n"
+        "    net = sl.MLP(64, 10, width=64, depth=depth, gain=2**0.5)\n"
+        "    jac = torch.autograd.functional.jacobian\n"
+        "    J = torch.stack([jac(net, xi[None])[0, :, 0].flatten(1) for xi in x_many])\n"
+        "    return torch.linalg.matrix_norm(J, ord=2).median().item()\n"
+    )
+    path = tmp_path / "00_tour.ipynb"
+    nbformat.write(nb, path)
+    run = execute_chapter(path, timeout=600)
+    assert run.ok, run.error
+    lines = _exercise_lines(run.notebook)
+    assert lines[0].startswith("exercise 1: not yet right: sigma1_all differs"), lines
+    assert lines[1] == "exercise 2: passed", lines

@@ -93,6 +93,7 @@ def residual_block_jacobians(
 
     Example: a torchvision ResNet at 3×8×8 inputs; ``layer1``'s two blocks form the one chain
     of length 2.
+
         >>> from torchvision.models.resnet import BasicBlock, ResNet
         >>> _ = torch.manual_seed(0)
         >>> net = ResNet(BasicBlock, [2, 1, 1, 1], num_classes=3).double().eval()

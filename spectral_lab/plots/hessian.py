@@ -128,6 +128,7 @@ def step_size_draw(model, loss_fn, data, lam_max: float, steps: int = 60) -> Cal
 
     Example: a linear model with ``lambda_max(H) = 2`` under ``"mse"``; below ``2 / lambda_max`` the
     loss falls.
+
         >>> lin = torch.nn.Linear(2, 1, bias=False).double()
         >>> x = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
         >>> fig = step_size_draw(lin, "mse", (x, torch.zeros(2, 1, dtype=torch.float64)), lam_max=2.0, steps=5)(0.9)

@@ -200,6 +200,7 @@ def gd_diverges(
 
     Example: for ``"mse"`` on a linear model ``lambda_max(H) = lambda_max(X^T X / n)``, and gradient
     descent diverges above ``2 / lambda_max(H)``.
+
         >>> lin = torch.nn.Linear(2, 1, bias=False).double()
         >>> x = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
         >>> y = torch.zeros(2, 1, dtype=torch.float64)
