@@ -43,7 +43,7 @@ def _reference(res) -> dict:
         model = model.eval().double()
         jf = np.stack(
             [
-                torch.autograd.functional.jacobian(lambda z: model(z[None])[0], xi).numpy()
+                torch.autograd.functional.jacobian(lambda z, m=model: m(z[None])[0], xi).numpy()
                 for xi in x.double()
             ]
         )
