@@ -183,3 +183,41 @@ def test_stale_stamp_inside_a_file_is_not_trusted(tmp_path):
         rec = torch.load(p, weights_only=True)
         torch.save({**rec, "stamp": "0" * 16}, p)
     assert sl.run_study(cfg, cache_dir=tmp_path, progress=False).cached == 0
+
+
+# --- the claims statistics: this round's slips ------------------------------------------------
+
+
+def test_fd_ratio_interval_is_the_central_95_percent_of_paired_replicates():
+    """The FD claim's interval is the 2.5 % and 97.5 % quantiles of the paired bootstrap ratio
+    sum_seeds stable_b / sum_seeds standard_b (a 90 % interval, ALPHA instead of ALPHA / 2, fails)."""
+    from ._helpers import _fake
+
+    res = _fake(200.0, 50.0)
+    st = sl.experiments.assess_claims(res)[0].stats
+    seeds = res.config.seeds
+    ba = np.stack([res.runs[("standard", s)]["fd_boot"][0].numpy() for s in seeds]).sum(0)
+    bb = np.stack([res.runs[("stable", s)]["fd_boot"][0].numpy() for s in seeds]).sum(0)
+    want = np.percentile(bb / ba, [2.5, 97.5])
+    np.testing.assert_allclose(st["ci"], want, rtol=1e-12)
+    assert not np.allclose(np.percentile(bb / ba, [5, 95]), want, rtol=1e-3)
+
+
+def test_entropy_instability_rho_is_spearmans_rank_correlation():
+    """Per seed, rho is Pearson's r of the ranks (computed here with NumPy's argsort), which a
+    Pearson correlation of the raw values (SciPy's pearsonr in place of spearmanr) misses on a
+    monotone but strongly nonlinear relation."""
+    from ._helpers import _fake
+
+    def skewed(seed, rng):
+        se = rng.normal(size=400)
+        return se, np.exp(3 * se) + 0.5 * rng.normal(size=400)
+
+    res = _fake(200.0, 50.0, per_seed=skewed)
+    rel = sl.experiments.entropy_instability_relation(res)
+    for s, rho in zip(res.config.seeds, rel["rho"]):
+        r = res.runs[("standard", s)]
+        x, y = r["se"].numpy(), r["delta_grad"][0].numpy()
+        ranks = [np.argsort(np.argsort(v)).astype(float) for v in (x, y)]
+        assert math.isclose(rho, np.corrcoef(*ranks)[0, 1], rel_tol=1e-10)
+        assert abs(rho - np.corrcoef(x, y)[0, 1]) > 0.05  # Pearson's r would be caught
