@@ -8,7 +8,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # 05 (continued) — What the index bounds, and `diagnose`
 #
