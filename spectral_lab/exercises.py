@@ -22,13 +22,10 @@ Example:
     >>> judge = close(np.arange(3.0), names="v")
     >>> check(1, ..., judge, solution=np.arange(3.0))
     exercise 1: not yet attempted
-    False
     >>> check(1, np.ones(3), judge, solution=np.arange(3.0))
     exercise 1: not yet right: v differs from the reference (largest difference 1 at index 0)
-    False
     >>> check(1, [0.0, 1.0, 2.0], judge, solution=np.arange(3.0))
     exercise 1: passed
-    True
 """
 
 from __future__ import annotations
@@ -182,10 +179,10 @@ def equal(expected: Any, *, names: str | Sequence[str] | None = None) -> Judge:
     return judge
 
 
-def check(number: int, answer: Any, judge: Judge, *, solution: Any) -> bool:
+def check(number: int, answer: Any, judge: Judge, *, solution: Any) -> None:
     """Grade exercise ``number``: the reference ``solution`` first (it must pass ``judge``, else
-    :class:`ReferenceSolutionError`), then the student's ``answer``; print one line and return
-    whether the student's answer passed. Never raises for the student's answer: an untouched
+    :class:`ReferenceSolutionError`), then the student's ``answer``; print one line (nothing is returned, so
+    a notebook shows only that line). Never raises for the student's answer: an untouched
     stub prints ``not yet attempted``, a wrong one ``not yet right: <why>``, and an answer that
     makes the judge raise is reported the same way. Cost: two calls of ``judge``.
 
@@ -194,10 +191,8 @@ def check(number: int, answer: Any, judge: Judge, *, solution: Any) -> bool:
         ...     raise NotImplementedError
         >>> check(2, stub, lambda f: None if f(2) == 4 else "f(2) != 4", solution=lambda x: x * x)
         exercise 2: not yet attempted
-        False
         >>> check(2, lambda x: 2 * x, lambda f: None, solution=lambda x: x + 1)
         exercise 2: passed
-        True
         >>> check(3, 1, equal(2), solution=1)
         Traceback (most recent call last):
         ...
@@ -213,16 +208,15 @@ def check(number: int, answer: Any, judge: Judge, *, solution: Any) -> bool:
         )
     if not attempted(answer):
         print(f"exercise {number}: not yet attempted")
-        return False
+        return
     try:
         problem = judge(answer)
     except NotImplementedError:
         print(f"exercise {number}: not yet attempted")
-        return False
+        return
     except Exception as err:  # the student's code raised: report it, keep Run All going
         problem = f"checking it raised {type(err).__name__}: {err}"
     if problem is not None:
         print(f"exercise {number}: not yet right: {problem}")
-        return False
+        return
     print(f"exercise {number}: passed")
-    return True
