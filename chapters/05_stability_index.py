@@ -1,7 +1,5 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -43,13 +41,16 @@
 # %% tags=["nbval-ignore-output"]
 import copy
 import math
+import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 import spectral_lab as sl
+from spectral_lab import exercises as ex
 
+_chapter_start = time.perf_counter()  # the last cell prints the run time
 sl.plots.use_style()
 torch.manual_seed(0)
 print(f"torch {torch.__version__}, spectral_lab {sl.__version__}")
@@ -219,6 +220,67 @@ print("by construction: Gamma >= every term, Gamma_0.95 <= Gamma_1, geomean < ma
 assert dominates and monotone and not geo.dominates(geo.dominant)
 
 # %% [markdown]
+# #### Exercises
+#
+# Each exercise has a cell to complete (replace the `...`), a collapsed reference solution (click
+# it to read it, after trying; it computes its answer in its own names and never overwrites yours),
+# and a check cell that grades *your* cell: it prints `not yet attempted` until you fill it in, then
+# `passed`, or what is still wrong.
+#
+# **Exercise 1.** Train a copy of the digits model for 30 epochs and record the index terms
+# (`sl.stability_index(sl.stability_profile(...)).terms`) on `(x_test, y_test)` after every 10
+# epochs. Which term grows fastest, and does the dominant operator change?
+
+# %% tags=["exercise"]
+terms_by_epoch = ...  # dict: epoch (10, 20, 30) -> dict of index terms
+model30 = ...  # the model after 30 epochs (float64)
+
+
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
+# Reference solution (try the exercise first).
+def _solution_1():
+    torch.manual_seed(0)
+    net = sl.MLP(64, 10, width=32, depth=3, activation="tanh", gain=1.4)
+    terms, net64 = {}, None
+    for epoch in (10, 20, 30):
+        sl.train(net, train_set, epochs=10, lr=3e-3, seed=epoch, progress=False)
+        net64 = copy.deepcopy(net).double()  # analyse a float64 copy; keep training the original
+        terms[epoch] = sl.stability_index(sl.stability_profile(net64, (x_test, y_test))).terms
+    return terms, net64
+
+
+# %% tags=["nbval-check-output"]
+# check exercise 1: the last input-Jacobian term is max_i sigma_1(J_f(x_i)) of the 30-epoch model,
+# from torch.func Jacobians and NumPy's SVD
+def sup_sigma1(m):
+    jf_ = torch.func.vmap(torch.func.jacrev(lambda z: m(z[None])[0]))(x_test.double())
+    s_ = np.linalg.svd(jf_.reshape(len(x_test), 10, -1).detach().numpy(), compute_uv=False)
+    return s_[:, 0].max()
+
+
+def judge_1(answer):
+    terms, m30 = answer
+    if terms is ... or m30 is ...:
+        return "terms_by_epoch or model30 is still ...: replace it with your answer"
+    if sorted(terms) != [10, 20, 30]:
+        return f"terms_by_epoch should have the keys 10, 20, 30, got {sorted(terms)}"
+    judge = ex.close(sup_sigma1(m30), rtol=1e-6, names="terms_by_epoch[30]['input_jacobian']")
+    return judge(terms[30]["input_jacobian"])
+
+
+solution_1 = _solution_1()
+ex.check(1, (terms_by_epoch, model30), judge_1, solution=solution_1)
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured (by the reference solution)
+for epoch, t in solution_1[0].items():
+    print(
+        f"epoch {epoch}: "
+        + ", ".join(f"{k} {v:.3g}" for k, v in t.items())
+        + f"  (dominant: {max(t, key=t.get)})"
+    )
+
+# %% [markdown]
 # ## 3. Supremum or quantile? Outliers
 #
 # The supremum is what the theorems need, and exactly why it is fragile: one odd sample sets it.
@@ -258,6 +320,31 @@ print("sup moved by more than 20%:", sup_jump > 0.20)
 print("q=0.95 moved by less than 5%:", abs(q95_jump) < 0.05)
 print("sup moved over 5x more than q=0.95:", sup_jump > 5 * abs(q95_jump))
 assert sup_jump > 0.20 and abs(q95_jump) < 0.05 and sup_jump > 5 * abs(q95_jump)
+
+# %% [markdown]
+# **Exercise 2.** For the profile of §1 (the trained model on 48 test digits), how many samples would
+# have to be removed to bring the supremum of $\sigma_1(J_f(x_i))$ down to its 95 % quantile? Use
+# `profile.samples["jac_top"]` and `profile.with_q(0.95).jac_top`.
+
+# %% tags=["exercise"]
+n_to_remove = ...  # int
+
+
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
+# Reference solution (try the exercise first).
+def _solution_2():
+    return int((profile.samples["jac_top"] > profile.with_q(0.95).jac_top).sum())
+
+
+# %% tags=["nbval-check-output"]
+# check exercise 2: per-sample sigma_1 from NumPy's SVD of the torch.func Jacobians of §2 (s_f);
+# the quantile is the empirical one that takes the next-higher sample (NumPy's method="higher")
+n_ref = int((s_f[:, 0] > np.quantile(s_f[:, 0], 0.95, method="higher") * (1 + 1e-9)).sum())
+ex.check(2, n_to_remove, ex.equal(n_ref, names="n_to_remove"), solution=_solution_2())
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(f"{n_ref} of {len(s_f)} samples lie above the 95 % quantile")
 
 # %% [markdown]
 # The price of robustness: $\Gamma_{0.95}$ bounds the first-order sensitivity of at least 95 % of
@@ -326,6 +413,63 @@ assert (
 )
 
 # %% [markdown]
+# **Exercise 3.** Take the ReLU rescaling above (`rescaled_relu(alpha)`) and scan
+# `alphas_scan = np.logspace(-1, 1, 9)`. Which $\alpha$ minimises $\Gamma$, and which minimises the
+# parameter-Jacobian term? Are they the same?
+
+# %% tags=["exercise"]
+alphas_scan = np.logspace(-1, 1, 9)
+param_terms = ...  # list of floats, one per alpha
+gamma_scan = ...  # list of floats, one per alpha
+
+
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
+# Reference solution (try the exercise first).
+# The input term is flat; Gamma is the largest term, so its minimiser depends on which
+# parameter-space term (J_theta, K or H, which weigh the layers differently) dominates.
+def _solution_3():
+    idx = [
+        sl.stability_index(sl.stability_profile(rescaled_relu(a), (x_r, y_r))) for a in alphas_scan
+    ]
+    return [ix.terms["parameter_jacobian"] for ix in idx], [ix.value for ix in idx]
+
+
+# %% tags=["nbval-check-output"]
+# check exercise 3: the parameter-Jacobian term is max_i sigma_1(J_theta(x_i)), from torch.func and
+# NumPy; Gamma, the largest term, is at least that term at every alpha
+def param_sup(m):
+    ps = {k: v.detach() for k, v in m.named_parameters()}
+    one = lambda p_, z: torch.func.functional_call(m, p_, (z[None],))[0]  # noqa: E731
+    jt_ = torch.func.vmap(torch.func.jacrev(one), in_dims=(None, 0))(ps, x_r)
+    jt_ = np.concatenate([v.reshape(len(x_r), 4, -1).detach().numpy() for v in jt_.values()], 2)
+    return np.linalg.svd(jt_, compute_uv=False)[:, 0].max()
+
+
+judge_terms = ex.close(np.array([param_sup(rescaled_relu(a)) for a in alphas_scan]), rtol=1e-6,
+                       names="param_terms")  # fmt: skip
+
+
+def judge_3(answer):
+    terms, gammas = answer
+    wrong = judge_terms(terms)
+    if wrong or gammas is ...:
+        return wrong or "gamma_scan is still ...: replace it with your answer"
+    if len(gammas) != len(alphas_scan) or any(g < t * (1 - 1e-12) for g, t in zip(gammas, terms)):
+        return "gamma_scan should hold one Gamma per alpha, each at least the parameter term"
+    return None
+
+
+solution_3 = _solution_3()
+ex.check(3, (param_terms, gamma_scan), judge_3, solution=solution_3)
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured (by the reference solution)
+print(
+    f"Gamma is smallest at alpha = {alphas_scan[int(np.argmin(solution_3[1]))]:.3g}; "
+    f"the parameter-Jacobian term at alpha = {alphas_scan[int(np.argmin(solution_3[0]))]:.3g}"
+)
+
+# %% [markdown]
 # So $\Gamma$ is not a property of the *function* alone; it mixes input-space and parameter-space
 # gains measured in different units. It is a sound single scale for every consequence of the
 # sequel at once, but for any one question the operator that question is about gives a sharper
@@ -351,118 +495,7 @@ sl.widgets.stability_explorer(prof_odd)
 # * The supremum is fragile to a few odd inputs; a high quantile is not.
 # * $\Gamma$ is not a property of the function alone (a ReLU rescaling moves it): read the profile,
 #   not only the index. The sequel checks what the index bounds, and runs `sl.diagnose`.
-#
-# ## Exercises
-#
-# Each exercise has a cell to complete (replace the `...`), a hidden solution cell (collapsed; it
-# runs when you *Run All*), and a check cell that tests the answer against an independent
-# computation.
-#
-# **Exercise 1.** Train a copy of the digits model for 30 epochs and record the index terms
-# (`sl.stability_index(sl.stability_profile(...)).terms`) on `(x_test, y_test)` after every 10
-# epochs. Which term grows fastest, and does the dominant operator change?
-
-# %% tags=["exercise"]
-terms_by_epoch = ...  # dict: epoch (10, 20, 30) -> dict of index terms
-model30 = ...  # the model after 30 epochs (float64)
-
-# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
-torch.manual_seed(0)
-net30 = sl.MLP(64, 10, width=32, depth=3, activation="tanh", gain=1.4)
-terms_by_epoch = {}
-for epoch in (10, 20, 30):
-    sl.train(net30, train_set, epochs=10, lr=3e-3, seed=epoch, progress=False)
-    model30 = copy.deepcopy(net30).double()  # analyse a float64 copy; keep training the original
-    terms_by_epoch[epoch] = sl.stability_index(
-        sl.stability_profile(model30, (x_test, y_test))
-    ).terms
-
-# %% tags=["nbval-check-output"]
-# check exercise 1: the last input-Jacobian term is max_i sigma_1(J_f(x_i)), from torch.func + numpy
-jf30 = torch.func.vmap(torch.func.jacrev(lambda z: model30(z[None])[0]))(x_test.double())
-sup30 = np.linalg.svd(jf30.reshape(len(x_test), 10, -1).detach().numpy(), compute_uv=False)[
-    :, 0
-].max()
-ex1_ok = math.isclose(terms_by_epoch[30]["input_jacobian"], sup30, rel_tol=1e-6)
-print("exercise 1 passed:", ex1_ok)
-assert ex1_ok
 
 # %% tags=["nbval-ignore-output"]
-# what this run measured
-for epoch, t in terms_by_epoch.items():
-    print(
-        f"epoch {epoch}: "
-        + ", ".join(f"{k} {v:.3g}" for k, v in t.items())
-        + f"  (dominant: {max(t, key=t.get)})"
-    )
-
-# %% [markdown]
-# **Exercise 2.** For the profile of §1 (the trained model on 48 test digits), how many samples would
-# have to be removed to bring the supremum of $\sigma_1(J_f(x_i))$ down to its 95 % quantile? Use
-# `profile.samples["jac_top"]` and `profile.with_q(0.95).jac_top`.
-
-# %% tags=["exercise"]
-n_to_remove = ...  # int
-
-# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
-n_to_remove = int((profile.samples["jac_top"] > profile.with_q(0.95).jac_top).sum())
-
-# %% tags=["nbval-check-output"]
-# check exercise 2: per-sample sigma_1 from numpy's SVD of autograd Jacobians; the quantile is the
-# empirical one that takes the next-higher sample (numpy's method="higher")
-jf48 = torch.func.vmap(torch.func.jacrev(lambda z: model(z[None])[0]))(x_test.double())
-s1_48 = np.linalg.svd(jf48.reshape(len(x_test), 10, -1).detach().numpy(), compute_uv=False)[:, 0]
-n_ref = int((s1_48 > np.quantile(s1_48, 0.95, method="higher") * (1 + 1e-9)).sum())
-ex2_ok = n_to_remove == n_ref
-print("exercise 2 passed:", ex2_ok)
-assert ex2_ok
-
-# %% tags=["nbval-ignore-output"]
-# what this run measured
-print(f"{n_to_remove} of {len(s1_48)} samples lie above the 95 % quantile")
-
-# %% [markdown]
-# **Exercise 3.** Take the ReLU rescaling of §5 (`rescaled_relu(alpha)`) and scan
-# `alphas_scan = np.logspace(-1, 1, 9)`. Which $\alpha$ minimises $\Gamma$, and which minimises the
-# parameter-Jacobian term? Are they the same?
-
-# %% tags=["exercise"]
-alphas_scan = np.logspace(-1, 1, 9)
-param_terms = ...  # list of floats, one per alpha
-gamma_scan = ...  # list of floats, one per alpha
-
-# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
-idx_scan = [
-    sl.stability_index(sl.stability_profile(rescaled_relu(a), (x_r, y_r))) for a in alphas_scan
-]
-param_terms = [ix.terms["parameter_jacobian"] for ix in idx_scan]
-gamma_scan = [ix.value for ix in idx_scan]
-# The input term is flat; Gamma is the largest term, so its minimiser depends on which
-# parameter-space term (J_theta, K or H, which weigh the layers differently) dominates.
-
-
-# %% tags=["nbval-check-output"]
-# check exercise 3: the parameter-Jacobian term is max_i sigma_1(J_theta(x_i)), from torch.func
-def param_sup(m):
-    ps = {k: v.detach() for k, v in m.named_parameters()}
-    jt_ = torch.func.vmap(
-        torch.func.jacrev(lambda p_, z: torch.func.functional_call(m, p_, (z[None],))[0]),
-        in_dims=(None, 0),
-    )(ps, x_r)
-    jt_ = np.concatenate(
-        [v.reshape(len(x_r), 4, -1).detach().numpy() for v in jt_.values()], axis=2
-    )
-    return np.linalg.svd(jt_, compute_uv=False)[:, 0].max()
-
-
-ref_terms = [param_sup(rescaled_relu(a)) for a in alphas_scan]
-ex3_ok = np.allclose(param_terms, ref_terms, rtol=1e-6)
-print("exercise 3 passed:", ex3_ok)
-assert ex3_ok
-
-# %% tags=["nbval-ignore-output"]
-# what this run measured
-print(
-    f"Gamma is smallest at alpha = {alphas_scan[int(np.argmin(gamma_scan))]:.3g}; "
-    f"the parameter-Jacobian term at alpha = {alphas_scan[int(np.argmin(param_terms))]:.3g}"
-)
+# this run's wall time, from the first code cell to here
+print(f"chapter 05 ran in {time.perf_counter() - _chapter_start:.0f} s")

@@ -1,7 +1,5 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -42,13 +40,16 @@
 
 # %% tags=["nbval-ignore-output"]
 import math
+import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 import spectral_lab as sl
+from spectral_lab import exercises as ex
 
+_chapter_start = time.perf_counter()  # the last cell prints the run time
 sl.plots.use_style()
 torch.manual_seed(0)
 print(f"torch {torch.__version__}, spectral_lab {sl.__version__}")
@@ -354,11 +355,87 @@ print(f"certified step tight: measured/certified = {good.step_ratio:.3g} < 1.25:
 assert good.holds["stable_lr"] and not bad.holds["stable_lr"] and good.step_ratio < 1.25
 
 # %% [markdown]
+# #### Exercises
+#
+# Each exercise has a cell to complete (replace the `...`), a collapsed reference solution (click
+# it to read it, after trying; it computes its answer in its own names and never overwrites yours),
+# and a check cell that grades *your* cell: it prints `not yet attempted` until you fill it in, then
+# `passed`, or what is still wrong.
+#
+# **Exercise 1.** The stiff model above (`lin2` on `(x_q, y_q)` under `stiff`, 50 times the half
+# squared error) is linear, so its loss Hessian has a closed form: with $A = [X\;1]$ ($n\times 5$),
+# $H = \frac{50}{n} A^\top A \otimes I_2$. Compute $\lambda_{\max}(H)$ from it (NumPy), and the
+# step $2/\lambda_{\max}(H)$ that gradient descent cannot exceed.
+
+# %% tags=["exercise"]
+lam_closed = ...  # float: lambda_max(H) from the closed form
+
+
+# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
+# Reference solution (try the exercise first).
+def _solution_1():
+    A = np.concatenate([x_q.numpy(), np.ones((len(x_q), 1))], axis=1)
+    return float(np.linalg.eigvalsh(50.0 / len(x_q) * A.T @ A)[-1])
+
+
+# %% tags=["nbval-check-output"]
+# check exercise 1 against the dense Hessian of the stiff loss by torch.autograd.functional.hessian;
+# and the profile's Lanczos value against it too
+w_shape = next(lin2.parameters()).shape
+
+
+def stiff_loss(v):
+    w, b = v[: w_shape.numel()].reshape(w_shape), v[w_shape.numel() :]
+    return stiff(x_q @ w.T + b, y_q)
+
+
+v0 = torch.cat([p.detach().flatten() for p in lin2.parameters()])
+lam_dense = np.linalg.eigvalsh(torch.autograd.functional.hessian(stiff_loss, v0).numpy())[-1]
+print("the profile's lambda_max(H) is the dense one:",
+      math.isclose(good.profile.hess_top, lam_dense, rel_tol=1e-6))  # fmt: skip
+assert math.isclose(good.profile.hess_top, lam_dense, rel_tol=1e-6)
+ex.check(1, lam_closed, ex.close(lam_dense, rtol=1e-9, names="lam_closed"), solution=_solution_1())
+
+# %% tags=["nbval-ignore-output"]
+# what this run measured
+print(f"lambda_max(H) = {lam_dense:.6g}: gradient descent diverges above eta = {2 / lam_dense:.4g}"
+      f" (measured threshold {good.measured['stable_lr']:.4g})")  # fmt: skip
+
+# %% [markdown]
 # **No teeth to show.** $\|a(x')-a(x)\| \le 2\Gamma$ and $\kappa(K) \le \Gamma^2 n/\lambda_{\min}(K)$
 # cannot fail for any model, any data and any correct $\sigma_1$: the first is the triangle
 # inequality, the second an identity when the NTK term sets $\Gamma$ (the ratios of exactly 1
 # printed above). They are consequences of how $\Gamma$ is built, not findings about networks.
+#
+# **Exercise 2 (think).** The forward-sensitivity bound is a first-order statement. Recompute it
+# with a large perturbation (`sl.verify_consequences(..., eps=0.5)`). Must the bound with $\Gamma$
+# still hold? With the operator's own term?
 
+# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
+# <details><summary>Answer (click to show)</summary>
+#
+# Nothing guarantees it any more. $f(x+\delta) - f(x)$ is governed by
+# $\sup_t\|J_f(x + t\delta)\|_2$ along the segment (the mean-value bound), and points on the segment are
+# not in the sample. For tanh networks saturation often keeps the change below $\sigma_1\varepsilon$,
+# and $\Gamma$ (set by another operator) may leave slack; for ReLU networks a kink on the segment can
+# switch to a region with a larger Jacobian.
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 3 (think).** Replace the index by the weighted geometric mean (`agg="geomean"`). Which of
+# the five bounds can still be evaluated with `scale="index"`?
+
+# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
+# <details><summary>Answer (click to show)</summary>
+#
+# Only those whose operator term is at most the geometric mean: a geometric mean never
+# dominates the largest term, so for the others the bound would not hold, and the library refuses
+# with a `ValueError` that says so. Use `scale="operator"` to get each operator's own bound instead.
+#
+# </details>
+
+# %% [markdown]
 # ## 2. `diagnose`: the report you run on your own model
 #
 # `sl.diagnose(model, data)` streams the data (tensors, a `Dataset` or a `DataLoader`) with a
@@ -424,65 +501,7 @@ assert agree
 #   wrong formulas (a curvature too small, a missing Hessian term, a step constant too small).
 # * `sl.diagnose` prints the profile, the index and the bounds in one report, checked here against
 #   dense references.
-#
-# ## Exercises
-#
-# Each exercise has a cell to complete (replace the `...`) and a hidden solution (collapsed; it
-# runs when you *Run All*); the computed one has a check cell that tests the answer against an
-# independent computation.
-#
-# **Exercise 1.** The stiff model of §1 (`lin2` on `(x_q, y_q)` under `stiff`, 50 times the half
-# squared error) is linear, so its loss Hessian has a closed form: with $A = [X\;1]$ ($n\times 5$),
-# $H = \frac{50}{n} A^\top A \otimes I_2$. Compute $\lambda_{\max}(H)$ from it (NumPy), and the
-# step $2/\lambda_{\max}(H)$ that gradient descent cannot exceed.
-
-# %% tags=["exercise"]
-lam_closed = ...  # float: lambda_max(H) from the closed form
-
-# %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
-A = np.concatenate([x_q.numpy(), np.ones((len(x_q), 1))], axis=1)
-lam_closed = float(np.linalg.eigvalsh(50.0 / len(x_q) * A.T @ A)[-1])
-
-# %% tags=["nbval-check-output"]
-# check exercise 1: the closed form equals the dense autograd Hessian of the stiff loss, and the
-# profile's Lanczos value
-w_shapes = [p.shape for p in lin2.parameters()]
-
-
-def stiff_loss(v):
-    w, b = v[: w_shapes[0].numel()].reshape(w_shapes[0]), v[w_shapes[0].numel() :]
-    return stiff(x_q @ w.T + b, y_q)
-
-
-v0 = torch.cat([p.detach().flatten() for p in lin2.parameters()])
-lam_dense = np.linalg.eigvalsh(torch.autograd.functional.hessian(stiff_loss, v0).numpy())[-1]
-ex1_ok = math.isclose(lam_closed, lam_dense, rel_tol=1e-9)
-ex1_ok = ex1_ok and math.isclose(good.profile.hess_top, lam_closed, rel_tol=1e-6)
-print("exercise 1 passed:", ex1_ok)
-assert ex1_ok
 
 # %% tags=["nbval-ignore-output"]
-# what this run measured
-print(f"lambda_max(H) = {lam_closed:.6g}: gradient descent diverges above eta = {2 / lam_closed:.4g}"
-      f" (measured threshold {good.measured['stable_lr']:.4g})")  # fmt: skip
-
-# %% [markdown]
-# **Exercise 2 (think).** The forward-sensitivity bound is a first-order statement. Recompute it
-# with a large perturbation (`sl.verify_consequences(..., eps=0.5)`). Must the bound with $\Gamma$
-# still hold? With the operator's own term?
-
-# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
-# *Answer.* Nothing guarantees it any more. $f(x+\delta) - f(x)$ is governed by
-# $\sup_t\|J_f(x + t\delta)\|_2$ along the segment (the mean-value bound), and points on the segment are
-# not in the sample. For tanh networks saturation often keeps the change below $\sigma_1\varepsilon$,
-# and $\Gamma$ (set by another operator) may leave slack; for ReLU networks a kink on the segment can
-# switch to a region with a larger Jacobian.
-
-# %% [markdown]
-# **Exercise 3 (think).** Replace the index by the weighted geometric mean (`agg="geomean"`). Which of
-# the five bounds can still be evaluated with `scale="index"`?
-
-# %% [markdown] jupyter={"source_hidden": true} tags=["solution"]
-# *Answer.* Only those whose operator term is at most the geometric mean: a geometric mean never
-# dominates the largest term, so for the others the bound would not hold, and the library refuses
-# with a `ValueError` that says so. Use `scale="operator"` to get each operator's own bound instead.
+# this run's wall time, from the first code cell to here
+print(f"chapter 05 (continued) ran in {time.perf_counter() - _chapter_start:.0f} s")
