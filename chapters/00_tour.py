@@ -46,7 +46,8 @@
 # | 02 | singular spectra, spectral entropy, typical versus worst-case sensitivity | `spectral_entropy`, `stable_rank` |
 # | 03 | parameter Jacobians and the Neural Tangent Kernel | `parameter_jacobian`, `ntk_gram` |
 # | 04 | the loss Hessian and optimisation conditioning | `hessian_eigs`, `linalg` |
-# | 05 | one index, four kinds of stability | `stability_profile`, `diagnose` |
+# | 05 | one index, four kinds of stability: the profile and the index | `stability_profile`, `stability_index` |
+# | 05 (continued) | what the index bounds, and the one-call report | `verify_consequences`, `diagnose` |
 # | 06 | attribution (saliency) robustness | `saliency`, `frechet_distance` |
 # | 07 | spectral regularisation experiments (real MNIST when present, else the bundled digits) | `regularizers`, `experiments` |
 # | 08 | the power-law orbit: its geometry, fits and effective rank | `geometry` |
@@ -295,7 +296,8 @@ print("median sigma_1 at init by depth:", {d: round(v, 3) for d, v in by_depth.i
 # * **Chapter 02** turns a spectrum into numbers — spectral entropy, effective and stable rank — and
 #   proves that entropy bounds the *typical* effect of noise, not just the worst case.
 # * **Chapters 03–04** move from inputs to parameters: the Neural Tangent Kernel and the loss Hessian.
-# * **Chapter 05** folds all four operators into one stability index and a one-call `diagnose`.
+# * **Chapter 05** folds all four operators into one stability index; its continuation checks what
+#   the index bounds and runs the one-call `diagnose`.
 # * **Chapters 06–07** ask whether explanations (saliency maps) are stable, and whether a modest
 #   spectral regulariser makes them so, measured on MNIST (or the bundled digits) with
 #   confidence intervals.

@@ -137,14 +137,18 @@ print(chain)
 print(f"first-order slack: {first_order:.5f}   measured: {chain.total_slack:.5f}")
 
 # %% tags=["nbval-check-output"]
-# check: slacks are nonnegative, G matches, and the first-order slack formula is accurate
+# check: slacks are nonnegative; G and S recomputed with NumPy from the raw factors (normalised
+# by sqrt(d)/||A||_F, so G = exp((log sigma_1(P) + S)/L) holds by construction once S is right:
+# the NumPy S below is what can fail); and the first-order slack formula is accurate
 ok_slack = chain.total_slack >= 0 and bool(np.all(chain.interface_slack >= -1e-12))
-ok_G = math.isclose(
-    chain.amplitude, math.exp((chain.log_sigma_chain + chain.total_slack) / L_chain)
-)
+A_np = [a / np.linalg.norm(a) * math.sqrt(d) for a in (np.eye(d) + eps * Bs.numpy())]
+s1 = [np.linalg.svd(a, compute_uv=False)[0] for a in A_np]
+S_np = sum(np.log(s1)) - np.log(np.linalg.svd(np.linalg.multi_dot(A_np[::-1]), compute_uv=False)[0])
+ok_G = math.isclose(chain.amplitude, float(np.prod(s1)) ** (1 / L_chain), rel_tol=1e-10)
+ok_G = ok_G and math.isclose(chain.total_slack, S_np, rel_tol=1e-8, abs_tol=1e-12)
 ok_first = abs(chain.total_slack - first_order) < 0.05 * first_order
 print("S >= 0 and every s_l >= 0:", ok_slack)
-print("G = exp((log sigma_1(P) + S)/L):", ok_G)
+print("G and S equal their NumPy recomputation:", ok_G)
 print("first-order slack within 5%:", ok_first)
 assert ok_slack and ok_G and ok_first
 
@@ -341,7 +345,14 @@ print("power laws accepted:", ok_accept)
 print("two-level and exponential rejected:", ok_reject)
 ok_kind = abs(a_sing - 1.2) < 1e-8 and abs(a_wrong - 0.6) < 1e-8
 print("sigma passed with kind='eigen' halves the exponent:", ok_kind)
-assert ok_exact and ok_noisy and ok_accept and ok_reject and ok_kind
+# the signed chart residual rho = r_hat - r(alpha_mle), recomputed with NumPy on the two-level
+# spectrum (far off the orbit, so a flipped sign cannot pass)
+f2, p2 = fits["two-level"], examples["two-level"] / examples["two-level"].sum()
+w2 = k**-f2.alpha_mle
+rho_np = 0.5 * np.log(d * p2.max()) - 0.5 * np.log(d * w2[0] / w2.sum())
+ok_rho = abs(f2.rho) > 0.05 and math.isclose(f2.rho, rho_np, rel_tol=1e-9)
+print("signed chart residual rho = r_hat - r(alpha_mle):", ok_rho)
+assert ok_exact and ok_noisy and ok_accept and ok_reject and ok_kind and ok_rho
 
 # %% [markdown]
 # Play with the shape, exponent and noise. Watch the four charts disagree as soon as the spectrum

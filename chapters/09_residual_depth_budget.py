@@ -307,7 +307,7 @@ assert ok_fft and ok_factor
 # $\ge |r_{l+1} - r_l|$ because every $r_l \ge 0$. And the converse gap is identically
 # $\sum_l[r(\alpha_l) - r(\alpha_{\min})] \ge 0$. So `DepthBudget.holds` is `True` for *any* exponents
 # and radials, even ones unrelated to a matrix. It checks our code (the Lipschitz constant taken
-# at the right place, the factor $u$, the sign of $S$; `tests/test_geometry.py` swaps in each of
+# at the right place, the factor $u$, the sign of $S$; `tests/geometry/test_chain.py` swaps in each of
 # these mistakes and watches `holds` turn `False`). It is not evidence about a network. What
 # *can* fail is checked below:
 #
@@ -352,8 +352,9 @@ fig.tight_layout()
 plt.show()
 
 
-# %% tags=["nbval-check-output"]
-# check: consequences of the budget that can fail, against independent computations
+# %% tags=["nbval-ignore-output"]
+# independent references for the three checks below (NumPy, from the definitions), and the two
+# chains of the bullet list
 def r_orbit(a, d):  # top radial 1/2 log(d p_1) of p_k ∝ k^-a, straight from the definition
     w = np.arange(1, d + 1, dtype=np.float64) ** -a
     return 0.5 * math.log(d * w[0] / w.sum())
@@ -364,76 +365,63 @@ def log_sigma1_product(factors):  # log sigma_1 of the product of the normalised
     return math.log(np.linalg.norm(np.linalg.multi_dot(f[::-1]), 2))
 
 
-# 1. amplitude from the per-layer exponents alone: equal when aligned, short by S when rotated
-predicted = sum(r_orbit(a, d) for a in alphas)
-ok_amp = abs(log_sigma1_product(diag) - predicted) < 1e-10
-ok_short = abs(predicted - log_sigma1_product(rots @ diag) - rotated.slack.total_slack) < 1e-10
-# 2. the tight chain: alternate alpha = 0 and alpha_s, r(alpha_s) = (log M)/L, M fixed in advance
-share = 0.02
-log_M = L * share
-a_s = sl.geometry.orbit_top_radial_inverse(share, d)
-tight_fac = torch.stack(
-    [
-        torch.diag(torch.tensor(np.sqrt(sl.geometry.power_law_spectrum(a, d))))
-        for a in [0.0, a_s] * (L // 2)
-    ]
-)
-tight = sl.geometry.chain_profile(rots[0] @ tight_fac @ rots[0].T)  # one rotation: still aligned
-b_t = sl.geometry.depth_budget(
-    tight.alpha, tight.r, d, tight.slack.log_sigma_chain, tight.slack.total_slack, log_M=log_M
-)
-
-
 def lip_fd(a_star, n=20001):  # Lip of r^-1 on [0, r(a*)]: largest finite-difference slope
     grid = np.linspace(0.0, a_star, n)
     w = np.arange(1, d + 1, dtype=np.float64)[None, :] ** -grid[:, None]
     return np.max(np.diff(grid) / np.diff(0.5 * np.log(d / w.sum(1))))
 
 
-ratio = b_t.drift.max() / (lip_fd(a_s) * log_M / L)
-ratio_at_min = b_t.drift.max() / (
-    2 / sl.geometry.mean_log_rank(0.0, d) * log_M / L
-)  # Lip at alpha_min
-# 3. the general bound Lip (|dr| + |drho|), tight where the steps sit at the top of the window
-steep_alphas = np.r_[0.0, np.tile([1.0, 1.01], 4)]
-steep = sl.geometry.chain_profile(
-    rots[0]
-    @ torch.stack(
-        [
-            torch.diag(torch.tensor(np.sqrt(sl.geometry.power_law_spectrum(a, d))))
-            for a in steep_alphas
-        ]
-    )
-    @ rots[0].T
+def orbit_chain(exponents):  # co-diagonal orbit factors, conjugated by one rotation: aligned
+    f = [torch.diag(torch.tensor(np.sqrt(sl.geometry.power_law_spectrum(a, d)))) for a in exponents]
+    return sl.geometry.chain_profile(rots[0] @ torch.stack(f) @ rots[0].T)
+
+
+share = 0.02  # 2. the tight chain: alternate alpha = 0 and alpha_s, r(alpha_s) = (log M)/L
+log_M = L * share
+a_s = sl.geometry.orbit_top_radial_inverse(share, d)
+tight = orbit_chain([0.0, a_s] * (L // 2))
+b_t = sl.geometry.depth_budget(
+    tight.alpha, tight.r, d, tight.slack.log_sigma_chain, tight.slack.total_slack, log_M=log_M
 )
-steep_ratio = np.abs(np.diff(steep_alphas)) / (lip_fd(1.01) * np.abs(np.diff(steep.r)))
-steep_at_min = steep_ratio.max() * lip_fd(1.01) / (2 / sl.geometry.mean_log_rank(0.0, d))
+steep_alphas = np.r_[0.0, np.tile([1.0, 1.01], 4)]  # 3. small steps at the top of the window
+steep = orbit_chain(steep_alphas)
+print(f"Lip by finite differences: tight {lip_fd(a_s):.6f} (library {b_t.lipschitz:.6f}), "
+      f"steep {lip_fd(1.01):.6f} (library {steep.budget.lipschitz:.6f})")  # fmt: skip
+
+# %% tags=["nbval-check-output"]
+# check 1 (can fail): the amplitude from the per-layer exponents alone equals log sigma_1 of the
+# actual product when aligned, and falls short by exactly the slack S when rotated
+predicted = sum(r_orbit(a, d) for a in alphas)
+ok_amp = abs(log_sigma1_product(diag) - predicted) < 1e-10
+ok_short = abs(predicted - log_sigma1_product(rots @ diag) - rotated.slack.total_slack) < 1e-10
 print(f"log sigma_1(P), aligned: {log_sigma1_product(diag):.10f}  predicted: {predicted:.10f}")
 print(f"rotated: short of the prediction by S = {rotated.slack.total_slack:.4f}:", ok_short)
-print(f"tight chain: Lip by finite differences {lip_fd(a_s):.6f}, library {b_t.lipschitz:.6f}")
+assert ok_amp and ok_short
+
+# %% tags=["nbval-check-output"]
+# check 2 (can fail): on the tight chain the drift reaches Lip (log M)/L within 1 %, with Lip from
+# finite differences; a Lipschitz constant taken at alpha_min instead is violated
+ratio = b_t.drift.max() / (lip_fd(a_s) * log_M / L)
+ratio_at_min = b_t.drift.max() / (2 / sl.geometry.mean_log_rank(0.0, d) * log_M / L)
 print(f"tight chain: drift / (Lip (log M)/L) = {ratio:.4f}  (Lip at alpha_min: {ratio_at_min:.4f})")
-print(
-    f"steep chain: max drift / (Lip |dr|) = {steep_ratio.max():.4f}  "
-    f"(Lip at alpha_min: {steep_at_min:.4f}); library Lip {steep.budget.lipschitz:.6f}"
-)
-print(
-    "(i) tight chain meets the exact hypotheses (S = 0, rho = 0, r_l <= (log M)/L):",
-    b_t.exact_hypotheses,
-)
-print(
-    f"(ii) alternating, aligned: drift {aligned.budget.drift.max():.3f} vs Lip (log M)/L "
-    f"= {aligned.budget.bound_exact:.3f}: non-uniform budget, the bare rate fails"
-)
-print(
-    f"(iii) rotated: drift {rotated.budget.drift.max():.3f} vs Lip (log sigma_1(P))/L = "
-    f"{rotated.budget.bound_exact:.3f}: slack S > 0, the bare rate fails"
-)
-print(
-    "holds (by construction; checks the code):",
-    [pr.budget.holds for pr in (uniform, aligned, rotated)],
-)
-assert ok_amp and ok_short and abs(b_t.lipschitz / lip_fd(a_s) - 1) < 1e-4
-assert b_t.exact_hypotheses and 0.99 <= ratio <= 1 + 1e-9 and ratio_at_min > 1
+print("tight chain meets the exact hypotheses (S = 0, rho = 0, r_l <= (log M)/L):",
+      b_t.exact_hypotheses)  # fmt: skip
+assert abs(b_t.lipschitz / lip_fd(a_s) - 1) < 1e-4 and b_t.exact_hypotheses
+assert 0.99 <= ratio <= 1 + 1e-9 and ratio_at_min > 1
+
+# %% tags=["nbval-check-output"]
+# check 3 (can fail): the general bound Lip |dr| is tight where the steps sit at the top of the
+# window; without a uniform budget or with slack the bare rate fails. Then `holds`, which is
+# true by construction (it checks the code, not a network), asserted so a broken build fails
+steep_ratio = np.abs(np.diff(steep_alphas)) / (lip_fd(1.01) * np.abs(np.diff(steep.r)))
+steep_at_min = steep_ratio.max() * lip_fd(1.01) / (2 / sl.geometry.mean_log_rank(0.0, d))
+print(f"steep chain: max drift / (Lip |dr|) = {steep_ratio.max():.4f}  "
+      f"(Lip at alpha_min: {steep_at_min:.4f})")  # fmt: skip
+print(f"alternating, aligned: drift {aligned.budget.drift.max():.3f} vs Lip (log M)/L "
+      f"= {aligned.budget.bound_exact:.3f}: non-uniform budget, the bare rate fails")  # fmt: skip
+print(f"rotated: drift {rotated.budget.drift.max():.3f} vs Lip (log sigma_1(P))/L = "
+      f"{rotated.budget.bound_exact:.3f}: slack S > 0, the bare rate fails")  # fmt: skip
+print("holds (by construction):", [pr.budget.holds for pr in (uniform, aligned, rotated)])
 assert 0.99 <= steep_ratio.max() and np.all(steep_ratio <= 1 + 1e-6) and steep_at_min > 1.5
 assert abs(steep.budget.lipschitz / lip_fd(1.01) - 1) < 1e-4
 assert aligned.budget.drift.max() > aligned.budget.bound_exact

@@ -19,8 +19,10 @@ For one data set and model, :func:`run_study` trains, for every seed, a *standar
 
 The result is a tidy table (one row per variant x metric x scale with mean, std and the per-seed
 values) plus every per-sample array. Each (variant, seed) run is cached on disk under ``cache_dir``
-(default ``~/.cache/spectral_lab/studies``), keyed by everything that changes it, so a chapter can
-re-plot, and a strength sweep reuse the standard models, without retraining.
+(default ``~/.cache/spectral_lab/studies``), keyed by everything that changes it: the
+configuration, the SHA-256 of the data's bytes, of the package's ``.py`` sources and the torch
+version (:mod:`.cache`), so a chapter can re-plot, and a strength sweep reuse the standard models,
+without retraining, and a changed library never returns a stale run.
 
 Everything here is a choice, not from the paper: the paper's model, regulariser,
 strength, perturbation scale, SE base and FD definition are unknown. The only numbers the paper is
@@ -28,7 +30,8 @@ known to report are in :data:`PAPER_REPORTED`.
 
 Example: see :func:`run_study` (a whole study in a few seconds).
 
-Layout: :mod:`.config` (:class:`StudyConfig`, :func:`study_preset`), :mod:`.study` (running,
+Layout: :mod:`.config` (:class:`StudyConfig`, :func:`study_preset`), :mod:`.cache` (what a
+cached run depends on beyond its configuration), :mod:`.study` (running,
 caching and tabulating: :func:`run_study`, :func:`cached_study`, :func:`strength_sweep`,
 :class:`StudyResult`, :func:`paper_table`), :mod:`.claims` (each of the paper's claims as a
 verdict with its statistics: :func:`assess_claims`, :func:`rho_heterogeneity`, ...) and

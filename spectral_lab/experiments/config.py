@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 
 DATASETS = ("digits", "mnist", "cifar10", "cifar100")
-CACHE_FORMAT = "spectral_lab.study-run/3"
+CACHE_FORMAT = "spectral_lab.study-run/4"
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,9 @@ class StudyConfig:
 
     def run_key(self, variant: str, seed: int) -> str:
         """Hash of everything that changes one (variant, seed) run, including the data root and
-        ``verify``; the standard run ignores the regulariser so a strength sweep reuses it.
-        (Bump ``CACHE_FORMAT`` when the measurement code changes.)"""
+        ``verify``; the standard run ignores the regulariser so a strength sweep reuses it. The
+        cache entry adds the library's source, the data's bytes and the torch version to this
+        key (:func:`~spectral_lab.experiments.cache.run_stamp`)."""
         d = dataclasses.asdict(self)
         d.pop("seeds")  # data_root and verify stay: re-packed test files never alias real data
         if variant == "standard":

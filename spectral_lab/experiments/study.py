@@ -20,6 +20,7 @@ from ..jacobians import input_jacobian
 from ..models import build_model
 from ..regularizers import make_regularizer
 from ..training import evaluate, train
+from .cache import run_stamp
 from .config import CACHE_FORMAT, DATASETS, StudyConfig
 
 PAPER_REPORTED: dict[str, dict] = {
@@ -167,8 +168,10 @@ class StudyResult(Result):
             scalar = {
                 "accuracy": [r["accuracy"] for r in recs],
                 "SE": [float(r["se"].mean()) for r in recs],
-                "ACN": [float(r["acn"].median()) for r in recs],
-                "sigma1": [float(r["sigma"][:, 0].median()) for r in recs],
+                # the median of an even count is the mean of the middle two (NumPy's, not
+                # torch.median's lower one)
+                "ACN": [float(np.median(r["acn"].double().numpy())) for r in recs],
+                "sigma1": [float(np.median(r["sigma"][:, 0].double().numpy())) for r in recs],
                 "train_seconds": [r["train_seconds"] for r in recs],
             }
             for metric, vals in scalar.items():
@@ -273,6 +276,11 @@ def run_study(
 
     ``cache_dir``: where runs are cached (None: ``$SPECTRAL_LAB_CACHE`` or
     ``~/.cache/spectral_lab/studies``; False: no cache). ``force`` retrains even when cached.
+    A cache entry is keyed on the configuration (:meth:`StudyConfig.run_key`), the SHA-256 of the
+    data's bytes, of the ``spectral_lab`` package's ``.py`` sources and the torch version
+    (:func:`~spectral_lab.experiments.cache.run_stamp`): a changed library, other data or
+    another torch recompute the run (the data are loaded and hashed first, even when every run
+    is cached).
     ``data``: ``(train_set, test_set)`` to use instead of loading ``cfg.dataset``.
     Cost: ``2 * len(seeds)`` trainings (the stable one pays the penalty's cost per step, see
     :mod:`spectral_lab.regularizers`) plus the attribution study on ``n_eval`` points. Runs on
@@ -306,35 +314,54 @@ def run_study(
     folder = _cache_dir(cache_dir)
     t0 = time.perf_counter()
     train_set = test_set = None
+    stamp = None
+    if folder is not None:  # the key needs the data's identity: load it first
+        train_set, test_set = data if data is not None else load_study_data(cfg)
+        stamp = run_stamp(train_set, test_set)
     runs, cached = {}, 0
     for seed in cfg.seeds:
         for variant in ("standard", "stable"):
-            path = (
-                None
-                if folder is None
-                else folder / f"{cfg.dataset}-{cfg.run_key(variant, seed)}.pt"
-            )
-            if path is not None and path.is_file() and not force:
-                try:
-                    runs[(variant, seed)] = torch.load(path, weights_only=True)
-                    cached += 1
-                    continue
-                except Exception:  # a corrupt cache entry is recomputed, not trusted
-                    pass
+            path = None if folder is None else _run_path(folder, cfg, variant, seed, stamp)
+            rec = None if path is None or force else _load_run(path, stamp)
+            if rec is not None:
+                runs[(variant, seed)] = rec
+                cached += 1
+                continue
             if train_set is None:
                 train_set, test_set = data if data is not None else load_study_data(cfg)
             rec = _run_one(cfg, variant, seed, train_set, test_set, progress)
             if path is not None:
+                rec["stamp"] = stamp
                 torch.save(rec, path)
             runs[(variant, seed)] = rec
     return StudyResult(cfg, runs, time.perf_counter() - t0, cached)
 
 
+def _run_path(folder: Path, cfg: StudyConfig, variant: str, seed: int, stamp: str) -> Path:
+    """The cache entry of one run: keyed on the configuration (:meth:`StudyConfig.run_key`) and
+    on :func:`~spectral_lab.experiments.cache.run_stamp` (library source, data bytes, torch)."""
+    return folder / f"{cfg.dataset}-{cfg.run_key(variant, seed)}-{stamp}.pt"
+
+
+def _load_run(path: Path, stamp: str) -> dict | None:
+    """The cached record at ``path``, or ``None`` when absent, corrupt or stamped otherwise (a
+    stale or broken entry is recomputed, never trusted)."""
+    if not path.is_file():
+        return None
+    try:
+        rec = torch.load(path, weights_only=True)
+    except Exception:
+        return None
+    return rec if isinstance(rec, dict) and rec.get("stamp") == stamp else None
+
+
 def cached_study(
-    cfg: StudyConfig, cache_dir: str | os.PathLike | None = None
+    cfg: StudyConfig, cache_dir: str | os.PathLike | None = None, data=None
 ) -> StudyResult | None:
-    """The :class:`StudyResult` of ``cfg`` if *every* run is in the cache, else ``None`` (never
-    trains). ``cache_dir`` as in :func:`run_study`. Cost: reading the cached records.
+    """The :class:`StudyResult` of ``cfg`` if *every* run is in the cache for this library source,
+    these data and this torch version, else ``None`` (never trains). ``cache_dir`` and ``data`` as
+    in :func:`run_study`; the data are loaded (their bytes key the cache). Cost: loading and
+    hashing the data, then reading the cached records.
 
     Example:
         >>> import tempfile
@@ -342,17 +369,20 @@ def cached_study(
         True
     """
     folder = _cache_dir(cache_dir)
-    paths = [
-        folder / f"{cfg.dataset}-{cfg.run_key(v, s)}.pt"
-        for s in cfg.seeds
-        for v in ("standard", "stable")
-    ]
-    if not all(p.is_file() for p in paths):
-        return None
     try:
-        return run_study(cfg, cache_dir=folder, progress=False, data=((), ()))
-    except Exception:  # a corrupt entry would need retraining: report "not cached"
+        train_set, test_set = data if data is not None else load_study_data(cfg)
+    except FileNotFoundError:  # DatasetNotFoundError: nothing can be cached for absent data
         return None
+    t0 = time.perf_counter()
+    stamp = run_stamp(train_set, test_set)
+    runs = {}
+    for seed in cfg.seeds:
+        for variant in ("standard", "stable"):
+            rec = _load_run(_run_path(folder, cfg, variant, seed, stamp), stamp)
+            if rec is None:
+                return None
+            runs[(variant, seed)] = rec
+    return StudyResult(cfg, runs, time.perf_counter() - t0, len(runs))
 
 
 def strength_sweep(

@@ -1,7 +1,7 @@
 """The Matrix Stability Profile, the Global Matrix Stability Index and its consequences as bounds.
 
 From "A Unified Matrix-Spectral Framework for Stability and Interpretability in Deep Learning"
-(Definition 4.1, Theorem 4.2): the index takes the spectral norms of four operators -- the input
+(Definition 4.1, as summarised): the index takes the spectral norms of four operators -- the input
 Jacobian ``J_f(x)``, the parameter Jacobian ``J_theta(x)``, the NTK Gram ``K`` and the loss Hessian
 ``H`` -- with a *supremum over the data*; high quantiles (e.g. the 95th percentile) are the robust
 alternative for empirical diagnostics.
@@ -14,7 +14,12 @@ callable works)::
                    sqrt(lambda_max(K) / n),  sqrt(max(lambda_max(H), 0)) }
 
 Every term is on the same "Lipschitz" scale (a gain per unit of perturbation), so with ``q = 1`` the
-single number ``Gamma`` gives, on the sample and to first order (Theorem 4.2):
+single number ``Gamma`` gives, on the sample and to first order, the five bounds below. The paper's
+Theorem 4.2 derives, by the only summary of it the course could read, *four* stability consequences
+from the index (forward sensitivity, attribution robustness, NTK conditioning, optimisation
+curvature); its statement, forms and constants were not available. The bounds below are **this
+course's reconstruction** of those four on the gain scale of ``Gamma``, plus a fifth of its own
+(parameter sensitivity):
 
 * forward sensitivity      ``||f(x + delta) - f(x)||       <~ Gamma ||delta||``
 * parameter sensitivity    ``||f_{theta+Delta}(x) - f(x)|| <~ Gamma ||Delta||``

@@ -1,8 +1,11 @@
 """The right-hand sides of the consequences of the index, as functions of it.
 
-Theorem 4.2 of "A Unified Matrix-Spectral Framework for Stability and Interpretability in Deep
-Learning" derives these consequences from the index; the forms below are on the gain scale of
-:func:`~spectral_lab.stability.stability_index`. ``index`` is a :class:`StabilityIndex` or a plain
+By the only summary of it the course could read, Theorem 4.2 of "A Unified Matrix-Spectral
+Framework for Stability and Interpretability in Deep Learning" derives four stability consequences
+from the index (forward sensitivity, attribution robustness, NTK conditioning, optimisation
+curvature); its statement was not available. The forms below are **this course's
+reconstruction** of those four on the gain scale of
+:func:`~spectral_lab.stability.stability_index`, plus parameter sensitivity, the course's own. ``index`` is a :class:`StabilityIndex` or a plain
 number ``Gamma >= 0``; every function is ``O(1)`` and returns Python floats (or a tensor when
 given one)."""
 
@@ -40,8 +43,8 @@ def forward_sensitivity_bound(
     index: StabilityIndex | float, eps: float | torch.Tensor, scale: str = "index"
 ):
     """``||f(x + delta) - f(x)|| <= Gamma * eps`` for ``||delta|| <= eps`` at sample points, to
-    first order (Theorem 4.2 (i) of the unified matrix-spectral framework paper; the first-order
-    term is ``||J_f(x) delta|| <= sigma_1(J_f(x)) ||delta|| <= Gamma ||delta||`` when the index
+    first order (the course's reconstruction of the forward-sensitivity consequence the paper's
+    Theorem 4.2 is summarised as deriving; the first-order term is ``||J_f(x) delta|| <= sigma_1(J_f(x)) ||delta|| <= Gamma ||delta||`` when the index
     dominates the input term). Exact for linear networks; for ReLU networks
     exact while no unit flips on the segment. ``scale="operator"`` uses ``Q_q sigma_1(J_f)``
     itself (the tightest the profile allows). With ``q < 1`` it holds on a fraction ``q`` of samples.
@@ -60,7 +63,7 @@ def parameter_sensitivity_bound(
     index: StabilityIndex | float, delta_norm: float | torch.Tensor, scale: str = "index"
 ):
     """``||f_{theta+Delta}(x) - f_theta(x)|| <= Gamma ||Delta|| + O(||Delta||^2)`` at sample points
-    (Theorem 4.2 of the unified matrix-spectral framework paper): the first-order term is
+    (the course's own addition to the paper's four consequences): the first-order term is
     ``||J_theta(x) Delta|| <= sigma_1(J_theta(x)) ||Delta||``. Cost ``O(1)``.
 
     Example:
@@ -123,8 +126,9 @@ def ntk_condition_bound(
 
 def stable_step_size(index: StabilityIndex | float, scale: str = "index") -> float:
     """Largest step size the index certifies: gradient descent on the loss's quadratic model is
-    stable for ``eta < 2 / Gamma^2 <= 2 / lambda_max(H)`` (Theorem 4.2 of the unified
-    matrix-spectral framework paper; the Hessian term is ``sqrt(lambda_max(H))``). With ``q = 1``
+    stable for ``eta < 2 / Gamma^2 <= 2 / lambda_max(H)`` (the course's reconstruction of the
+    optimisation-curvature consequence of the paper's Theorem 4.2, whose statement was not
+    available; the Hessian term is ``sqrt(lambda_max(H))``). With ``q = 1``
     it also certifies gradient descent on the linearised model under 1/2-MSE, because
     ``lambda_max(J^T J / n) <= max_i sigma_1(J_theta(x_i))^2 <= Gamma^2``.
     ``scale="operator"`` returns ``2 / lambda_max(H)`` itself. Unlike the attribution and NTK

@@ -1,5 +1,7 @@
-"""Every consequence of the index (Theorem 4.2 of "A Unified Matrix-Spectral Framework for
-Stability and Interpretability in Deep Learning") measured on one model next to its bound."""
+"""Every consequence of the index measured on one model next to its bound: the course's
+reconstruction of the four consequences that Theorem 4.2 of "A Unified Matrix-Spectral Framework
+for Stability and Interpretability in Deep Learning" is summarised as deriving (its statement was
+not available), plus parameter sensitivity, the course's own."""
 
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ from .profile import StabilityProfile, stability_profile
 
 @dataclass(frozen=True, repr=False)
 class ConsequenceCheck:
-    """Each consequence of Theorem 4.2 measured on a model next to its bound (see
+    """Each consequence of the index (the course's reconstruction; see :mod:`.bounds`) measured
+    on a model next to its bound (see
     :func:`verify_consequences`). ``measured[k]`` and ``bound[k]`` are floats; for ``"stable_lr"``
     the bound is a *lower* bound (the certified step must not exceed the measured largest stable
     one), for the others an upper bound. ``operator_bound[k]`` uses the single operator's own term
@@ -134,8 +137,8 @@ def verify_consequences(
     curvature_points: int = 9,
     seed: int = 0,
 ) -> ConsequenceCheck:
-    """Measure every consequence of Theorem 4.2 on ``data = (x, y)`` and pair it with its bound
-    from the supremum index ``Gamma`` of the same data (``q = 1``, ``agg="max"``: then ``Gamma``
+    """Measure every consequence of the index (the course's reconstruction of Theorem 4.2) on
+    ``data = (x, y)`` and pair it with its bound from the supremum index ``Gamma`` of the same data (``q = 1``, ``agg="max"``: then ``Gamma``
     dominates every operator term, which is what each bound needs).
 
     * ``forward``: ``max_i ||f(x_i + delta) - f(x_i)||`` along each sample's worst direction,
