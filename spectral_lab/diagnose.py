@@ -2,8 +2,9 @@
 
 The report holds the Matrix Stability Profile, the Global Matrix Stability Index at the supremum
 (``q = 1``, what the bounds need) and at a robust quantile (``q = 0.95`` by default), and the
-consequences of Theorem 4.2 of "A Unified Matrix-Spectral Framework for Stability and
-Interpretability in Deep Learning" evaluated as numbers: how much the output, the parameters' effect and
+course's reconstruction of the consequences that "A Unified Matrix-Spectral Framework for
+Stability and Interpretability in Deep Learning" is summarised as deriving in its Theorem 4.2 (its
+statement was not available), evaluated as numbers: how much the output, the parameters' effect and
 the saliency can move per unit of perturbation, the NTK condition number against its bound, and
 the largest step size the index certifies. It prints as text, renders as HTML in a notebook,
 serialises to a dict / JSON and draws a one-figure summary with :meth:`StabilityReport.plot`.
@@ -135,7 +136,7 @@ class StabilityReport:
         lines += [
             f"  mean spectral entropy SE(J_f) = {_fmt(p.jac_entropy, 3)} {unit} "
             f"(flat spectrum: {_fmt(math.log(max(min(p.num_classes, p.input_dim), 1)) / math.log(base), 3)})",
-            "  consequences (Theorem 4.2, first order, on the sample):",
+            "  consequences (the course's reconstruction of Theorem 4.2; first order, on the sample):",
             f"    ||f(x+d)-f(x)|| <= {bv('forward_gain')} ||d||   "
             f"(input term alone: {bv('forward_gain_operator')})",
             f"    ||f_(theta+D)(x)-f(x)|| <= {bv('parameter_gain')} ||D||   "
@@ -241,7 +242,7 @@ class StabilityReport:
             "<table><tr><th>operator term</th><th>sup</th>"
             f"<th>q={r.q:g}</th><th></th></tr>{rows}</table>"
             f"mean spectral entropy SE(J<sub>f</sub>) = {_fmt(p.jac_entropy, 3)}"
-            "<table><tr><th>consequence (Theorem 4.2)</th><th>with &Gamma;</th>"
+            "<table><tr><th>consequence (reconstructed, Theorem 4.2)</th><th>with &Gamma;</th>"
             f"<th>operator alone / measured</th></tr>{crows}</table>"
             f"<small>Index: the {e(i.agg)} of the operator terms (a choice of this library, not a "
             "formula from the papers).</small></div>"

@@ -1,6 +1,6 @@
-"""The stability profile and index, and the consequences of Theorem 4.2 of "A Unified
-Matrix-Spectral Framework for Stability and Interpretability in Deep Learning" against their
-bounds."""
+"""The stability profile and index, and the consequences of the index (the course's
+reconstruction of those "A Unified Matrix-Spectral Framework for Stability and Interpretability in
+Deep Learning" is summarised as deriving in its Theorem 4.2) against their bounds."""
 
 from __future__ import annotations
 
@@ -172,7 +172,7 @@ _CONSEQUENCES = {
 
 
 def plot_consequences(checks, labels=None, operator: bool = False, figsize=(15, 3.3)) -> Figure:
-    """One panel per consequence of Theorem 4.2: measured against bound for a list of
+    """One panel per consequence of the index (the course's reconstruction): measured against bound for a list of
     :class:`~spectral_lab.stability.ConsequenceCheck` (one point each). ``operator=True`` adds the
     single-operator bounds as hollow points.
 
