@@ -160,7 +160,7 @@ plt.show()
 from torch.func import functional_call, jacrev, vmap
 
 loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_test, y_test), batch_size=12)
-streamed = sl.stability_profile(model, loader, q=0.9)
+streamed = sl.stability_profile(model, loader, q=0.9, num_ntk_samples=48, tol=1e-8)
 xd = x_test.double()
 jf = vmap(jacrev(lambda z: model(z[None])[0]))(xd).reshape(48, 10, -1).detach().numpy()
 params = {k: v.detach() for k, v in model.named_parameters()}

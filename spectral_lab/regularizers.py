@@ -5,7 +5,12 @@
 form we could use; every penalty, estimator and default below is this library's choice.
 
 Each penalty is a differentiable function of the model's parameters. :func:`make_regularizer`
-wraps one as ``extra_loss(model, x, y, logits) -> scalar`` for :func:`spectral_lab.train`:
+wraps one as ``extra_loss(model, x, y, logits) -> scalar`` for :func:`spectral_lab.train`.
+
+The one exception to the library's mode policy (:func:`spectral_lab.prepare` analyses every model in
+eval mode): a penalty is part of the training loss, so it is taken on the model **as it trains**,
+in whatever mode the training loop set (dropout on, BatchNorm on the batch), on the training batch.
+Analyse the trained model with the other calls.
 
 | name | penalty | estimator | cost per step (on the ``b`` penalised samples) |
 | --- | --- | --- | --- |

@@ -287,6 +287,15 @@ def test_saliency(case):
     assert _rel(a, ref) < 1e-10
 
 
+def test_attribution_instability_runs_on_every_model(case):
+    """It could not run on any token model; now its maps are taken at the embedding's output."""
+    prep = sl.prepare(case.model, case.x, **case.opts)
+    inst = sl.attribution_instability(prep, case.x, scales=(0.01,), num_draws=2, target=0)
+    clean = case.input_jacobian()[:, 0]
+    assert inst.delta_grad.shape == (1, len(case.x)) and torch.isfinite(inst.delta_grad).all()
+    assert _rel(sl.saliency(prep, case.x, target=0).flatten(1), clean) < 1e-10
+
+
 def test_hessian_vector_product(case):
     prep = sl.prepare(case.model, (case.x, case.y), loss="cross_entropy", **case.opts)
     p = sum(t.numel() for t in case.params)
