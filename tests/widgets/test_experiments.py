@@ -29,12 +29,6 @@ def sweep():
     return sl.experiments.strength_sweep(cfg, [0.01, 0.1], cache_dir=False, progress=False)
 
 
-def _lower_median(a) -> float:
-    """torch.median's convention (the lower of the two middle values), which the table uses."""
-    a = np.sort(np.asarray(a, float).ravel())
-    return float(a[(len(a) - 1) // 2])
-
-
 def _seed_means(res, variant: str) -> dict[str, float]:
     """Means over seeds of the headline metrics, from the raw per-seed records (numpy)."""
     recs = [res.record(variant, s) for s in res.config.seeds]
@@ -42,8 +36,9 @@ def _seed_means(res, variant: str) -> dict[str, float]:
     return {
         "accuracy": np.mean([r["accuracy"] for r in recs]),
         "SE": np.mean([r["se"].numpy().mean() for r in recs]),
-        "ACN": np.mean([_lower_median(r["acn"].numpy()) for r in recs]),
-        "sigma1": np.mean([_lower_median(r["sigma"].numpy()[:, 0]) for r in recs]),
+        # the study's medians are NumPy's (the mean of the middle two for an even count)
+        "ACN": np.mean([np.median(r["acn"].double().numpy()) for r in recs]),
+        "sigma1": np.mean([np.median(r["sigma"].double().numpy()[:, 0]) for r in recs]),
         "FD": np.mean([float(r["fd"][i]) for r in recs]),
     }
 
