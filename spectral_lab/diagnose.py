@@ -170,6 +170,7 @@ class StabilityReport:
             out.append(f"  skipped: {k} ({why})")
         for k, why in budget.get("capped", {}).items():
             out.append(f"  stopped early: {k} ({why})")
+        out += _phase_lines(budget)
         left = [
             k for k in OPERATORS
             if k not in skipped and any(f"needs {k}," in v for v in st.values())
@@ -292,6 +293,27 @@ _NEEDS = {
     "stable_lr_operator": ("hessian",),
 }
 """The operators each bound needs: without them (or with them unconverged) it is not a bound."""
+
+
+def _phase_lines(budget: Mapping) -> list[str]:
+    """Per phase: what was computed, what was cut, seconds, gradient-equivalents, overrun."""
+    out = []
+    for name, p in (budget.get("phases") or {}).items():
+        ge = "" if p.get("ge") is None else f", {p['ge']:.3g} gradient-equivalents"
+        over = (
+            f", a piece overran the budget by {p['overrun_s']:.3g} s" if p.get("overrun_s") else ""
+        )
+        cut = f"; cut: {p['cut']}" if p.get("cut") else ""
+        out.append(
+            f"  phase {name}: {p.get('computed') or 'nothing'} ({p['seconds']:.3g} s{ge}{over}){cut}"
+        )
+    mem = budget.get("memory")
+    if budget.get("phases") and mem:
+        out.append(
+            f"  work: {budget.get('ge') or 0:.3g} gradient-equivalents; peak memory "
+            f"{mem['peak_bytes'] / 2**30:.3g} GiB ({mem['peak_how']})"
+        )
+    return out
 
 
 def _bound_status(profile: StabilityProfile, index: StabilityIndex) -> dict[str, str]:
@@ -421,7 +443,8 @@ def diagnose(
     ``diagnose`` **is** the profile plus its report: every keyword other than those below
     (``q``, ``loss``, ``operators``, ``max_samples``, ``num_ntk_samples``, ``ntk_kind``,
     ``num_hessian_samples``, ``max_iter``, ``tol``, ``batch_size``, ``chunk_size``, ``seed``,
-    ``progress``, ``output``, ``embedding``, ``time_budget``, ``matvec_budget``) goes to
+    ``progress``, ``output``, ``embedding``, ``time_budget``, ``matvec_budget``,
+    ``memory_budget``) goes to
     :func:`~spectral_lab.stability.stability_profile` with its defaults, so ``report.profile``
     equals ``stability_profile(model, data, ...)`` on the same settings, to the last digit. The
     model is validated once, by :func:`~spectral_lab.prepare`.

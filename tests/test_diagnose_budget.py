@@ -120,9 +120,11 @@ def test_spent_time_budget_stops_the_stream_and_skips_the_rest():
     m, x, y = _mlp()
     rep = sl.diagnose(m, (x, y), time_budget=1e-9, batch_size=4, **FAST)
     b = rep.profile.settings["budget"]
-    assert rep.profile.n == 4  # one batch, then the stream stopped
-    assert "stopped after 4 samples" in b["capped"]["samples"]
-    assert set(b["skipped"]) == {"ntk", "hessian"}
+    # one probe's worth: one output row of one sample (a lower estimate, reported), then stop
+    assert rep.profile.n == 1
+    assert "lower estimates" in b["capped"]["input_jacobian"]
+    assert "stopped" in b["capped"]["samples"]
+    assert set(b["skipped"]) == {"ntk", "hessian", "parameter_jacobian"}
     assert all("time budget" in v for v in b["skipped"].values())
     assert rep.bounds["stable_lr"] is None and rep.bounds["ntk_condition"] is None
 
@@ -144,11 +146,12 @@ def test_ntk_blocks_upper_triangle_match_dense_gram():
 
 def test_ntk_phase_is_skipped_when_its_predicted_cost_exceeds_the_time_left(monkeypatch):
     m, x, _ = _mlp()
-    monkeypatch.setattr(Budget, "time_left", lambda self: 1e-7)  # positive, but almost nothing
+    monkeypatch.setattr(Budget, "time_left", lambda self, phase=None: 1e-7)  # positive, but almost nothing
     b = Budget(progress=False)
     assert ntk_phase(m, x[:9], "scalar", budget=b, block=3, dense_limit=0) is None
     assert b.skipped["ntk"].startswith("predicted")
-    assert b.matvecs == 3  # only the first block was spent
+    assert b.matvecs == 0  # predicted from the one-sample probe: no column chunk was spent
+    assert b.phases["ntk"].pieces == 1  # the probe only
 
 
 def test_every_phase_shows_a_bar_and_the_bars_tick(monkeypatch):

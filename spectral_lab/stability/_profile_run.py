@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from .._budget import Budget, hessian_phase, ntk_phase
+from .._budget import Budget, hessian_phase, input_jacobian_rows, ntk_phase, param_top
 from ..prepared import LOW_PRECISION, Prepared
 from ._common import _SAMPLE_KEYS, quantile
 
@@ -22,28 +22,6 @@ def entropy(s: torch.Tensor, base: float) -> torch.Tensor:
     from ..spectra import spectral_entropy
 
     return spectral_entropy(s, "energy", base=base, kind="singular")
-
-
-def param_top(prep: Prepared, x: torch.Tensor, chunk_size: int | None, elements: int, tick=None):
-    """``sigma_1(J_theta(x_i))`` per sample via the ``C x C`` per-sample Gram ``J J^T``, with the
-    Jacobians of ``chunk_size`` samples held at once (default: as many as fit in ``elements``
-    tensor elements); ``tick(k)`` is called after each chunk of ``k`` samples (a progress bar)."""
-    from ..jacobians import parameter_jacobian
-
-    chunk = chunk_size or max(1, elements // max(1, prep.num_outputs * prep.num_params))
-    out = []
-    for i in range(0, len(x), chunk):
-        j = parameter_jacobian(prep, x[i : i + chunk]).detach()
-        # the C x C Gram J J^T accumulated in float64, 2**20 parameters at a time (a float32 sum
-        # over p terms loses ~1e-4 relative on ResNet-18)
-        g = torch.zeros(j.shape[0], j.shape[1], j.shape[1], dtype=torch.float64, device=j.device)
-        for k in range(0, j.shape[2], 2**20):
-            jk = j[..., k : k + 2**20].double()
-            g += jk @ jk.transpose(1, 2)
-        out.append(torch.linalg.eigvalsh(g).select(-1, -1).clamp_min(0).sqrt())
-        if tick is not None:
-            tick(len(j))
-    return torch.cat(out)
 
 
 def _total(data, max_samples: int | None) -> int | None:
@@ -84,7 +62,6 @@ def run_profile(
     for the per-sample statistics (the sample stream stops when the time budget is spent), then
     the NTK Gram and the Hessian's top eigenvalue on the first samples, each skipped or capped by
     ``phases`` with the reason recorded."""
-    from ..jacobians import input_jacobian
     from ..spectra import singular_values
     from .profile import StabilityProfile
 
@@ -102,15 +79,18 @@ def run_profile(
     t_samples = phases.elapsed()
     num_classes = input_dim = 0
     for xr, x, y in prep.batches(data, batch_size, max_samples):
-        J = input_jacobian(prep, xr).detach()
-        num_classes, input_dim = J.shape[1], J.shape[2]
+        J = input_jacobian_rows(prep, xr, phases)  # rows in pieces under the budget
+        if J is None:
+            break
+        xr, x = xr[: len(J)], x[: len(J)]
+        num_classes, input_dim = prep.num_outputs, J.shape[2]  # J may hold fewer rows (cut)
         s = singular_values(J.float() if J.dtype in LOW_PRECISION else J).double()
         per["jac_top"].append(s[:, 0].cpu())
         per["jac_fro"].append((s.square().sum(1).sqrt() / math.sqrt(num_classes)).cpu())
         per["jac_entropy"].append(entropy(s, entropy_base).double().cpu())
         bar.update(len(x))
         if pbar is not None:
-            per["param_top"].append(param_top(prep, x, chunk_size, elements, pbar.update).cpu())
+            per["param_top"].append(param_top(prep, x, chunk_size, elements, pbar.update, phases).cpu())  # fmt: skip
         if kept < n_keep:
             take = min(len(x), n_keep - kept)
             keep_x.append(x[:take].detach())
@@ -121,7 +101,7 @@ def run_profile(
             else:
                 keep_y.append(y[:take])
             kept += take
-        why = phases.time_out()
+        why = phases.time_out("samples")
         if why:
             n_seen = sum(len(v) for v in per["jac_top"])
             phases.capped["samples"] = f"the sample stream stopped after {n_seen} samples: {why}"
@@ -134,6 +114,12 @@ def run_profile(
         raise ValueError("data is empty; pass at least one sample")
     samples = {k: torch.cat(v) for k, v in per.items() if v}
     n = len(samples["jac_top"])
+    phases.ref_samples = n  # gradient-equivalents: one gradient on these n samples is 1
+    if "param_top" in samples and not len(samples["param_top"]):
+        del samples["param_top"]
+        phases.skipped["parameter_jacobian"] = (
+            phases.log("parameter_jacobian").cut or "no sample fitted in the time left"
+        )
 
     ntk_top = ntk_min = ntk_entropy = hess_top = None
     n_ntk = n_hess = 0
@@ -143,12 +129,18 @@ def run_profile(
         if "ntk" in operators:
             if len(xs) < 2:
                 warnings.warn("the NTK needs at least 2 samples; skipped", stacklevel=3)
+                if "samples" in phases.capped:
+                    phases.skipped["ntk"] = (
+                        f"the NTK needs at least 2 samples; the time budget stopped the stream "
+                        f"after {len(xs)}"
+                    )
             else:
                 n_ntk = min(num_ntk_samples, len(xs))
                 lam = ntk_phase(prep, xs[:n_ntk], ntk_kind, budget=phases)
                 if lam is None:
                     n_ntk = 0
-                else:
+                else:  # the budget may have cut the Gram to its first samples
+                    n_ntk = len(lam) // (1 if ntk_kind == "scalar" else prep.num_outputs)
                     ntk_top = float(lam[-1]) / n_ntk
                     ntk_min = max(float(lam[0]), 0.0) / n_ntk
                     # eigenvalues of K are the squared singular values of J: pass sqrt(lambda)
@@ -171,6 +163,9 @@ def run_profile(
 
     def agg(key):
         return quantile(samples[key], q) if key in samples else None
+
+    for name, rec in phases.phases.items():
+        phases.seconds.setdefault(name, rec.seconds)
 
     return StabilityProfile(
         q=q, n=n, num_classes=num_classes, num_params=prep.num_params, input_dim=input_dim,

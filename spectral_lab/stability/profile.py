@@ -150,6 +150,7 @@ def stability_profile(
     embedding=None,
     time_budget: float | None = None,
     matvec_budget: int | None = None,
+    memory_budget: int | None = None,
 ) -> StabilityProfile:
     """The Matrix Stability Profile of ``model`` on ``data``, aggregated with the quantile ``Q_q``.
 
@@ -199,6 +200,19 @@ def stability_profile(
             and why, is in ``settings["budget"]`` (see :func:`~spectral_lab.diagnose`).
         matvec_budget: operator products the call may spend (one Hessian-vector or NTK-vector
             product; a dense Gram on ``n`` samples costs ``n``).
+        memory_budget: bytes the chunks held at once may take (input-Jacobian rows and samples
+            per pass, parameter-Jacobian chunks, NTK gradient chunks); ``None``: the phases'
+            defaults. Smaller chunks give the same numbers, more slowly.
+
+    Budgets (see :mod:`spectral_lab._budget`): every phase times a probe (one sample, one
+    product), predicts each piece (one output row, one chunk, one product) from the pieces done
+    and starts none that would end past ``time_budget``; so the call returns within the budget
+    plus one piece's misprediction. With a time budget and the NTK or Hessian asked for, the
+    per-sample phases stop at 75% of it (the rest is kept for those). ``settings["budget"]``
+    says per phase what was computed, what was cut, the seconds, the pieces' overrun past the
+    budget, the products and the gradient-equivalents (one gradient of the loss on the ``n``
+    samples is 1); ``settings["budget"]["memory"]`` the peak-memory figure and how it was
+    measured.
 
     Returns:
         The :class:`StabilityProfile`; ``settings`` records the output, input space, loss,
@@ -222,7 +236,9 @@ def stability_profile(
 
     q = _check_args(q, operators, ntk_kind, num_ntk_samples, num_hessian_samples, max_iter, tol)
     _check_chunk(chunk_size)
-    phases = Budget(time_budget, matvec_budget, progress)
+    phases = Budget(time_budget, matvec_budget, progress, memory_budget)
+    if {"ntk", "hessian"} & set(operators):
+        phases.reserve = 0.25  # of a time budget, kept from the per-sample phases
     prep = prepare(model, data, loss=loss, output=output, embedding=embedding)
     if prep.loss is None:  # no labels: the model's own predictions stand in for them
         prep = prepare(prep, loss="cross_entropy" if prep.num_outputs > 1 else "mse")
