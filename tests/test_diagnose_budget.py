@@ -146,7 +146,9 @@ def test_ntk_blocks_upper_triangle_match_dense_gram():
 
 def test_ntk_phase_is_skipped_when_its_predicted_cost_exceeds_the_time_left(monkeypatch):
     m, x, _ = _mlp()
-    monkeypatch.setattr(Budget, "time_left", lambda self, phase=None: 1e-7)  # positive, but almost nothing
+    monkeypatch.setattr(
+        Budget, "time_left", lambda self, phase=None: 1e-7
+    )  # positive, but almost nothing
     b = Budget(progress=False)
     assert ntk_phase(m, x[:9], "scalar", budget=b, block=3, dense_limit=0) is None
     assert b.skipped["ntk"].startswith("predicted")
