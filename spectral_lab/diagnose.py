@@ -310,7 +310,9 @@ def _phase_lines(budget: Mapping) -> list[str]:
     mem = budget.get("memory")
     if budget.get("phases") and mem:
         out.append(
-            f"  work: {budget.get('ge') or 0:.3g} gradient-equivalents; peak memory "
+            f"  work: {budget.get('ge') or 0:.3g} gradient-equivalents in "
+            f"{budget.get('wall_s', 0):.3g} s ({budget.get('other_s', 0):.3g} s outside the "
+            f"phases' pieces); peak memory "
             f"{mem['peak_bytes'] / 2**30:.3g} GiB ({mem['peak_how']})"
         )
     return out
@@ -458,13 +460,15 @@ def diagnose(
     computed" / "not certified" in ``bound_status`` and in the printed report, never a number.
 
     Progress and budgets: every phase shows a progress bar (``progress=False`` or
-    ``SPECTRAL_LAB_HEADLESS=1`` switch them off). ``time_budget`` (seconds of wall time) and
+    ``SPECTRAL_LAB_HEADLESS=1`` switch them off). ``time_budget`` (seconds of wall time),
     ``matvec_budget`` (operator products: one Hessian-vector product, or one NTK-vector product,
-    a dense Gram on ``n`` samples costing ``n``) cap the run. The sample stream stops when the
-    time is up; the NTK phase is skipped up front when its products do not fit, or when the cost
-    predicted from its first column block exceeds the time left; the Hessian phase times one
-    product and caps Lanczos at the products that fit (capped and unconverged: "not certified"),
-    or is skipped when fewer than two fit. What was skipped or stopped, and why, is in the report
+    a dense Gram on ``n`` samples costing ``n``) and ``memory_budget`` (bytes of the chunks held
+    at once) cap the run. Every phase times a probe (one sample, one product), predicts each
+    piece (an output row, a chunk, a product) from the pieces done and starts none that would end
+    past the budget: the input Jacobian keeps the rows that fit (a lower estimate, reported), the
+    NTK the largest complete Gram on its first samples, Lanczos the products that fit (capped and
+    unconverged: "not certified"). What each phase computed and cut, its seconds, any overrun,
+    its gradient-equivalents and the peak memory are in the report
     (``settings["budget"]``, ``bound_status`` and the printed notes).
 
     Args:

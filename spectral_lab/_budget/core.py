@@ -289,6 +289,8 @@ class Budget:
             "capped": dict(self.capped),
             "seconds": dict(self.seconds),
             "wall_s": self.elapsed(),
+            # time outside every phase's pieces: set-up, per-sample statistics, eigensolvers
+            "other_s": self.elapsed() - sum(p.seconds for p in self.phases.values()),
             "cpu_s": time.process_time() - self.cpu0,
             "phases": {k: p.to_dict(self.ref_samples) for k, p in self.phases.items()},
             "ge": None if not self.ref_samples else total / self.ref_samples,
