@@ -189,11 +189,20 @@ def _param_top_lanczos(prep, x, budget: Budget, tick=None, tol: float = 1e-3):
     C = prep.num_outputs
     out = []
     for i in range(len(x)):
+        # before the operator's route probe: the products of one sample, predicted from the
+        # products done, or from the earlier phases' seconds per sample-gradient
+        unit = budget.unit_seconds() if rec.rate.last is None else rec.rate.predict(1)
+        pred = None if unit is None else unit * PRODUCT_UNITS * min(C, 30)
+        if not budget.fits(pred, "samples"):
+            rec.cut = (
+                f"the samples after the first {len(out)}: "
+                + ("no time left" if pred is None else f"predicted {pred:.3g} s for the next")
+                + f", {max(budget.time_left('samples'), 0):.3g} s left"
+            )
+            break
         op = parameter_jacobian_operator(prep, x[i : i + 1]).gram("right")
         cop = counted(op, budget, phase="parameter_jacobian", units=PRODUCT_UNITS, charge=False)
         try:
-            if not budget.fits(rec.rate.predict(PRODUCT_UNITS * min(C, 30)), "samples"):
-                raise OutOfBudget("predicted past the time left")
             res = lanczos(cop, 1, tol=tol, max_iter=min(C, 100), stop="eigenvalue",
                           return_vectors=False, seed=i)  # fmt: skip
         except OutOfBudget as e:
