@@ -1,7 +1,8 @@
 """Reference figures at real sizes: ``diagnose`` on ResNet-18, ResNet-50 and a GPT-2-sized model.
 
-Run: ``OMP_NUM_THREADS=2 python benchmarks/bench_real_size.py [--models resnet18,resnet50,gpt2]
-[--time-budget SECONDS] [--threads 2]``.
+Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_real_size.py [--models resnet18,resnet50,gpt2]
+[--time-budget SECONDS] [--threads 1]`` (one thread: on a shared, loaded machine two
+OpenMP threads wait on each other).
 
 * **resnet18**: ``torchvision.models.resnet18(num_classes=10)``, 64 inputs of 3x32x32, labels
   ``0..9``: the *default* call (no budget unless ``--time-budget``); the target is at most 100
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="resnet18,resnet50,gpt2")
     ap.add_argument("--time-budget", type=float, default=None,
                     help="seconds for every model (default: none for resnet18, 120 for the others)")  # fmt: skip
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--json", help="also write the rows to this file")
     a = ap.parse_args(argv)

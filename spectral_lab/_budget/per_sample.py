@@ -49,8 +49,9 @@ def _rows_chunk(f, xin, rows: range, budget: Budget, out: torch.Tensor) -> int:
 
 def input_jacobian_rows(prep, xr: torch.Tensor, budget: Budget) -> torch.Tensor | None:
     """The input Jacobians ``(m, k, d)`` of the first ``m <= len(xr)`` samples of the batch
-    ``xr`` under ``budget``, ``k = C`` rows unless cut (see the module docstring); ``None`` when nothing fits (the stream
-    then stops; the reason is in ``budget.capped["samples"]``).
+    ``xr`` under ``budget``, ``k = C`` rows unless cut (see the module docstring): at least
+    one output row of one sample (the probe's worth); the batch is done in sub-batches sized by
+    the rate learnt so far, the clock checked between them and between rows.
 
     Example:
         >>> import torch
@@ -85,30 +86,40 @@ def input_jacobian_rows(prep, xr: torch.Tensor, budget: Budget) -> torch.Tensor 
     graph = rec.graph_bytes
     limit = budget.memory_budget or _ROW_BYTES
     # samples per pass: their graph and all C rows fit (token models: the batch is one piece)
-    m = n if prep.tokens else budget.chunk(graph + C * d * elt, n)
-    left = budget.time_left("samples")
-    per = rec.rate.predict(C + 1 / 3)
-    if not prep.tokens and per is not None and not math.isinf(left):
-        m = min(m, max(1, int(left // per)))
-    rows = max(1, min(C, int(limit // max(1, m * d * elt))))  # rows held: the memory limit
-    J = xin.new_zeros(m, rows, d)
-    budget.hold(J.numel() * elt + m * graph)
-    done = _rows_chunk(f, xin[:m], range(rows), budget, J)
-    J = J[:, :done]
-    if done == 0:
-        budget.capped["samples"] = "no output row of one more sample fitted in the time left"
-        return None
-    if done < C:
-        why = "time" if done < rows else "memory"
-        rec.cut = (
-            f"rows {done + 1}..{C} of the {C} output rows of {m} sample(s) were not computed "
-            f"(the {why} budget): sigma_1 and ||J_f||_F are lower estimates"
-        )
-        budget.capped["input_jacobian"] = rec.cut
-        budget.capped["samples"] = "the stream stopped in a sample's output rows"
-    elif m < n:
-        rec.cut = f"the stream stopped after {m} of the batch's {n} samples (time budget)"
-    _note(rec, budget, m, C, done)
+    m_mem = n if prep.tokens else budget.chunk(graph + C * d * elt, n)
+    parts: list[torch.Tensor] = []
+    i = 0
+    while i < n:
+        # a sub-batch sized by the rate learnt so far (the probe's one-sample rate first, then
+        # the amortised rate of the sub-batches done), the clock checked between sub-batches
+        m = min(m_mem, n - i)
+        left = budget.time_left("samples")
+        per = rec.rate.predict(C + 1 / 3)
+        if not prep.tokens and per is not None and not math.isinf(left):
+            if parts and per > left:
+                break
+            m = min(m, max(1, int(left // per)))
+        rows = max(1, min(C, int(limit // max(1, m * d * elt))))  # rows held: the memory limit
+        J = xin.new_zeros(m, rows, d)
+        budget.hold(J.numel() * elt + m * graph)
+        done = _rows_chunk(f, xin[i : i + m], range(rows), budget, J)
+        if done < C and parts:  # a later sub-batch cut in its rows: keep the complete ones
+            break
+        parts.append(J[:, :done])
+        i += m
+        if done < C:
+            why = "time" if done < rows else "memory"
+            rec.cut = (
+                f"rows {done + 1}..{C} of the {C} output rows of {m} sample(s) were not "
+                f"computed (the {why} budget): sigma_1 and ||J_f||_F are lower estimates"
+            )
+            budget.capped["input_jacobian"] = rec.cut
+            budget.capped["samples"] = "the stream stopped in a sample's output rows"
+            break
+    J = torch.cat(parts) if len(parts) > 1 else parts[0]
+    if len(J) < n and J.shape[1] == C:
+        rec.cut = f"the stream stopped after {len(J)} of the batch's {n} samples (time budget)"
+    _note(rec, budget, len(J), C, J.shape[1])
     return J
 
 
