@@ -195,6 +195,17 @@ class QuantileSketch:
             self._pending = [torch.cat(self._pending)]
         return self._pending[0]
 
+    def weighted(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(values, weights)``: the held values and how many values each stands for (all ones
+        in exact mode; ``2**h`` at level ``h`` otherwise; the weights sum to ``count`` less the
+        NaNs), e.g. for a histogram ``plt.hist(values, weights=weights)``."""
+        if self.exact:
+            v = self.values()
+            v = v[~torch.isnan(v)]
+            return v, torch.ones(len(v), dtype=torch.int64)
+        self._flush()
+        return torch.cat(self._levels), self._weights()
+
     def merge(self, other: QuantileSketch) -> QuantileSketch:
         """A new sketch of both streams (this one's values first); exact when both are and the
         total fits in ``capacity`` (the larger of the two)."""

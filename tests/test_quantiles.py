@@ -104,6 +104,8 @@ def test_compact_rank_error_bound(name):
     assert s.rank_error <= (1 + math.log2(n / b)) / b  # the documented n L / b bound
     assert s.rank_error < 0.1  # a bound worth having at this size
     assert s.held <= cap  # bounded memory
+    hv, hw = s.weighted()
+    assert len(hv) == s.held and int(hw.sum()) == n  # the weights stand for every value
     worst = check_ranks(s, v)
     assert worst <= s.rank_error
     assert s.quantile(1.0) == float(v.max()) and s.quantile(0.0) == float(v.min())
