@@ -69,10 +69,11 @@ class QuantileSketch:
     ``q = 0`` (the minimum) are exact in both modes; so are ``count`` and ``mean`` (a float64
     running sum).
 
-    Memory: at most ``capacity`` float64 values in exact mode; in compact mode at most
-    ``b = capacity // 16`` values per level and ``1 + log2(count / b)`` levels, i.e. within
-    ``capacity`` for any stream of up to ``capacity * 2**11`` values (then growing by ``b`` per
-    doubling). The default ``capacity = 2**21`` (16 MiB) holds 60,000-sample MNIST 34 times over.
+    Memory: at most ``capacity`` float64 values in exact mode; in compact mode at most ``b =
+    capacity // 16`` values per level and in the pending buffer, over ``L = 1 + log2(count / b)``
+    levels, i.e. ``(L + 1) b``: within ``capacity`` up to about ``capacity * 2**10`` values, then
+    growing by ``b`` per doubling of the stream. The default ``capacity = 2**21`` (16 MiB) holds
+    60,000-sample MNIST 34 times over.
     Values are kept on the CPU in float64 whatever the input's device and dtype.
 
     ``merge`` returns the sketch of both streams (exact while the total fits ``capacity``: then it
