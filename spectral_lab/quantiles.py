@@ -146,6 +146,10 @@ class QuantileSketch:
         self.count += v.numel()
         self._sum += float(v.sum())
         self._pending.append(v)
+        # chunks merged like a binary counter: O(log n) tensors held, O(n log n) copying in all
+        p = self._pending
+        while len(p) > 1 and len(p[-2]) <= len(p[-1]):
+            p[-2:] = [torch.cat(p[-2:])]
         nan = torch.isnan(v)
         if nan.any():
             self._nan = True

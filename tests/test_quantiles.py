@@ -130,6 +130,14 @@ def test_memory_stays_bounded_on_a_long_stream():
     assert s.count == 400_000 and peak <= 256
 
 
+def test_exact_mode_holds_few_tensors_whatever_the_batch_size():
+    v = torch.randn(5000, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    s = QuantileSketch()
+    for x in v.split(1):  # a DataLoader of batch 1
+        s.update(x)
+    assert len(s._pending) <= 14 and torch.equal(s.values(), v)  # O(log n) chunks, order kept
+
+
 def test_merge_of_exact_sketches_is_the_concatenation():
     g = torch.Generator().manual_seed(5)
     a, b = torch.randn(3000, generator=g).double(), torch.randn(1234, generator=g).double()

@@ -152,6 +152,7 @@ def run_profile(
     if n == 0:
         raise ValueError("data is empty; pass at least one sample")
     exact = sketches["jac_top"].exact
+    sketches = {k: v for k, v in sketches.items() if v.count}  # a phase cut before its first sample
     samples = {k: v.values() for k, v in sketches.items()} if exact else {}
     per_sample = (
         f"all {n} kept in samples; exact quantiles"
