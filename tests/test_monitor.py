@@ -317,6 +317,20 @@ def test_train_callbacks_drive_the_monitor(tiny_mlp):
     assert mon.history[0]["two_over_lr"] == pytest.approx(20.0)
 
 
+def test_measure_works_inside_no_grad_and_inference_mode(tiny_mlp):
+    model = tiny_mlp(5, 3, width=6)
+    x, y = _data()
+    mon = SpectralMonitor((x, y), quantities=("sharpness", "ntk", "input_jacobian"), tol=1e-8)
+    ref = mon.measure(model)
+    with torch.no_grad():
+        a = mon.measure(model)
+    with torch.inference_mode():
+        b = mon.measure(model)
+    for rec in (a, b):
+        assert rec["sharpness"] == pytest.approx(ref["sharpness"], rel=1e-6)
+        assert rec["jac_top"] == pytest.approx(ref["jac_top"], rel=1e-10)
+
+
 def test_train_refuses_a_callback_without_on_step_end(tiny_mlp):
     with pytest.raises(TypeError, match="on_step_end"):
         sl.train(tiny_mlp(5, 3), _data(), epochs=1, progress=False, callbacks=[object()])

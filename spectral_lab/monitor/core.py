@@ -121,6 +121,10 @@ class SpectralMonitor:
     ``(2 + 2 beta_1)/((1 - beta_1) eta)``); without a known ``eta``, the rises alone. The first
     time it holds, a :class:`DivergenceWarning` is issued.
 
+    Memory: the probe's Hessian operator is built once and kept (its kept autograd graph, about
+    one training step's graph on the probe, is rebuilt after each optimiser step), and the first
+    NTK Gram (``K_0``).
+
     Cost per measurement (the defaults): ~10-40 Hessian-vector products on the probe, an NTK Gram
     on 16 samples (``16 C`` backward passes), ``C`` backward passes for 8 input Jacobians, an SVD
     per layer. Runs on the device and dtype of the model's parameters; inputs are cast to them.
@@ -287,7 +291,7 @@ class SpectralMonitor:
         rec: dict = {"step": self.count if step is None else int(step)}
         spectra: dict = {"step": rec["step"]}
         products = 0
-        with torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad():  # whatever the caller's mode
             with torch.no_grad():
                 rec["probe_loss"] = float(
                     scalar_loss(prep.loss_fn(prep.model(prep.inputs(x)), prep.labels(y, len(x))))
