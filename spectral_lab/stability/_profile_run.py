@@ -5,6 +5,7 @@ product budgets; unlimited by default)."""
 
 from __future__ import annotations
 
+import contextlib  # dist (issue 25)
 import math
 import warnings
 from collections.abc import Sequence
@@ -13,6 +14,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from .._budget import Budget, hessian_phase, ntk_phase
+from ..distributed import local_only  # dist (issue 25)
+from ..distributed._profile import agreed, gather_samples  # dist (issue 25)
 from ..prepared import LOW_PRECISION, Prepared
 from ._common import _SAMPLE_KEYS, quantile
 
@@ -78,6 +81,7 @@ def run_profile(
     elements: int,
     seed: int,
     phases: Budget,
+    process_group=None,  # dist (issue 25): a resolved group, or None/False for one process
 ):
     """The Matrix Stability Profile of a prepared model (see
     :func:`~spectral_lab.stability.stability_profile` for every argument): one pass over the data
@@ -133,6 +137,16 @@ def run_profile(
     if not per["jac_top"]:
         raise ValueError("data is empty; pass at least one sample")
     samples = {k: torch.cat(v) for k, v in per.items() if v}
+    # --- dist (issue 25): every rank's statistics in rank order; the curvature phases below run
+    # replicated on the first samples of the concatenation (spectral_lab.distributed._profile)
+    group = process_group or None
+    if group is not None:
+        samples, keep_x, keep_y, labels_given = gather_samples(
+            group, samples, keep_x, keep_y, n_keep, labels_given
+        )
+    curvature = local_only() if group is not None else contextlib.nullcontext()
+    curvature.__enter__()
+    # --- end dist
     n = len(samples["jac_top"])
 
     ntk_top = ntk_min = ntk_entropy = hess_top = None
@@ -169,10 +183,12 @@ def run_profile(
                     stacklevel=3,
                 )
 
+    curvature.__exit__(None, None, None)  # dist (issue 25)
+
     def agg(key):
         return quantile(samples[key], q) if key in samples else None
 
-    return StabilityProfile(
+    return agreed(group, StabilityProfile(  # dist (issue 25): rank 0's result on every rank
         q=q, n=n, num_classes=num_classes, num_params=prep.num_params, input_dim=input_dim,
         jac_top=agg("jac_top"), jac_fro=float(samples["jac_fro"].mean()),
         jac_entropy=float(samples["jac_entropy"].mean()), jac_entropy_q=agg("jac_entropy"),
@@ -194,4 +210,4 @@ def run_profile(
             "operators": tuple(operators),
             **{k: v for k, v in prep.notes.items() if k != "loss"},
         },
-    )  # fmt: skip
+    ))  # fmt: skip

@@ -1,0 +1,52 @@
+"""The profile (:func:`~spectral_lab.stability_profile`, :func:`~spectral_lab.diagnose`) over data
+sharded across ranks: the per-sample statistics of every rank merged exactly, the curvature
+phases on the first samples of the concatenation, one result on every rank."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ._comm import exchange
+
+
+def gather_samples(
+    group,
+    samples: dict[str, torch.Tensor],
+    keep_x: list[torch.Tensor],
+    keep_y: list[torch.Tensor],
+    n_keep: int,
+    labels_given: bool,
+) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], list[torch.Tensor], bool]:
+    """Every rank's per-sample statistics concatenated in rank order (quantiles and means over
+    them are those of the whole data, exactly), and the first ``n_keep`` samples of the
+    concatenated data (rank 0's shard first) for the curvature phases: each rank kept at most
+    ``n_keep`` of its own, so they are among them. One ``all_gather_object``: the statistics are
+    ``O(N)`` numbers, the kept samples ``n_keep`` inputs per rank."""
+    dev = keep_x[0].device if keep_x else None
+    mine = (
+        {k: v.cpu() for k, v in samples.items()},
+        torch.cat(keep_x).cpu() if keep_x else None,
+        torch.cat(keep_y).cpu() if keep_y else None,
+        labels_given,
+    )
+    got = exchange(group, "the profile's per-sample statistics", mine)
+    merged = {k: torch.cat([g[0][k] for g in got]) for k in samples}
+    xs = [g[1] for g in got if g[1] is not None]
+    ys = [g[2] for g in got if g[2] is not None]
+    if not xs:
+        return merged, [], [], all(g[3] for g in got)
+    dev = dev if dev is not None else xs[0].device
+    x = torch.cat(xs)[:n_keep].to(dev)
+    y = torch.cat(ys)[:n_keep].to(dev)
+    return merged, [x], [y], all(g[3] for g in got)
+
+
+def agreed(group, result: Any) -> Any:
+    """Rank 0's ``result`` on every rank (one ``all_gather_object``): the curvature phases run
+    replicated on the same samples, so the ranks agree already unless a time budget cut them at
+    different points; the profile returned is the same everywhere either way."""
+    if group is None:
+        return result
+    return exchange(group, "the profile's result", result)[0]
