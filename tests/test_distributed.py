@@ -41,10 +41,11 @@ def _shard(x, y, rank):
 def _quantities(m, data, x, group):
     """Everything compared, computed by the public calls (``group=False``: one process)."""
     pg = {"process_group": group}
-    prof = sl.diagnose(
+    report = sl.diagnose(
         m, data, progress=False, batch_size=BATCH, max_samples=None, num_ntk_samples=9,
         num_hessian_samples=8, **pg,
-    ).profile  # fmt: skip
+    )  # fmt: skip
+    prof = report.profile
     return {
         "hessian_top3": sl.hessian_eigs(
             m, data, loss="cross_entropy", k=3, tol=1e-12, batch_size=BATCH, **pg
@@ -78,6 +79,7 @@ def _quantities(m, data, x, group):
             ],
             dtype=torch.float64,
         ),  # fmt: skip
+        "report_metrics": torch.tensor([report.data["loss"], report.data["accuracy"]]),
         "profile_samples": torch.cat([prof.samples[k] for k in sorted(prof.samples)]),
     }
 
@@ -175,7 +177,7 @@ def one_process():
 @pytest.mark.parametrize(
     "key",
     ["hessian_top3", "gn_top", "trace", "ntk_top3", "ntk_block_lanczos", "profile",
-     "profile_samples"],
+     "report_metrics", "profile_samples"],
 )  # fmt: skip
 def test_two_ranks_equal_one_process_on_the_concatenated_data(two_ranks, one_process, key):
     for r, got in enumerate(ranks["equal"] for ranks in two_ranks):
@@ -189,15 +191,6 @@ def test_every_rank_returns_the_same_result(two_ranks):
     r0, r1 = (ranks["equal"]["ok"] for ranks in two_ranks)
     for key in r0:
         assert torch.equal(r0[key], r1[key]), key
-
-
-def _weights_mutant(wrong):
-    """The plausible slip: each rank's product not weighted by its share n_r / N."""
-
-    def sharded_sum(local, dim, dtype, device, weight, group, name, local_mm=None):
-        return wrong(local, dim, dtype, device, 0.5, group, name, local_mm)
-
-    return sharded_sum
 
 
 def test_the_shares_matter_unweighted_average_is_caught(one_process):

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ._comm import exchange
+from ._comm import all_reduce_checked, exchange
 
 
 def gather_samples(
@@ -50,3 +50,25 @@ def agreed(group, result: Any) -> Any:
     if group is None:
         return result
     return exchange(group, "the profile's result", result)[0]
+
+
+def sum_over_ranks(group, *values: float | torch.Tensor | None) -> tuple:
+    """Each value (a number, a tensor, or ``None`` on every rank) summed over the ranks, in one
+    checked all-reduce of float64 numbers: the sums behind a report's loss and accuracy."""
+    if group is None:
+        return values
+    parts = [
+        torch.as_tensor(v, dtype=torch.float64).reshape(-1).cpu() for v in values if v is not None
+    ]
+    flat = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+    all_reduce_checked(group, flat, "the report's loss and accuracy", None)
+    out, i = [], 0
+    for v in values:
+        if v is None:
+            out.append(None)
+            continue
+        k = torch.as_tensor(v).numel()
+        chunk = flat[i : i + k]
+        i += k
+        out.append(chunk.reshape(v.shape).to(v) if isinstance(v, torch.Tensor) else float(chunk[0]))
+    return tuple(out)
