@@ -1,38 +1,46 @@
 """The profile (:func:`~spectral_lab.stability_profile`, :func:`~spectral_lab.diagnose`) over data
-sharded across ranks: the per-sample statistics of every rank merged exactly, the curvature
+sharded across ranks: the per-sample sketches of every rank merged (exactly while exact), the curvature
 phases on the first samples of the concatenation, one result on every rank."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 
+from ..quantiles import QuantileSketch
 from ._comm import all_reduce_checked, exchange
 
 
-def gather_samples(
+def gather_sketches(
     group,
-    samples: dict[str, torch.Tensor],
+    sketches: dict[str, QuantileSketch],
     keep_x: list[torch.Tensor],
     keep_y: list[torch.Tensor],
     n_keep: int,
     labels_given: bool,
-) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], list[torch.Tensor], bool]:
-    """Every rank's per-sample statistics concatenated in rank order (quantiles and means over
-    them are those of the whole data, exactly), and the first ``n_keep`` samples of the
-    concatenated data (rank 0's shard first) for the curvature phases: each rank kept at most
-    ``n_keep`` of its own, so they are among them. One ``all_gather_object``: the statistics are
-    ``O(N)`` numbers, the kept samples ``n_keep`` inputs per rank."""
+) -> tuple[dict[str, QuantileSketch], list[torch.Tensor], list[torch.Tensor], bool]:
+    """Every rank's per-sample sketches merged in rank order (:meth:`QuantileSketch.merge`: while
+    each holds every value, the merge is the concatenation, rank 0's first, so quantiles and means
+    are those of the whole data exactly), and the first ``n_keep`` samples of the concatenated
+    data (rank 0's shard first) for the curvature phases: each rank kept at most ``n_keep`` of its
+    own, so they are among them. One ``all_gather_object`` of the sketches' ``state()`` (``O(N)``
+    numbers while exact, bounded after) and ``n_keep`` inputs per rank."""
     dev = keep_x[0].device if keep_x else None
     mine = (
-        {k: v.cpu() for k, v in samples.items()},
+        {k: v.state() for k, v in sketches.items()},
         torch.cat(keep_x).cpu() if keep_x else None,
         torch.cat(keep_y).cpu() if keep_y else None,
         labels_given,
     )
     got = exchange(group, "the profile's per-sample statistics", mine)
-    merged = {k: torch.cat([g[0][k] for g in got]) for k in samples}
+    merged = {
+        k: functools.reduce(
+            lambda a, b: a.merge(b), [QuantileSketch.from_state(g[0][k]) for g in got]
+        )
+        for k in sketches
+    }
     xs = [g[1] for g in got if g[1] is not None]
     ys = [g[2] for g in got if g[2] is not None]
     if not xs:
