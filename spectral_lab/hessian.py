@@ -312,8 +312,8 @@ def hvp(
     ``p``. Cost: one gradient graph built and one backward through it (kept graph, when it fits
     ``memory_budget``), else ~ 2-4 gradient evaluations (streaming); no ``p x p`` matrix. For
     many products build :func:`hessian_operator` once, so the graph is reused. ``loss`` as in
-    :func:`hessian_operator` (``"mse"``: sum over outputs, mean over samples). Runs on the device
-    and dtype of the model's parameters; inputs are cast to them.
+    :func:`hessian_operator` (``"mse"``: sum over outputs, mean over samples; ``process_group``
+    too). Runs on the device and dtype of the model's parameters; inputs are cast to them.
 
     Example:
         >>> from spectral_lab import MLP
@@ -523,6 +523,7 @@ def hessian_density(
     in :func:`hessian_operator` (``"mse"``: sum over outputs, mean over samples). Runs on the
     device and dtype of the model's parameters; inputs are cast to them. Cost: ``num_probes *
     num_steps`` HVPs plus ``O(num_probes num_steps^2)`` for the tridiagonal eigenproblems.
+    ``process_group`` as in :func:`hessian_operator` (the same probes on every rank).
 
     Example:
         >>> from spectral_lab import MLP
