@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 import spectral_lab as sl
 import spectral_lab.distributed as sd
@@ -110,7 +111,16 @@ CASES = ("equal", "fail_setup", "fail_product", "fail_profile", "die")
 
 def _case(case: str, rank: int, m, xs, ys):
     if case == "equal":
-        return _quantities(m, (xs, ys), xs, None)
+        out = _quantities(m, (xs, ys), xs, None)
+        # a DataLoader over a DistributedSampler: interleaved shards of 6 and 5 samples, padded
+        # to 6 + 6 by the sampler (rank 1 sees sample 0 twice: the repeat must be cut)
+        _, x, y = _model_and_data()
+        sampler = DistributedSampler(TensorDataset(x, y), shuffle=False)
+        loader = DataLoader(TensorDataset(x, y), batch_size=BATCH, sampler=sampler)
+        out["sampler_hessian_top3"] = sl.hessian_eigs(
+            m, loader, loss="cross_entropy", k=3, tol=1e-12
+        ).eigenvalues
+        return out
     if case == "fail_setup":  # rank 1's shard has a NaN: it raises in the setup
         if rank == 1:
             xs = xs.clone()
@@ -171,13 +181,15 @@ def two_ranks(tmp_path_factory) -> list[dict]:
 @pytest.fixture(scope="module")
 def one_process():
     m, x, y = _model_and_data()
-    return _quantities(m, (x, y), x, False)
+    out = _quantities(m, (x, y), x, False)
+    out["sampler_hessian_top3"] = out["hessian_top3"]
+    return out
 
 
 @pytest.mark.parametrize(
     "key",
     ["hessian_top3", "gn_top", "trace", "ntk_top3", "ntk_block_lanczos", "profile",
-     "report_metrics", "profile_samples"],
+     "report_metrics", "profile_samples", "sampler_hessian_top3"],
 )  # fmt: skip
 def test_two_ranks_equal_one_process_on_the_concatenated_data(two_ranks, one_process, key):
     for r, got in enumerate(ranks["equal"] for ranks in two_ranks):
@@ -228,8 +240,6 @@ def test_resolve_group_without_torch_distributed():
 def test_distributed_sampler_padding_is_cut():
     """A DistributedSampler pads 11 samples on 2 ranks to 12 (rank 1 sees sample 0 twice): the
     rank's own samples are the first len(range(r, N, R))."""
-    from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
-
     ds = TensorDataset(torch.arange(11.0)[:, None], torch.arange(11))
     seen = []
     for r in (0, 1):

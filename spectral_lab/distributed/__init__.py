@@ -31,7 +31,8 @@ and its message. A rank that dies outright (killed, out of memory) is caught by 
 group's own ``timeout=`` (set it in ``init_process_group(..., timeout=timedelta(seconds=...))``;
 ``torchrun``'s default is 30 minutes): the collective fails and :class:`DistributedError` says
 so. Cost model of one product: the shard's own products (``n_r / N`` of the single-process time)
-plus one all-reduce of ``p + 1`` numbers (NTK: plus an all-gather of ``N`` or ``N C`` numbers).
+plus one all-reduce of ``p + R`` numbers (``R`` rank statuses; NTK: plus an all-gather of ``N``
+or ``N C`` numbers).
 
 Run it with ``torchrun --nproc_per_node 2 your_script.py`` (each process builds its shard and
 calls e.g. ``hessian_eigs(model, shard, loss="mse")``), or ``spectral-lab diagnose`` under
@@ -53,7 +54,6 @@ from __future__ import annotations
 from ._comm import (
     DistributedError,
     all_gather_rows,
-    all_gather_values,
     all_reduce_checked,
     exchange,
     guarded,
@@ -70,7 +70,6 @@ from ._comm import (
 __all__ = [
     "DistributedError",
     "all_gather_rows",
-    "all_gather_values",
     "all_reduce_checked",
     "exchange",
     "guarded",

@@ -26,7 +26,6 @@ from ..linalg import LinearOperator
 __all__ = [
     "DistributedError",
     "all_gather_rows",
-    "all_gather_values",
     "all_reduce_checked",
     "exchange",
     "guarded",
@@ -227,14 +226,6 @@ def all_gather_rows(
     return torch.cat(
         [p[: c * math.prod(row)].reshape(c, *row) for p, c in zip(parts, counts, strict=True)]
     )
-
-
-def all_gather_values(group, values: dict[str, torch.Tensor], what: str) -> dict:
-    """Per-sample statistics ``{key: 1-D tensor}`` of every rank concatenated in rank order (one
-    ``all_gather_object``), so quantiles and means over them are those of the whole data."""
-    cpu = {k: v.detach().cpu() for k, v in values.items()}
-    got = exchange(group, what, cpu)
-    return {k: torch.cat([g[k] for g in got]) for k in cpu}
 
 
 def replicated_generator(
