@@ -277,7 +277,17 @@ def unpadded(data: Any) -> Any:
     first ``R - N mod R`` entries, so some ranks see one sample twice; each rank ``r`` owns the
     first ``len(range(r, N, R))`` samples it is given, and the rest are cut here, so the sum over
     ranks is over the ``N`` samples exactly once. Any other ``data`` is returned as it is. With
-    ``drop_last=True`` the sampler itself leaves samples out (that is the user's choice).
+    ``drop_last=True`` the sampler itself leaves samples out (that is the user's choice). Cost:
+    none (the batches are cut as they stream).
+
+    Example: 5 samples on 2 ranks; rank 1 is given sample 0 again, and it is cut.
+        >>> from torch.utils.data import TensorDataset
+        >>> ds = TensorDataset(torch.arange(5.0))
+        >>> s = DistributedSampler(ds, num_replicas=2, rank=1, shuffle=False)
+        >>> [b[0].tolist() for b in DataLoader(ds, batch_size=2, sampler=s)]
+        [[1.0, 3.0], [0.0]]
+        >>> [b[0].tolist() for b in unpadded(DataLoader(ds, batch_size=2, sampler=s))]
+        [[1.0, 3.0]]
     """
     if isinstance(data, DataLoader) and isinstance(data.sampler, DistributedSampler):
         s = data.sampler
