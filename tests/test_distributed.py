@@ -247,3 +247,18 @@ def test_distributed_sampler_padding_is_cut():
         loader = sd.unpadded(DataLoader(ds, batch_size=4, sampler=s))
         seen += [int(i) for _, yb in loader for i in yb]
     assert sorted(seen) == list(range(11))
+
+
+@pytest.mark.parametrize("kind", ["scalar", "block"])
+def test_sharded_ntk_in_column_blocks_equals_the_gram(monkeypatch, kind):
+    """One process: the sharded NTK operator, its blocks cut to one column each (as a large
+    model's are), against the Gram from per-sample Jacobians (``ntk_gram``)."""
+    from spectral_lab.distributed import _ntk
+    from spectral_lab.ntk import block_to_matrix
+
+    m, x, _ = _model_and_data()
+    monkeypatch.setattr(_ntk, "_BLOCK_BYTES", 1)
+    dense = _ntk.sharded_ntk_operator(m, x, kind, None).dense()
+    K = sl.ntk_gram(m, x, kind=kind)
+    K = block_to_matrix(K) if kind == "block" else K
+    assert torch.allclose(dense, K, rtol=1e-12, atol=1e-12)

@@ -10,6 +10,8 @@ import torch
 from ..linalg import EigResult, LinearOperator, lanczos
 from ._comm import all_gather_rows, all_reduce_checked, guarded, replicated_generator, shard_info
 
+_BLOCK_BYTES = 1 << 26  # J^T V of a block of columns, all-reduced at once: at most 64 MiB
+
 
 def sharded_ntk_operator(model: Any, x: torch.Tensor, kind: str, group, route: str = "auto"):
     """The scalar (``N x N``) or block (``N C x N C``) NTK on the inputs of every rank of
@@ -20,7 +22,8 @@ def sharded_ntk_operator(model: Any, x: torch.Tensor, kind: str, group, route: s
     one all-reduce of ``b p`` (scalar: ``b C p``) numbers gives ``J^T V`` on every rank, the
     rank applies its ``J_r`` (as many JVPs) and an all-gather of the ``n_r``-row slices
     assembles ``K V``. The shard's Jacobian is never formed
-    (:func:`~spectral_lab.jacobians.parameter_jacobian_operator`).
+    (:func:`~spectral_lab.jacobians.parameter_jacobian_operator`); a block is cut into column
+    blocks whose ``J^T V`` takes at most 64 MiB (one all-reduce each).
 
     Example: on one process (``group=None``) it is the NTK itself.
         >>> from spectral_lab import MLP, ntk_gram
@@ -51,7 +54,15 @@ def sharded_ntk_operator(model: Any, x: torch.Tensor, kind: str, group, route: s
     width = C if kind == "block" else 1
     N = sum(counts)
 
+    per_col = (C if kind == "scalar" else 1) * p * torch.finfo(dtype).bits // 8
+    cols = max(1, _BLOCK_BYTES // per_col)  # columns whose J^T V fit in one all-reduce buffer
+
     def product(V: torch.Tensor) -> torch.Tensor:  # (N width, b) -> (N width, b)
+        if V.shape[1] > cols:
+            return torch.cat([block(V[:, i : i + cols]) for i in range(0, V.shape[1], cols)], 1)
+        return block(V)
+
+    def block(V: torch.Tensor) -> torch.Tensor:
         b = V.shape[1]
         Vr = V[lo * width : (lo + n) * width]
         err, G = None, torch.zeros(b, C if kind == "scalar" else 1, p, dtype=dtype, device=device)
@@ -69,6 +80,8 @@ def sharded_ntk_operator(model: Any, x: torch.Tensor, kind: str, group, route: s
             err = e
         if group is not None:
             all_reduce_checked(group, G, "an NTK product (J^T v)", err)
+        elif err is not None:
+            raise err
         err, out = None, torch.zeros(n * width, b, dtype=dtype, device=device)
         try:
             if J is not None:
