@@ -5,6 +5,7 @@ product budgets; unlimited by default)."""
 
 from __future__ import annotations
 
+import contextlib  # dist (issue 25)
 import math
 import warnings
 from collections.abc import Sequence
@@ -13,6 +14,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from .._budget import Budget, hessian_phase, ntk_phase
+from ..distributed import local_only  # dist (issue 25)
+from ..distributed._profile import agreed, gather_sketches  # dist (issue 25)
 from ..prepared import LOW_PRECISION, Prepared
 from ..quantiles import QuantileSketch
 from ._common import _SAMPLE_KEYS
@@ -92,6 +95,7 @@ def run_profile(
     elements: int,
     seed: int,
     phases: Budget,
+    process_group=None,  # dist (issue 25): a resolved group, or None/False for one process
 ):
     """The Matrix Stability Profile of a prepared model (see
     :func:`~spectral_lab.stability.stability_profile` for every argument): one pass over the data
@@ -151,6 +155,18 @@ def run_profile(
     n = sketches["jac_top"].count
     if n == 0:
         raise ValueError("data is empty; pass at least one sample")
+    # --- dist (issue 25): every rank's sketches merged in rank order (exact, as the concatenation,
+    # while they hold every value) and the first samples of the concatenated data, on which the
+    # curvature phases below run replicated (spectral_lab.distributed._profile)
+    group = process_group or None
+    if group is not None:
+        sketches, keep_x, keep_y, labels_given = gather_sketches(
+            group, sketches, keep_x, keep_y, n_keep, labels_given
+        )
+        n = sketches["jac_top"].count
+    curvature = local_only() if group is not None else contextlib.nullcontext()
+    curvature.__enter__()
+    # --- end dist
     exact = sketches["jac_top"].exact
     sketches = {k: v for k, v in sketches.items() if v.count}  # a phase cut before its first sample
     samples = {k: v.values() for k, v in sketches.items()} if exact else {}
@@ -195,10 +211,12 @@ def run_profile(
                     stacklevel=3,
                 )
 
+    curvature.__exit__(None, None, None)  # dist (issue 25)
+
     def agg(key):
         return sketches[key].quantile(q) if key in sketches else None
 
-    return StabilityProfile(
+    return agreed(group, StabilityProfile(  # dist (issue 25): rank 0's result on every rank
         q=q, n=n, num_classes=num_classes, num_params=prep.num_params, input_dim=input_dim,
         jac_top=agg("jac_top"), jac_fro=sketches["jac_fro"].mean,
         jac_entropy=sketches["jac_entropy"].mean, jac_entropy_q=agg("jac_entropy"),
@@ -222,4 +240,4 @@ def run_profile(
             "operators": tuple(operators),
             **{k: v for k, v in prep.notes.items() if k != "loss"},
         },
-    )  # fmt: skip
+    ))  # fmt: skip

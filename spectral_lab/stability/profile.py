@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import nn
 
 from .._data import DataLike
+from ..distributed import on_every_rank  # dist (issue 25)
 from ..prepared import Prepared, prepare
 from ..quantiles import QuantileSketch
 from ._common import _ELEMENTS, OPERATORS, LossFn, _check_chunk, _check_q, quantile
@@ -135,6 +137,7 @@ def _check_args(q, operators, ntk_kind, num_ntk_samples, num_hessian_samples, ma
     return q
 
 
+@on_every_rank("stability_profile")  # dist (issue 25)
 def stability_profile(
     model: nn.Module | Prepared,
     data: DataLike,
@@ -157,6 +160,7 @@ def stability_profile(
     embedding=None,
     time_budget: float | None = None,
     matvec_budget: int | None = None,
+    process_group: Any = None,
 ) -> StabilityProfile:
     """The Matrix Stability Profile of ``model`` on ``data``, aggregated with the quantile ``Q_q``.
 
@@ -215,6 +219,12 @@ def stability_profile(
             and why, is in ``settings["budget"]`` (see :func:`~spectral_lab.diagnose`).
         matvec_budget: operator products the call may spend (one Hessian-vector or NTK-vector
             product; a dense Gram on ``n`` samples costs ``n``).
+        process_group: under ``torch.distributed`` (``None``: the default group when it is
+            initialised, else one process; ``False``: this rank alone) ``data`` is this rank's
+            shard: the per-sample statistics of every rank are merged exactly (``max_samples``
+            caps each rank's), the NTK and Hessian phases use the first samples of the
+            concatenated data (rank 0's shard first), and every rank returns the same profile
+            (:mod:`spectral_lab.distributed`).
 
     Returns:
         The :class:`StabilityProfile`; ``settings`` records the output, input space, loss,
@@ -247,5 +257,5 @@ def stability_profile(
         num_ntk_samples=num_ntk_samples, ntk_kind=ntk_kind,
         num_hessian_samples=num_hessian_samples, max_iter=max_iter, tol=tol,
         entropy_base=entropy_base, batch_size=batch_size, chunk_size=chunk_size,
-        elements=_ELEMENTS, seed=seed, phases=phases,
+        elements=_ELEMENTS, seed=seed, phases=phases, process_group=process_group,
     )  # fmt: skip
