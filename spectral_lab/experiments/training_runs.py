@@ -230,7 +230,7 @@ def seed_interval(values: Sequence[float], level: float = 0.95) -> dict:
     Example:
         >>> s = seed_interval([1.0, 2.0, 3.0])
         >>> s["mean"], round(s["lo"], 3), round(s["hi"], 3), s["n"]
-        (2.0, -0.484, 4.484)
+        (2.0, -0.484, 4.484, 3)
     """
     from scipy.stats import t as student_t
 

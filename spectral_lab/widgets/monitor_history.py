@@ -27,7 +27,7 @@ def monitor_history_explorer(histories, keys: Sequence[str] = ("sharpness", "los
         >>> with contextlib.redirect_stdout(io.StringIO()):  # display() prints outside a notebook
         ...     ui = monitor_history_explorer(h)
         >>> fig = ui.draw(step=20)
-        >>> fig.axes[1].lines[-1].get_ydata().tolist()  # the marker on the loss curve
+        >>> [float(ln.get_ydata()[0]) for ln in fig.axes[1].lines if ln.get_marker() == "o"]
         [0.047619047619047616]
         >>> plt.close(fig)
     """
