@@ -70,8 +70,9 @@ class RunSpec:
 @dataclass(frozen=True)
 class Run(Result):
     """One run: its setting and seed, step size, the loss before each update (``loss[t]`` at the
-    parameters after ``t`` updates), the monitor's records, whether the loss overflowed, and the
-    final parameters (``state``, a state dict)."""
+    parameters after ``t`` updates; a diverged run's list ends at its last finite loss), the
+    monitor's records, whether the loss overflowed, and the final parameters (``state``, a state
+    dict)."""
 
     setting: Hashable
     seed: int
@@ -178,13 +179,16 @@ def _one_run(spec: RunSpec, setting, seed: int, x, y, steps: int, loss: str) -> 
     if mon is not None:
         mon.measure(spec.model, step=0)
 
-    def callback(model, step, value):  # after update number step + 1
+    losses: list[float] = []
+
+    def callback(model, step, value):  # after update number step + 1; value: the loss before it
+        losses.append(value)
         if mon is not None:
             mon.step(model, step=step + 1)
 
     diverged = False
     try:
-        hist = train(
+        train(
             spec.model,
             (x, y),
             epochs=steps,
@@ -197,9 +201,8 @@ def _one_run(spec: RunSpec, setting, seed: int, x, y, steps: int, loss: str) -> 
             seed=seed,
             callback=callback,
         )
-        losses = list(hist.step_loss)
     except FloatingPointError:  # train refuses to step on a non-finite loss: the run diverged
-        diverged, losses = True, []
+        diverged = True
     if not diverged:
         with torch.no_grad():
             p = next(spec.model.parameters())
