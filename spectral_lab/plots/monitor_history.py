@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-LOG_KEYS = ("loss", "ntk_drift", "ntk_cond")
+LOG_KEYS = ("loss", "probe_loss", "ntk_drift", "ntk_cond")
 
 
 def _as_histories(histories) -> dict[str, list[Mapping]]:
@@ -49,7 +49,7 @@ def monitor_history_draw(
     (``{label: records}``, or one monitor's ``history``), a marker on each curve at its last record
     at or before ``step`` and a dotted line at ``step``. Beside ``"sharpness"``, a record's
     ``"two_over_lr"`` is drawn dashed in the curve's colour (the edge of stability ``2/eta``);
-    ``loss``, ``ntk_drift`` and ``ntk_cond`` use a log scale.
+    ``loss``, ``probe_loss``, ``ntk_drift`` and ``ntk_cond`` use a log scale.
 
     Cost: drawing only (the histories are already measured).
 
