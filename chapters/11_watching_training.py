@@ -33,8 +33,9 @@
 # **Prerequisites.** Chapters 03 (the NTK), 04 (the loss Hessian, the rule $\eta < 2/\lambda_{\max}$
 # and a first look at the edge of stability) and 07 (the regulariser R1); Student-$t$ intervals.
 #
-# **Approximate time:** 60 minutes (the cells ran in N s, one chapter at a time, on this project's
-# 2-core Linux test server shared with other jobs; the last cell prints your run's time).
+# **Approximate time:** 60 minutes (the cells ran in 108 s on real MNIST, one chapter at a time,
+# on this project's 2-core Linux test server shared with other jobs; the last cell prints your
+# run's time).
 #
 # > **Sources and choices.** The edge of stability is from Cohen, Kaur, Li, Kolter and Talwalkar,
 # > *Gradient Descent on Neural Networks Typically Occurs at the Edge of Stability* (2021); lazy
@@ -328,8 +329,8 @@ sl.widgets.monitor_history_explorer(
 # We train one-hidden-layer tanh MLPs of four widths on a teacher regression task (16 inputs, one
 # output, 128 samples), each at the same *relative* step, $\eta = 1/\lambda_{\max}(H_0)$ (half
 # the largest stable step at initialisation), for 200 steps, and record the drift at the end.
-# With the default initialisation $\lambda_{\max}(H_0)$ grows with the width, so this is a step
-# $\propto 1/\text{width}$.
+# With the default initialisation $\lambda_{\max}(H_0)$ grows with the width (roughly in proportion
+# to it for wide networks), so this step shrinks roughly like $1/\text{width}$.
 
 # %%
 reg_data = sl.load_dataset("teacher_regression", n=128)
@@ -367,12 +368,12 @@ for w in WIDTHS:
 print(f"log-log slope of drift against width: {fmt(slope, 2)} (one fit per seed)")
 
 # %% [markdown]
-# Every width fits the data about equally well (last column), yet the kernel that fitted it moved
-# by very different amounts: the narrowest network's kernel changed by a visible fraction of its
+# Every width fits the data (last column: the loss falls to a small fraction of its start), yet
+# the kernel that fitted it moved by very different amounts: the narrowest network's kernel changed by a visible fraction of its
 # size, the widest one's hardly at all, and the fitted slope says how fast the drift falls.
 # The infinite-width theory is stated for the NTK parametrisation, where the drift falls like
 # $\text{width}^{-1/2}$ at a fixed step; our networks use the standard parametrisation with a
-# step shrinking like $1/\text{width}$, which is lazier still, so a steeper slope than $-1/2$ is
+# step shrinking roughly like $1/\text{width}$, which is lazier still, so a steeper slope than $-1/2$ is
 # no contradiction. Compare with yours: the slope is a measurement of this setting only.
 #
 # **Exercise 2.** Compute the drift by hand. Complete `my_ntk(model, x)`: the $n \times n$ NTK Gram
