@@ -248,7 +248,7 @@ def test_ntk_drift_starts_at_zero_and_matches_a_dense_computation(tiny_mlp):
     x, y = _data()
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     mon = SpectralMonitor((x, y), every=5, quantities=("ntk",), num_ntk_samples=10)
-    xs = x[mon.ntk_index]
+    xs = mon.x[mon.ntk_index]
     K0 = _dense_ntk(model, xs)
     for _ in range(11):
         _ce_step(model, opt, x, y, mon)
@@ -269,7 +269,7 @@ def test_input_jacobian_and_layers_match_direct_computations(tiny_mlp):
     x, y = _data()
     mon = SpectralMonitor((x, y), quantities=("input_jacobian", "layers"), num_jacobian_samples=4)
     rec = mon.measure(model)
-    xs = x[mon.jac_index]
+    xs = mon.x[mon.jac_index]
     J = torch.stack([torch.autograd.functional.jacobian(model, xi[None])[0, :, 0] for xi in xs])
     s = torch.linalg.svdvals(J)
     p = s**2 / (s**2).sum(1, keepdim=True)

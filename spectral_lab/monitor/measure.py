@@ -35,6 +35,7 @@ from ..spectra import condition_number, singular_values, spectral_entropy, stabl
 __all__ = [
     "adam_preconditioner",
     "adam_threshold",
+    "hessian",
     "jacobian_summary",
     "layer_summary",
     "ntk_summary",
@@ -48,21 +49,24 @@ def _trainable(prep: Prepared) -> list[nn.Parameter]:
     return [p for _, p in prep.model.named_parameters() if p.requires_grad]
 
 
+def hessian(prep: Prepared, probe: tuple[torch.Tensor, torch.Tensor]) -> LinearOperator:
+    """The loss Hessian on ``probe`` (:func:`~spectral_lab.hessian.hessian_operator`), built once
+    per measurement and shared by :func:`sharpness` and :func:`preconditioned_sharpness`."""
+    return hessian_operator(prep, probe, loss=prep.loss)
+
+
 def sharpness(
-    prep: Prepared,
-    probe: tuple[torch.Tensor, torch.Tensor],
+    H: LinearOperator,
     *,
     tol: float,
     max_iter: int | None,
     v0: torch.Tensor | None,
     generator: torch.Generator,
 ) -> EigResult:
-    """``lambda_max(H)`` of the loss Hessian on ``probe``: Lanczos (``k = 1``, residual test
-    ``||H u - theta u|| <= tol |theta|``) on :func:`~spectral_lab.hessian.hessian_operator`,
+    """``lambda_max(H)``: Lanczos (``k = 1``, residual test ``||H u - theta u|| <= tol |theta|``)
     started from ``v0`` (the previous measurement's top eigenvector; a random vector from
     ``generator`` when None). Cost: ``result.matvecs`` Hessian-vector products."""
-    op = hessian_operator(prep, probe, loss=prep.loss)
-    return lanczos(op, 1, tol=tol, max_iter=max_iter, v0=v0, generator=generator)
+    return lanczos(H, 1, tol=tol, max_iter=max_iter, v0=v0, generator=generator)
 
 
 def adam_preconditioner(prep: Prepared, optimizer: torch.optim.Optimizer) -> torch.Tensor | None:
@@ -116,8 +120,7 @@ def adam_threshold(optimizer: torch.optim.Optimizer, lr: float) -> float:
 
 
 def preconditioned_sharpness(
-    prep: Prepared,
-    probe: tuple[torch.Tensor, torch.Tensor],
+    H: LinearOperator,
     P: torch.Tensor,
     *,
     tol: float,
@@ -128,7 +131,6 @@ def preconditioned_sharpness(
     """``lambda_max(P^{-1} H)`` for a positive diagonal preconditioner ``P`` (a flat vector):
     the same eigenvalues as the symmetric ``P^{-1/2} H P^{-1/2}``, on which Lanczos runs
     (warm-started from ``v0``). Cost: ``result.matvecs`` Hessian-vector products."""
-    H = hessian_operator(prep, probe, loss=prep.loss)
     d = P.rsqrt()
 
     def mv(v: torch.Tensor) -> torch.Tensor:
