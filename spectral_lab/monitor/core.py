@@ -101,8 +101,10 @@ class SpectralMonitor:
         writer: a ``torch.utils.tensorboard.SummaryWriter`` (or anything with ``add_scalar``
             and ``add_histogram``): every record is logged to it
             (:func:`spectral_lab.monitor.tensorboard.log_record`).
-        probe_size: the monitor keeps a seeded random subset of this many probe samples
-            (default 64; None keeps them all): the probe every quantity is measured on.
+        probe_size: keep a seeded random subset of this many probe samples (default None: the
+            whole probe). The probe's size sets the cost: on the course's CNN a probe of 64
+            images keeps the monitor near 10 % of minibatch training at ``every=50``
+            (``benchmarks/bench_monitor.py``).
         num_ntk_samples: probe samples of the NTK Gram (default 16; the first ones, after a
             seeded shuffle of the probe).
         num_jacobian_samples: probe samples of the input Jacobian (default 8).
@@ -149,7 +151,7 @@ class SpectralMonitor:
         max_iter: int | None = None,
         tol: float = 1e-2,
         writer=None,
-        probe_size: int | None = 64,
+        probe_size: int | None = None,
         num_ntk_samples: int = 16,
         num_jacobian_samples: int = 8,
         patience: int = 2,
