@@ -115,7 +115,7 @@ def fmt(s, digits=3):
 # it. In this chapter every run is full-batch gradient descent,
 # $\theta \leftarrow \theta - \eta \nabla L(\theta)$ with
 # $L = \frac1n \sum_i \tfrac12 \|f(x_i) - y_i\|^2$, and the probe is the whole training set
-# (`probe_size=None`; by default the monitor keeps a seeded subset of 64 samples), so the
+# (`probe_size=None`, the default; `probe_size=64` would keep a seeded subset), so the
 # monitor's sharpness is that of the loss being descended. Its Lanczos tolerance `tol` bounds the
 # residual $\|Hu - \theta u\| \le \mathrm{tol}\,|\theta|$; we tighten it where a check needs it.
 # `sl.experiments.seed_runs(configure, data, settings, seeds, steps=...)` runs it for every
