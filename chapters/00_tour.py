@@ -53,6 +53,7 @@
 # | 08 | the power-law orbit: its geometry, fits and effective rank | `geometry` |
 # | 09 | residual networks, exponent profiles and the depth budget | `geometry` |
 # | 10 | normalisation and attention as operators; a small vision transformer | `transformer_ops`, `residual_stream` |
+# | 11 | watching training: the edge of stability, NTK drift against width, a regulariser step by step | `monitor`, `experiments.seed_runs` |
 #
 # **How to run it.** `pip install -e ".[lab]" && spectral-lab lab`, then open
 # `chapters/NN_slug.py`: JupyterLab opens each chapter's `.py` as a notebook. Run the cells from the
