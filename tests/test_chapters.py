@@ -365,12 +365,12 @@ def test_a_chapter_over_its_budget_fails_with_its_measured_time(tmp_path):
 
 
 def test_chapter_budget_reads_the_environment(monkeypatch):
-    """The budget comes from SPECTRAL_LAB_CHAPTER_BUDGET (default 300 s); a bad value is refused
+    """The budget comes from SPECTRAL_LAB_CHAPTER_BUDGET (default 480 s); a bad value is refused
     with the variable's name, and the failure message names the measured time and the budget."""
     import conftest
 
     monkeypatch.delenv("SPECTRAL_LAB_CHAPTER_BUDGET", raising=False)
-    assert conftest.chapter_budget() == 300.0
+    assert conftest.chapter_budget() == 480.0
     monkeypatch.setenv("SPECTRAL_LAB_CHAPTER_BUDGET", "45")
     assert conftest.chapter_budget() == 45.0
     for bad in ("fast", "0", "-3"):
@@ -380,3 +380,17 @@ def test_chapter_budget_reads_the_environment(monkeypatch):
     assert conftest.over_budget("chapters/x.ipynb", 299.0, 300.0) is None
     message = conftest.over_budget("chapters/x.ipynb", 301.25, 300.0)
     assert "ran 301.2 s, over its budget of 300 s" in message
+
+
+@pytest.mark.parametrize("py", SOURCES, ids=lambda p: p.stem)
+def test_check_cells_are_short(py: Path):
+    """No check cell (tag nbval-check-output) over 30 lines: logic that long belongs in the library,
+    a test, or a reference cell of its own before the check."""
+    long = [
+        (i, n)
+        for i, c in enumerate(jupytext.read(py).cells)
+        if c.cell_type == "code" and "nbval-check-output" in c.metadata.get("tags", [])
+        for n in [len(c.source.strip().splitlines())]
+        if n > 30
+    ]
+    assert not long, f"{py.name}: check cells (index, lines) over 30 lines: {long}"
