@@ -27,9 +27,9 @@
 # and variance of a random vector.
 #
 # **Approximate time:** about 40 minutes to read, run and do the exercises (an estimate, not
-# a measurement). Measured: the cells ran in 10 s, one chapter at a time
+# a measurement). Measured: the cells ran in 42 s, one chapter at a time
 # (`benchmarks/bench_chapters.py`), on this project's 2-core Linux test server shared with other
-# jobs, load average 1; the last cell prints your run's time.
+# jobs, load average 9; the last cell prints your run's time.
 #
 # > **Sources and choices.** The spectral entropy of the input Jacobian as a bound on the typical
 # > sensitivity comes from Katende, *A Unified Matrix-Spectral Framework for Stability and Interpretability in Deep Learning* (arXiv 2602.01136).
@@ -127,15 +127,9 @@ print(b)
 sl.plots.plot_sensitivity_bounds(b, mc, title=f"trained MLP, eps={eps} (SE in nats, E2)")
 plt.show()
 
-# %% tags=["nbval-check-output"]
-# check (Theorem 5.1 of the Unified Matrix-Spectral Framework paper): on every model, Monte Carlo E||f(x+delta)-f(x)||^2 (M = 4000
-# Gaussian draws) matches (eps^2/d)||J||_F^2 within 5 standard errors; the library's entropy bound
-# equals an independent numpy value (p_k = s_k^2 / sum s^2, SE = -sum p log p, (s_1^2/d) eps^2 e^SE),
-# so a wrong normalisation or constant fails here; and typical <= entropy bound <= rank bound <= worst
-# case. For Gaussian delta the relative standard error of the mean of ||J delta||^2 is
-# sqrt(2 / (PR * M)), PR the participation ratio.
 
-
+# %%
+# independent numpy references for the checks below (numpy's SVD, the formulas written out)
 def numpy_sigma1_sq_and_se(Jn):
     """sigma_1^2 and the energy-normalised SE (nats) of each matrix, by numpy's SVD."""
     sv = np.linalg.svd(Jn.numpy(), compute_uv=False)
@@ -149,6 +143,13 @@ def entropy_bound_numpy(Jn, eps):
     return s1sq / Jn.shape[-1] * eps**2 * np.exp(se)
 
 
+# %% tags=["nbval-check-output"]
+# check (Theorem 5.1 of the Unified Matrix-Spectral Framework paper): on every model, Monte Carlo E||f(x+delta)-f(x)||^2 (M = 4000
+# Gaussian draws) matches (eps^2/d)||J||_F^2 within 5 standard errors; the library's entropy bound
+# equals an independent numpy value (p_k = s_k^2 / sum s^2, SE = -sum p log p, (s_1^2/d) eps^2 e^SE),
+# so a wrong normalisation or constant fails here; and typical <= entropy bound <= rank bound <= worst
+# case. For Gaussian delta the relative standard error of the mean of ||J delta||^2 is
+# sqrt(2 / (PR * M)), PR the participation ratio.
 mc_ok, pin_ok, chain_ok = {}, {}, {}
 M = 4000
 for name, m in models.items():
