@@ -26,9 +26,9 @@
 # **Prerequisites.** Chapters 01–03; eigenvalues of a symmetric matrix; gradient descent.
 #
 # **Approximate time:** about 40 minutes to read, run and do the exercises (an estimate, not
-# a measurement). Measured: the cells ran in 41 s, one chapter at a time
+# a measurement). Measured: the cells ran in 157 s, one chapter at a time
 # (`benchmarks/bench_chapters.py`), on this project's 2-core Linux test server shared with other
-# jobs, load average 1; the last cell prints your run's time.
+# jobs, load average 9; the last cell prints your run's time.
 
 # %% tags=["nbval-ignore-output"]
 import time
@@ -81,7 +81,8 @@ print(
 # hv)\big)/2h$, and the dense Hessian formed by PyTorch's own `torch.autograd.functional.hessian`
 # (fine for a toy) contracted with $v$. That dense $H$ is the reference for the rest of the chapter.
 
-# %% tags=["nbval-check-output"]
+# %%
+# the two independent references: central differences of gradients, and the dense Hessian
 theta = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
 v = torch.randn(p, dtype=DT)
 
@@ -95,7 +96,6 @@ def grad_at(t):
 
 h = 1e-5
 fd = (grad_at(theta + h * v) - grad_at(theta - h * v)) / (2 * h)
-Hv = sl.hvp(model, data, v, loss="cross_entropy")
 names, shapes = zip(*[(k, q.shape) for k, q in model.named_parameters()])
 
 
@@ -110,6 +110,10 @@ def loss_of(t):
 
 
 H = torch.autograd.functional.hessian(loss_of, theta, vectorize=True)  # p x p, toy sizes only
+
+# %% tags=["nbval-check-output"]
+# check: the library's Hessian-vector product against both references
+Hv = sl.hvp(model, data, v, loss="cross_entropy")
 fd_ok = ((Hv - fd).norm() / Hv.norm()).item() < 1e-6
 dense_ok = torch.allclose(H @ v, Hv, rtol=1e-10, atol=1e-12)
 print("Hv agrees with finite differences of gradients:", fd_ok)
