@@ -55,7 +55,7 @@ sl.plots.use_style()
 torch.manual_seed(0)
 t_start = time.perf_counter()
 
-# Parameters: the defaults run in about a minute on two CPU cores.
+# Parameters (the header states how long the defaults took, measured).
 N_TRAIN = 6000  # MNIST training subset (60000 for the full set)
 EPOCHS = 4
 N_EVAL = 400  # test points for the per-sample study

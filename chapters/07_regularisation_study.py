@@ -60,13 +60,13 @@ from spectral_lab.experiments import assess_claims, format_claims, paper_table
 sl.plots.use_style()
 
 # ---- Parameters -------------------------------------------------------------------------------
-FULL = False  # True: the full study of `spectral-lab reproduce` (tens of minutes on a CPU)
+FULL = False  # True: the full study of `spectral-lab reproduce` (its measured time: §5)
 DATASET = "mnist"  # "mnist", "cifar10", "cifar100" or "digits"
 STRENGTHS = (1e-3, 3e-3, 1e-2)  # the sweep; the middle one is "the" stable model
 # -------------------------------------------------------------------------------------------------
 
 cfg = sl.experiments.study_preset(DATASET)
-if not FULL:  # a real-MNIST subset and few epochs: about a minute on two CPU cores
+if not FULL:  # a real-MNIST subset and few epochs (the header's measured time)
     cfg = cfg.replace(n_train=6000, epochs=3, n_eval=300, n_draws=4)
 try:
     data = sl.experiments.load_study_data(cfg)

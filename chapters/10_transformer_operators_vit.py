@@ -60,7 +60,7 @@ torch.manual_seed(0)
 D64 = torch.float64
 t_start = time.perf_counter()
 
-# Parameters: the defaults run in about a minute or two on two CPU cores.
+# Parameters (the header states how long the defaults took, measured).
 N_TRAIN = 4000  # MNIST training subset (ignored for the digits, which have 1437)
 SEEDS = (0, 1, 2)  # independent trainings of each model for the comparison
 N_EVAL = 64  # test points for the Jacobian summaries
