@@ -30,12 +30,14 @@
 #    compute that drift by hand;
 # 5. watch chapter 07's spectral regulariser act on the input Jacobian during training.
 #
-# **Prerequisites.** Chapters 03 (the NTK), 04 (the loss Hessian, the rule $\eta < 2/\lambda_{\max}$
-# and a first look at the edge of stability) and 07 (the regulariser R1); Student-$t$ intervals.
+# **Prerequisites.** Chapters 03 (the NTK), 04 and 04 continued (the loss Hessian, the rule
+# $\eta < 2/\lambda_{\max}$ and a first look at the edge of stability) and 07 (the regulariser
+# R1); Student-$t$ intervals.
 #
-# **Approximate time:** 60 minutes (the cells ran in 108 s on real MNIST, one chapter at a time,
-# on this project's 2-core Linux test server shared with other jobs; the last cell prints your
-# run's time).
+# **Approximate time:** about 55 minutes to read, run and do the exercises (an estimate, not
+# a measurement). Measured: the cells ran in 108 s on real MNIST, one chapter at a time, on this
+# project's 2-core Linux test server while seven other jobs shared it; the last cell prints your
+# run's time.
 #
 # > **Sources and choices.** The edge of stability is from Cohen, Kaur, Li, Kolter and Talwalkar,
 # > *Gradient Descent on Neural Networks Typically Occurs at the Edge of Stability* (2021); lazy
