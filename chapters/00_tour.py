@@ -24,9 +24,10 @@
 # **Prerequisites.** Python and a little PyTorch; the chain rule; the singular value decomposition
 # (what $\sigma_1 \ge \sigma_2 \ge \dots$ of a matrix are). No earlier chapter.
 #
-# **Approximate time:** 45 minutes to read, run and do the exercises (the cells ran in 16 s, one
-# chapter at a time, on this project's 2-core Linux test server shared with other jobs, load average
-# 6; the last cell prints your run's time).
+# **Approximate time:** about 45 minutes to read, run and do the exercises (an estimate, not
+# a measurement). Measured: the cells ran in 29 s, one chapter at a time
+# (`benchmarks/bench_chapters.py`), on this project's 2-core Linux test server shared with other
+# jobs, load average 8; the last cell prints your run's time.
 #
 # **Who this is for.** Students who know the chain rule and the singular value decomposition;
 # teachers who want runnable, checked material; researchers who want one call that diagnoses their
@@ -43,16 +44,25 @@
 # | --- | --- | --- |
 # | 00 | this tour | `load_dataset`, `train`, `input_jacobian` |
 # | 01 | a network is a product of linear operators $W_L D_{L-1}(x) \cdots D_1(x) W_1$ | `operator_product` |
-# | 02 | singular spectra, spectral entropy, typical versus worst-case sensitivity | `spectral_entropy`, `stable_rank` |
+# | 01 (continued) | singular values through depth; the product-of-norms bound | `partial_spectra`, `sensitivity.norm_bounds` |
+# | 02 | singular spectra, spectral entropy, effective and stable rank | `spectral_entropy`, `stable_rank` |
+# | 02 (continued) | typical versus worst-case sensitivity: the entropy bound | `sensitivity_bounds` |
 # | 03 | parameter Jacobians and the Neural Tangent Kernel | `parameter_jacobian`, `ntk_gram` |
-# | 04 | the loss Hessian and optimisation conditioning | `hessian_eigs`, `linalg` |
+# | 03 (continued) | linearised training and label noise, from the kernel | `ntk.linearized_residuals` |
+# | 04 | the loss Hessian: products, eigenvalues, trace and density | `hessian_eigs`, `linalg` |
+# | 04 (continued) | the step-size rule, the edge of stability, Gauss–Newton | `hessian.gd_with_sharpness` |
 # | 05 | one index, four kinds of stability: the profile and the index | `stability_profile`, `stability_index` |
 # | 05 (continued) | what the index bounds, and the one-call report | `verify_consequences`, `diagnose` |
 # | 06 | attribution (saliency) robustness | `saliency`, `frechet_distance` |
-# | 07 | spectral regularisation experiments (real MNIST when present, else the bundled digits) | `regularizers`, `experiments` |
+# | 06 (continued) | does spectral entropy predict which samples are unstable? | `attribution.spearman` |
+# | 07 | spectral regularisers: penalties for any training loop | `regularizers` |
+# | 07 (continued) | the regularisation study (real MNIST when present, else the bundled digits) | `experiments` |
 # | 08 | the power-law orbit: its geometry, fits and effective rank | `geometry` |
-# | 09 | residual networks, exponent profiles and the depth budget | `geometry` |
-# | 10 | normalisation and attention as operators; a small vision transformer | `transformer_ops`, `residual_stream` |
+# | 09 | residual networks and their exponent profiles | `geometry` |
+# | 09 (continued) | the depth budget, checked | `geometry` |
+# | 10 | normalisation and attention as operators | `transformer_ops` |
+# | 10 (continued) | a small vision transformer as a product of factors; its residual stream | `residual_stream` |
+# | 11 | watching training: the edge of stability, NTK drift against width, a regulariser step by step | `monitor`, `experiments.seed_runs` |
 #
 # **How to run it.** `pip install -e ".[lab]" && spectral-lab lab`, then open
 # `chapters/NN_slug.py`: JupyterLab opens each chapter's `.py` as a notebook. Run the cells from the
@@ -291,11 +301,12 @@ print("median sigma_1 at init by depth:", {d: round(v, 3) for d, v in by_depth.i
 # %% [markdown]
 # ## Where next
 #
-# * **Chapter 01** writes $J_f(x)$ as the product $W_L D_{L-1}(x) \cdots D_1(x) W_1$ and watches
-#   singular values spread through depth.
-# * **Chapter 02** turns a spectrum into numbers — spectral entropy, effective and stable rank — and
-#   proves that entropy bounds the *typical* effect of noise, not just the worst case.
-# * **Chapters 03–04** move from inputs to parameters: the Neural Tangent Kernel and the loss Hessian.
+# * **Chapter 01** writes $J_f(x)$ as the product $W_L D_{L-1}(x) \cdots D_1(x) W_1$; its
+#   continuation watches singular values spread through depth.
+# * **Chapter 02** turns a spectrum into numbers — spectral entropy, effective and stable rank; its
+#   continuation proves that entropy bounds the *typical* effect of noise, not just the worst case.
+# * **Chapters 03–04** move from inputs to parameters: the Neural Tangent Kernel and the loss Hessian,
+#   each continued by what it predicts about gradient descent.
 # * **Chapter 05** folds all four operators into one stability index; its continuation checks what
 #   the index bounds and runs the one-call `diagnose`.
 # * **Chapters 06–07** ask whether explanations (saliency maps) are stable, and whether a modest

@@ -27,7 +27,10 @@
 # **Prerequisites.** Chapter 05 (`05_stability_index`: the profile and the index); the loss
 # Hessian and gradient-descent stability of chapter 04.
 #
-# **Approximate time:** 45 minutes.
+# **Approximate time:** about 45 minutes to read, run and do the exercises (an estimate, not
+# a measurement). Measured: the cells ran in 67 s, one chapter at a time
+# (`benchmarks/bench_chapters.py`), on this project's 2-core Linux test server shared with other
+# jobs, load average 9; the last cell prints your run's time.
 #
 # > **Sources and choices.** Katende, *A Unified Matrix-Spectral Framework for Stability and
 # > Interpretability in Deep Learning* (arXiv 2602.01136). By the only summary of it the course

@@ -10,8 +10,9 @@
 # # 06 — Attribution robustness
 #
 # > A saliency map is one row of the input Jacobian. When a small, invisible change of the input
-# > redraws the map, the explanation is fragile. This chapter measures how fragile, and asks how
-# > much the Jacobian's spectrum tells us about it — per sample, honestly.
+# > redraws the map, the explanation is fragile. This chapter measures how fragile, and why the
+# > Jacobian's spectrum (and, for ReLU networks, the activation margins) governs it. Its sequel,
+# > `06_attribution_entropy`, asks how much the spectrum tells us per sample.
 #
 # **Learning objectives.** After this chapter you can
 #
@@ -21,24 +22,22 @@
 #    top-$k$ overlap, and the Fréchet distance between clouds of clean and perturbed maps;
 # 3. explain why the Jacobian's extreme singular directions, and for ReLU networks the activation
 #    margins, govern that movement; compute the attribution condition number
-#    $\kappa_{attr} = \sigma_1 / \operatorname{median}_k \sigma_k$;
-# 4. test the claim that per-sample spectral entropy and instability are only weakly,
-#    seed-dependently correlated, with entropy bounding the unstable regime.
+#    $\kappa_{attr} = \sigma_1 / \operatorname{median}_k \sigma_k$.
 #
-# **Prerequisites.** Chapters 01 and 02 (input Jacobians, singular values, spectral entropy);
-# Spearman rank correlation and confidence intervals.
+# **Prerequisites.** Chapters 01 and 02 (input Jacobians, singular values, spectral entropy).
 #
-# **Approximate time:** 75 minutes (the cells ran in 17 s, one chapter at a time, on this project's
-# 2-core Linux test server shared with other jobs, load average 8; the last cell prints your run's
-# time).
+# **Approximate time:** about 50 minutes to read, run and do the exercises (an estimate, not
+# a measurement). Measured: the cells ran in 38 s, one chapter at a time
+# (`benchmarks/bench_chapters.py`), on this project's 2-core Linux test server shared with other
+# jobs, load average 8; the last cell prints your run's time.
 #
-# > **Sources and choices.** The claim tested in §4 — per-sample spectral entropy and attribution
-# > instability are weakly, seed-dependently correlated, with entropy bounding the unstable regime —
-# > is from Katende, *A Unified Matrix-Spectral Framework for Stability and Interpretability in Deep
-# > Learning* (arXiv 2602.01136). The paper does not give its metric definitions, so every metric
-# > below ($\Delta_{grad}$, the Fréchet distance of attribution clouds, the envelope test) is this
-# > course's choice, defined where it is used. The chapter trains on MNIST when its files are
-# > present and on the bundled 8×8 digits otherwise; its first output says which.
+# > **Sources and choices.** The claim tested in the sequel — per-sample spectral entropy and
+# > attribution instability are weakly, seed-dependently correlated, with entropy bounding the
+# > unstable regime — is from Katende, *A Unified Matrix-Spectral Framework for Stability and
+# > Interpretability in Deep Learning* (arXiv 2602.01136). The paper does not give its metric
+# > definitions, so every metric below ($\Delta_{grad}$, the Fréchet distance of attribution
+# > clouds) is this course's choice, defined where it is used. The chapter trains on MNIST when
+# > its files are present and on the bundled 8×8 digits otherwise; its first output says which.
 
 # %% tags=["nbval-ignore-output"]
 import time
@@ -56,7 +55,7 @@ sl.plots.use_style()
 torch.manual_seed(0)
 t_start = time.perf_counter()
 
-# Parameters: the defaults run in about a minute on two CPU cores.
+# Parameters (the header states how long the defaults took, measured).
 N_TRAIN = 6000  # MNIST training subset (60000 for the full set)
 EPOCHS = 4
 N_EVAL = 400  # test points for the per-sample study
@@ -305,7 +304,7 @@ print(f"s = {SCALES[-1]}: raw FD {float(inst.fd[-1]):.4g}, unit-norm FD {float(s
 # For a **ReLU** network, however, the gradient is *piecewise constant*: $a(x+\delta)=a(x)$ exactly
 # as long as no unit changes sign on the segment. The instability is then governed by
 # how close pre-activations are to 0 — the activation margins — not by $\|J\|_2$ alone. That is why
-# the spectrum can only *bound regimes* rather than order samples, which §4 tests.
+# the spectrum can only *bound regimes* rather than order samples, which the sequel tests.
 
 # %%
 J = sl.input_jacobian(model, x_eval)
@@ -374,8 +373,7 @@ def _solution_2():
 # the class fixed at the clean prediction; the two means must agree to sampling error, and double
 def grad_of_class(net, z, c):
     z = z.clone().requires_grad_(True)
-    (g,) = torch.autograd.grad(net(z).gather(1, c[:, None]).sum(), z)
-    return g.flatten(1)
+    return torch.autograd.grad(net(z).gather(1, c[:, None]).sum(), z)[0].flatten(1)
 
 
 c50 = tanh_net(x50).argmax(1)
@@ -383,16 +381,8 @@ a50 = grad_of_class(tanh_net, x50, c50)
 g_ref = torch.Generator().manual_seed(11)
 own = []
 for s_ in (1e-4, 2e-4):
-    rel = [
-        (
-            grad_of_class(
-                tanh_net, x50 + s_ * torch.randn(x50.shape, generator=g_ref, dtype=x50.dtype), c50
-            )
-            - a50
-        ).norm(dim=1)
-        / a50.norm(dim=1)
-        for _ in range(8)
-    ]
+    noisy = [x50 + s_ * torch.randn(x50.shape, generator=g_ref, dtype=x50.dtype) for _ in range(8)]
+    rel = [(grad_of_class(tanh_net, z, c50) - a50).norm(dim=1) / a50.norm(dim=1) for z in noisy]
     own.append(torch.stack(rel).mean().item())
 
 
@@ -430,150 +420,6 @@ print(
 # </details>
 
 # %% [markdown]
-# ## 4. Does spectral entropy predict which samples are unstable?
-#
-# The paper reports that on MNIST and CIFAR the per-sample correlations between
-# spectral entropy, $\kappa_{attr}$ and attribution instability are **weak and vary across
-# seeds**, and that per-sample entropy **caps the unstable regime** without ordering the samples.
-# We test both, on three independently trained networks: per sample, the spectral entropy of
-# $J_f(x)$ in **bits** (energy normalisation $p_k=\sigma_k^2/\sum_j\sigma_j^2$; at most
-# $\log_2 10 = 3.32$) against
-# $\Delta_{grad}$ at $s=0.03$; the Spearman rank correlation; and the upper envelope (95th
-# percentile of $\Delta_{grad}$ in 8 equal-count entropy bins). "Entropy bounds the unstable
-# regime" predicts a *falling* envelope: low-entropy (concentrated) Jacobians allow the largest
-# instabilities.
-
-# %%
-per_seed = {}
-for seed in SEEDS:
-    m = model if seed == 0 else make_model(seed)
-    if seed != 0:
-        sl.train(m, train_set, epochs=EPOCHS, lr=1e-3, seed=seed, progress=False)
-    se = sl.spectral_entropy(sl.input_jacobian(m, x_eval), base=2).numpy()
-    dg = sl.attribution_instability(m, x_eval, (0.03,), num_draws=N_DRAWS).delta_grad[0].numpy()
-    per_seed[seed] = (
-        se,
-        dg,
-        sl.attribution.spearman(se, dg),
-        sl.attribution.upper_envelope(se, dg, bins=8),
-    )
-
-fig, axes = plt.subplots(1, len(SEEDS), figsize=(4.2 * len(SEEDS), 3.5), sharey=True)
-for ax, (seed, (se, dg, rho, env)) in zip(np.atleast_1d(axes), per_seed.items()):
-    sl.plots.plot_entropy_instability(se, dg, env, rho, ax=ax, title=f"seed {seed}:")
-fig.tight_layout()
-plt.show()
-for seed, (_, _, rho, env) in per_seed.items():
-    print(
-        f"seed {seed}: Spearman rho = {rho:+.3f}, envelope trend = {env.trend:+.2f}, "
-        f"envelope = {np.round(env.upper, 3).tolist()}"
-    )
-
-# %% [markdown]
-# **Reading the correlations as statistics.** Each $\rho$ comes from $n$ test points, so it has
-# sampling noise: Fisher's $z=\operatorname{atanh}\rho$ is nearly normal with standard error
-# $\sqrt{1.06/(n-3)}$ for Spearman's $\rho$. "Seed dependent" is then a question for a test:
-# Cochran's $Q=\sum_i w_i(z_i-\bar z)^2$ (weights $w_i=1/\mathrm{se}_i^2$, $\bar z$ their
-# weighted mean) is $\chi^2$ with $k-1$ degrees of freedom when all $k$ seeds share one
-# correlation. "Weak" asks whether the pooled $\rho$'s 95 % interval lies inside $(-0.3, 0.3)$,
-# a conventional size boundary. "Entropy caps the unstable regime" asks whether the mean envelope
-# trend over seeds is below 0, with a bootstrap interval over the test points.
-
-# %% tags=["nbval-check-output"]
-# check (mathematics, not the paper): Spearman's rho depends only on ranks, so any increasing
-# transform of either variable leaves it unchanged (Pearson's r would move); and Cochran's Q by
-# hand equals the library's heterogeneity test
-from scipy.stats import chi2
-
-from spectral_lab.experiments import rho_heterogeneity
-
-se0, dg0 = per_seed[SEEDS[0]][0], per_seed[SEEDS[0]][1]
-n_pts = len(se0)
-rank_ok = (
-    abs(sl.attribution.spearman(np.exp2(se0), dg0**3) - sl.attribution.spearman(se0, dg0)) < 1e-12
-)
-rhos = np.array([v[2] for v in per_seed.values()])
-het = rho_heterogeneity(rhos, [n_pts] * len(rhos))
-z = np.arctanh(rhos)
-q_hand = float(((z - z.mean()) ** 2).sum() * (n_pts - 3) / 1.06)
-het_ok = np.isclose(het["Q"], q_hand) and np.isclose(het["p"], chi2.sf(q_hand, len(z) - 1))
-print("Spearman rho is invariant under increasing transforms:", rank_ok)
-print("Cochran's Q by hand = library:", het_ok)
-assert rank_ok and het_ok
-
-# %% tags=["nbval-ignore-output"]
-# the verdicts, as statistics (they depend on the run: read them, do not memorise them)
-from scipy.stats import spearmanr
-
-trends = np.array([v[3].trend for v in per_seed.values()])
-pvals = [spearmanr(v[0], v[1]).pvalue for v in per_seed.values()]
-weak = -0.3 < het["pooled_ci"][0] and het["pooled_ci"][1] < 0.3
-boot = np.random.default_rng(0).integers(0, n_pts, (200, n_pts))
-env_reps = np.mean(
-    [
-        sl.experiments.envelope_trend_bootstrap(se, dg, boot, bins=8)
-        for se, dg, *_ in per_seed.values()
-    ],
-    axis=0,
-)
-env_ci = np.quantile(env_reps, [0.025, 0.975])
-for seed, r, p in zip(SEEDS, rhos, pvals):
-    print(f"seed {seed}: rho = {r:+.3f} (s.e. of z {het['z_se'][0]:.3f}), p = {p:.2g}")
-print(
-    f"pooled rho = {het['pooled_rho']:+.3f}, 95% CI [{het['pooled_ci'][0]:+.3f}, "
-    f"{het['pooled_ci'][1]:+.3f}] -> weak (inside ±0.3): {weak}"
-)
-print(
-    f"heterogeneity across seeds: Q = {het['Q']:.2f} on {het['df']} df, p = {het['p']:.2g} -> "
-    + (
-        "seed dependent"
-        if het["p"] < 0.05
-        else "consistent across seeds (not shown seed dependent)"
-    )
-)
-print(
-    f"envelope trend per seed {np.round(trends, 2).tolist()}, mean {trends.mean():+.2f}, 95% CI "
-    f"[{env_ci[0]:+.2f}, {env_ci[1]:+.2f}] -> entropy caps the unstable regime: "
-    + ("supported" if env_ci[1] < 0 else ("contradicted" if env_ci[0] > 0 else "inconclusive"))
-)
-
-# %% [markdown]
-# **What we find.** The cells above print, for this run, each seed's $\rho$ with its $p$-value,
-# the pooled $\rho$ with its interval, the heterogeneity test, and the envelope verdict. Whether
-# the seeds *differ* is decided by the heterogeneity test, not by eye: $\rho$'s that differ by
-# about one standard error are "consistent across seeds", and then the paper's "varies across
-# seeds" is **not established** by the run, however different the printed values look. The envelope verdict is printed with its
-# interval. Two caveats: the paper's metric definitions, models and noise scales are unknown (its
-# claim may hold for its CIFAR CNNs and metric choices), and for ReLU networks the instability at
-# small $s$ is driven by activation margins (§3), which the spectrum does not see.
-
-# %% [markdown]
-# **Exercise 4 (think).** Replace $\Delta_{grad}$ by the cosine distance (`inst.cosine_distance`) in
-# §4. Would you expect the verdict on the envelope to change?
-
-# %% [markdown] tags=["solution"]
-# <details><summary>Answer (click to show)</summary>
-#
-# Both measure how much a map turns under noise, so the per-sample ranking — and with it
-# the rank correlation and the envelope — usually changes little. Pass `inst.cosine_distance[1]` to
-# `sl.attribution.upper_envelope` and read its trend and interval as in §4.
-#
-# </details>
-
-# %% [markdown]
-# ## 5. Play: noise scale and attribution method
-#
-# Pick a digit, a noise scale and a method. Watch SmoothGrad and integrated gradients react to the
-# same noise as the raw saliency. At which $s$ does the top-10 % overlap of the saliency drop below
-# one half?
-
-# %% tags=["nbval-ignore-output"]
-sl.widgets.attribution_explorer(model, x_eval[:40], y_eval[:40])
-
-# %% tags=["nbval-ignore-output"]
-print(f"chapter ran in {time.perf_counter() - t_start:.0f} s")
-
-# %% [markdown]
 # ## Summary
 #
 # * A saliency map is one row of the input Jacobian: $a(x) = J_f(x)^\top e_c$; one batched call gives
@@ -583,8 +429,7 @@ print(f"chapter ran in {time.perf_counter() - t_start:.0f} s")
 # * The raw Fréchet distance scales with the square of the maps' size; unit-norm maps compare shape.
 # * For ReLU networks small noise rarely moves the map at all (activation margins); the spectrum's
 #   extreme directions govern how much it moves when it does.
-# * The entropy–instability claim is measured per seed, pooled, and tested for heterogeneity: the
-#   cells print whether this run supports it.
+# * Next, `06_attribution_entropy`: whether per-sample entropy predicts instability.
 
 # %% tags=["nbval-ignore-output"]
 # this run's wall time, from the first code cell to here (the header states what was measured)

@@ -31,9 +31,10 @@
 # the SVD and eigendecomposition; Shannon entropy and KL divergence; a first look at Fisher
 # information helps.
 #
-# **Approximate time:** 75 minutes (the cells ran in 8 s, one chapter at a time, on this project's
-# 2-core Linux test server shared with other jobs, load average 7; the last cell prints your run's
-# time).
+# **Approximate time:** about 55 minutes to read, run and do the exercises (an estimate, not
+# a measurement). Measured: the cells ran in 27 s, one chapter at a time
+# (`benchmarks/bench_chapters.py`), on this project's 2-core Linux test server shared with other
+# jobs, load average 8; the last cell prints your run's time.
 #
 # > **Sources and choices.** This chapter and the next follow *Geometric and Spectral Alignment for Deep Neural Network I* (Liu, Wang et al., arXiv 2605.02108, 2026).
 # > The abstract states the objects — normalised factors and their Cartan coordinates, the

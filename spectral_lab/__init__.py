@@ -13,6 +13,7 @@ through a topic namespace:
                      sl.hessian  sl.stability  sl.attribution  sl.regularizers  sl.geometry
                      sl.experiments
     course helpers   sl.data  sl.models  sl.training  sl.plots  sl.widgets
+    watching training  sl.monitor (SpectralMonitor and its Lightning/HF/TensorBoard adapters)
 
 ``sl.geometry``, ``sl.plots`` and ``sl.widgets`` (SciPy, Matplotlib, ipywidgets) are imported on
 first use, so ``import spectral_lab`` stays light on a headless server.
@@ -80,6 +81,7 @@ __all__ = [
     "jacobians",
     "linalg",
     "models",
+    "monitor",
     "ntk",
     "operators",
     "plots",
@@ -143,7 +145,7 @@ __all__ = [
 ]
 
 # Namespaces whose dependencies are heavy (SciPy, Matplotlib, ipywidgets): imported on first use.
-_LAZY_MODULES = frozenset({"geometry", "plots", "widgets"})
+_LAZY_MODULES = frozenset({"geometry", "monitor", "plots", "widgets"})
 
 
 def __getattr__(name: str):

@@ -37,6 +37,10 @@ EXTRA_OF: dict[str, tuple[str, str]] = {
     "sphinx_book_theme": ("sphinx-book-theme", "book"),
     "sphinx-mathjax-offline": ("sphinx-mathjax-offline", "book"),
     "jupyterlab": ("jupyterlab", "lab"),
+    "pandas": ("pandas", "monitor"),
+    "tensorboard": ("tensorboard", "monitor"),
+    "lightning": ("lightning", "lightning"),
+    "transformers": ("transformers", "hf"),
 }
 """The optional packages, by import name: the pip package and the extra that brings it."""
 

@@ -8,6 +8,8 @@
                                       standard vs spectrally regularised models (chapter 07)
     spectral-lab diagnose CKPT|--model NAME|torchvision:NAME|pkg.mod:fn [--weights W.pt]
                           [--data NAME|FILE.pt]   stability report (JSON + PNG)
+    torchrun --nproc_per_node N -m spectral_lab.cli diagnose ...
+                                      the same report over N processes (rank 0 writes it)
 
 Each sub-command's ``--help`` says more.
 """
@@ -366,6 +368,14 @@ def _diagnose(args: argparse.Namespace) -> int:
         stem = Path(args.out)
         if stem.suffix in (".json", ".png"):
             stem = stem.with_suffix("")
+    rank = _torchrun(args, device)  # dist (issue 25): under torchrun, this rank's block
+    if rank is not None:
+        from .distributed._launch import contiguous_shard
+
+        x, y = (data, None) if torch.is_tensor(data) else data if isinstance(data, tuple) else data.tensors()  # fmt: skip
+        data = contiguous_shard(x, y, *rank, args.samples)
+        args.samples, rank = None, rank[0]
+        model = model.to(args.device)
     report = diagnose(
         model,
         data,
@@ -387,6 +397,8 @@ def _diagnose(args: argparse.Namespace) -> int:
         output=_parse_value(args.output) if args.output is not None else None,
         embedding=args.embedding,
     )
+    if rank:  # dist (issue 25): one report, from rank 0
+        return 0
     json_path = stem.with_name(stem.name + ".json")
     png_path = stem.with_name(stem.name + ".png")
     report.to_json(json_path)
@@ -403,6 +415,20 @@ def _diagnose(args: argparse.Namespace) -> int:
     print(report.summary())
     print(f"wrote {json_path} and {png_path}")
     return 0
+
+
+def _torchrun(args: argparse.Namespace, device: str) -> tuple[int, int] | None:
+    """Under ``torchrun --nproc_per_node N`` (``WORLD_SIZE > 1``): the process group (gloo on
+    CPU, NCCL on CUDA, ``--dist-timeout`` seconds per collective) and ``(rank, world size)``;
+    else ``None``.
+    Each rank takes a contiguous block of the first ``--samples`` samples, so the report (written
+    by rank 0 alone) equals the single-process one on the same samples."""
+    from .distributed._launch import init_from_env, torchrun_world
+
+    if torchrun_world() <= 1:
+        return None
+    rank, world, args.device = init_from_env(device, args.dist_timeout)
+    return rank, world
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -525,6 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true",
                    help="hide the progress bars (on stderr; also hidden when "
                    "SPECTRAL_LAB_HEADLESS=1)")  # fmt: skip
+    p.add_argument("--dist-timeout", dest="dist_timeout", type=float, default=600.0,
+                   metavar="SECONDS", help="under torchrun: seconds a collective may wait for "
+                   "the other ranks before every rank stops with an error")  # fmt: skip
     p.set_defaults(func=_diagnose)
     return parser
 

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ._data import DataLike
+from .distributed import resolve_group  # dist (issue 25)
 from .prepared import Prepared
 from .stability import (
     OPERATORS,
@@ -391,7 +392,9 @@ def _bounds(
 
 
 @torch.no_grad()
-def _metrics(prep: Prepared, data, max_samples, batch_size, progress) -> dict[str, float | None]:
+def _metrics(
+    prep: Prepared, data, max_samples, batch_size, progress, process_group=None
+) -> dict[str, float | None]:
     """The loss on the samples, with accuracy for classification and MSE / R^2 for regression
     (never an accuracy for a regression loss)."""
     from ._budget import Budget
@@ -417,6 +420,13 @@ def _metrics(prep: Prepared, data, max_samples, batch_size, progress) -> dict[st
             sy = (0 if sy is None else sy) + yd.sum(0)
             sy2 = (0 if sy2 is None else sy2) + yd.square().sum(0)
     bar.close()
+    if process_group:  # dist (issue 25): the sums over every rank's shard
+        from .distributed._profile import sum_over_ranks
+
+        total, correct, n, sse, sy, sy2 = sum_over_ranks(
+            process_group, total, correct, n, sse, sy, sy2
+        )
+        n = int(n)
     if n == 0:
         return {"loss": None, "accuracy": None}
     res: dict[str, float | None] = {"loss": total / n}
@@ -526,7 +536,9 @@ def diagnose(
     max_samples = rest.get("max_samples", defaults["max_samples"].default)
     batch_size = rest.get("batch_size", defaults["batch_size"].default)
     progress = rest.get("progress", defaults["progress"].default)
-    metrics = _metrics(prep, data, min(prof.n, max_samples or prof.n), batch_size, progress)
+    group = resolve_group(rest.get("process_group"))  # dist (issue 25): prof.n is all ranks'
+    cap = (max_samples or None) if group is not None else min(prof.n, max_samples or prof.n)
+    metrics = _metrics(prep, data, cap, batch_size, progress, group)
     dname = (
         data_name
         or getattr(data, "name", None)

@@ -14,6 +14,11 @@ Every function has the signature ``f(model, data, *, loss="cross_entropy", ...)`
   returning the **mean** loss over a batch (a 0-dim tensor).
 * Runs on the device and dtype of the model's parameters; inputs are cast to them.
 * Randomness: ``generator=`` or ``seed=`` (default seed 0, reproducible).
+* Sharded data: under ``torch.distributed`` each rank passes its own shard and every call takes
+  ``process_group=`` (default: the default group when ``torch.distributed`` is initialised, else
+  one process; ``False``: this rank's data alone). The operator is then that of the mean loss over
+  the concatenated data, ``H v = sum_r (n_r / N) H_r v`` (one all-reduce of ``p`` numbers per
+  product), and every rank returns the same result (see :mod:`spectral_lab.distributed`).
 
 Mode: the model is always evaluated in **eval mode** (dropout off, batch-norm using its running
 statistics, which are not updated), so the Hessian is that of a fixed deterministic function of
@@ -33,13 +38,14 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from . import _func, _kept
+from . import _func, _kept, distributed
 from ._data import Batches
 from ._losses import Loss, half_mse, scalar_loss
-from ._random import resolve_generator
 from .linalg import (
     EigResult,
     LinearOperator,
@@ -97,6 +103,7 @@ def hessian_operator(
     batch_size: int | None = None,
     route: str = "auto",
     memory_budget: float = _kept.DEFAULT_MEMORY_BUDGET,
+    process_group: Any = None,
 ) -> LinearOperator:
     """The loss Hessian (``which="full"``) or its Gauss--Newton part (``"gn"``) as a
     :class:`~spectral_lab.linalg.LinearOperator` on flat parameter vectors (length ``p``).
@@ -146,6 +153,13 @@ def hessian_operator(
     streaming route), ``op.memory`` (budget, measured estimate, storage, how blocks ran) and the
     results of :func:`hessian_eigs`, :func:`hessian_trace` and :func:`hessian_density`.
 
+    ``process_group``: with ``torch.distributed`` initialised (``None``: the default group;
+    ``False``: this rank alone), ``data`` is this rank's shard and the operator is that of the
+    whole data: this rank's product on its shard, weighted by its share ``n_r / N``, summed over
+    the ranks by one all-reduce of ``p`` numbers per product (unequal shards and partial batches
+    exact; a ``DistributedSampler``'s padding repeats are cut). ``op.memory["shards"]`` lists the
+    ranks' sample counts. A rank that fails makes every rank raise (:mod:`spectral_lab.distributed`).
+
     Example: the kept graph and streaming give the same product.
         >>> from spectral_lab import MLP
         >>> m = MLP(3, 1, width=4, depth=2).double()
@@ -162,6 +176,12 @@ def hessian_operator(
             f"which must be 'full' (the Hessian) or 'gn' (Gauss-Newton), got {which!r}"
         )
     budget = _kept.check_budget(memory_budget)
+    group = distributed.resolve_group(process_group)
+    if group is not None:
+        return _sharded_operator(
+            model, data, group, loss=loss, which=which, batch_size=batch_size, route=route,
+            memory_budget=memory_budget,
+        )  # fmt: skip
     prep = prepare(model, data, loss=loss)
     loss_fn, model = prep.loss_fn, prep.model
     params = _func.trainable(model)
@@ -236,6 +256,46 @@ def hessian_operator(
     return op
 
 
+def _sharded_operator(model, data, group, *, loss, batch_size, **kw) -> LinearOperator:
+    """:func:`hessian_operator` over the data of every rank of ``group``: this rank's operator on
+    its shard (the mean loss over it) weighted by its share ``n_r / N``, summed by one
+    all-reduce per product (:func:`~spectral_lab.distributed.sharded_sum`)."""
+    data = distributed.unpadded(data)
+
+    def setup():
+        params = _func.trainable(prepare(model).model)
+        n = distributed.local_count(data)
+        if n == 0:  # an empty shard adds zeros
+            return None, 0, params
+        if n is None:
+            n = sum(len(x) for x, _ in Stream(prepare(model, data, loss=loss), data, batch_size))
+        op = hessian_operator(model, data, loss=loss, batch_size=batch_size, process_group=False,
+                              **kw)  # fmt: skip
+        return op, n, params
+
+    local, n, params = distributed.guarded(group, "hessian_operator (setup)", setup)
+    counts, routes = distributed.shard_info(
+        group, n, "hessian_operator (shard sizes)", None if local is None else local.route
+    )
+    p0 = next(iter(params.values()))
+    name = "Hessian" if kw.get("which", "full") == "full" else "Gauss-Newton"
+    op = distributed.sharded_sum(
+        None if local is None else local.mv, _func.num_params(params), p0.dtype, p0.device,
+        n / sum(counts), group, f"{name} (sharded over {len(counts)} ranks)",
+        None if local is None else local.mm,
+    )  # fmt: skip
+    op.route = next(r for r in routes if r is not None)
+    op.memory = dict(local.memory if local is not None else {}, shards=counts)
+    return op
+
+
+def _generator(generator, seed, op: LinearOperator, process_group) -> torch.Generator:
+    """The solver's random source: ``seed`` (default 0) or ``generator``, the same on every rank
+    of a process group (checked)."""
+    group = distributed.resolve_group(process_group)
+    return distributed.replicated_generator(generator, seed, op.device, group, op.name)
+
+
 def hvp(
     model: nn.Module | Prepared,
     data,
@@ -246,13 +306,14 @@ def hvp(
     batch_size: int | None = None,
     route: str = "auto",
     memory_budget: float = _kept.DEFAULT_MEMORY_BUDGET,
+    process_group: Any = None,
 ) -> torch.Tensor:
     """Hessian-vector product ``H v`` (or ``G v`` with ``which="gn"``) for a flat ``v`` of length
     ``p``. Cost: one gradient graph built and one backward through it (kept graph, when it fits
     ``memory_budget``), else ~ 2-4 gradient evaluations (streaming); no ``p x p`` matrix. For
     many products build :func:`hessian_operator` once, so the graph is reused. ``loss`` as in
-    :func:`hessian_operator` (``"mse"``: sum over outputs, mean over samples). Runs on the device
-    and dtype of the model's parameters; inputs are cast to them.
+    :func:`hessian_operator` (``"mse"``: sum over outputs, mean over samples; ``process_group``
+    too). Runs on the device and dtype of the model's parameters; inputs are cast to them.
 
     Example:
         >>> from spectral_lab import MLP
@@ -263,7 +324,7 @@ def hvp(
     """
     op = hessian_operator(
         model, data, loss=loss, which=which, batch_size=batch_size, route=route,
-        memory_budget=memory_budget,
+        memory_budget=memory_budget, process_group=process_group,
     )  # fmt: skip
     return op.mv(_func.check_vector(v, op.dim, torch.empty((), dtype=op.dtype, device=op.device)))
 
@@ -277,6 +338,7 @@ def gnvp(
     batch_size: int | None = None,
     route: str = "auto",
     memory_budget: float = _kept.DEFAULT_MEMORY_BUDGET,
+    process_group: Any = None,
 ) -> torch.Tensor:
     """Gauss--Newton-vector product ``G v = (1/N) sum_i J_i^T Lambda_i J_i v``; the same as
     ``hvp(..., which="gn")``. ``G`` is PSD for convex losses (MSE, cross-entropy). ``loss`` as in
@@ -293,7 +355,7 @@ def gnvp(
     """
     return hvp(
         model, data, v, loss=loss, which="gn", batch_size=batch_size, route=route,
-        memory_budget=memory_budget,
+        memory_budget=memory_budget, process_group=process_group,
     )  # fmt: skip
 
 
@@ -345,6 +407,7 @@ def hessian_eigs(
     generator: torch.Generator | None = None,
     seed: int | None = None,
     stop: str = "residual",
+    process_group: Any = None,
 ) -> EigResult:
     """Top-``k`` eigenpairs of the loss Hessian (or Gauss--Newton part) from products only.
 
@@ -362,8 +425,10 @@ def hessian_eigs(
     (typically ``~2k + 20`` for Lanczos), each one backward through the kept graph when it fits
     ``memory_budget``. Memory: at most ``result.basis_cap`` Krylov vectors of length ``p``
     (:func:`~spectral_lab.linalg.default_basis_cap`; thick restarts beyond it), whatever
-    ``max_iter`` is. ``route`` and ``memory_budget`` as in :func:`hessian_operator`; the route
-    used is ``result.route``.
+    ``max_iter`` is. ``route``, ``memory_budget`` and ``process_group`` as in
+    :func:`hessian_operator`; the route used is ``result.route``. On a process group every rank
+    draws the same start vector (``seed``, or a ``generator`` checked to agree) and returns the
+    same result.
 
     Example:
         >>> from spectral_lab import MLP
@@ -382,9 +447,9 @@ def hessian_eigs(
         )
     op = hessian_operator(
         model, data, loss=loss, which=which, batch_size=batch_size, route=route,
-        memory_budget=memory_budget,
+        memory_budget=memory_budget, process_group=process_group,
     )  # fmt: skip
-    g = resolve_generator(generator, seed, op.device)
+    g = _generator(generator, seed, op, process_group)
     if method == "power":
         return power_iteration(op, k, tol=tol, max_iter=max_iter or 1000, generator=g)
     return lanczos(op, k, which=_ORDERS[order], tol=tol, max_iter=max_iter, generator=g, stop=stop)
@@ -403,6 +468,7 @@ def hessian_trace(
     memory_budget: float = _kept.DEFAULT_MEMORY_BUDGET,
     generator: torch.Generator | None = None,
     seed: int | None = None,
+    process_group: Any = None,
 ) -> TraceResult:
     """Trace of the loss Hessian (or GN part) by Hutch++ (default) or Hutchinson with
     ``num_matvecs`` Hessian-vector products (Rademacher probes, batched by vmap).
@@ -411,6 +477,8 @@ def hessian_trace(
     interpolating solution ``tr G = tr(K~)/N = (1/N) sum_i ||J_i||_F^2``. See
     :func:`~spectral_lab.linalg.hutchpp` for the error rates. Runs on the device and dtype of the
     model's parameters; inputs are cast to them. Cost: ``num_matvecs`` HVPs over ``data``.
+    ``process_group`` as in :func:`hessian_operator`: the probes are drawn from the same seed on
+    every rank, so every rank returns the same estimate.
 
     Example: a linear model with ``"mse"`` has ``H = X^T X / n``; with ``p = 3`` parameters and 60
     products Hutch++ recovers the trace exactly (its sketch spans the whole space).
@@ -425,9 +493,9 @@ def hessian_trace(
         raise ValueError(f"method must be 'hutch++' or 'hutchinson', got {method!r}")
     op = hessian_operator(
         model, data, loss=loss, which=which, batch_size=batch_size, route=route,
-        memory_budget=memory_budget,
+        memory_budget=memory_budget, process_group=process_group,
     )  # fmt: skip
-    g = resolve_generator(generator, seed, op.device)
+    g = _generator(generator, seed, op, process_group)
     if method == "hutch++":
         return hutchpp(op, num_matvecs, generator=g)
     return hutchinson(op, num_matvecs, generator=g)
@@ -448,12 +516,14 @@ def hessian_density(
     memory_budget: float = _kept.DEFAULT_MEMORY_BUDGET,
     generator: torch.Generator | None = None,
     seed: int | None = None,
+    process_group: Any = None,
 ) -> SpectralDensity:
     """Spectral density of the loss Hessian by stochastic Lanczos quadrature
     (:func:`~spectral_lab.linalg.spectral_density`): ``num_probes * num_steps`` HVPs. ``loss`` as
     in :func:`hessian_operator` (``"mse"``: sum over outputs, mean over samples). Runs on the
     device and dtype of the model's parameters; inputs are cast to them. Cost: ``num_probes *
     num_steps`` HVPs plus ``O(num_probes num_steps^2)`` for the tridiagonal eigenproblems.
+    ``process_group`` as in :func:`hessian_operator` (the same probes on every rank).
 
     Example:
         >>> from spectral_lab import MLP
@@ -464,9 +534,9 @@ def hessian_density(
     """
     op = hessian_operator(
         model, data, loss=loss, which=which, batch_size=batch_size, route=route,
-        memory_budget=memory_budget,
+        memory_budget=memory_budget, process_group=process_group,
     )  # fmt: skip
-    g = resolve_generator(generator, seed, op.device)
+    g = _generator(generator, seed, op, process_group)
     return spectral_density(
         op, num_probes, num_steps, sigma=sigma, num_points=num_points, generator=g
     )

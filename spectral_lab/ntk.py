@@ -23,11 +23,12 @@ Example:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
-from . import _func, _kept
+from . import _func, _kept, distributed
 from ._checks import check_logits, check_tensor
 from ._random import resolve_generator
 from .jacobians import parameter_jacobian
@@ -256,6 +257,7 @@ def ntk_operator(
     *,
     route: str = "auto",
     memory_budget: float = _kept.DEFAULT_MEMORY_BUDGET,
+    process_group: Any = None,
 ) -> LinearOperator:
     """The NTK on ``x`` as a matrix-free :class:`~spectral_lab.linalg.LinearOperator`.
 
@@ -280,6 +282,12 @@ def ntk_operator(
     ``O(C p + chunk activations)``. ``route`` as in :func:`ntk_gram`; the choice is recorded in
     ``op.route`` (``"... (kept graph)"`` or the streaming route) and ``op.memory``.
 
+    ``process_group`` (``None``: the default group when ``torch.distributed`` is initialised;
+    ``False``: this rank alone): ``x`` is this rank's shard and the operator is the NTK on the
+    concatenated inputs, rank 0's first: ``J_r^T v_r`` on each rank, one all-reduce of ``p``
+    numbers (``C p`` for the scalar NTK), ``J_r`` of it and an all-gather of the slices
+    (:mod:`spectral_lab.distributed`).
+
     Example: the kept graph and streaming agree with the Gram.
         >>> from spectral_lab import MLP
         >>> m, x = MLP(4, 2, width=8, depth=2).double(), torch.randn(6, 4, dtype=torch.float64)
@@ -293,6 +301,11 @@ def ntk_operator(
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
     budget = _kept.check_budget(memory_budget)
+    group = distributed.resolve_group(process_group)
+    if group is not None:  # x is this rank's shard: K on the concatenation
+        from .distributed._ntk import sharded_ntk_operator
+
+        return sharded_ntk_operator(model, x, kind, group, route)
     prep, params, x = _setup(model, x)
     model = prep.model
     n = len(x)
@@ -391,6 +404,7 @@ def ntk_eigs(
     max_dense: int = 4096,
     *,
     route: str = "auto",
+    process_group: Any = None,
 ) -> EigResult:
     """Top-``k`` eigenvalues (and eigenvectors) of the NTK on ``x``.
 
@@ -400,8 +414,10 @@ def ntk_eigs(
     :func:`~spectral_lab.linalg.default_basis_cap`, whatever ``max_iter`` is); ``"auto"`` is dense when the matrix side is at most ``max_dense`` (a choice, not from
     the paper). ``route`` as in :func:`ntk_gram`; the route used is ``result.route``.
     Eigenvalues are returned largest first. Lanczos draws its start vector from
-    ``generator`` or ``seed`` (default 0). Runs on the device and dtype of the model's parameters;
-    inputs are cast to them.
+    ``generator`` or ``seed`` (default 0). ``process_group`` as in :func:`ntk_operator` (``x``
+    this rank's shard); there ``"dense"`` forms the Gram from blocks of sharded products
+    (``N`` or ``N C`` products) and every rank returns the same result. Runs on the device and
+    dtype of the model's parameters; inputs are cast to them.
 
     Example:
         >>> from spectral_lab import MLP
@@ -413,6 +429,12 @@ def ntk_eigs(
         raise ValueError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}")
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    group = distributed.resolve_group(process_group)
+    if group is not None:
+        from .distributed._ntk import sharded_ntk_eigs
+
+        return sharded_ntk_eigs(model, x, k, kind, method, tol, max_iter, generator, seed,
+                                max_dense, route, group)  # fmt: skip
     prep, _, x = _setup(model, x)
     model, C = prep, prep.num_outputs
     size = len(x) * (C if kind == "block" else 1)

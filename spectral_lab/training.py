@@ -12,9 +12,10 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -28,6 +29,40 @@ from ._results import Result
 from .models import build_model
 
 ExtraLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@runtime_checkable
+class TrainCallback(Protocol):
+    """What :func:`train` calls on each of its ``callbacks=`` (e.g. a
+    :class:`~spectral_lab.monitor.SpectralMonitor`): ``on_step_end(model, optimizer, step, loss)``
+    after every optimiser step (``step`` counts the steps taken, from 1; ``loss`` is that step's
+    training loss, a float). Optional methods, called when present: ``on_train_begin(model,
+    optimizer)`` once before the first step and ``on_train_end(model, optimizer)`` once after the
+    last. The model is in train mode during the calls; a callback that evaluates it restores its
+    mode (the library's calls do)."""
+
+    def on_step_end(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int, loss: float
+    ) -> None: ...
+
+
+def _check_callbacks(callbacks) -> list:
+    callbacks = list(callbacks or ())
+    for cb in callbacks:
+        if not callable(getattr(cb, "on_step_end", None)):
+            raise TypeError(
+                f"each of callbacks must have a method on_step_end(model, optimizer, step, loss) "
+                f"(spectral_lab.training.TrainCallback), got {type(cb).__name__}; for a plain "
+                "function use callback="
+            )
+    return callbacks
+
+
+def _notify(callbacks, name: str, *args) -> None:
+    for cb in callbacks:
+        fn = getattr(cb, name, None)
+        if callable(fn):
+            fn(*args)
 
 
 @dataclass(frozen=True)
@@ -132,6 +167,7 @@ def train(
     generator: torch.Generator | None = None,
     progress: bool = True,
     callback: Callable[[nn.Module, int, float], None] | None = None,
+    callbacks: Sequence[TrainCallback] = (),
 ) -> History:
     """Train ``model`` in place and return its :class:`History`.
 
@@ -158,6 +194,9 @@ def train(
         generator: a generator for the batch order instead of ``seed``.
         progress: show a progress bar.
         callback: ``callback(model, step, loss)`` after every optimiser step.
+        callbacks: objects following :class:`TrainCallback` (``on_train_begin``,
+            ``on_step_end``, ``on_train_end``), e.g. a
+            :class:`~spectral_lab.monitor.SpectralMonitor`.
 
     Cost: ``epochs * n / batch_size`` forward/backward passes (plus the extra term's cost).
 
@@ -188,10 +227,12 @@ def train(
     loss_fn = resolve_loss(loss)
     opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
     opt = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay)
+    callbacks = _check_callbacks(callbacks)
     g = resolve_generator(generator, seed)
     hist = History()
     bar = progress_bar(range(epochs), desc="training", enabled=progress)
     step = 0
+    _notify(callbacks, "on_train_begin", model, opt)
     for epoch in bar:
         model.train()
         seen, total, correct = 0, 0.0, 0
@@ -215,6 +256,7 @@ def train(
             if callback is not None:
                 callback(model, step, value.item())
             step += 1
+            _notify(callbacks, "on_step_end", model, opt, step, value.item())
             total += value.item() * len(x)
             seen += len(x)
             if loss == "cross_entropy":
@@ -230,6 +272,7 @@ def train(
                 row["test_acc"] = acc
         hist.epochs.append(row)
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
+    _notify(callbacks, "on_train_end", model, opt)
     model.eval()
     return hist
 

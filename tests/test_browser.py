@@ -206,7 +206,7 @@ def _move_slider(page) -> None:
     ("stem", "slider", "think"),
     [
         ("00_tour", True, True),
-        ("02_spectral_entropy", True, True),
+        ("02_spectral_entropy_bound", True, True),
         ("08_power_law_geometry", False, False),
     ],
 )
@@ -285,7 +285,7 @@ def book():
 def test_book_chapter_02_typesets_math_and_shows_widget_picture(browser, book):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        page.goto((book / "chapters" / "02_spectral_entropy.html").as_uri())
+        page.goto((book / "chapters" / "02_spectral_entropy_bound.html").as_uri())
         page.wait_for_function(
             "() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=60_000
         )

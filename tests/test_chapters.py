@@ -315,3 +315,82 @@ def test_a_run_grades_the_students_answer_wrong_or_right(tmp_path):
     lines = _exercise_lines(run.notebook)
     assert lines[0].startswith("exercise 1: not yet right: sigma1_all differs"), lines
     assert lines[1] == "exercise 2: passed", lines
+
+
+def _run_budgeted(tmp_path: Path, budget: str):
+    """pytest under nbval, with the root conftest as a plugin, on a two-cell notebook that takes
+    about 0.6 s; returns the finished process."""
+    import os
+    import subprocess
+    import sys
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("import time\ntime.sleep(0.3)"),
+        nbformat.v4.new_code_cell("time.sleep(0.3)"),
+    ]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, tmp_path / "slow_chapter.ipynb")
+    root = str(CHAPTERS.parent)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+        "SPECTRAL_LAB_CHAPTER_BUDGET": budget,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider",
+         "--rootdir", str(tmp_path), "-o", "addopts=", "--nbval-lax", "--nbval-current-env",
+         "-q", "slow_chapter.ipynb"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_chapter_over_its_budget_fails_with_its_measured_time(tmp_path):
+    """The root conftest fails a chapter whose cells together run past SPECTRAL_LAB_CHAPTER_BUDGET,
+    on its last cell, and the message gives the measured time; within budget the chapter passes."""
+    over = _run_budgeted(tmp_path, "0.4")
+    out = over.stdout + over.stderr
+    assert over.returncode == 1, out
+    assert "1 failed, 1 passed" in out, out
+    measured = re.search(r"the chapter's cells ran (\d+\.\d) s, over its budget of 0.4 s", out)
+    assert measured and float(measured.group(1)) >= 0.6, out
+    within = _run_budgeted(tmp_path, "inf")
+    assert within.returncode == 0, within.stdout + within.stderr
+    assert "2 passed" in within.stdout, within.stdout
+
+
+def test_chapter_budget_reads_the_environment(monkeypatch):
+    """The budget comes from SPECTRAL_LAB_CHAPTER_BUDGET (default 480 s); a bad value is refused
+    with the variable's name, and the failure message names the measured time and the budget."""
+    import conftest
+
+    monkeypatch.delenv("SPECTRAL_LAB_CHAPTER_BUDGET", raising=False)
+    assert conftest.chapter_budget() == 480.0
+    monkeypatch.setenv("SPECTRAL_LAB_CHAPTER_BUDGET", "45")
+    assert conftest.chapter_budget() == 45.0
+    for bad in ("fast", "0", "-3"):
+        monkeypatch.setenv("SPECTRAL_LAB_CHAPTER_BUDGET", bad)
+        with pytest.raises(ValueError, match="SPECTRAL_LAB_CHAPTER_BUDGET"):
+            conftest.chapter_budget()
+    assert conftest.over_budget("chapters/x.ipynb", 299.0, 300.0) is None
+    message = conftest.over_budget("chapters/x.ipynb", 301.25, 300.0)
+    assert "ran 301.2 s, over its budget of 300 s" in message
+
+
+@pytest.mark.parametrize("py", SOURCES, ids=lambda p: p.stem)
+def test_check_cells_are_short(py: Path):
+    """No check cell (tag nbval-check-output) over 30 lines: logic that long belongs in the library,
+    a test, or a reference cell of its own before the check."""
+    long = [
+        (i, n)
+        for i, c in enumerate(jupytext.read(py).cells)
+        if c.cell_type == "code" and "nbval-check-output" in c.metadata.get("tags", [])
+        for n in [len(c.source.strip().splitlines())]
+        if n > 30
+    ]
+    assert not long, f"{py.name}: check cells (index, lines) over 30 lines: {long}"

@@ -84,6 +84,15 @@ from .study import _jacobian_entropy as _jacobian_entropy
 from .study import _pm as _pm
 from .study import _row as _row
 from .study import _run_one as _run_one
+from .training_runs import (
+    Run,
+    RunSpec,
+    SeedRuns,
+    late_ratio,
+    loglog_slope,
+    seed_interval,
+    seed_runs,
+)
 
 __all__ = [
     "ACC_POINTS",
@@ -113,6 +122,13 @@ __all__ = [
     "run_study",
     "save_study_summary",
     "strength_sweep",
+    "Run",
+    "RunSpec",
+    "SeedRuns",
+    "late_ratio",
+    "loglog_slope",
+    "seed_interval",
+    "seed_runs",
     "study_preset",
     "study_summary",
 ]

@@ -55,6 +55,7 @@ from .hessian import (
     plot_sharpness,
     step_size_draw,
 )
+from .monitor_history import monitor_history_draw, monitor_steps
 from .ntk import (
     ntk_draw,
     plot_eigenvalues,
@@ -98,6 +99,8 @@ __all__ = [
     "depth_spectra_draw",
     "entropy_draw",
     "jacobian_spectrum_draw",
+    "monitor_history_draw",
+    "monitor_steps",
     "ntk_draw",
     "plot_bound_check",
     "plot_consequences",

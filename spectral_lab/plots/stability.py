@@ -75,9 +75,16 @@ def plot_profile_samples(
 
     if ax is None:
         fig, ax = plt.subplots(figsize=(5, 3.2))
-    v = profile.samples[key].numpy()
-    ax.hist(v, bins=bins, color=COLORS[0], alpha=0.75)
-    sup, qv = float(v.max()), quantile(profile.samples[key], q)
+    if key in profile.samples:
+        v, w = profile.samples[key].numpy(), None
+        sup, qv = float(v.max()), quantile(profile.samples[key], q)
+    elif key in getattr(profile, "sketches", {}):  # a stream too long to keep: the sketch's values
+        sk = profile.sketches[key]
+        v, w = (t.numpy() for t in sk.weighted())
+        sup, qv = sk.quantile(1.0), sk.quantile(q)
+    else:
+        raise ValueError(f"the profile has no per-sample {key!r}; compute it (operators=)")
+    ax.hist(v, bins=bins, weights=w, color=COLORS[0], alpha=0.75)
     ax.axvline(sup, color=COLORS[3], lw=1.5, label=f"sup = {sup:.3g}")
     ax.axvline(qv, color=COLORS[1], lw=1.5, ls="--", label=f"q={q:g}: {qv:.3g}")
     label = {

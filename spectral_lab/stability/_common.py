@@ -9,6 +9,7 @@ from collections.abc import Callable
 import torch
 
 from .._losses import resolve_loss
+from ..quantiles import higher_quantile
 from ..sensitivity import isotropic_perturbations
 
 OPERATORS = ("input_jacobian", "parameter_jacobian", "ntk", "hessian")
@@ -32,8 +33,10 @@ def quantile(values: torch.Tensor, q: float) -> float:
     """Empirical ``q``-quantile ``Q_q`` of a 1-D tensor; ``q = 1`` is the maximum (supremum).
 
     Uses the "higher" rule (an actual sample value, so at least a fraction ``q`` of the samples lie
-    at or below it); a choice of this library. Cost ``O(n log n)``; computed in float64 on the
-    input's device.
+    at or below it: position ``ceil(q (n - 1))`` of the sorted values); a choice of this library,
+    implemented once in :func:`spectral_lab.quantiles.higher_quantile` (which the streaming
+    :class:`~spectral_lab.quantiles.QuantileSketch` uses while exact). Cost ``O(n)``; computed in
+    float64 on the input's device.
 
     Example:
         >>> v = torch.arange(1.0, 11.0)
@@ -41,12 +44,7 @@ def quantile(values: torch.Tensor, q: float) -> float:
         (10.0, 10.0, 6.0)
     """
     _check_q(q)
-    v = torch.as_tensor(values, dtype=torch.float64).flatten()
-    if v.numel() == 0:
-        raise ValueError("cannot take a quantile of no values")
-    if q >= 1.0:
-        return float(v.max())
-    return float(torch.quantile(v, q, interpolation="higher"))
+    return higher_quantile(values, q)
 
 
 def _check_q(q: float) -> float:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import nn
 
 from .._data import DataLike
+from ..distributed import on_every_rank  # dist (issue 25)
 from ..prepared import Prepared, prepare
+from ..quantiles import QuantileSketch
 from ._common import _ELEMENTS, OPERATORS, LossFn, _check_chunk, _check_q, quantile
 
 
@@ -22,7 +25,10 @@ class StabilityProfile:
     Stability and Interpretability in Deep Learning"; which statistics are kept is a choice of
     this library.
 
-    Per-sample statistics (kept in ``samples`` for plots, CPU float64, one value per sample):
+    Per-sample statistics (streamed into one :class:`~spectral_lab.quantiles.QuantileSketch` each,
+    ``sketches``; kept in ``samples`` for plots, CPU float64, one value per sample, while the
+    sketches hold every value, up to ``2**21`` samples; beyond that ``samples`` is empty, the
+    quantiles come from the sketch and ``settings["per_sample"]`` says so with the rank error):
     ``jac_top = sigma_1(J_f(x_i))``, ``jac_fro = ||J_f(x_i)||_F / sqrt(C)``,
     ``jac_entropy = SE(J_f(x_i))`` (energy normalisation, base ``entropy_base``) and
     ``param_top = sigma_1(J_theta(x_i))``. Aggregates: ``Q_q`` of ``jac_top``, ``param_top`` and
@@ -59,6 +65,7 @@ class StabilityProfile:
     n_hess: int
     samples: Mapping[str, torch.Tensor] = field(default_factory=dict)
     settings: Mapping[str, object] = field(default_factory=dict)
+    sketches: Mapping[str, QuantileSketch] = field(default_factory=dict, compare=False)
 
     @property
     def ntk_condition(self) -> float | None:
@@ -70,14 +77,16 @@ class StabilityProfile:
     def with_q(self, q: float) -> StabilityProfile:
         """The same profile aggregated at quantile ``q`` (per-sample values are reused)."""
         q = _check_q(q)
-        s = self.samples
+
+        def agg(key):
+            if key in self.samples:
+                return quantile(self.samples[key], q)
+            return self.sketches[key].quantile(q) if key in self.sketches else None
+
         return replace(
-            self,
-            q=q,
-            jac_top=quantile(s["jac_top"], q),
-            jac_entropy_q=quantile(s["jac_entropy"], q),
-            param_top=None if "param_top" not in s else quantile(s["param_top"], q),
-        )
+            self, q=q, jac_top=agg("jac_top"), jac_entropy_q=agg("jac_entropy"),
+            param_top=agg("param_top"),
+        )  # fmt: skip
 
     def to_dict(self, samples: bool = False) -> dict:
         """Plain-Python summary (JSON-ready); ``samples=True`` adds the per-sample lists."""
@@ -128,6 +137,7 @@ def _check_args(q, operators, ntk_kind, num_ntk_samples, num_hessian_samples, ma
     return q
 
 
+@on_every_rank("stability_profile")  # dist (issue 25)
 def stability_profile(
     model: nn.Module | Prepared,
     data: DataLike,
@@ -151,6 +161,7 @@ def stability_profile(
     time_budget: float | None = None,
     matvec_budget: int | None = None,
     memory_budget: int | None = None,
+    process_group: Any = None,
 ) -> StabilityProfile:
     """The Matrix Stability Profile of ``model`` on ``data``, aggregated with the quantile ``Q_q``.
 
@@ -176,12 +187,21 @@ def stability_profile(
             (``1/2 ||f - y||^2`` per sample, averaged) or a callable ``loss(logits, y) -> scalar``.
         operators: which of ``input_jacobian``, ``parameter_jacobian``, ``ntk``, ``hessian`` to
             compute (the others are ``None``).
-        max_samples: cap on the samples streamed for the per-sample statistics (``None``: all).
-        num_ntk_samples: the dense NTK Gram uses the first ``num_ntk_samples`` samples
-            (``O(n^2 p)``; on a large model the Gram costs about ``n^2 C / 2`` VJP+JVP pairs).
+        max_samples: cap on the samples streamed for the per-sample statistics (``None``: the
+            whole data, of any length: a ``DataLoader`` over an ``IterableDataset`` without
+            ``__len__`` too, its progress bar then counting without a total). The statistics are
+            streamed into bounded-memory quantile sketches
+            (:class:`~spectral_lab.quantiles.QuantileSketch`): exact, and kept in ``samples``, up
+            to ``2**21`` samples; beyond that the quantiles carry the sketch's rank-error bound
+            (``settings["per_sample"]``) and memory stays bounded whatever the data's length.
+        num_ntk_samples: the dense NTK Gram uses the first ``num_ntk_samples`` samples of the
+            stream, a documented subsample whatever ``max_samples`` is (``O(n^2 p)``; on a large
+            model the Gram costs about ``n^2 C / 2`` VJP+JVP pairs); ``settings
+            ["curvature_subsample"]`` records the sizes used.
         ntk_kind: ``"scalar"`` (``K_ij = tr J_i J_j^T``, the NTK the index uses) or ``"block"``
             (the ``nC x nC`` NTK of linearised dynamics). A choice, not from the paper.
-        num_hessian_samples: the Hessian (matrix-free, Lanczos) uses the first that many samples.
+        num_hessian_samples: the Hessian (matrix-free, Lanczos) uses the first that many samples
+            of the stream (a subsample likewise; pass a shuffled ``DataLoader`` for a random one).
         max_iter: cap on the Lanczos products for ``lambda_max(H)``. Ritz values never exceed
             ``lambda_max``, so an unconverged run *under*-estimates it
             (``settings["hessian_converged"]``; a warning).
@@ -203,6 +223,12 @@ def stability_profile(
         memory_budget: bytes the chunks held at once may take (input-Jacobian rows and samples
             per pass, parameter-Jacobian chunks, NTK gradient chunks); ``None``: the phases'
             defaults. Smaller chunks give the same numbers, more slowly.
+        process_group: under ``torch.distributed`` (``None``: the default group when it is
+            initialised, else one process; ``False``: this rank alone) ``data`` is this rank's
+            shard: the per-sample statistics of every rank are merged exactly (``max_samples``
+            caps each rank's), the NTK and Hessian phases use the first samples of the
+            concatenated data (rank 0's shard first), and every rank returns the same profile
+            (:mod:`spectral_lab.distributed`).
 
     Budgets (see :mod:`spectral_lab._budget`): every phase times a probe (one sample, one
     product), predicts each piece (one output row, one chunk, one product) from the pieces done
@@ -247,5 +273,5 @@ def stability_profile(
         num_ntk_samples=num_ntk_samples, ntk_kind=ntk_kind,
         num_hessian_samples=num_hessian_samples, max_iter=max_iter, tol=tol,
         entropy_base=entropy_base, batch_size=batch_size, chunk_size=chunk_size,
-        elements=_ELEMENTS, seed=seed, phases=phases,
+        elements=_ELEMENTS, seed=seed, phases=phases, process_group=process_group,
     )  # fmt: skip

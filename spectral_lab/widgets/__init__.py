@@ -20,6 +20,7 @@ from .attribution import attribution_explorer
 from .experiments import study_explorer
 from .geometry import power_law_fit_explorer, residual_profile_explorer
 from .hessian import step_size_explorer
+from .monitor_history import monitor_history_explorer
 from .ntk import ntk_explorer
 from .spectra import depth_spectra_explorer, entropy_explorer, jacobian_spectrum_explorer
 from .stability import stability_explorer
@@ -34,6 +35,7 @@ __all__ = [
     "entropy_explorer",
     "explorer",
     "jacobian_spectrum_explorer",
+    "monitor_history_explorer",
     "ntk_explorer",
     "power_law_fit_explorer",
     "residual_profile_explorer",
