@@ -130,7 +130,6 @@ def _calls(tmp: Path):
         (lambda **k: stability.measure_forward_sensitivity(m, x, 0.1, **k), "draws",
          {"num_draws": 2}),
         (lambda **k: stability.stability_profile(m, xy, **k), "lanczos_steps", {"max_iter": 50}),
-        (lambda **k: stability.stability_profile(m, xy, **k), "memory_budget", {"chunk_size": 2}),
         (lambda **k: stability.logit_hessian_norm(m, x, torch.zeros(3), **k), "memory_budget",
          {"chunk_size": 2}),
         (lambda **k: sl.diagnose(m, xy, progress=False, **k), "ntk_samples",
