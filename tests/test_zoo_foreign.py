@@ -344,8 +344,11 @@ def test_diagnose(case):
     )  # fmt: skip
     sigma1 = torch.linalg.svdvals(case.input_jacobian())[:, 0]
     assert rep.profile.jac_top == pytest.approx(float(sigma1.max()), rel=1e-9)
+    # the NTK now comes from per-class sample gradients (issue 23), not NTK-vector products: on
+    # models whose attention softmax runs in float32 the two agree to float32's accuracy only
+    rel = 1e-6 if case.name in FLOAT32_SOFTMAX else 1e-9
     assert rep.profile.ntk_top == pytest.approx(
-        float(torch.linalg.eigvalsh(case.ntk())[-1]) / len(case.x), rel=1e-9
+        float(torch.linalg.eigvalsh(case.ntk())[-1]) / len(case.x), rel=rel
     )
     if case.tokens:
         assert "embedding" in rep.data["notes"]["input_space"]
