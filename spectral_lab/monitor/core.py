@@ -113,6 +113,24 @@ class SpectralMonitor:
             seeded shuffle of the probe).
         num_jacobian_samples: probe samples of the input Jacobian (default 8).
         patience: how many consecutive rises of the probe loss the divergence rule needs.
+        process_group: under ``torch.distributed`` (``DistributedDataParallel``), ``probe`` is this
+            rank's shard of the probe and every quantity is that of the concatenated probe (rank
+            0's shard first): ``None`` (default) the default group when ``torch.distributed`` is
+            initialised with more than one process, ``False`` this rank alone, or a
+            ``ProcessGroup``. Resolved once, at the first measurement (:mod:`spectral_lab.distributed`).
+
+    **Under DistributedDataParallel** (pass the DDP model or its ``.module``; it is unwrapped):
+    the sharpness and preconditioned sharpness run on the distributed Hessian operator (each rank
+    its shard weighted by ``n_r / N``, one all-reduce per product; the warm start is replicated),
+    the NTK's samples are gathered once and its Gram computed replicated on every rank, each rank
+    computes the input Jacobians of its own samples and the per-sample values are gathered,
+    layer statistics are read from the replicated weights, ``"probe_loss"`` is the mean over the
+    concatenated probe and ``"loss"`` the mean of the ranks' given losses. The seeded subsets
+    (``probe_size``, the NTK's and Jacobian's samples) are drawn over the concatenated probe as
+    one process draws them, so every rank's record equals one process's on the whole probe (the
+    seconds aside) and :attr:`history` is the same on every rank; only rank 0 writes to
+    ``writer``, warns and redraws the live figure. Weights that differ between ranks (a model not
+    wrapped in DDP) are refused on every rank; a rank that fails makes every rank raise.
 
     Warm start: each Lanczos run starts from the previous measurement's top eigenvector, so a
     measurement after small steps costs few products (``"sharpness_products"``).
@@ -213,7 +231,8 @@ class SpectralMonitor:
 
     @property
     def probe(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The probe batch ``(x, y)`` every quantity is measured on (the kept subset)."""
+        """The probe batch ``(x, y)`` every quantity is measured on (the kept subset; under a
+        process group, this rank's part of it once the first measurement has run)."""
         return self.x, self.y
 
     def __repr__(self) -> str:
