@@ -5,7 +5,8 @@ concatenated probe, in float64 to 1e-10 for every key of every record (the secon
 The model is trained by DDP with Adam on per-rank minibatches of equal size, which is one process
 training on their concatenation; the monitor measures at steps 0, 1 and 2 (the preconditioned
 sharpness and the NTK drift from step 1 on). Also: every rank gets the same history, only rank 0
-writes to the writer. One spawn, about 10 s on two CPU cores."""
+writes to the writer; an empty kept shard (``probe_size=1``) adds nothing; weights that differ
+between ranks are refused on every rank. One spawn, about 12 s on two CPU cores."""
 
 from __future__ import annotations
 
@@ -82,8 +83,19 @@ def _worker(rank: int, port: int, out: str) -> None:
         lo = sum(SHARDS[:rank])
         shard = (x[lo : lo + SHARDS[rank]], y[lo : lo + SHARDS[rank]])
         ddp = torch.nn.parallel.DistributedDataParallel(m)
+        # probe_size=1 (before training): one rank keeps no probe sample, and adds nothing
+        one = SpectralMonitor(shard, **dict(OPTIONS, probe_size=1)).measure(ddp)
         history, calls = _run(m, ddp, shard, train, lambda b: b[rank * BATCH : (rank + 1) * BATCH])
-        result = {"history": history, "writer_calls": calls}
+        result = {"history": history, "writer_calls": calls, "one_sample": one}
+        # weights that differ between ranks (no DDP): refused on every rank, no hang
+        plain = sl.MLP(3, 3, width=6, depth=2).double()
+        with torch.no_grad():
+            plain.layers[1].weight.add_(rank)
+        try:
+            SpectralMonitor(shard, quantities=("layers",)).measure(plain)
+            result["differ"] = "no error"
+        except ValueError as e:
+            result["differ"] = str(e)
     except BaseException:  # noqa: BLE001 -- reported to the test
         result = {"error": traceback.format_exc()}
     torch.save(result, Path(out) / f"rank{rank}.pt")
@@ -118,6 +130,20 @@ def one_process() -> list[dict]:
     m, probe, train = _setup()
     history, _ = _run(m, m, probe, train, lambda b: b)
     return history
+
+
+def test_an_empty_kept_shard_adds_nothing(two_ranks):
+    m, probe, _ = _setup()
+    ref = SpectralMonitor(probe, **dict(OPTIONS, probe_size=1)).measure(m)
+    for r in (0, 1):
+        got = two_ranks[r]["one_sample"]
+        bad = {k: (got[k], ref[k]) for k in ref if "seconds" not in k and not _same(got[k], ref[k])}
+        assert not bad, (r, bad)
+
+
+def test_weights_that_differ_between_ranks_are_refused_on_every_rank(two_ranks):
+    for r in (0, 1):
+        assert "DistributedDataParallel" in two_ranks[r]["differ"], two_ranks[r]["differ"]
 
 
 def _same(a, b) -> bool:
