@@ -13,7 +13,9 @@ warm-started from the previous measurement. Thin adapters put it where people tr
 * Hugging Face: ``Trainer(..., callbacks=[HFMonitor(monitor)])``
   (:mod:`spectral_lab.monitor.hf_callback`, extra ``hf``);
 * TensorBoard: ``SpectralMonitor(..., writer=SummaryWriter(log_dir))``
-  (:mod:`spectral_lab.monitor.tensorboard`, extra ``monitor``).
+  (:mod:`spectral_lab.monitor.tensorboard`, extra ``monitor``);
+* ``DistributedDataParallel``: each rank passes its shard of the probe; the records are those of
+  the concatenated probe, the same on every rank, logged by rank 0 (``process_group=``).
 
 The adapters import their package on first use, so ``import spectral_lab.monitor`` needs torch only.
 """

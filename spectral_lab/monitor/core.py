@@ -34,12 +34,14 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from .._losses import scalar_loss
 from .._random import resolve_generator
+from ..distributed import guarded, resolve_group
 from ..prepared import Prepared, prepare
 from . import measure as _m
 
@@ -111,6 +113,24 @@ class SpectralMonitor:
             seeded shuffle of the probe).
         num_jacobian_samples: probe samples of the input Jacobian (default 8).
         patience: how many consecutive rises of the probe loss the divergence rule needs.
+        process_group: under ``torch.distributed`` (``DistributedDataParallel``), ``probe`` is this
+            rank's shard of the probe and every quantity is that of the concatenated probe (rank
+            0's shard first): ``None`` (default) the default group when ``torch.distributed`` is
+            initialised with more than one process, ``False`` this rank alone, or a
+            ``ProcessGroup``. Resolved once, at the first measurement (:mod:`spectral_lab.distributed`).
+
+    **Under DistributedDataParallel** (pass the DDP model or its ``.module``; it is unwrapped):
+    the sharpness and preconditioned sharpness run on the distributed Hessian operator (each rank
+    its shard weighted by ``n_r / N``, one all-reduce per product; the warm start is replicated),
+    the NTK's samples are gathered once and its Gram computed replicated on every rank, each rank
+    computes the input Jacobians of its own samples and the per-sample values are gathered,
+    layer statistics are read from the replicated weights, ``"probe_loss"`` is the mean over the
+    concatenated probe and ``"loss"`` the mean of the ranks' given losses. The seeded subsets
+    (``probe_size``, the NTK's and Jacobian's samples) are drawn over the concatenated probe as
+    one process draws them, so every rank's record equals one process's on the whole probe (the
+    seconds aside) and :attr:`history` is the same on every rank; only rank 0 writes to
+    ``writer``, warns and redraws the live figure. Weights that differ between ranks (a model not
+    wrapped in DDP) are refused on every rank; a rank that fails makes every rank raise.
 
     Warm start: each Lanczos run starts from the previous measurement's top eigenvector, so a
     measurement after small steps costs few products (``"sharpness_products"``).
@@ -161,8 +181,10 @@ class SpectralMonitor:
         num_ntk_samples: int = 16,
         num_jacobian_samples: int = 8,
         patience: int = 2,
+        process_group: Any = None,
     ) -> None:
         self.x, self.y = _check_probe(probe)
+        self._raw = (self.x, self.y)  # this rank's whole shard (a process group's layout needs it)
         self.every = _positive_int(every, "every")
         if isinstance(quantities, str):
             quantities = (quantities,)
@@ -183,6 +205,9 @@ class SpectralMonitor:
         self.seed = seed
         self.writer = writer
         self.patience = _positive_int(patience, "patience")
+        self.process_group = process_group
+        self._group, self._resolved, self._shard, self.rank = None, False, None, 0
+        self._sizes = (probe_size, num_ntk_samples, num_jacobian_samples)
         order = torch.randperm(len(self.x), generator=resolve_generator(seed=seed))
         if probe_size is not None:
             order = order[: _positive_int(probe_size, "probe_size")]
@@ -206,7 +231,8 @@ class SpectralMonitor:
 
     @property
     def probe(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The probe batch ``(x, y)`` every quantity is measured on (the kept subset)."""
+        """The probe batch ``(x, y)`` every quantity is measured on (the kept subset; under a
+        process group, this rank's part of it once the first measurement has run)."""
         return self.x, self.y
 
     def __repr__(self) -> str:
@@ -251,12 +277,28 @@ class SpectralMonitor:
 
     # --- one measurement -------------------------------------------------------------------------
 
+    def _resolve(self) -> Any:
+        """The process group, resolved once, at the first measurement (a trainer initialises
+        ``torch.distributed`` after the monitor is built); under a group, this rank's part of the
+        concatenated probe (:class:`~spectral_lab.monitor._sharded.ShardedProbe`)."""
+        if not self._resolved:
+            self._group = resolve_group(self.process_group)
+            self._resolved = True
+            if self._group is not None:
+                from ._sharded import ShardedProbe
+
+                self._shard = ShardedProbe(self._group, *self._raw, self.seed, *self._sizes)
+                self.x, self.y, self.rank = self._shard.x, self._shard.y, self._shard.rank
+        return self._group
+
     def _prepared(self, model: nn.Module) -> Prepared:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module  # the replicated model; DDP's forward would synchronise
         if isinstance(model, Prepared):
-            return prepare(model, (self.x, self.y), loss=self.loss)
+            return prepare(model, self._raw, loss=self.loss)
         prep = self._prep
         if prep is None or prep.source is not model or "precision" in prep.notes:
-            prep = prepare(model, (self.x, self.y), loss=self.loss)
+            prep = prepare(model, self._raw, loss=self.loss)
             self._prep = prep
         return prep
 
@@ -265,7 +307,8 @@ class SpectralMonitor:
         update of the parameters (an optimiser step) rebuilds its kept graph at the next product
         (:func:`~spectral_lab.hessian.hessian_operator`), so the route is chosen only once."""
         if self._H is None or self._H[0] is not prep:
-            self._H = (prep, _m.hessian(prep, probe))
+            pg = False if self._group is None else self._group
+            self._H = (prep, _m.hessian(prep, probe, process_group=pg))
         return self._H[1]
 
     def measure(
@@ -279,6 +322,7 @@ class SpectralMonitor:
         """Measure now and append the record to :attr:`history` (``step`` defaults to the current
         count). Returns the record."""
         start = time.perf_counter()
+        group = self._resolve()
         prep = self._prepared(model)
         lr = self.lr
         if lr is None and optimizer is not None:
@@ -292,12 +336,11 @@ class SpectralMonitor:
         spectra: dict = {"step": rec["step"]}
         products = 0
         with torch.inference_mode(False), torch.enable_grad():  # whatever the caller's mode
-            with torch.no_grad():
-                rec["probe_loss"] = float(
-                    scalar_loss(prep.loss_fn(prep.model(prep.inputs(x)), prep.labels(y, len(x))))
-                )
             if loss is not None:
-                rec["loss"] = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+                loss = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+            rec["probe_loss"], loss = self._probe_loss(prep, x, y, loss, group)
+            if loss is not None:
+                rec["loss"] = loss
             clock = time.perf_counter()
             if "sharpness" in self.quantities:
                 H = self._hessian(prep, probe)
@@ -322,20 +365,25 @@ class SpectralMonitor:
                     products += rp.matvecs
                 clock = self._clock(rec, "sharpness", clock)
             if "ntk" in self.quantities:
-                vals, K, eig = _m.ntk_summary(prep, x[self.ntk_index], self._K0)
+                x_ntk = x[self.ntk_index] if group is None else self._shard.x_ntk.to(prep.device)
+                vals, K, eig = self._replicated(
+                    "ntk", lambda: _m.ntk_summary(prep, x_ntk, self._K0)
+                )
                 if self._K0 is None:
                     self._K0 = K
                 rec.update(vals)
                 spectra["ntk"] = eig
-                products += len(self.ntk_index)
+                products += len(x_ntk)
                 clock = self._clock(rec, "ntk", clock)
             if "input_jacobian" in self.quantities:
-                vals, s = _m.jacobian_summary(prep, x[self.jac_index])
-                rec.update(vals)
+                s = self._jacobian(prep, x)
+                rec.update(_m.jacobian_values(s))
                 spectra["input_jacobian"] = s
                 clock = self._clock(rec, "input_jacobian", clock)
             if "layers" in self.quantities:
-                vals, layer_spectra = _m.layer_summary(prep.source)
+                vals, layer_spectra = self._replicated(
+                    "layers", lambda: _m.layer_summary(prep.source)
+                )
                 rec.update(vals)
                 spectra.update({f"weights/{k}": v for k, v in layer_spectra.items()})
                 clock = self._clock(rec, "layers", clock)
@@ -344,8 +392,9 @@ class SpectralMonitor:
         rec["seconds"] = time.perf_counter() - start
         self.history.append(rec)
         self.spectra.append(spectra)
-        if rec["diverging"] and not self.warned:
-            self.warned = True
+        first = rec["diverging"] and not self.warned
+        self.warned = self.warned or rec["diverging"]  # on every rank (the records are equal)
+        if first and self.rank == 0:  # only rank 0 warns
             warnings.warn(
                 f"SpectralMonitor: training is diverging at step {rec['step']} (the probe loss "
                 f"rose {self.patience} measurements in a row above the stability threshold, or "
@@ -353,13 +402,49 @@ class SpectralMonitor:
                 DivergenceWarning,
                 stacklevel=3,
             )
-        if self.writer is not None:
+        if self.writer is not None and self.rank == 0:
             from .tensorboard import log_record
 
             log_record(self.writer, rec, spectra)
-        if self._live is not None:
+        if self._live is not None and self.rank == 0:
             self._live.update()
         return rec
+
+    def _probe_loss(self, prep: Prepared, x, y, loss: float | None, group):
+        """The mean loss over the (concatenated) probe and the training loss (under a group:
+        the mean of the ranks' given losses); both the same on every rank."""
+        if group is not None and len(x) == 0:
+            value = 0.0
+        else:
+            with torch.no_grad():
+                out = prep.loss_fn(prep.model(prep.inputs(x)), prep.labels(y, len(x)))
+                value = float(scalar_loss(out))
+        if group is None:
+            return value, loss
+        from ._sharded import combine_losses, param_digest
+
+        digest = param_digest(_m._trainable(prep))
+        return combine_losses(group, len(x), value * len(x), loss, digest)
+
+    def _replicated(self, what: str, fn):
+        """``fn()``, which every rank computes on the same inputs; under a group a failure on one
+        rank raises on every rank (one status exchange) instead of leaving the others waiting."""
+        if self._group is None:
+            return fn()
+        return guarded(self._group, f"SpectralMonitor ({what})", fn)
+
+    def _jacobian(self, prep: Prepared, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample singular values of the input Jacobians of the probe's Jacobian samples;
+        under a group each rank computes its own and they are gathered (single-process order)."""
+        if self._group is None:
+            return _m.jacobian_singular_values(prep, x[self.jac_index])
+        s, err = None, None
+        try:
+            if self._shard.jac_local:
+                s = _m.jacobian_singular_values(prep, self._shard.x_jac.to(prep.device))
+        except Exception as e:  # noqa: BLE001 -- sent to the other ranks, then re-raised
+            err = e
+        return self._shard.gather_jacobian(s, err).to(prep.device)
 
     @staticmethod
     def _clock(rec: dict, name: str, since: float) -> float:
