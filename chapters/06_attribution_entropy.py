@@ -217,8 +217,9 @@ print(
 # `passed`, or what is still wrong.
 #
 # **Exercise 1.** Spearman's $\rho$ is Pearson's correlation of the *ranks*. For seed 0's
-# entropies and instabilities (`se0`, `dg0`), compute it yourself with NumPy (ranks by a double
-# `argsort`; there are no ties in continuous data).
+# entropies and instabilities (`se0`, `dg0`), compute it yourself: rank each variable with
+# `scipy.stats.rankdata` (tied values share their average rank; the bundled digits do produce ties,
+# and a double `argsort` would break them arbitrarily), then take NumPy's Pearson correlation.
 
 # %% tags=["exercise"]
 rho_by_hand = ...  # float: Pearson's correlation of the ranks of se0 and dg0
@@ -227,8 +228,9 @@ rho_by_hand = ...  # float: Pearson's correlation of the ranks of se0 and dg0
 # %% jupyter={"source_hidden": true} tags=["solution", "hide-input"]
 # Reference solution (try the exercise first).
 def _solution_1():
-    rank_se, rank_dg = se0.argsort().argsort(), dg0.argsort().argsort()
-    return float(np.corrcoef(rank_se, rank_dg)[0, 1])
+    from scipy.stats import rankdata
+
+    return float(np.corrcoef(rankdata(se0), rankdata(dg0))[0, 1])
 
 
 # %% tags=["nbval-check-output"]
