@@ -201,18 +201,22 @@ assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-2
 # %% tags=["nbval-check-output"]
 # check: the data-set form of Theorem 5.1 with K = max_x sigma_1(x)^2 / d, on all the evaluation digits;
 # the library's K and right side equal independent numpy values
-ds_ok = {}
+# (the values themselves, which move in the last digit with the trained weights, are printed in
+# the next cell; this one prints only the verdicts)
+ds_ok, ds_values = {}, {}
 for name, Jn in J.items():
     lhs = float((eps**2 / d * (Jn**2).sum((1, 2))).mean())
     rhs = float(sl.sensitivity.entropy_bound_constant(Jn) * eps**2 * sl.effective_rank(Jn).mean())
     s1sq, se = numpy_sigma1_sq_and_se(Jn)
     rhs_np = float(s1sq.max() / d * eps**2 * np.exp(se).mean())
     ds_ok[name] = lhs <= rhs and math.isclose(rhs, rhs_np, rel_tol=1e-10)
-    print(
-        f"{name:12s} E_x typical {lhs:.3e} <= K eps^2 E_x exp(SE) {rhs:.3e} (numpy {rhs_np:.3e}):",
-        ds_ok[name],
-    )
+    ds_values[name] = (lhs, rhs, rhs_np)
+    print(f"{name:12s} E_x typical <= K eps^2 E_x exp(SE), library = numpy:", ds_ok[name])
 assert all(ds_ok.values())
+
+# %% tags=["nbval-ignore-output"]
+for name, (lhs, rhs, rhs_np) in ds_values.items():
+    print(f"{name:12s} E_x typical {lhs:.3e} <= K eps^2 E_x exp(SE) {rhs:.3e} (numpy {rhs_np:.3e})")
 
 # %% [markdown]
 # Each exercise has a cell to complete (replace the `...`), a collapsed reference solution (click
